@@ -1,0 +1,265 @@
+"""Readers for the on-disk formats CIFAR-10 comes in.
+
+Two layouts are understood, each as a folder or as an archive:
+
+* the official "python version" (``data_batch_1`` ... ``data_batch_5`` and
+  ``test_batch``, pickled dicts), as a folder or ``cifar-10-python.tar.gz``;
+* an image-folder tree (``train/<class>/*.jpg|png`` and ``test/<class>/*``),
+  as a folder or a ``.tgz``/``.tar.gz``/``.zip`` archive.
+
+Every reader returns a :class:`RawCIFAR` of uint8 images. The pickles are read
+with a restricted unpickler, so a doctored file can never run code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+CLASS_NAMES: tuple[str, ...] = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+
+
+class CorruptSourceError(ValueError):
+    """A CIFAR-10 source exists but cannot be read (truncated, corrupt or unsafe)."""
+
+
+@dataclass(frozen=True)
+class RawCIFAR:
+    """Undivided CIFAR-10 pools as stored on disk.
+
+    Attributes:
+        X_train: uint8 array of shape (N_train, 32, 32, 3), NHWC.
+        y_train: int32 array of shape (N_train,) with values in 0..9.
+        X_test: uint8 array of shape (N_test, 32, 32, 3).
+        y_test: int32 array of shape (N_test,).
+        description: human-readable description of where the data came from.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    description: str
+
+
+# --------------------------------------------------------------------------- pickles
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    # Python 3 writes bytes in protocol-2 pickles through _codecs.encode.
+    ("_codecs", "encode"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds the objects a CIFAR batch contains."""
+
+    def find_class(self, module: str, name: str):  # noqa: D102 - pickle API
+        if (module, name) not in _SAFE_GLOBALS:
+            raise CorruptSourceError(
+                f"refusing to load {module}.{name} from a CIFAR-10 batch: official batches "
+                "hold only a dict of bytes, lists and a uint8 array. The file may be "
+                "malicious; re-download it from the official site."
+            )
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def read_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pickled CIFAR-10 batch safely and check its contents.
+
+    Args:
+        data: the raw bytes of a file such as ``data_batch_1``.
+        name: file name, used in error messages.
+
+    Returns:
+        images: uint8 array (N, 32, 32, 3); labels: int32 array (N,).
+    """
+    try:
+        batch = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except CorruptSourceError:
+        raise
+    except Exception as error:  # pickle raises many types on damaged input
+        raise CorruptSourceError(f"{name}: not a readable CIFAR-10 batch ({error!r})") from error
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise CorruptSourceError(f"{name}: expected a dict with b'data' and b'labels'")
+    images, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        raise CorruptSourceError(f"{name}: b'data' must be a uint8 array")
+    if images.ndim != 2 or images.shape[1] != 3072 or labels.shape != (images.shape[0],):
+        raise CorruptSourceError(
+            f"{name}: expected data of shape (N, 3072) and N labels, got "
+            f"{images.shape} and {labels.shape}"
+        )
+    _check_labels(labels, name)
+    # Rows are stored channel-major (1024 R, 1024 G, 1024 B); the course uses NHWC.
+    nhwc = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(nhwc), labels.astype(np.int32)
+
+
+def _check_labels(labels: np.ndarray, name: str) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise CorruptSourceError(f"{name}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
+
+
+def _python_members(names: Iterator[str]) -> dict[str, str]:
+    """Map batch names (``data_batch_1`` ...) to member paths inside a folder or archive."""
+    wanted = {*TRAIN_BATCHES, TEST_BATCH}
+    return {PurePosixPath(n).name: n for n in names if PurePosixPath(n).name in wanted}
+
+
+def _assemble_python(read: dict[str, bytes], description: str) -> RawCIFAR:
+    missing = sorted({*TRAIN_BATCHES, TEST_BATCH} - read.keys())
+    if missing:
+        raise CorruptSourceError(f"{description}: missing CIFAR-10 batches {missing}")
+    train = [read_batch(read[n], n) for n in TRAIN_BATCHES]
+    X_test, y_test = read_batch(read[TEST_BATCH], TEST_BATCH)
+    X_train = np.concatenate([images for images, _ in train])
+    y_train = np.concatenate([labels for _, labels in train])
+    return RawCIFAR(X_train, y_train, X_test, y_test, description)
+
+
+def read_python_dir(folder: Path) -> RawCIFAR:
+    """Read the official python-format batches from a folder."""
+    members = _python_members(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    read = {name: (folder / rel).read_bytes() for name, rel in members.items()}
+    return _assemble_python(read, f"official python-format folder {folder}")
+
+
+def read_python_tar(path: Path) -> RawCIFAR:
+    """Read the official ``cifar-10-python.tar.gz`` without unpacking it to disk."""
+    with _open_archive(path) as tar:
+        members = _python_members(m.name for m in tar.getmembers() if m.isfile())
+        read = {name: tar.extractfile(rel).read() for name, rel in members.items()}
+    return _assemble_python(read, f"official python-format archive {path}")
+
+
+# ------------------------------------------------------------------------- image folders
+def _decode_image(data: bytes, name: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except Exception as error:
+        raise CorruptSourceError(f"{name}: cannot decode image ({error!r})") from error
+    if pixels.shape != (32, 32, 3):
+        raise CorruptSourceError(f"{name}: expected a 32x32 RGB image, got shape {pixels.shape}")
+    return pixels
+
+
+def image_key(path: str) -> tuple[str, str, str] | None:
+    """Return (split, class, file) for ``.../train/<class>/<file>.jpg`` paths, else None."""
+    parts = PurePosixPath(path).parts
+    if len(parts) < 3 or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+        return None
+    split, label, file = parts[-3], parts[-2], parts[-1]
+    return (split, label, file) if split in ("train", "test") else None
+
+
+def _assemble_images(items: list[tuple[tuple[str, str, str], bytes]], description: str) -> RawCIFAR:
+    if not items:
+        raise CorruptSourceError(f"{description}: no train/<class>/<image> files found")
+    unknown = sorted({label for (_, label, _), _ in items} - set(CLASS_NAMES))
+    if unknown:
+        raise CorruptSourceError(
+            f"{description}: unknown class folders {unknown}; expected {list(CLASS_NAMES)}"
+        )
+    # Sorting makes the pool independent of archive or filesystem order.
+    items.sort(key=lambda item: item[0])
+    splits = {}
+    for split in ("train", "test"):
+        chosen = [(key, data) for key, data in items if key[0] == split]
+        if not chosen:
+            raise CorruptSourceError(f"{description}: no images under {split}/")
+        X = np.empty((len(chosen), 32, 32, 3), dtype=np.uint8)
+        for i, (key, data) in enumerate(chosen):
+            X[i] = _decode_image(data, "/".join(key))
+        y = np.array([CLASS_NAMES.index(key[1]) for key, _ in chosen], dtype=np.int32)
+        splits[split] = (X, y)
+    return RawCIFAR(*splits["train"], *splits["test"], description)
+
+
+def read_image_dir(folder: Path) -> RawCIFAR:
+    """Read an image-folder tree (``train/<class>/*``, ``test/<class>/*``) from disk."""
+    items = []
+    for path in folder.rglob("*"):
+        key = image_key(path.relative_to(folder).as_posix())
+        if key is not None:
+            items.append((key, path.read_bytes()))
+    return _assemble_images(items, f"image folder {folder}")
+
+
+def read_image_archive(path: Path) -> RawCIFAR:
+    """Read an image-folder tree packed as ``.tgz``/``.tar.gz``/``.zip``."""
+    items = []
+    for name, read in _archive_files(path):
+        key = image_key(name)
+        if key is not None:
+            items.append((key, read()))
+    return _assemble_images(items, f"image-folder archive {path}")
+
+
+# ------------------------------------------------------------------------------ archives
+def _open_archive(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r:*")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise CorruptSourceError(_corrupt_message(path, error)) from error
+
+
+def _corrupt_message(path: Path, error: BaseException) -> str:
+    return (
+        f"{path}: the archive is truncated or corrupt ({error!r}). "
+        "Download or copy it again, then retry."
+    )
+
+
+def _archive_files(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """Yield (member name, reader) for every file in a tar or zip archive."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        yield info.filename, lambda info=info: archive.read(info)
+            return
+        with _open_archive(path) as tar:
+            for member in tar:
+                if member.isfile():
+                    yield member.name, lambda member=member: tar.extractfile(member).read()
+    except CorruptSourceError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
+        raise CorruptSourceError(_corrupt_message(path, error)) from error
+
+
+def archive_names(path: Path) -> Iterator[str]:
+    """Yield the file names inside a tar or zip archive, lazily (used to detect its layout)."""
+    for name, _ in _archive_files(path):
+        yield name
