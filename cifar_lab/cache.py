@@ -40,7 +40,9 @@ def fingerprint(source: Path) -> str:
     else:
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             stat = path.stat()
-            digest.update(f"{path.relative_to(source)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(
+                f"{path.relative_to(source)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode()
+            )
     return digest.hexdigest()[:20]
 
 

@@ -55,7 +55,7 @@ class CIFAR10Splits:
 
     def denormalise(self, X: np.ndarray) -> np.ndarray:
         """Map normalised images back to uint8 pixels (N, 32, 32, 3) for display."""
-        return np.clip(X * self.std + self.mean, 0, 255).astype(np.uint8)
+        return np.clip(np.rint(X * self.std + self.mean), 0, 255).astype(np.uint8)
 
     def summary(self) -> str:
         """Return a short, printable description of the splits."""
@@ -177,7 +177,9 @@ def split_and_normalise(
     val_index = balanced_subset(raw.y_train, pool, num_validation)
     train_index = pool[~np.isin(pool, val_index)][:num_training]
     test_order = rng.permutation(available_test)
-    test_index = test_order if num_test is None else balanced_subset(raw.y_test, test_order, num_test)
+    test_index = (
+        test_order if num_test is None else balanced_subset(raw.y_test, test_order, num_test)
+    )
 
     mean, std = channel_stats(raw.X_train, train_index)
     return CIFAR10Splits(

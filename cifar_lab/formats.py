@@ -13,6 +13,7 @@ with a restricted unpickler, so a doctored file can never run code.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import tarfile
@@ -78,7 +79,7 @@ _SAFE_GLOBALS = {
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds the objects a CIFAR batch contains."""
 
-    def find_class(self, module: str, name: str):  # noqa: D102 - pickle API
+    def find_class(self, module: str, name: str):
         if (module, name) not in _SAFE_GLOBALS:
             raise CorruptSourceError(
                 f"refusing to load {module}.{name} from a CIFAR-10 batch: official batches "
@@ -124,7 +125,9 @@ def read_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_labels(labels: np.ndarray, name: str) -> None:
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise CorruptSourceError(f"{name}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
+        raise CorruptSourceError(
+            f"{name}: labels must lie in 0..9, got {labels.min()}..{labels.max()}"
+        )
 
 
 def _python_members(names: Iterator[str]) -> dict[str, str]:
@@ -153,7 +156,7 @@ def read_python_dir(folder: Path) -> RawCIFAR:
 
 def read_python_tar(path: Path) -> RawCIFAR:
     """Read the official ``cifar-10-python.tar.gz`` without unpacking it to disk."""
-    with _open_archive(path) as tar:
+    with _archive_errors(path), _open_archive(path) as tar:
         members = _python_members(m.name for m in tar.getmembers() if m.isfile())
         read = {name: tar.extractfile(rel).read() for name, rel in members.items()}
     return _assemble_python(read, f"official python-format archive {path}")
@@ -182,7 +185,10 @@ def image_key(path: str) -> tuple[str, str, str] | None:
     return (split, label, file) if split in ("train", "test") else None
 
 
-def _assemble_images(items: list[tuple[tuple[str, str, str], bytes]], description: str) -> RawCIFAR:
+ImageItem = tuple[tuple[str, str, str], bytes]  # ((split, class, file), encoded bytes)
+
+
+def _assemble_images(items: list[ImageItem], description: str) -> RawCIFAR:
     if not items:
         raise CorruptSourceError(f"{description}: no train/<class>/<image> files found")
     unknown = sorted({label for (_, label, _), _ in items} - set(CLASS_NAMES))
@@ -226,23 +232,31 @@ def read_image_archive(path: Path) -> RawCIFAR:
 
 
 # ------------------------------------------------------------------------------ archives
-def _open_archive(path: Path) -> tarfile.TarFile:
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)
+
+
+@contextlib.contextmanager
+def _archive_errors(path: Path) -> Iterator[None]:
+    """Turn the many low-level errors of a damaged archive into one clear error."""
     try:
+        yield
+    except CorruptSourceError:
+        raise
+    except _ARCHIVE_ERRORS as error:
+        raise CorruptSourceError(
+            f"{path}: the archive is truncated or corrupt ({error!r}). "
+            "Download or copy it again, then retry."
+        ) from error
+
+
+def _open_archive(path: Path) -> tarfile.TarFile:
+    with _archive_errors(path):
         return tarfile.open(path, "r:*")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise CorruptSourceError(_corrupt_message(path, error)) from error
-
-
-def _corrupt_message(path: Path, error: BaseException) -> str:
-    return (
-        f"{path}: the archive is truncated or corrupt ({error!r}). "
-        "Download or copy it again, then retry."
-    )
 
 
 def _archive_files(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
     """Yield (member name, reader) for every file in a tar or zip archive."""
-    try:
+    with _archive_errors(path):
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
@@ -253,10 +267,6 @@ def _archive_files(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
             for member in tar:
                 if member.isfile():
                     yield member.name, lambda member=member: tar.extractfile(member).read()
-    except CorruptSourceError:
-        raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
-        raise CorruptSourceError(_corrupt_message(path, error)) from error
 
 
 def archive_names(path: Path) -> Iterator[str]:

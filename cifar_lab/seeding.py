@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-from typing import Union
 
 import numpy as np
 
-SeedLike = Union[int, np.random.Generator, None]
+SeedLike = int | np.random.Generator | None
 
 
 def as_generator(seed: SeedLike) -> np.random.Generator:

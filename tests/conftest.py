@@ -1,0 +1,112 @@
+"""Shared fixtures: small CIFAR-10 copies written in the real on-disk formats."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_lab.formats import CLASS_NAMES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tgz"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    """Keep every test away from the user's caches and data settings."""
+    monkeypatch.delenv("CIFAR10_SOURCE", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
+    monkeypatch.setenv("CIFAR_LAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def make_pool(num_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images (N, 32, 32, 3) whose labels are class-sorted, like image folders."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), num_images // 10).astype(np.int32)
+    X = rng.integers(0, 256, size=(len(y), 32, 32, 3), dtype=np.uint8)
+    return X, y
+
+
+def pickled_batch(X: np.ndarray, y: np.ndarray) -> bytes:
+    """Serialise images as an official CIFAR-10 python batch (CHW rows, protocol 2)."""
+    rows = X.transpose(0, 3, 1, 2).reshape(len(X), 3072)
+    batch = {b"batch_label": b"test batch", b"labels": [int(v) for v in y], b"data": rows}
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_python_dir(folder: Path, per_batch: int = 20, test_size: int = 30) -> dict:
+    """Write ``cifar-10-batches-py`` with five training batches and a test batch."""
+    folder.mkdir(parents=True)
+    train_X, train_y = make_pool(per_batch * 5, seed=1)
+    order = np.random.default_rng(2).permutation(len(train_y))  # official files are shuffled
+    train_X, train_y = train_X[order], train_y[order]
+    for i in range(5):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        (folder / f"data_batch_{i + 1}").write_bytes(pickled_batch(train_X[part], train_y[part]))
+    test_X, test_y = make_pool(test_size, seed=3)
+    (folder / "test_batch").write_bytes(pickled_batch(test_X, test_y))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": list(CLASS_NAMES)}))
+    return {"X_train": train_X, "y_train": train_y, "X_test": test_X, "y_test": test_y}
+
+
+def tar_folder(folder: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return archive
+
+
+def write_image_dir(root: Path, per_class: int = 12, test_per_class: int = 4, fmt="PNG") -> dict:
+    """Write ``root/train/<class>/NNNN.png`` and ``root/test/<class>/NNNN.png``."""
+    from PIL import Image
+
+    arrays = {}
+    for split, count, seed in (("train", per_class, 4), ("test", test_per_class, 5)):
+        X, y = make_pool(count * 10, seed)
+        for i, (image, label) in enumerate(zip(X, y, strict=True)):
+            path = root / split / CLASS_NAMES[label] / f"{i:04d}.{fmt.lower()}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path, format=fmt)
+        arrays[split] = (X, y)
+    return arrays
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.rglob("*")):
+            out.write(path, arcname=path.relative_to(folder.parent).as_posix())
+    return archive
+
+
+class Exploit:
+    """A pickle payload that would create a file if it were ever unpickled naively."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def exploit_bytes(marker: Path) -> bytes:
+    buffer = io.BytesIO()
+    pickle.dump({b"data": Exploit(marker), b"labels": [0]}, buffer, protocol=2)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def python_dir(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    return folder, write_python_dir(folder)
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    root = tmp_path / "cifar10-png"
+    return root, write_image_dir(root)
