@@ -2,14 +2,16 @@
 
 Commands:
     data   load CIFAR-10 and print a summary of the splits
-    run    the main job (for now: the data summary; later all notebooks)
+    run    the main job: execute the notebooks headless and summarise them
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,19 +37,67 @@ def _data_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select_notebooks(prefixes: list[str] | None) -> list[Path]:
+    from cifar_lab.nbtools import course_notebooks
+
+    notebooks = course_notebooks()
+    return [p for p in notebooks if not prefixes or any(p.stem.startswith(k) for k in prefixes)]
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    from cifar_lab.nbtools import NOTEBOOK_DIR
+    from cifar_lab.runner import format_summary, run_all
+
+    if args.source:
+        os.environ["CIFAR10_SOURCE"] = args.source  # the kernels inherit it
+    notebooks = _select_notebooks(args.only)
+    if not notebooks:
+        print(f"error: no notebooks matched {args.only or '*'} in {NOTEBOOK_DIR}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out)
+    runs = run_all(notebooks, out_dir, profile=args.profile, cell_timeout=args.cell_timeout)
+    print()
+    print(format_summary(runs))
+    print(f"executed notebooks and HTML: {out_dir.resolve()}")
+    return 0 if all(run.status == "ok" for run in runs) else 1
+
+
+def _refresh_outputs(args: argparse.Namespace) -> int:
+    from cifar_lab.nbtools import course_notebooks, refresh_checked_outputs
+
+    notebooks = [
+        p
+        for p in course_notebooks()
+        if not args.only or any(p.stem.startswith(k) for k in args.only)
+    ]
+    refresh_checked_outputs(notebooks)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for ``python -m cifar_lab``."""
     parser = argparse.ArgumentParser(
         prog="python -m cifar_lab", description="cifar_lab course tools"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("data", "load CIFAR-10 and print a summary"),
-        ("run", "the main job: currently loads the data and prints a summary"),
-    ):
-        sub = commands.add_parser(name, help=help_text)
-        _add_data_arguments(sub)
-        sub.set_defaults(handler=_data_summary)
+    data = commands.add_parser("data", help="load CIFAR-10 and print a summary")
+    _add_data_arguments(data)
+    data.set_defaults(handler=_data_summary)
+
+    run = commands.add_parser("run", help="execute the notebooks headless and summarise them")
+    run.add_argument("--profile", choices=["quick", "full"], default="full")
+    run.add_argument("--out", default="outputs", help="folder for executed copies and HTML")
+    run.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
+    run.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell")
+    run.add_argument("--source", default=None, help="CIFAR-10 copy (sets $CIFAR10_SOURCE)")
+    run.set_defaults(handler=_run_notebooks)
+
+    refresh = commands.add_parser(
+        "refresh-outputs",
+        help="maintainers: re-run notebooks (quick) and keep only # NBVAL_CHECK_OUTPUT outputs",
+    )
+    refresh.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
+    refresh.set_defaults(handler=_refresh_outputs)
     return parser
 
 

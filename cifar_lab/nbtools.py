@@ -1,0 +1,75 @@
+"""Small helpers for reading and cleaning the course notebooks.
+
+Policy: notebooks are committed without outputs, except cells marked with a
+line ``# NBVAL_CHECK_OUTPUT``, whose (deterministic) outputs nbval compares.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def course_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """Return the course notebooks (``NN_name.ipynb``) in order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def is_checked(cell) -> bool:
+    """True for a code cell whose output nbval compares (marker alone on a line)."""
+    lines = (line.strip() for line in cell.get("source", "").splitlines())
+    return cell.get("cell_type") == "code" and CHECK_MARKER in lines
+
+
+def strip_outputs(notebook, *, keep_checked: bool = True):
+    """Return a copy without outputs and execution counts.
+
+    Args:
+        notebook: an nbformat notebook node.
+        keep_checked: keep the outputs of ``# NBVAL_CHECK_OUTPUT`` cells.
+
+    Returns:
+        The cleaned copy; ``notebook`` itself is not modified.
+    """
+    cleaned = copy.deepcopy(notebook)
+    for cell in cleaned.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        if keep_checked and is_checked(cell):
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output["execution_count"] = None
+        else:
+            cell.outputs = []
+    return cleaned
+
+
+def refresh_checked_outputs(paths: list[Path], *, cell_timeout: int = 1800) -> None:
+    """Re-execute notebooks in the quick profile and commit only checked outputs.
+
+    For maintainers: run after editing a ``# NBVAL_CHECK_OUTPUT`` cell.
+
+    Args:
+        paths: notebooks to refresh in place.
+        cell_timeout: seconds any single cell may take.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    from cifar_lab.runner import QUIET_TF, environment
+
+    with environment(CIFAR_LAB_PROFILE="quick", MPLBACKEND="agg", **QUIET_TF):
+        for path in paths:
+            notebook = nbformat.read(path, as_version=4)
+            NotebookClient(
+                notebook,
+                timeout=cell_timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
+            nbformat.write(strip_outputs(notebook), path)
+            print(f"refreshed {path}")

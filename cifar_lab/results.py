@@ -1,0 +1,92 @@
+"""Machine-readable results and checks that notebooks emit.
+
+Notebook cells call :func:`record` for the numbers a run should be judged by
+and :func:`check_at_least` for the course's promises. Both print a line for
+people and attach a JSON payload under a custom MIME type, so the main job and
+the grader read results from the executed notebook without scraping text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+RESULT_MIME = "application/vnd.cifar-lab.result+json"
+CHECK_MIME = "application/vnd.cifar-lab.check+json"
+
+
+def _emit(text: str, mime: str, payload: dict[str, Any]) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # plain Python without IPython installed
+        print(text)
+        return
+    if get_ipython() is None:
+        print(text)
+        return
+    display({"text/plain": text, mime: payload}, raw=True)
+
+
+def record(name: str, value: float, *, key: bool = False) -> float:
+    """Publish a named result, e.g. a validation accuracy, and return it.
+
+    Args:
+        name: short identifier such as ``"val_accuracy"``.
+        value: a finite float.
+        key: mark it as the notebook's headline number (shown in summaries).
+
+    Returns:
+        ``value`` as a float.
+    """
+    value = float(value)
+    if not name or not isinstance(name, str):
+        raise ValueError(f"result name must be a non-empty string, got {name!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"result {name!r} must be finite, got {value}")
+    _emit(f"result {name} = {value:.4f}", RESULT_MIME, {"name": name, "value": value, "key": key})
+    return value
+
+
+def check_at_least(value: float, minimum: float, *, what: str, hint: str) -> None:
+    """Assert a promise such as "above 40% validation accuracy", with a helpful hint.
+
+    Args:
+        value: the measured number (e.g. accuracy in 0..1).
+        minimum: the promised lower bound.
+        what: what was measured, in words.
+        hint: what to look at if the promise is broken.
+
+    Raises:
+        AssertionError: ``value < minimum``; the message carries ``hint``.
+    """
+    passed = bool(value >= minimum)
+    verdict = "passed" if passed else "FAILED"
+    _emit(
+        f"check {verdict}: {what}: {value:.4f} (need >= {minimum:.4f})",
+        CHECK_MIME,
+        {"what": what, "value": float(value), "minimum": float(minimum), "passed": passed},
+    )
+    if not passed:
+        raise AssertionError(
+            f"{what}: got {value:.1%}, expected at least {minimum:.1%}.\nHint: {hint}"
+        )
+
+
+def read_outputs(notebook) -> dict[str, list[dict[str, Any]]]:
+    """Collect the result and check payloads from an executed notebook.
+
+    Args:
+        notebook: an ``nbformat`` notebook node (or the same structure as dicts).
+
+    Returns:
+        ``{"results": [...], "checks": [...]}``, each payload with its cell index.
+    """
+    found: dict[str, list[dict[str, Any]]] = {"results": [], "checks": []}
+    for index, cell in enumerate(notebook.get("cells", [])):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = output.get("data", {}) if isinstance(output, dict) else {}
+            for mime, bucket in ((RESULT_MIME, "results"), (CHECK_MIME, "checks")):
+                if isinstance(data.get(mime), dict):
+                    found[bucket].append({**data[mime], "cell": index})
+    return found

@@ -1,0 +1,39 @@
+"""Tests for run profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_lab import profiles, sources
+
+
+def test_profile_comes_from_environment_and_defaults_to_full(monkeypatch):
+    monkeypatch.delenv("CIFAR_LAB_PROFILE", raising=False)
+    assert profiles.get_profile().name == "full"
+    monkeypatch.setenv("CIFAR_LAB_PROFILE", "quick")
+    assert profiles.get_profile().name == "quick"
+    monkeypatch.setenv("CIFAR_LAB_PROFILE", "fast")
+    with pytest.raises(ValueError, match=r"'fast'.*\['full', 'quick'\]"):
+        profiles.get_profile()
+
+
+def test_full_profile_is_the_assignment():
+    full = profiles.get_profile("full")
+    assert (full.num_training, full.num_validation, full.num_epochs) == (49_000, 1_000, 1)
+    assert (full.min_val_accuracy, full.min_fit_accuracy) == (0.40, 0.42)
+    quick = profiles.get_profile("quick")
+    assert quick.num_training < full.num_training
+    assert quick.min_val_accuracy <= full.min_val_accuracy
+
+
+def test_quick_profile_says_when_it_uses_synthetic_data(monkeypatch, capsys):
+    monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
+    data = profiles.load_profile_data(profiles.get_profile("quick"))
+    assert "synthetic" in data.source
+    assert "SYNTHETIC" in capsys.readouterr().out
+
+
+def test_full_profile_never_falls_back_to_synthetic(monkeypatch):
+    monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
+    with pytest.raises(sources.CIFAR10NotFoundError):
+        profiles.load_profile_data(profiles.get_profile("full"))
