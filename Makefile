@@ -19,11 +19,16 @@ env: $(STAMP)
 run: $(STAMP)
 	$(PY) -m cifar_lab run
 
+# The notebooks run under nbval in the quick profile; only cells marked
+# `# NBVAL_CHECK_OUTPUT` have their outputs compared (--nbval-lax).
+NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
 # pytest exits 5 when it collected no tests; that is a failure here too.
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	CIFAR_LAB_PROFILE=quick TF_CPP_MIN_LOG_LEVEL=2 \
+	$(PY) -m pytest tests notebooks $(NBVAL_ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 lint: $(STAMP)

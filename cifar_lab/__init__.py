@@ -24,6 +24,70 @@ _EXPORTS = {
     "load_cifar10": "data",
     "Dataset": "batching",
     "set_seed": "seeding",
+    # Parts II-IV: barebones TensorFlow, Keras models, training loops
+    "flatten": "barebones",
+    "two_layer_fc": "barebones",
+    "two_layer_fc_init": "barebones",
+    "three_layer_fc": "barebones",
+    "three_layer_fc_init": "barebones",
+    "kaiming_normal": "barebones",
+    "training_step": "barebones",
+    "check_accuracy": "barebones",
+    "train_part2": "barebones",
+    "TwoLayerFC": "models",
+    "two_layer_sequential": "models",
+    "two_layer_functional": "models",
+    "classification_loss": "models",
+    "train_part34": "training",
+    "evaluate": "training",
+    "Evaluation": "training",
+    "compile_model": "models",
+    "History": "history",
+    "TrainingDivergedError": "history",
+    "default_device": "devices",
+    "resolve_device": "devices",
+    # course support: profiles, results, pictures, metrics
+    "Profile": "profiles",
+    "get_profile": "profiles",
+    "load_profile_data": "profiles",
+    "record": "results",
+    "check_at_least": "results",
+    "accuracy": "metrics",
+    "confusion_matrix": "metrics",
+    "show_class_samples": "plots",
+    "plot_history": "plots",
+    "plot_confusion_matrix": "plots",
+    "show_misclassified": "plots",
+    # Part V: configurable dense networks, sweeps, ensembles, the reference recipe
+    "MLPConfig": "tuning",
+    "build_mlp": "tuning",
+    "build_optimizer": "tuning",
+    "build_schedule": "tuning",
+    "compile_mlp": "tuning",
+    "train_config": "mlp_training",
+    "TrainedMLP": "mlp_training",
+    "MLPObjective": "mlp_training",
+    "augment_batch": "augment",
+    "fit_whitening": "whitening",
+    "WhiteningFit": "whitening",
+    "Maxout": "layers",
+    "raw_pixel_model": "layers",
+    "convolution_layers": "layers",
+    "SweepSpec": "sweeps",
+    "open_study": "sweeps",
+    "run_sweep": "sweeps",
+    "run_worker": "sweeps",
+    "run_workers": "sweeps",
+    "results_frame": "sweep_plots",
+    "plot_accuracy_heatmap": "sweep_plots",
+    "plot_top_curves": "sweep_plots",
+    "plot_optimizer_batchnorm": "sweep_plots",
+    "average_probabilities": "ensembles",
+    "predict_probabilities": "ensembles",
+    "ensemble_model": "ensembles",
+    "train_ensemble": "ensembles",
+    "RECIPES": "recipe",
+    "train_best": "recipe",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -42,8 +106,63 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # let editors and type checkers see the lazy names
+    from cifar_lab.augment import augment_batch
+    from cifar_lab.barebones import (
+        check_accuracy,
+        flatten,
+        kaiming_normal,
+        three_layer_fc,
+        three_layer_fc_init,
+        train_part2,
+        training_step,
+        two_layer_fc,
+        two_layer_fc_init,
+    )
     from cifar_lab.batching import Dataset
     from cifar_lab.data import CIFAR10Splits, load_cifar10
+    from cifar_lab.devices import default_device, resolve_device
+    from cifar_lab.ensembles import (
+        average_probabilities,
+        ensemble_model,
+        predict_probabilities,
+        train_ensemble,
+    )
     from cifar_lab.formats import CLASS_NAMES, CorruptSourceError
+    from cifar_lab.history import History, TrainingDivergedError
+    from cifar_lab.layers import Maxout, convolution_layers, raw_pixel_model
+    from cifar_lab.metrics import accuracy, confusion_matrix
+    from cifar_lab.mlp_training import MLPObjective, TrainedMLP, train_config
+    from cifar_lab.models import (
+        TwoLayerFC,
+        classification_loss,
+        compile_model,
+        two_layer_functional,
+        two_layer_sequential,
+    )
+    from cifar_lab.plots import (
+        plot_confusion_matrix,
+        plot_history,
+        show_class_samples,
+        show_misclassified,
+    )
+    from cifar_lab.profiles import Profile, get_profile, load_profile_data
+    from cifar_lab.recipe import RECIPES, train_best
+    from cifar_lab.results import check_at_least, record
     from cifar_lab.seeding import set_seed
     from cifar_lab.sources import CIFAR10NotFoundError
+    from cifar_lab.sweep_plots import (
+        plot_accuracy_heatmap,
+        plot_optimizer_batchnorm,
+        plot_top_curves,
+        results_frame,
+    )
+    from cifar_lab.sweeps import SweepSpec, open_study, run_sweep, run_worker, run_workers
+    from cifar_lab.training import Evaluation, evaluate, train_part34
+    from cifar_lab.tuning import (
+        MLPConfig,
+        build_mlp,
+        build_optimizer,
+        build_schedule,
+        compile_mlp,
+    )
+    from cifar_lab.whitening import WhiteningFit, fit_whitening

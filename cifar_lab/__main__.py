@@ -1,8 +1,13 @@
 """Command line: ``python -m cifar_lab COMMAND``.
 
 Commands:
-    data   load CIFAR-10 and print a summary of the splits
-    run    the main job: execute the notebooks headless and summarise them
+    data             load CIFAR-10 and print a summary of the splits
+    run              the main job: execute the notebooks headless and summarise them
+    refresh-outputs  maintainers: refresh the committed outputs of checked cells
+    train-best       train and evaluate the best no-convolution recipe (Part V)
+    release          instructors: write student notebooks without solutions
+    submit           students: check executed notebooks and zip them
+    grade            instructors: grade a folder of submissions into a report
 """
 
 from __future__ import annotations
@@ -98,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     refresh.set_defaults(handler=_refresh_outputs)
+
+    from cifar_lab.instructor_cli import add_cli as add_instructor_commands
+    from cifar_lab.recipe import add_cli as add_recipe_command
+
+    add_recipe_command(commands)
+    add_instructor_commands(commands)
     return parser
 
 

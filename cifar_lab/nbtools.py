@@ -25,7 +25,7 @@ def is_checked(cell) -> bool:
 
 
 def strip_outputs(notebook, *, keep_checked: bool = True):
-    """Return a copy without outputs and execution counts.
+    """Return a copy without outputs and execution counts (checked cells may keep both).
 
     Args:
         notebook: an nbformat notebook node.
@@ -38,12 +38,10 @@ def strip_outputs(notebook, *, keep_checked: bool = True):
     for cell in cleaned.cells:
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
-        if keep_checked and is_checked(cell):
-            for output in cell.outputs:
-                if "execution_count" in output:
-                    output["execution_count"] = None
-        else:
+        # nbval rejects a cell that has outputs but no execution count, so checked
+        # cells keep theirs; every other cell loses both.
+        if not (keep_checked and is_checked(cell)):
+            cell.execution_count = None
             cell.outputs = []
     return cleaned
 
@@ -62,7 +60,7 @@ def refresh_checked_outputs(paths: list[Path], *, cell_timeout: int = 1800) -> N
 
     from cifar_lab.runner import QUIET_TF, environment
 
-    with environment(CIFAR_LAB_PROFILE="quick", MPLBACKEND="agg", **QUIET_TF):
+    with environment(CIFAR_LAB_PROFILE="quick", **QUIET_TF):
         for path in paths:
             notebook = nbformat.read(path, as_version=4)
             NotebookClient(

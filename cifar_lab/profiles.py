@@ -44,9 +44,11 @@ class Profile:
 
 PROFILES = {
     "full": Profile("full", 49_000, 1_000, None, 1, 700, 0.40, 0.42),
-    # Chance is 10%; 5,000 images for one epoch land near 30%, so 20% still
-    # catches a broken model without making CI flaky.
-    "quick": Profile("quick", 5_000, 500, 500, 1, 25, 0.20, 0.20),
+    # Chance is 10%. 5,000 images give only 79 SGD steps per epoch, and the
+    # 4000-unit net's validation accuracy swings by +-7 points between
+    # evaluations at that stage (measured 20-36%), so quick trains two epochs
+    # and asks for 15%: 3.7 standard errors above chance on 500 images.
+    "quick": Profile("quick", 5_000, 500, 500, 2, 50, 0.15, 0.15),
 }
 
 

@@ -157,7 +157,7 @@ def run_all(
     """
     get_profile(profile)  # fail early on a typo
     runs = []
-    with environment(**{PROFILE_ENV: profile, "MPLBACKEND": "agg", **QUIET_TF}):
+    with environment(**{PROFILE_ENV: profile, **QUIET_TF}):
         for path in notebooks:
             if verbose:
                 print(f"=== {path.name} ({profile} profile)", flush=True)

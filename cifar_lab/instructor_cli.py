@@ -1,0 +1,163 @@
+"""Command line for the instructor tools: ``release``, ``submit`` and ``grade``.
+
+``cifar_lab.__main__`` calls :func:`add_cli` to register the three commands::
+
+    python -m cifar_lab release --out student_release/
+    python -m cifar_lab submit --notebook-dir notebooks --out alice.zip
+    python -m cifar_lab grade submissions/ --out report.csv [--rerun]
+
+Each handler returns the process exit code: 0 on success, 1 when ``submit``
+finds problems, 2 for a usage or set-up error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from cifar_lab.nbtools import NOTEBOOK_DIR
+from cifar_lab.release import MANIFEST_FILE
+
+MEGABYTE = 1024 * 1024
+
+
+def _release(args: argparse.Namespace) -> int:
+    from cifar_lab.release import release
+
+    manifest = release(Path(args.out), source_dir=Path(args.source_dir), force=args.force)
+    print(f"student notebooks and {manifest.name} written to {manifest.parent}")
+    return 0
+
+
+def _manifest_near(folder: Path, explicit: str | None) -> dict | None:
+    from cifar_lab.release import load_manifest
+
+    path = Path(explicit) if explicit else folder / MANIFEST_FILE
+    if explicit or path.is_file():
+        return load_manifest(path)
+    print(f"note: no {MANIFEST_FILE} in {folder}; cell structure is not checked")
+    return None
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from cifar_lab.submission import check_submission, write_submission_zip
+
+    folder = Path(args.notebook_dir)
+    if not folder.is_dir():
+        raise ValueError(f"--notebook-dir {folder} is not a folder; pass the notebooks' folder")
+    manifest = _manifest_near(folder, args.manifest)
+    max_bytes = int(args.max_notebook_mb * MEGABYTE)
+    inspections, findings = check_submission(folder, manifest=manifest, max_bytes=max_bytes)
+    blocking = [finding for finding in findings if finding.severity != "warning"]
+    for number, finding in enumerate(findings, start=1):
+        label = "warning" if finding.severity == "warning" else "problem"
+        print(f"{number}. [{label}] {finding}")
+        if finding.fix:
+            print(f"   fix: {finding.fix}")
+    if blocking:
+        print(f"\n{len(blocking)} problem(s): nothing was written. Fix them and run submit again.")
+        return 1
+    out = Path(args.out or f"{getpass.getuser()}_cifar_lab.zip")
+    members = write_submission_zip(folder, out, tuple(i.name for i in inspections))
+    print(f"all checks passed; wrote {out} ({len(members)} files)")
+    return 0
+
+
+def _grade_manifest(args: argparse.Namespace) -> dict | None:
+    from cifar_lab.release import build_release, load_manifest
+
+    if args.manifest:
+        return load_manifest(Path(args.manifest))
+    if any(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
+        print(f"note: cell structure compared with a release of {NOTEBOOK_DIR} (see --manifest)")
+        return build_release(NOTEBOOK_DIR)[1]
+    print("note: no --manifest and no course notebooks found; cell structure is not checked")
+    return None
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from cifar_lab.grading import GradeSettings, GradingSetupError, grade_folder, write_report
+    from cifar_lab.rerun import RerunSettings
+
+    rerun = None
+    if args.rerun:
+        rerun = RerunSettings(
+            cell_timeout=args.cell_timeout,
+            total_timeout=args.total_timeout,
+            profile=args.rerun_profile,
+            tolerance=args.rerun_tolerance,
+            source=args.source,
+        )
+    settings = GradeSettings(
+        manifest=_grade_manifest(args),
+        max_notebook_bytes=int(args.max_notebook_mb * MEGABYTE),
+        max_file_bytes=int(args.max_file_mb * MEGABYTE),
+        tolerance=args.tolerance,
+        source=args.source,
+        num_test=args.num_test,
+        rerun=rerun,
+    )
+    try:
+        rows = grade_folder(Path(args.submissions), settings)
+    except GradingSetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    csv_path, json_path = write_report(rows, Path(args.out), settings.notebooks)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "incomplete", "flagged")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    damaged = sum(r["status"] == "damaged" for r in rows)
+    print(
+        f"{len(rows)} submissions: {summary}, {damaged} damaged; wrote {csv_path} and {json_path}"
+    )
+    return 0
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _add_grade(subparsers) -> None:
+    grade = subparsers.add_parser("grade", help="grade a folder of submissions into a report")
+    grade.add_argument("submissions", help="folder of <student>.zip files or <student>/ folders")
+    grade.add_argument("--out", required=True, help="report CSV; the JSON goes next to it")
+    grade.add_argument("--manifest", help=f"the release's {MANIFEST_FILE} (default: re-derived)")
+    grade.add_argument("--source", help="CIFAR-10 copy for the test set and --rerun")
+    grade.add_argument("--num-test", type=_positive(int), help="test images (default: all)")
+    grade.add_argument("--tolerance", type=float, default=0.005, help="claim vs model (0.005)")
+    grade.add_argument("--max-notebook-mb", type=_positive(float), default=20.0)
+    grade.add_argument("--max-file-mb", type=_positive(float), default=512.0, help="model size")
+    grade.add_argument("--rerun", action="store_true", help="re-execute (runs student code!)")
+    grade.add_argument("--cell-timeout", type=_positive(int), default=3600, help="seconds")
+    grade.add_argument("--total-timeout", type=_positive(int), default=4 * 3600, help="seconds")
+    grade.add_argument("--rerun-profile", choices=["full", "quick"], default="full")
+    grade.add_argument("--rerun-tolerance", type=float, default=0.02)
+    grade.set_defaults(handler=_grade)
+
+
+def add_cli(subparsers) -> None:
+    """Register ``release``, ``submit`` and ``grade`` on an argparse subparsers object.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
+    """
+    release = subparsers.add_parser("release", help="write student notebooks without solutions")
+    release.add_argument("--out", required=True, help="folder for the student release")
+    release.add_argument("--source-dir", default=str(NOTEBOOK_DIR), help="solution notebooks")
+    release.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    release.set_defaults(handler=_release)
+
+    submit = subparsers.add_parser("submit", help="check executed notebooks and zip them")
+    submit.add_argument("--notebook-dir", default="notebooks", help="folder of your notebooks")
+    submit.add_argument("--out", help="zip to write (default: <user>_cifar_lab.zip)")
+    submit.add_argument("--manifest", help=f"default: {MANIFEST_FILE} in --notebook-dir")
+    submit.add_argument("--max-notebook-mb", type=_positive(float), default=20.0)
+    submit.set_defaults(handler=_submit)
+    _add_grade(subparsers)

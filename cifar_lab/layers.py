@@ -1,0 +1,186 @@
+"""Layers for the Part V dense networks: maxout, whitening, raw-pixel input, factories.
+
+Whitening and raw-pixel standardisation use built-in Keras layers whose
+numbers are weights, so a saved ``.keras`` model carries them and reloads
+with ``keras.models.load_model(path, safe_mode=True)``; only :class:`Maxout`
+is a custom class (registered, so importing ``cifar_lab.layers`` is enough).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from cifar_lab.tuning import ACTIVATIONS, INITIALIZERS, LEAKY_SLOPE
+from cifar_lab.whitening import WhiteningFit
+
+_PACKAGE = "cifar_lab"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Maxout(keras.layers.Layer):
+    """Max over groups of ``pieces`` consecutive features.
+
+    Put it after a ``Dense(units * pieces)`` layer to get a maxout unit: output
+    unit ``j`` is the largest of input features ``j*pieces .. j*pieces+pieces-1``.
+
+    Args:
+        pieces: linear pieces per unit, at least 2.
+        **kwargs: the standard Keras layer arguments (``name``, ``dtype``); Keras
+            rejects unknown ones.
+
+    Input: float (N, units * pieces). Output: float (N, units).
+    """
+
+    def __init__(self, pieces: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 2:
+            raise ValueError(f"Maxout pieces must be an int >= 2, got {pieces!r}")
+        self.pieces = int(pieces)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        features = input_shape[-1]
+        return (*input_shape[:-1], None if features is None else features // self.pieces)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        features = input_shape[-1]
+        if features is None or features % self.pieces:
+            raise ValueError(
+                f"Maxout with pieces={self.pieces} needs a feature count divisible by "
+                f"{self.pieces}; got {features}. Use Dense(units * pieces) before it."
+            )
+
+    def call(self, inputs):
+        ops = keras.ops
+        units = inputs.shape[-1] // self.pieces
+        grouped = ops.reshape(inputs, (-1, units, self.pieces))
+        return ops.max(grouped, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pieces": self.pieces}
+
+
+def whitening_dense(fit: WhiteningFit, name: str = "whitening") -> keras.layers.Dense:
+    """A frozen, built-in ``Dense`` layer computing ``(x - mean) @ matrix``.
+
+    ``x @ W - mean @ W`` is the same affine map with a plain kernel and bias, so a
+    saved model needs no custom class to reload.
+
+    Args:
+        fit: a fitted whitening: mean (D,), matrix (D, K).
+        name: layer name.
+
+    Returns:
+        A built, non-trainable ``keras.layers.Dense``: float32 (N, D) -> (N, K).
+    """
+    features, units = fit.matrix.shape
+    layer = keras.layers.Dense(units, kernel_initializer="zeros", trainable=False, name=name)
+    layer.build((None, features))
+    bias = -(fit.mean.astype(np.float64) @ fit.matrix.astype(np.float64))
+    layer.set_weights([fit.matrix, bias.astype(np.float32)])
+    return layer
+
+
+def raw_pixel_model(
+    model: keras.Model,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    probabilities: bool = True,
+    name: str = "raw_pixel_classifier",
+) -> keras.Model:
+    """Wrap a model trained on standardised images so it accepts raw 0..255 pixels.
+
+    Args:
+        model: maps float32 (N, 32, 32, 3) standardised images to logits (N, C).
+        mean, std: per-channel statistics (3,) of the raw training pixels.
+        probabilities: end with a softmax, so ``predict`` returns probabilities.
+        name: name of the returned model.
+
+    Returns:
+        A Keras model: uint8 or float (N, 32, 32, 3) raw pixels -> float32 (N, C).
+    """
+    mean = np.asarray(mean, dtype=np.float32).ravel()
+    std = np.asarray(std, dtype=np.float32).ravel()
+    if mean.shape != (3,) or std.shape != (3,) or not (std > 0).all():
+        raise ValueError(f"mean and std need 3 channel values, std > 0; got {mean}, {std}")
+    inputs = keras.Input(shape=(32, 32, 3), name="raw_pixels")
+    # built-in Normalization: casts uint8 to float32, stores mean/variance as weights
+    standardise = keras.layers.Normalization(mean=mean, variance=std**2, name="standardise")
+    standardised = standardise(inputs)
+    outputs = model(standardised)
+    if probabilities:
+        outputs = keras.layers.Softmax(name="probabilities")(outputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def convolution_layers(model: keras.Model) -> list[str]:
+    """Names of all convolution layers in ``model``, nested models included.
+
+    Args:
+        model: any Keras model.
+
+    Returns:
+        Layer names whose class is a convolution (Conv1D/2D/3D, separable,
+        depthwise, transposed); empty for a dense-only network.
+    """
+    found = []
+    for layer in model.layers:
+        if any("Conv" in cls.__name__ for cls in type(layer).__mro__):
+            found.append(layer.name)
+        if isinstance(layer, keras.Model):  # a nested model: look inside it too
+            found.extend(convolution_layers(layer))
+    return found
+
+
+def make_initializer(name: str, seed: int) -> keras.initializers.Initializer:
+    """Return the seeded Keras kernel initialiser called ``name``.
+
+    Args:
+        name: one of :data:`INITIALIZERS`; ``"uniform"`` is U(-0.05, 0.05) and
+            ``"normal"`` is N(0, 0.05²), Keras' defaults for those families.
+        seed: int seed (ignored by ``"zeros"``).
+
+    Returns:
+        A Keras initializer.
+    """
+    init = keras.initializers
+    factories = {
+        "uniform": lambda: init.RandomUniform(-0.05, 0.05, seed=seed),
+        "normal": lambda: init.RandomNormal(0.0, 0.05, seed=seed),
+        "lecun_uniform": lambda: init.LecunUniform(seed=seed),
+        "lecun_normal": lambda: init.LecunNormal(seed=seed),
+        "glorot_uniform": lambda: init.GlorotUniform(seed=seed),
+        "glorot_normal": lambda: init.GlorotNormal(seed=seed),
+        "he_uniform": lambda: init.HeUniform(seed=seed),
+        "he_normal": lambda: init.HeNormal(seed=seed),
+        "zeros": init.Zeros,
+    }
+    if name not in factories:
+        raise ValueError(f"unknown initializer {name!r}; choose from {INITIALIZERS}")
+    return factories[name]()
+
+
+def make_activation(activation: str, *, pieces: int = 2, name: str | None = None):
+    """Return the activation layer called ``activation``.
+
+    Args:
+        activation: one of :data:`ACTIVATIONS`; ``"maxout"`` gives :class:`Maxout`,
+            which expects ``pieces`` times as many inputs as it outputs.
+        pieces: maxout pieces per unit.
+        name: the Keras layer name.
+
+    Returns:
+        A Keras layer; float (N, F) -> float (N, F), or (N, F // pieces) for maxout.
+    """
+    if activation == "maxout":
+        return Maxout(pieces, name=name)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name)
+    if activation == "prelu":  # one learned slope per unit, starting at 0.25
+        return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), name=name)
+    if activation in ACTIVATIONS:
+        return keras.layers.Activation(activation, name=name)
+    raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")

@@ -1,0 +1,234 @@
+"""Train an :class:`~cifar_lab.tuning.MLPConfig` with Keras ``fit``.
+
+Batches are drawn and augmented in NumPy (:class:`cifar_lab.augment.AugmentedBatches`)
+and fed to an XLA-compiled train step; whitening is fitted on the training
+subset only. One concise line per epoch, switchable off with ``verbose=False``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from cifar_lab.augment import AugmentedBatches
+from cifar_lab.history import History
+from cifar_lab.progress import Progress
+from cifar_lab.seeding import set_seed
+from cifar_lab.tuning import NUM_CLASSES, MLPConfig, build_mlp, compile_mlp
+from cifar_lab.whitening import WhiteningFit, fit_whitening
+
+EpochHook = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainedMLP:
+    """What :func:`train_config` returns.
+
+    Attributes:
+        config: the config trained.
+        model: the trained Keras model: float32 (N, 32, 32, 3) standardised images
+            -> float32 logits (N, 10).
+        whitening: the whitening fitted on the training subset, or None.
+        history: one record per epoch: epoch (1-based), loss, accuracy, val_loss,
+            val_accuracy, learning_rate, seconds (cumulative wall time).
+        seconds: wall time of the whole call, whitening fit included.
+    """
+
+    config: MLPConfig
+    model: keras.Model
+    whitening: WhiteningFit | None
+    history: History
+    seconds: float
+
+
+def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Int labels (N,) in 0..num_classes-1 -> float32 one-hot targets (N, num_classes)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (labels.size and not 0 <= labels.min() <= labels.max() < num_classes):
+        raise ValueError(f"labels must be 1-D ints in 0..{num_classes - 1}; got {labels!r}")
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def training_subset(
+    X: np.ndarray, y: np.ndarray, size: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``size`` images of a seeded shuffle (all of them when size is None).
+
+    Args:
+        X: float32 (N, 32, 32, 3) images. y: int (N,) labels.
+        size: images to keep, at most N, or None.
+        seed: int seed of the shuffle.
+
+    Returns:
+        X (size, 32, 32, 3) float32 and y (size,), copies only when a subset is taken.
+    """
+    if size is None or size == len(X):
+        return X, y
+    if size > len(X):
+        raise ValueError(f"num_train={size} but only {len(X)} training images were given")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(X))[:size])
+    return X[keep], y[keep]
+
+
+def train_config(
+    config: MLPConfig,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    verbose: bool = True,
+    on_epoch_end: EpochHook | None = None,
+) -> TrainedMLP:
+    """Train the network a config describes and validate it after every epoch.
+
+    Args:
+        config: network, optimiser, augmentation and budget.
+        X_train: float32 (N, 32, 32, 3) standardised training images.
+        y_train: int (N,) labels in 0..9.
+        X_val: float32 (M, 32, 32, 3) validation images. y_val: int (M,) labels.
+        verbose: print one line per epoch and a progress line within long epochs.
+        on_epoch_end: called with each epoch's record; it may raise (e.g.
+            ``optuna.TrialPruned``) to stop training early.
+
+    Returns:
+        A :class:`TrainedMLP`.
+    """
+    start = time.perf_counter()
+    _check_split("train", X_train, y_train)
+    _check_split("validation", X_val, y_val)
+    set_seed(config.seed)
+    X_fit, y_fit = training_subset(X_train, y_train, config.num_train, config.seed)
+    whitening = None
+    if config.whitening != "none":  # fitted on the training subset only: no leak from val/test
+        whitening = fit_whitening(
+            X_fit, config.whitening,
+            components=config.whitening_components, epsilon=config.whitening_epsilon,
+        )  # fmt: skip
+    batches = AugmentedBatches(
+        X_fit, one_hot(y_fit), min(config.batch_size, len(X_fit)),
+        flip=config.flip, translate=config.translate, noise_std=config.noise_std,
+        seed=config.seed,
+    )  # fmt: skip
+    model = compile_mlp(build_mlp(config, whitening=whitening), config, len(batches))
+    history = History()
+    report = _EpochReport(config.epochs, len(batches), history, start, verbose, on_epoch_end)
+    model.fit(
+        batches,
+        epochs=config.epochs,
+        validation_data=(X_val, one_hot(y_val)),
+        validation_batch_size=1024,
+        callbacks=[report],
+        verbose=0,
+    )
+    return TrainedMLP(config, model, whitening, history, time.perf_counter() - start)
+
+
+def _check_split(name: str, X: np.ndarray, y: np.ndarray) -> None:
+    if not isinstance(X, np.ndarray) or X.ndim != 4 or X.shape[1:] != (32, 32, 3):
+        raise ValueError(f"X_{name} must be a NumPy array (N, 32, 32, 3); got {np.shape(X)}")
+    if X.dtype != np.float32:
+        raise TypeError(f"X_{name} must be standardised float32 images, got {X.dtype}")
+    if np.shape(y) != (len(X),):
+        raise ValueError(f"y_{name} must have shape ({len(X)},), got {np.shape(y)}")
+
+
+class _EpochReport(keras.callbacks.Callback):
+    """Record each epoch, print one line, and show progress within long epochs."""
+
+    def __init__(
+        self, epochs: int, steps: int, history: History, start: float, verbose: bool,
+        hook: EpochHook | None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.epochs, self.steps, self.history = epochs, steps, history
+        self.start, self.verbose, self.hook = start, verbose, hook
+        self.bar = Progress(None, enabled=False)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        label = f"epoch {epoch + 1}/{self.epochs}"
+        self.bar = Progress(self.steps, enabled=self.verbose, description=label)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.bar.update(loss=float(logs["loss"]) if logs and "loss" in logs else None)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.close()
+        record = {"epoch": epoch + 1}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            record[key] = float(logs[key])
+        # the schedule's value at the optimiser's current step
+        record["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        record["seconds"] = time.perf_counter() - self.start
+        self.history.append(record)
+        if self.verbose:
+            print(_epoch_line(record, self.epochs), flush=True)
+        if self.hook is not None:
+            self.hook(record)
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}  "
+        f"acc {record['accuracy']:.4f}  val_loss {record['val_loss']:.4f}  "
+        f"val_acc {record['val_accuracy']:.4f}  lr {record['learning_rate']:.2e}  "
+        f"{record['seconds']:.0f} s"
+    )
+
+
+class MLPObjective:
+    """Sweep objective: train ``base.replace(**params)`` and return its final val accuracy.
+
+    Records on the trial: ``config`` (dict) and ``history`` (per-epoch records,
+    updated every epoch, so pruned trials keep their partial curves). Reports
+    each epoch's validation accuracy so the study's pruner can stop it.
+    Picklable, so :func:`cifar_lab.sweeps.run_workers` can ship it to workers.
+
+    Args:
+        base: config that every trial starts from.
+        X_train: float32 (N, 32, 32, 3) standardised training images. y_train: int (N,).
+        X_val: float32 (M, 32, 32, 3) validation images. y_val: int (M,).
+        verbose: print each trial's epoch lines.
+    """
+
+    def __init__(
+        self,
+        base: MLPConfig,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        verbose: bool = False,
+    ) -> None:
+        if not isinstance(base, MLPConfig):
+            raise TypeError(f"base must be an MLPConfig, got {type(base).__name__}")
+        _check_split("train", X_train, y_train)
+        _check_split("validation", X_val, y_val)
+        self.base, self.verbose = base, verbose
+        self.data = (X_train, y_train, X_val, y_val)
+
+    def __call__(self, trial: Any, params: dict[str, Any]) -> float:
+        import optuna
+
+        config = self.base.replace(**params)
+        trial.set_user_attr("config", config.to_dict())
+        history: list[dict[str, Any]] = []
+
+        def report(record: dict[str, Any]) -> None:
+            history.append(record)
+            trial.set_user_attr("history", history)
+            trial.report(record["val_accuracy"], record["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
+
+        try:
+            train_config(config, *self.data, verbose=self.verbose, on_epoch_end=report)
+        finally:
+            keras.backend.clear_session()  # free this trial's graphs, pruned or not
+        return history[-1]["val_accuracy"]

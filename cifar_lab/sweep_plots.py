@@ -1,0 +1,200 @@
+"""Sweep results: a pandas DataFrame, three plots, and optional TensorBoard HParams logs.
+
+Example::
+
+    frame = lab.results_frame(study)
+    lab.plot_accuracy_heatmap(frame, rows="hidden_sizes", columns="activation")
+    lab.plot_top_curves(frame, top=5)
+    lab.plot_optimizer_batchnorm(frame)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+_STATES = ("COMPLETE", "PRUNED")
+
+
+def results_frame(study: optuna.Study, *, states: tuple[str, ...] = _STATES) -> pd.DataFrame:
+    """One row per trial: its config, validation accuracy, curves and wall time.
+
+    Args:
+        study: an Optuna study run by :mod:`cifar_lab.sweeps`.
+        states: trial states to keep (names of ``optuna.trial.TrialState``).
+
+    Returns:
+        A DataFrame sorted by val_accuracy (best first) with columns ``trial``,
+        ``state``, ``val_accuracy`` (final value, or the last reported one for a
+        pruned trial), ``epochs_run``, ``wall_time_s``, ``history`` (list of
+        per-epoch dicts), every config field (``hidden_sizes`` as text such as
+        ``"512-256"``) and every swept parameter.
+    """
+    import pandas as pd
+
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.name not in states:
+            continue
+        history = trial.user_attrs.get("history", [])
+        row = {
+            "trial": trial.number,
+            "state": trial.state.name,
+            "val_accuracy": _final_value(trial),
+            "epochs_run": len(history) or len(trial.intermediate_values),
+            "wall_time_s": trial.user_attrs.get("wall_time_s", np.nan),
+        }
+        row.update(
+            {key: _as_cell(value) for key, value in trial.user_attrs.get("config", {}).items()}
+        )
+        row.update({key: _as_cell(value) for key, value in trial.params.items()})
+        row["history"] = history
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values("val_accuracy", ascending=False, ignore_index=True)
+
+
+def _final_value(trial: optuna.trial.FrozenTrial) -> float:
+    if trial.value is not None:
+        return float(trial.value)
+    steps = trial.intermediate_values
+    return float(steps[max(steps)]) if steps else float("nan")
+
+
+def _as_cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):  # hidden sizes: "512-256", the form sweeps use
+        return "-".join(str(item) for item in value) or "none"
+    return value
+
+
+def plot_accuracy_heatmap(
+    frame: pd.DataFrame,
+    rows: str = "hidden_sizes",
+    columns: str = "activation",
+    *,
+    value: str = "val_accuracy",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Heat map of the best ``value`` for every (rows, columns) pair, annotated.
+
+    Args:
+        frame: from :func:`results_frame`.
+        rows, columns: column names to cross, e.g. architecture x activation.
+        value: the column to show (best over the trials in a cell).
+        ax: axes to draw on (default: a new figure).
+        title: plot title.
+
+    Returns:
+        The matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    for name in (rows, columns, value):
+        if name not in frame.columns:
+            raise ValueError(
+                f"column {name!r} is not in the frame; columns: {list(frame.columns)}"
+            )
+    table = frame.pivot_table(index=rows, columns=columns, values=value, aggfunc="max")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * len(table.columns) + 3, 0.6 * len(table) + 2))
+    image = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], rotation=45)
+    ax.set_yticks(range(len(table.index)), [str(r) for r in table.index])
+    ax.set_xlabel(columns)
+    ax.set_ylabel(rows)
+    for (i, j), cell in np.ndenumerate(table.to_numpy(dtype=float)):
+        if np.isfinite(cell):
+            ax.text(j, i, f"{cell:.3f}", ha="center", va="center", color="w", fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label=value)
+    ax.set_title(title or f"best {value}: {rows} x {columns}")
+    return ax
+
+
+def plot_optimizer_batchnorm(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Heat map of the best validation accuracy, optimiser x batch-norm placement."""
+    return plot_accuracy_heatmap(frame, "optimizer", "batch_norm", ax=ax)
+
+
+def plot_top_curves(
+    frame: pd.DataFrame,
+    top: int = 5,
+    *,
+    metric: str = "val_accuracy",
+    ax: Axes | None = None,
+) -> Axes:
+    """Learning curves (``metric`` per epoch) of the ``top`` best trials.
+
+    Args:
+        frame: from :func:`results_frame` (sorted best first).
+        top: how many trials to draw.
+        metric: a key of the per-epoch records, e.g. ``"val_accuracy"`` or ``"loss"``.
+        ax: axes to draw on (default: a new figure).
+
+    Returns:
+        The matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for _, row in frame.head(top).iterrows():
+        history = [record for record in row["history"] if metric in record]
+        epochs = [record["epoch"] for record in history]
+        ax.plot(epochs, [record[metric] for record in history], marker="o",
+                label=f"trial {row['trial']} ({row['val_accuracy']:.3f})")  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"top {top} trials")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def require_tensorboard():
+    """Return ``tensorboard.plugins.hparams.api``, or explain how to install it."""
+    try:
+        from tensorboard.plugins.hparams import api as hparams_api
+    except ImportError as error:
+        raise ImportError(
+            'TensorBoard logging needs the optional extra: pip install -e ".[tensorboard]"'
+        ) from error
+    return hparams_api
+
+
+def log_trial_to_tensorboard(log_dir: str | Path, trial: optuna.trial.FrozenTrial) -> Path:
+    """Write one trial's curves and hyper-parameters (HParams plugin) for TensorBoard.
+
+    Args:
+        log_dir: the sweep's log folder; the trial goes to ``log_dir/trial_NNNN``.
+        trial: a finished trial whose user attributes hold ``history`` and ``config``.
+
+    Returns:
+        The trial's run folder. View with ``tensorboard --logdir LOG_DIR``.
+    """
+    hparams_api = require_tensorboard()
+    import tensorflow as tf
+
+    run_dir = Path(log_dir) / f"trial_{trial.number:04d}"
+    settings = {**trial.user_attrs.get("config", {}), **trial.params}
+    hparams = {key: _as_cell(value) for key, value in settings.items()}
+    hparams = {
+        key: value for key, value in hparams.items() if isinstance(value, (bool, int, float, str))
+    }
+    with tf.summary.create_file_writer(str(run_dir)).as_default():
+        hparams_api.hparams(hparams, trial_id=f"trial_{trial.number:04d}")
+        for record in trial.user_attrs.get("history", []):
+            for key, value in record.items():
+                if key != "epoch":
+                    tf.summary.scalar(key, value, step=record["epoch"])
+        if trial.value is not None:
+            tf.summary.scalar("final_val_accuracy", trial.value, step=0)
+    return run_dir

@@ -1,0 +1,348 @@
+"""Part V: configurable dense networks (no convolutions) for CIFAR-10.
+
+One frozen :class:`MLPConfig` names every choice; :func:`build_mlp` turns it
+into a Keras model and :func:`cifar_lab.mlp_training.train_config` trains it.
+
+Example::
+
+    config = lab.MLPConfig(hidden_sizes=(512, 256), activation="gelu", batch_norm="before")
+    model = lab.build_mlp(config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # TensorFlow loads only when a model is built
+    import keras
+    from keras.optimizers.schedules import LearningRateSchedule
+
+    from cifar_lab.whitening import WhiteningFit
+
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "tanh", "maxout")
+INITIALIZERS = (
+    "uniform", "normal", "lecun_uniform", "lecun_normal", "glorot_uniform", "glorot_normal",
+    "he_uniform", "he_normal", "zeros",
+)  # fmt: skip
+BATCH_NORM_PLACES = ("none", "before", "after")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+WHITENINGS = ("none", "pca", "zca")
+NUM_CLASSES = 10
+LEAKY_SLOPE = 0.1  # slope of leaky_relu for negative inputs
+
+_CHOICES = {
+    "activation": ACTIVATIONS,
+    "initializer": INITIALIZERS,
+    "batch_norm": BATCH_NORM_PLACES,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "whitening": WHITENINGS,
+}
+# field -> (lowest allowed, highest allowed or None, whether the lowest is allowed)
+_RANGES = {
+    "maxout_pieces": (2, None, True),
+    "dropout": (0.0, 0.99, True),  # Keras needs a rate below 1
+    "l2": (0.0, None, True),
+    "learning_rate": (0.0, None, False),
+    "momentum": (0.0, 1.0, True),
+    "weight_decay": (0.0, None, True),
+    "warmup_epochs": (0.0, None, True),
+    "label_smoothing": (0.0, 1.0, True),
+    "translate": (0, 31, True),
+    "noise_std": (0.0, None, True),
+    "whitening_epsilon": (0.0, None, False),
+    "epochs": (1, None, True),
+    "batch_size": (1, None, True),
+    "seed": (0, None, True),
+}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Every choice of a dense CIFAR-10 network and how it is trained.
+
+    Attributes:
+        hidden_sizes: units of each hidden layer, any depth (``()`` = softmax
+            regression); a string such as ``"512-256"`` is accepted too.
+        activation: one of :data:`ACTIVATIONS`; ``"maxout"`` is a dense layer
+            with ``maxout_pieces`` pieces per unit followed by a max.
+        maxout_pieces: linear pieces per maxout unit.
+        initializer: kernel initialiser of every dense layer, one of :data:`INITIALIZERS`.
+        batch_norm: ``"none"``, or batch norm ``"before"`` / ``"after"`` the activation.
+        dropout: dropout rate after each hidden layer.
+        l2: L2 penalty on every kernel (added to the loss).
+        optimizer: one of :data:`OPTIMIZERS` (``"momentum"``/``"nesterov"`` are SGD variants).
+        learning_rate: peak learning rate.
+        momentum: momentum of the SGD variants.
+        weight_decay: decoupled weight decay (AdamW's; any optimiser accepts it).
+        schedule: ``"constant"`` or ``"cosine"`` (decay to 0 over the run).
+        warmup_epochs: linear warm-up from 0 to ``learning_rate`` (may be fractional).
+        label_smoothing: cross-entropy label smoothing.
+        flip, translate, noise_std: augmentation, see :func:`cifar_lab.augment.augment_batch`.
+        whitening: ``"none"``, ``"pca"`` or ``"zca"``, fitted on the training subset.
+        whitening_components: PCA output size (None = all 3072).
+        whitening_epsilon: whitening regulariser, relative to the mean eigenvalue.
+        epochs, batch_size: the training budget.
+        num_train: training images used (None = all given).
+        seed: seeds initialisers, dropout, shuffling and augmentation.
+        jit_compile: XLA-compile the train step. Off by default: with TF 2.21 on the
+            2-core CPU, XLA ran a 2048-1024-512 step ~4x slower than oneDNN (2.3 vs
+            ~9 steps/s at batch 256) and a 100-unit one no faster (benchmarks/xla_speed.py).
+    """
+
+    hidden_sizes: tuple[int, ...] = (512,)
+    activation: str = "relu"
+    maxout_pieces: int = 2
+    initializer: str = "he_normal"
+    batch_norm: str = "none"
+    dropout: float = 0.0
+    l2: float = 0.0
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    flip: bool = False
+    translate: int = 0
+    noise_std: float = 0.0
+    whitening: str = "none"
+    whitening_components: int | None = None
+    whitening_epsilon: float = 0.1
+    epochs: int = 10
+    batch_size: int = 256
+    num_train: int | None = None
+    seed: int = 0
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", parse_hidden_sizes(self.hidden_sizes))
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {choices}")
+        for name, limits in _RANGES.items():
+            _check_range(name, getattr(self, name), *limits)
+        for name in ("flip", "jit_compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("num_train", "whitening_components"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_range(name, value, 1, None, True)
+        if self.whitening_components is not None and self.whitening != "pca":
+            raise ValueError("whitening_components needs whitening='pca'; set it to None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as JSON-ready values (hidden_sizes as a list)."""
+        values = dataclasses.asdict(self)
+        values["hidden_sizes"] = list(self.hidden_sizes)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MLPConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown MLPConfig fields {unknown}; valid fields: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> MLPConfig:
+        """Return a copy with some fields changed (validated like a new config)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def architecture(self) -> str:
+        """Hidden sizes as text, e.g. ``"512-256"`` (``"none"`` for no hidden layer)."""
+        return "-".join(str(units) for units in self.hidden_sizes) or "none"
+
+
+def parse_hidden_sizes(value: Any) -> tuple[int, ...]:
+    """Turn ``(512, 256)``, ``[512, 256]``, ``"512-256"`` or ``"none"`` into a tuple of ints."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        parts = [] if text in ("", "none") else text.replace("x", "-").split("-")
+        try:
+            value = tuple(int(part) for part in parts)
+        except ValueError:
+            raise ValueError(f"hidden_sizes {value!r} is not like '512-256'") from None
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"hidden_sizes must be a tuple of ints or '512-256', got {value!r}")
+    for units in value:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"hidden_sizes must be positive ints, got {value!r}")
+    return tuple(int(units) for units in value)
+
+
+def _check_range(name: str, value: Any, low, high, low_ok: bool) -> None:
+    number_type = int if isinstance(low, int) else (int, float)
+    if isinstance(value, bool) or not isinstance(value, (number_type, np.number)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    too_low = value < low if low_ok else value <= low
+    if too_low or (high is not None and value > high) or not math.isfinite(value):
+        bound = f">= {low}" if low_ok else f"> {low}"
+        extra = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{name} must be {bound}{extra}, got {value!r}")
+
+
+def build_mlp(config: MLPConfig, *, whitening: WhiteningFit | None = None) -> keras.Model:
+    """Build the dense network a config describes (no convolution layers).
+
+    Each hidden layer is Dense (without bias when batch norm comes before the
+    activation: BN's shift replaces it), [BatchNorm], activation, [BatchNorm],
+    [Dropout]. A maxout layer's Dense has ``units * maxout_pieces`` outputs.
+
+    Args:
+        config: the network to build.
+        whitening: a fitted :class:`cifar_lab.whitening.WhiteningFit`, required
+            exactly when ``config.whitening`` is not ``"none"``; it becomes a fixed layer.
+
+    Returns:
+        An uncompiled ``keras.Model``: float32 (N, 32, 32, 3) standardised
+        images -> float32 logits (N, 10).
+    """
+    import keras
+
+    from cifar_lab.layers import make_initializer, whitening_dense
+
+    if not isinstance(config, MLPConfig):
+        raise TypeError(f"config must be an MLPConfig, got {type(config).__name__}")
+    if (config.whitening == "none") != (whitening is None):
+        raise ValueError(
+            f"config.whitening is {config.whitening!r} but whitening= is "
+            f"{'missing' if whitening is None else 'given'}; fit one with "
+            "cifar_lab.whitening.fit_whitening(X_train, ...) or set whitening='none'"
+        )
+    inputs = keras.Input(shape=(32, 32, 3), name="images")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    if whitening is not None:
+        x = whitening_dense(whitening)(x)
+    for index, units in enumerate(config.hidden_sizes):
+        x = _hidden_block(x, units, config, index)
+    outputs = keras.layers.Dense(
+        NUM_CLASSES,
+        kernel_initializer=make_initializer(config.initializer, _layer_seed(config, 99)),
+        kernel_regularizer=_l2(config.l2),
+        name="logits",
+    )(x)
+    return keras.Model(inputs, outputs, name=f"mlp_{config.architecture}")
+
+
+def _hidden_block(x: keras.KerasTensor, units: int, config: MLPConfig, index: int):
+    import keras
+
+    from cifar_lab.layers import make_activation, make_initializer
+
+    pieces = config.maxout_pieces if config.activation == "maxout" else 1
+    x = keras.layers.Dense(
+        units * pieces,
+        use_bias=config.batch_norm != "before",
+        kernel_initializer=make_initializer(config.initializer, _layer_seed(config, index)),
+        kernel_regularizer=_l2(config.l2),
+        name=f"dense_{index}",
+    )(x)
+    if config.batch_norm == "before":
+        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}")(x)
+    x = make_activation(config.activation, pieces=pieces, name=f"{config.activation}_{index}")(x)
+    if config.batch_norm == "after":
+        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}")(x)
+    if config.dropout > 0:
+        seed = _layer_seed(config, 100 + index)
+        x = keras.layers.Dropout(config.dropout, seed=seed, name=f"dropout_{index}")(x)
+    return x
+
+
+def _layer_seed(config: MLPConfig, index: int) -> int:
+    return config.seed * 1000 + index  # distinct per layer, reproducible per config
+
+
+def _l2(strength: float) -> keras.regularizers.Regularizer | None:
+    import keras
+
+    return keras.regularizers.L2(strength) if strength > 0 else None
+
+
+def build_schedule(config: MLPConfig, steps_per_epoch: int) -> float | LearningRateSchedule:
+    """Return the learning rate: a float, or a schedule with linear warm-up.
+
+    Args:
+        config: uses ``learning_rate``, ``schedule``, ``warmup_epochs`` and ``epochs``.
+        steps_per_epoch: optimiser steps in one epoch, at least 1.
+
+    Returns:
+        ``config.learning_rate`` for a constant rate without warm-up, otherwise a
+        ``keras.optimizers.schedules.CosineDecay`` (``alpha=1`` keeps the rate
+        constant after warm-up for the ``"constant"`` schedule).
+    """
+    import keras
+
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "constant" and warmup_steps == 0:
+        return config.learning_rate
+    total_steps = config.epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        alpha=1.0 if config.schedule == "constant" else 0.0,
+        warmup_target=config.learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def build_optimizer(config: MLPConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Return the optimiser a config names, with its learning-rate schedule.
+
+    Args:
+        config: uses ``optimizer``, ``momentum``, ``weight_decay`` and the schedule fields.
+        steps_per_epoch: optimiser steps in one epoch.
+
+    Returns:
+        A fresh ``keras.optimizers.Optimizer``.
+    """
+    import keras
+
+    rate = build_schedule(config, steps_per_epoch)
+    decay = config.weight_decay or None  # Keras skips decoupled decay when None
+    opt = keras.optimizers
+    factories = {
+        "sgd": lambda: opt.SGD(rate, weight_decay=decay),
+        "momentum": lambda: opt.SGD(rate, momentum=config.momentum, weight_decay=decay),
+        "nesterov": lambda: opt.SGD(
+            rate, momentum=config.momentum, nesterov=True, weight_decay=decay
+        ),
+        "rmsprop": lambda: opt.RMSprop(rate, weight_decay=decay),
+        "adam": lambda: opt.Adam(rate, weight_decay=decay),
+        "adamw": lambda: opt.AdamW(rate, weight_decay=config.weight_decay),
+    }
+    return factories[config.optimizer]()
+
+
+def compile_mlp(model: keras.Model, config: MLPConfig, steps_per_epoch: int) -> keras.Model:
+    """Compile ``model`` with the config's optimiser, smoothed cross-entropy and accuracy.
+
+    The loss takes one-hot float32 targets (N, 10) and logits (N, 10): Keras'
+    sparse cross-entropy has no label smoothing.
+
+    Returns:
+        ``model``, compiled (XLA when ``config.jit_compile``).
+    """
+    import keras
+
+    model.compile(
+        optimizer=build_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+    )
+    return model

@@ -1,0 +1,77 @@
+"""Ensemble averaging: probabilities, weights, accuracy and a single ensemble model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_lab.ensembles import (
+    accuracy,
+    average_probabilities,
+    ensemble_model,
+    predict_probabilities,
+)
+
+
+def random_probabilities(members: int, rows: int, seed: int) -> np.ndarray:
+    scores = np.random.default_rng(seed).random((members, rows, 10))
+    return scores / scores.sum(axis=2, keepdims=True)
+
+
+def test_average_is_the_elementwise_mean():
+    probabilities = random_probabilities(3, 7, seed=0)
+    expected = (probabilities[0] + probabilities[1] + probabilities[2]) / 3
+    np.testing.assert_allclose(average_probabilities(list(probabilities)), expected)
+    np.testing.assert_allclose(average_probabilities(probabilities).sum(axis=1), 1.0)
+
+
+def test_weighted_average_normalises_the_weights():
+    probabilities = random_probabilities(2, 5, seed=1)
+    expected = (1 * probabilities[0] + 3 * probabilities[1]) / 4
+    np.testing.assert_allclose(average_probabilities(probabilities, [1, 3]), expected)
+    np.testing.assert_allclose(average_probabilities(probabilities, [0, 2]), probabilities[1])
+
+
+@pytest.mark.parametrize("weights", [[1.0], [-1.0, 2.0], [0.0, 0.0]])
+def test_bad_weights_are_rejected(weights):
+    with pytest.raises(ValueError, match="weights"):
+        average_probabilities(random_probabilities(2, 3, seed=2), weights)
+
+
+def test_averaging_can_beat_every_member():
+    labels = np.array([0, 1, 2])
+    first = np.array([[0.6, 0.1, 0.3], [0.1, 0.4, 0.5], [0.1, 0.2, 0.7]])  # rows 0, 2 right
+    second = np.array([[0.4, 0.5, 0.1], [0.1, 0.8, 0.1], [0.5, 0.1, 0.4]])  # row 1 right
+    assert accuracy(first, labels) == pytest.approx(2 / 3)
+    assert accuracy(second, labels) == pytest.approx(1 / 3)
+    assert accuracy(average_probabilities([first, second]), labels) == 1.0
+
+
+def test_accuracy_checks_shapes():
+    with pytest.raises(ValueError, match="labels"):
+        accuracy(np.zeros((3, 10)), np.zeros(4, dtype=int))
+
+
+def tiny_model(seed: int) -> keras.Model:
+    inputs = keras.Input((6,))
+    init = keras.initializers.RandomNormal(stddev=1.0, seed=seed)
+    return keras.Model(inputs, keras.layers.Dense(10, kernel_initializer=init)(inputs))
+
+
+def test_predict_probabilities_is_a_softmax_of_the_logits():
+    model, x = tiny_model(3), np.random.default_rng(3).normal(size=(5, 6)).astype(np.float32)
+    logits = model.predict(x, verbose=0)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(predict_probabilities(model, x), expected, rtol=1e-5)
+
+
+def test_ensemble_model_averages_member_probabilities(tmp_path):
+    members = [tiny_model(seed) for seed in (4, 5, 6)]
+    x = np.random.default_rng(7).normal(size=(8, 6)).astype(np.float32)
+    expected = average_probabilities([predict_probabilities(m, x) for m in members])
+    ensemble = ensemble_model(members, from_logits=True)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
+    ensemble.save(tmp_path / "ensemble.keras")
+    again = keras.models.load_model(tmp_path / "ensemble.keras", safe_mode=True)
+    assert np.array_equal(again.predict(x, verbose=0), ensemble.predict(x, verbose=0))
