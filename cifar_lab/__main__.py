@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.set_defaults(handler=_refresh_outputs)
 
     from cifar_lab.instructor_cli import add_cli as add_instructor_commands
-    from cifar_lab.recipe import add_cli as add_recipe_command
+    from cifar_lab.recipe_cli import add_cli as add_recipe_command
 
     add_recipe_command(commands)
     add_instructor_commands(commands)

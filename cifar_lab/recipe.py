@@ -13,9 +13,7 @@ float) and standardises them itself, and saves to ``OUT``:
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,42 +141,3 @@ def _resolve(recipe: str | MLPConfig, epochs: int | None, seed: int | None) -> M
     if seed is not None:
         changes["seed"] = seed
     return recipe.replace(**changes) if changes else recipe
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``train-best`` on the ``python -m cifar_lab`` sub-command parsers.
-
-    Args:
-        subparsers: what ``parser.add_subparsers()`` returned.
-
-    Returns:
-        The ``train-best`` parser; its ``handler`` default runs the command and
-        returns the exit code.
-    """
-    parser = subparsers.add_parser(
-        "train-best",
-        help="train the reference no-convolution recipe, evaluate it and save it",
-        description="Train the best no-convolution recipe on CIFAR-10, print validation "
-        "and test accuracy, and save model.keras, config.json and test_predictions.npz.",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    parser.add_argument(
-        "--source", default=None,
-        help="CIFAR-10 copy (default: $CIFAR10_SOURCE, Keras cache, download)",
-    )  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--seed", type=int, default=None, help="override the training seed")
-    parser.add_argument(
-        "--recipe", default="best", choices=sorted(RECIPES), help="which named recipe"
-    )
-    parser.set_defaults(handler=_run_cli)
-    return parser
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    train_best(
-        args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed
-    )
-    print(f"train-best finished in {(time.perf_counter() - start) / 60:.1f} min")
-    return 0

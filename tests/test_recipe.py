@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cifar_lab.recipe as recipe
+import cifar_lab.recipe_cli as recipe_cli
 from cifar_lab.data import load_cifar10
 from cifar_lab.layers import convolution_layers
 from cifar_lab.tuning import MLPConfig, build_mlp
@@ -90,7 +91,7 @@ def test_cli_parses_and_calls_train_best(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(recipe, "train_best", lambda out, **kwargs: calls.append((out, kwargs)))
     parser = argparse.ArgumentParser()
-    recipe.add_cli(parser.add_subparsers(dest="command", required=True))
+    recipe_cli.add_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(
         [
             "train-best",
@@ -108,3 +109,19 @@ def test_cli_parses_and_calls_train_best(monkeypatch, tmp_path):
     assert calls == [(tmp_path, {"recipe": "best", "source": "synthetic", "epochs": 3, "seed": 7})]
     with pytest.raises(SystemExit):
         parser.parse_args(["train-best"])  # --out is required
+
+
+def test_cli_recipe_names_match_the_recipes():
+    assert tuple(sorted(recipe.RECIPES)) == recipe_cli.RECIPE_NAMES
+
+
+def test_building_the_cli_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cifar_lab.__main__ import build_parser; build_parser(); "
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

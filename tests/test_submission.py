@@ -114,9 +114,8 @@ def test_submit_without_a_manifest_still_checks_execution(student_dir, tmp_path,
         == 1
     )
     text = capsys.readouterr().out
-    assert (
-        "cell structure is not checked" in text
-        and re.search(r"01: cell 1 \(id \w+\) ran out of order", text)
+    assert "cell structure is not checked" in text and re.search(
+        r"01: cell 1 \(id \w+\) ran out of order", text
     )
 
 

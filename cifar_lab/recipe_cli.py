@@ -1,0 +1,54 @@
+"""``python -m cifar_lab train-best``: the command-line face of :mod:`cifar_lab.recipe`.
+
+Kept apart from the recipe itself so building the command-line parser does
+not import TensorFlow (0.7 GB) for commands that never train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+# Must equal sorted(cifar_lab.recipe.RECIPES); a test keeps them in step.
+RECIPE_NAMES = ("baseline", "best")
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``train-best`` on the ``python -m cifar_lab`` sub-command parsers.
+
+    Args:
+        subparsers: what ``parser.add_subparsers()`` returned.
+
+    Returns:
+        The ``train-best`` parser; its ``handler`` default runs the command and
+        returns the exit code.
+    """
+    parser = subparsers.add_parser(
+        "train-best",
+        help="train the reference no-convolution recipe, evaluate it and save it",
+        description="Train the best no-convolution recipe on CIFAR-10, print validation "
+        "and test accuracy, and save model.keras, config.json and test_predictions.npz.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="CIFAR-10 copy (default: $CIFAR10_SOURCE, Keras cache, download)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--seed", type=int, default=None, help="override the training seed")
+    parser.add_argument("--recipe", default="best", choices=RECIPE_NAMES, help="named recipe")
+    parser.set_defaults(handler=_run_cli)
+    return parser
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from cifar_lab.recipe import train_best
+
+    start = time.perf_counter()
+    train_best(
+        args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed
+    )
+    print(f"train-best finished in {(time.perf_counter() - start) / 60:.1f} min")
+    return 0
