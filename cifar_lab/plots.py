@@ -61,41 +61,45 @@ def show_class_samples(
     return fig
 
 
-def _series(history: Iterable[Mapping], key: str) -> tuple[list, list]:
+def _series(history: Iterable[Mapping], key: str, x: str) -> tuple[list, list]:
     steps, values = [], []
     for record in history:
         if record.get(key) is not None:
-            steps.append(record["iteration"])
+            steps.append(record[x])
             values.append(record[key])
     return steps, values
 
 
 def plot_history(history: Iterable[Mapping], *, title: str = "Training"):
-    """Loss and accuracy curves against the iteration number.
+    """Loss and accuracy curves against the iteration (or, failing that, epoch) number.
 
     Args:
-        history: records with ``iteration`` and any of ``loss``, ``accuracy``,
-            ``val_loss``, ``val_accuracy`` (as returned by the training loops).
+        history: records with ``iteration`` or ``epoch`` and any of ``loss``,
+            ``accuracy``, ``val_loss``, ``val_accuracy`` (as the training loops return).
         title: figure title.
 
     Returns:
         The matplotlib Figure.
     """
     history = list(history)
-    if not history or "iteration" not in history[0]:
-        raise ValueError("history must be a non-empty list of records with an 'iteration' key")
+    x = next((key for key in ("iteration", "epoch") if history and key in history[0]), None)
+    if x is None:
+        raise ValueError(
+            "history must be a non-empty list of records with an 'iteration' or 'epoch' key"
+        )
     plt = _pyplot()
     fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         for prefix, style in (("", "-o"), ("val_", "-s")):
-            steps, values = _series(history, prefix + metric)
+            steps, values = _series(history, prefix + metric, x)
             if values:
                 label = "validation" if prefix else "training (running mean)"
                 axis.plot(steps, values, style, markersize=3, label=label)
-        axis.set_xlabel("iteration")
+        axis.set_xlabel(x)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
-        axis.legend()
+        if axis.lines:
+            axis.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig

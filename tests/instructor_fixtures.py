@@ -82,9 +82,21 @@ def executed(notebook: dict, extra_results: dict[str, float]) -> dict:
         result_output(n, v, n == "test_accuracy") for n, v in extra_results.items()
     ]
     for cell in notebook["cells"]:
-        if cell.get("id") == ANSWER_ID:
+        if is_answer_cell(cell):
             cell["source"] = STUDENT_ANSWER
     return notebook
+
+
+def is_answer_cell(cell: dict) -> bool:
+    """A markdown written-answer cell (its source starts with **Answer:**)."""
+    source = "".join(cell.get("source", ""))
+    return cell.get("cell_type") == "markdown" and source.startswith("**Answer:**")
+
+
+def count_answer_cells(folder: Path, stem: str = "05_tuning") -> int:
+    """How many written-answer cells a notebook in ``folder`` has."""
+    notebook = json.loads((folder / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    return sum(is_answer_cell(cell) for cell in notebook["cells"])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pytest
 from instructor_fixtures import (
     NUM_TEST,
     code_cells,
+    count_answer_cells,
     course_source,
     edit_notebook,
     executed,
@@ -155,7 +156,8 @@ def graded(tmp_path_factory):
     assert run_cli("grade", *argv, "--num-test", str(NUM_TEST)) == 0
     seconds = time.perf_counter() - started
     rows = {row["student"]: row for row in json.loads(out.with_suffix(".json").read_text())}
-    return {"rows": rows, "csv": out, "models": models, "seconds": seconds}
+    answers = count_answer_cells(source)
+    return {"rows": rows, "csv": out, "models": models, "seconds": seconds, "answers": answers}
 
 
 def test_every_submission_gets_exactly_one_row(graded):
@@ -187,7 +189,9 @@ def test_clean_submission_row_has_verified_claims_and_counts(graded):
     assert row["part5_model_test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
     assert row["part5_claimed_test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
     assert row["part5_claimed_val_accuracy"] == pytest.approx(0.61)
-    assert row["part5_claim_verified"] == "yes" and row["answers_present"] == "1/1"
+    assert row["part5_claim_verified"] == "yes" and row["answers_present"] == "{0}/{0}".format(
+        graded["answers"]
+    )
     assert all(row[f"{stem[:2]}_executed_in_order"] == "yes" for stem in COURSE_NOTEBOOKS)
     assert (row["02_checks_passed"], row["02_checks_failed"], row["02_errors"]) == (2, 0, 0)
     assert row["04_checks_passed"] == 3  # the fixture emits one payload per call in the source

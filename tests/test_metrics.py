@@ -54,3 +54,6 @@ def test_plots_draw_what_they_claim():
         lab.show_class_samples(images.astype(np.float32), labels, names)
     with pytest.raises(ValueError, match="iteration"):
         lab.plot_history([])
+    per_epoch = lab.plot_history([{"epoch": e, "val_accuracy": e / 4} for e in range(1, 4)])
+    assert per_epoch.axes[1].get_xlabel() == "epoch"
+    np.testing.assert_allclose(per_epoch.axes[1].lines[0].get_xdata(), [1, 2, 3])
