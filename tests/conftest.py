@@ -110,3 +110,19 @@ def python_dir(tmp_path):
 def image_dir(tmp_path):
     root = tmp_path / "cifar10-png"
     return root, write_image_dir(root)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Small deterministic synthetic splits (2,000 / 200 / 200) shared by the loop tests."""
+    import cifar_lab as lab
+
+    return lab.load_cifar10(2000, 200, 200, source="synthetic", verbose=False)
+
+
+def datasets(splits, seed: int = 0):
+    """(shuffled train, validation) Datasets of batch 64 over ``splits``."""
+    import cifar_lab as lab
+
+    train = lab.Dataset(splits.X_train, splits.y_train, 64, shuffle=True, seed=seed)
+    return train, lab.Dataset(splits.X_val, splits.y_val, 64)

@@ -199,3 +199,15 @@ def zip_folder(root: Path, archive: Path, prefix: str = "") -> Path:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             out.write(path, arcname=prefix + path.relative_to(root).as_posix())
     return archive
+
+
+def run_cli(*argv: str) -> int:
+    """Run ``python -m cifar_lab <release|submit|grade> ...`` in-process; return the exit code."""
+    import argparse
+
+    from cifar_lab.instructor_cli import add_cli
+
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)

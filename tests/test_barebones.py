@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import datasets
 
 import cifar_lab as lab
 from cifar_lab import barebones
@@ -28,16 +29,6 @@ def two_layer_np(x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
 def three_layer_np(x: np.ndarray, w1, b1, w2, b2, w3, b3) -> np.ndarray:
     hidden = relu(relu(x.reshape(len(x), -1) @ w1 + b1) @ w2 + b2)
     return hidden @ w3 + b3
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    return lab.load_cifar10(2000, 200, 200, source="synthetic", verbose=False)
-
-
-def datasets(splits, seed: int = 0) -> tuple[lab.Dataset, lab.Dataset]:
-    train = lab.Dataset(splits.X_train, splits.y_train, 64, shuffle=True, seed=seed)
-    return train, lab.Dataset(splits.X_val, splits.y_val, 64)
 
 
 def tiny_problem(rng: np.random.Generator, num_params: int):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -20,6 +19,7 @@ from instructor_fixtures import (
     course_source,
     edit_notebook,
     executed,
+    run_cli,
     set_claim,
     train_models,
     write_huge_output,
@@ -28,17 +28,9 @@ from instructor_fixtures import (
 )
 
 from cifar_lab.grading import GradeSettings, extract_zip, grade_folder, report_columns
-from cifar_lab.instructor_cli import add_cli
 from cifar_lab.release import release
 from cifar_lab.rerun import RerunSettings, compare_claims, rerun_notebooks
 from cifar_lab.submission import COURSE_NOTEBOOKS, MODEL_FILE, PART5_DIR, RESULTS_FILE
-
-
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
 
 
 def _doctor(root: Path, value: float, *, notebook: bool = True) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -15,10 +14,10 @@ from instructor_fixtures import (
     count_answer_cells,
     course_source,
     edit_notebook,
+    run_cli,
     write_submission,
 )
 
-from cifar_lab.instructor_cli import add_cli
 from cifar_lab.nbtools import course_notebooks
 from cifar_lab.release import MANIFEST_FILE, release
 from cifar_lab.submission import (
@@ -30,13 +29,6 @@ from cifar_lab.submission import (
     read_notebook_json,
     structure_findings,
 )
-
-
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import datasets
 
 import cifar_lab as lab
 from cifar_lab.devices import visible_devices
@@ -24,16 +25,6 @@ MODEL_INITS = {
 
 def sgd(learning_rate: float = 1e-2):
     return lambda: keras.optimizers.SGD(learning_rate=learning_rate)
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    return lab.load_cifar10(2000, 200, 200, source="synthetic", verbose=False)
-
-
-def datasets(splits, seed: int = 0) -> tuple[lab.Dataset, lab.Dataset]:
-    train = lab.Dataset(splits.X_train, splits.y_train, 64, shuffle=True, seed=seed)
-    return train, lab.Dataset(splits.X_val, splits.y_val, 64)
 
 
 def numpy_loss_and_accuracy(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
