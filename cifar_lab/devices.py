@@ -68,3 +68,23 @@ def resolve_device(device: str | None) -> str:
 def is_gpu(device: str) -> bool:
     """Whether a device name from :func:`resolve_device` is a GPU."""
     return device.upper().startswith("/GPU")
+
+
+def cpu_has_fast_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16).
+
+    Args:
+        cpuinfo: text of ``/proc/cpuinfo`` (read when None; False where it is missing,
+            e.g. on macOS or Windows).
+
+    Returns:
+        True when the ``amx_bf16`` or ``avx512_bf16`` flag is present.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    flags = set(re.findall(r"\b(amx_bf16|avx512_bf16)\b", cpuinfo))
+    return bool(flags)

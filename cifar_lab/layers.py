@@ -62,7 +62,9 @@ class Maxout(keras.layers.Layer):
         return {**super().get_config(), "pieces": self.pieces}
 
 
-def whitening_dense(fit: WhiteningFit, name: str = "whitening") -> keras.layers.Dense:
+def whitening_dense(
+    fit: WhiteningFit, name: str = "whitening", dtype: str = "float32"
+) -> keras.layers.Dense:
     """A frozen, built-in ``Dense`` layer computing ``(x - mean) @ matrix``.
 
     ``x @ W - mean @ W`` is the same affine map with a plain kernel and bias, so a
@@ -71,12 +73,15 @@ def whitening_dense(fit: WhiteningFit, name: str = "whitening") -> keras.layers.
     Args:
         fit: a fitted whitening: mean (D,), matrix (D, K).
         name: layer name.
+        dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
 
     Returns:
         A built, non-trainable ``keras.layers.Dense``: float32 (N, D) -> (N, K).
     """
     features, units = fit.matrix.shape
-    layer = keras.layers.Dense(units, kernel_initializer="zeros", trainable=False, name=name)
+    layer = keras.layers.Dense(
+        units, kernel_initializer="zeros", trainable=False, name=name, dtype=dtype
+    )
     layer.build((None, features))
     bias = -(fit.mean.astype(np.float64) @ fit.matrix.astype(np.float64))
     layer.set_weights([fit.matrix, bias.astype(np.float32)])
@@ -163,7 +168,9 @@ def make_initializer(name: str, seed: int) -> keras.initializers.Initializer:
     return factories[name]()
 
 
-def make_activation(activation: str, *, pieces: int = 2, name: str | None = None):
+def make_activation(
+    activation: str, *, pieces: int = 2, name: str | None = None, dtype: str = "float32"
+):
     """Return the activation layer called ``activation``.
 
     Args:
@@ -171,16 +178,18 @@ def make_activation(activation: str, *, pieces: int = 2, name: str | None = None
             which expects ``pieces`` times as many inputs as it outputs.
         pieces: maxout pieces per unit.
         name: the Keras layer name.
+        dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
 
     Returns:
         A Keras layer; float (N, F) -> float (N, F), or (N, F // pieces) for maxout.
     """
     if activation == "maxout":
-        return Maxout(pieces, name=name)
+        return Maxout(pieces, name=name, dtype=dtype)
     if activation == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name)
+        return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name, dtype=dtype)
     if activation == "prelu":  # one learned slope per unit, starting at 0.25
-        return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), name=name)
+        alpha = keras.initializers.Constant(0.25)
+        return keras.layers.PReLU(alpha_initializer=alpha, name=name, dtype=dtype)
     if activation in ACTIVATIONS:
-        return keras.layers.Activation(activation, name=name)
+        return keras.layers.Activation(activation, name=name, dtype=dtype)
     raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")

@@ -194,6 +194,15 @@ def test_train_part34_rejects_bad_arguments(synthetic):
         lab.train_part34(model_init, sgd(), train, val, device="/GPU:3")
 
 
+def test_bfloat16_detection_reads_cpu_flags():
+    from cifar_lab.devices import cpu_has_fast_bfloat16
+
+    assert cpu_has_fast_bfloat16("flags\t: fpu avx2 avx512f amx_bf16 amx_tile")
+    assert cpu_has_fast_bfloat16("flags\t: fpu avx512_bf16")
+    assert not cpu_has_fast_bfloat16("flags\t: fpu avx2 avx512f avx512_bf16x")
+    assert not cpu_has_fast_bfloat16("")
+
+
 def test_resolve_device():
     has_gpu = bool(visible_devices("GPU"))
     assert lab.resolve_device(None) == ("/GPU:0" if has_gpu else "/CPU:0")

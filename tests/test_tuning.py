@@ -61,6 +61,28 @@ def test_parameter_counts(config, expected):
     assert convolution_layers(model) == []
 
 
+def test_mixed_bfloat16_computes_in_bfloat16_with_float32_weights_and_logits():
+    config = MLPConfig(hidden_sizes=(64, 32), batch_norm="before", activation="maxout")
+    mixed = build_mlp(config.replace(precision="mixed_bfloat16"))
+    full = build_mlp(config)
+    full.set_weights(mixed.get_weights())
+    assert mixed.get_layer("dense_0").compute_dtype == "bfloat16"
+    assert mixed.get_layer("maxout_0").compute_dtype == "bfloat16"
+    assert all(weight.dtype == "float32" for weight in mixed.weights)
+    X = np.random.default_rng(0).normal(size=(50, 32, 32, 3)).astype(np.float32)
+    logits = mixed.predict(X, verbose=0)
+    assert logits.dtype == np.float32
+    reference = full.predict(X, verbose=0)
+    # bfloat16 keeps 8 significant bits: close to float32, yet not identical
+    assert not np.array_equal(logits, reference)
+    np.testing.assert_allclose(logits, reference, atol=0.05 * np.abs(reference).max())
+
+
+def test_precision_is_validated():
+    with pytest.raises(ValueError, match="precision"):
+        MLPConfig(precision="float16")
+
+
 def test_whitening_layer_counts_and_is_frozen():
     config = MLPConfig(hidden_sizes=(8,), whitening="pca", whitening_components=16)
     model = build_mlp(config, whitening=fake_fit(16))
