@@ -39,6 +39,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--seed", type=int, default=None, help="override the training seed")
     parser.add_argument("--recipe", default="best", choices=RECIPE_NAMES, help="named recipe")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=("float32", "mixed_bfloat16"),
+        help="override the recipe's precision (mixed_bfloat16 is fast only on CPUs with "
+        "AMX/AVX-512 BF16 and on recent GPUs; float32 elsewhere)",
+    )
     parser.set_defaults(handler=_run_cli)
     return parser
 
@@ -48,7 +55,8 @@ def _run_cli(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     train_best(
-        args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed
-    )
+        args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed,
+        precision=args.precision,
+    )  # fmt: skip
     print(f"train-best finished in {(time.perf_counter() - start) / 60:.1f} min")
     return 0

@@ -103,12 +103,30 @@ def test_cli_parses_and_calls_train_best(monkeypatch, tmp_path):
             "3",
             "--seed",
             "7",
+            "--precision",
+            "float32",
         ]
     )
     assert args.handler(args) == 0
-    assert calls == [(tmp_path, {"recipe": "best", "source": "synthetic", "epochs": 3, "seed": 7})]
+    expected = {"recipe": "best", "source": "synthetic", "epochs": 3, "seed": 7}
+    assert calls == [(tmp_path, {**expected, "precision": "float32"})]
     with pytest.raises(SystemExit):
         parser.parse_args(["train-best"])  # --out is required
+
+
+def test_overrides_are_applied_and_slow_bfloat16_is_announced(monkeypatch, capsys):
+    config = recipe._resolve("best", 3, 7, "mixed_bfloat16")
+    assert (config.epochs, config.seed, config.precision) == (3, 7, "mixed_bfloat16")
+    assert recipe._resolve("best", None, None, "float32").precision == "float32"
+    import cifar_lab.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setattr(devices, "visible_devices", lambda kind: [])
+    recipe._warn_if_bfloat16_is_slow(config)
+    assert "--precision float32" in capsys.readouterr().out
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: True)
+    recipe._warn_if_bfloat16_is_slow(config)
+    assert capsys.readouterr().out == ""
 
 
 def test_cli_recipe_names_match_the_recipes():
