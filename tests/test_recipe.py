@@ -19,7 +19,7 @@ from cifar_lab.whitening import WhiteningFit
 TINY = MLPConfig(
     hidden_sizes=(24, 12), activation="maxout", batch_norm="before", dropout=0.1,
     label_smoothing=0.1, schedule="cosine", warmup_epochs=0.5, flip=True, translate=1,
-    epochs=2, batch_size=64,
+    epochs=2, batch_size=64, precision="mixed_bfloat16",  # as the shipped recipe
 )  # fmt: skip
 SIZES = {"num_training": 320, "num_validation": 80, "num_test": 60}
 
