@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from cifar_lab.mlp_training import one_hot
-from cifar_lab.tuning import MLPConfig, build_mlp, compile_mlp
+from cifar_lab.optimizers import compile_mlp
+from cifar_lab.tuning import MLPConfig, build_mlp
 
 STEPS = 12
 BATCH = 256

@@ -61,9 +61,9 @@ _EXPORTS = {
     # Part V: configurable dense networks, sweeps, ensembles, the reference recipe
     "MLPConfig": "tuning",
     "build_mlp": "tuning",
-    "build_optimizer": "tuning",
-    "build_schedule": "tuning",
-    "compile_mlp": "tuning",
+    "build_optimizer": "optimizers",
+    "build_schedule": "optimizers",
+    "compile_mlp": "optimizers",
     "train_config": "mlp_training",
     "TrainedMLP": "mlp_training",
     "MLPObjective": "mlp_training",
@@ -139,6 +139,7 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
         two_layer_functional,
         two_layer_sequential,
     )
+    from cifar_lab.optimizers import build_optimizer, build_schedule, compile_mlp
     from cifar_lab.plots import (
         plot_confusion_matrix,
         plot_history,
@@ -158,11 +159,5 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
     )
     from cifar_lab.sweeps import SweepSpec, open_study, run_sweep, run_worker, run_workers
     from cifar_lab.training import Evaluation, evaluate, train_part34
-    from cifar_lab.tuning import (
-        MLPConfig,
-        build_mlp,
-        build_optimizer,
-        build_schedule,
-        compile_mlp,
-    )
+    from cifar_lab.tuning import MLPConfig, build_mlp
     from cifar_lab.whitening import WhiteningFit, fit_whitening

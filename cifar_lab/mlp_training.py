@@ -17,9 +17,10 @@ import numpy as np
 
 from cifar_lab.augment import AugmentedBatches
 from cifar_lab.history import History
+from cifar_lab.optimizers import compile_mlp
 from cifar_lab.progress import Progress
 from cifar_lab.seeding import set_seed
-from cifar_lab.tuning import NUM_CLASSES, MLPConfig, build_mlp, compile_mlp
+from cifar_lab.tuning import NUM_CLASSES, MLPConfig, build_mlp
 from cifar_lab.whitening import WhiteningFit, fit_whitening
 
 EpochHook = Callable[[dict[str, Any]], None]

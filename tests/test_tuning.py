@@ -10,14 +10,8 @@ import cifar_lab.mlp_training as mlp_training
 from cifar_lab.augment import AugmentedBatches, augment_batch
 from cifar_lab.layers import Maxout, convolution_layers, raw_pixel_model, whitening_dense
 from cifar_lab.mlp_training import one_hot, train_config
-from cifar_lab.tuning import (
-    ACTIVATIONS,
-    MLPConfig,
-    build_mlp,
-    build_optimizer,
-    build_schedule,
-    compile_mlp,
-)
+from cifar_lab.optimizers import build_optimizer, build_schedule, compile_mlp
+from cifar_lab.tuning import ACTIVATIONS, MLPConfig, build_mlp
 from cifar_lab.whitening import WhiteningFit, fit_whitening
 
 D = 32 * 32 * 3
