@@ -31,9 +31,9 @@ _EXPORTS = {
     "three_layer_fc": "barebones",
     "three_layer_fc_init": "barebones",
     "kaiming_normal": "barebones",
-    "training_step": "barebones",
-    "check_accuracy": "barebones",
-    "train_part2": "barebones",
+    "training_step": "barebones_training",
+    "check_accuracy": "barebones_training",
+    "train_part2": "barebones_training",
     "TwoLayerFC": "models",
     "two_layer_sequential": "models",
     "two_layer_functional": "models",
@@ -108,16 +108,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # let editors and type checkers see the lazy names
     from cifar_lab.augment import augment_batch
     from cifar_lab.barebones import (
-        check_accuracy,
         flatten,
         kaiming_normal,
         three_layer_fc,
         three_layer_fc_init,
-        train_part2,
-        training_step,
         two_layer_fc,
         two_layer_fc_init,
     )
+    from cifar_lab.barebones_training import check_accuracy, train_part2, training_step
     from cifar_lab.batching import Dataset
     from cifar_lab.data import CIFAR10Splits, load_cifar10
     from cifar_lab.devices import default_device, resolve_device
