@@ -28,6 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cifar_lab.inspection import (
+    MEGABYTE,
+    SEVERITIES,
+    Finding,
+    NotebookInspection,
+    inspect_file,
+    megabytes,
+)
 from cifar_lab.rerun import (
     DEFAULT_TOLERANCE,
     GradingSetupError,
@@ -42,14 +50,8 @@ from cifar_lab.rerun import (
 from cifar_lab.submission import (
     COURSE_NOTEBOOKS,
     DEFAULT_MAX_NOTEBOOK_BYTES,
-    MEGABYTE,
     MODEL_FILE,
     PART5_DIR,
-    SEVERITIES,
-    Finding,
-    NotebookInspection,
-    inspect_file,
-    megabytes,
     read_part5_results,
 )
 

@@ -44,16 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from cifar_lab.inspection import Finding, is_number, megabytes, recorded_results
 from cifar_lab.profiles import PROFILE_ENV, get_profile
-from cifar_lab.submission import (
-    MODEL_FILE,
-    PART5_DIR,
-    RESULTS_FILE,
-    Finding,
-    is_number,
-    megabytes,
-    recorded_results,
-)
+from cifar_lab.submission import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 KERNEL_PID_KEY = "kernel_pid"
 DEFAULT_TOLERANCE = 0.005
