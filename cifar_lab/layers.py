@@ -76,7 +76,8 @@ def whitening_dense(
         dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
 
     Returns:
-        A built, non-trainable ``keras.layers.Dense``: float32 (N, D) -> (N, K).
+        A built, non-trainable ``keras.layers.Dense``: (N, D) -> (N, K), computed in
+        the policy's dtype (float32 weights either way).
     """
     features, units = fit.matrix.shape
     layer = keras.layers.Dense(
