@@ -86,5 +86,4 @@ def cpu_has_fast_bfloat16(cpuinfo: str | None = None) -> bool:
                 cpuinfo = handle.read()
         except OSError:
             return False
-    flags = set(re.findall(r"\b(amx_bf16|avx512_bf16)\b", cpuinfo))
-    return bool(flags)
+    return re.search(r"\b(amx_bf16|avx512_bf16)\b", cpuinfo) is not None
