@@ -22,9 +22,10 @@ import time
 import numpy as np
 
 from cifar_lab.devices import cpu_has_fast_bfloat16
-from cifar_lab.mlp_training import one_hot
-from cifar_lab.optimizers import compile_mlp
-from cifar_lab.tuning import MLPConfig, build_mlp
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.network import build_mlp
+from cifar_lab.tuning.optimizers import compile_mlp
+from cifar_lab.tuning.train import one_hot
 
 IMAGES = 8192  # per timed epoch: 32 steps at batch 256, 8 at batch 1024
 NETWORK = MLPConfig(hidden_sizes=(2048, 1024, 512), batch_norm="before", dropout=0.1)

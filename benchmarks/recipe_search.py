@@ -1,6 +1,6 @@
 """Short recipe search on real CIFAR-10: validation accuracy and wall time per candidate.
 
-Each named candidate is an :class:`cifar_lab.tuning.MLPConfig`; results are
+Each named candidate is an :class:`cifar_lab.tuning.config.MLPConfig`; results are
 appended as JSON lines to ``outputs/recipe_search.jsonl`` (validation only:
 the test split is never touched here)::
 
@@ -40,8 +40,8 @@ import json
 import time
 from pathlib import Path
 
-from cifar_lab.recipe import BASELINE
-from cifar_lab.tuning import MLPConfig
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.recipes import BASELINE
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tgz"
 
@@ -68,9 +68,9 @@ CANDIDATES |= {
 
 def run(name: str, out: Path) -> dict:
     """Train one candidate on the real training split and record its validation curve."""
-    from cifar_lab.data import load_cifar10
-    from cifar_lab.ensembles import accuracy, average_probabilities, predict_probabilities
-    from cifar_lab.mlp_training import train_config
+    from cifar_lab.data.splits import load_cifar10
+    from cifar_lab.tuning.ensembles import accuracy, average_probabilities, predict_probabilities
+    from cifar_lab.tuning.train import train_config
 
     splits = load_cifar10(49_000, 1_000, 0, source=str(SOURCE), verbose=False)
     config = CANDIDATES[name]

@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 
-from cifar_lab.mlp_training import one_hot
-from cifar_lab.optimizers import compile_mlp
-from cifar_lab.tuning import MLPConfig, build_mlp
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.network import build_mlp
+from cifar_lab.tuning.optimizers import compile_mlp
+from cifar_lab.tuning.train import one_hot
 
 STEPS = 12
 BATCH = 256

@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "CLASS_NAMES": "formats",
-    "CorruptSourceError": "formats",
-    "CIFAR10NotFoundError": "sources",
-    "CIFAR10Splits": "data",
-    "load_cifar10": "data",
-    "Dataset": "batching",
+    "CLASS_NAMES": "data.formats",
+    "CorruptSourceError": "data.formats",
+    "CIFAR10NotFoundError": "data.sources",
+    "CIFAR10Splits": "data.splits",
+    "load_cifar10": "data.splits",
+    "Dataset": "data.batching",
     "set_seed": "seeding",
     # Parts II-IV: barebones TensorFlow, Keras models, training loops
     "flatten": "barebones",
@@ -59,35 +59,35 @@ _EXPORTS = {
     "plot_confusion_matrix": "plots",
     "show_misclassified": "plots",
     # Part V: configurable dense networks, sweeps, ensembles, the reference recipe
-    "MLPConfig": "tuning",
-    "build_mlp": "tuning",
-    "build_optimizer": "optimizers",
-    "build_schedule": "optimizers",
-    "compile_mlp": "optimizers",
-    "train_config": "mlp_training",
-    "TrainedMLP": "mlp_training",
-    "MLPObjective": "mlp_training",
-    "augment_batch": "augment",
-    "fit_whitening": "whitening",
-    "WhiteningFit": "whitening",
-    "Maxout": "layers",
-    "raw_pixel_model": "layers",
-    "convolution_layers": "layers",
-    "SweepSpec": "sweeps",
-    "open_study": "sweeps",
-    "run_sweep": "sweeps",
-    "run_worker": "sweeps",
-    "run_workers": "sweeps",
-    "results_frame": "sweep_plots",
-    "plot_accuracy_heatmap": "sweep_plots",
-    "plot_top_curves": "sweep_plots",
-    "plot_optimizer_batchnorm": "sweep_plots",
-    "average_probabilities": "ensembles",
-    "predict_probabilities": "ensembles",
-    "ensemble_model": "ensembles",
-    "train_ensemble": "ensembles",
-    "RECIPES": "recipe",
-    "train_best": "recipe",
+    "MLPConfig": "tuning.config",
+    "build_mlp": "tuning.network",
+    "build_optimizer": "tuning.optimizers",
+    "build_schedule": "tuning.optimizers",
+    "compile_mlp": "tuning.optimizers",
+    "train_config": "tuning.train",
+    "TrainedMLP": "tuning.train",
+    "MLPObjective": "tuning.train",
+    "augment_batch": "tuning.augment",
+    "fit_whitening": "tuning.whitening",
+    "WhiteningFit": "tuning.whitening",
+    "Maxout": "tuning.layers",
+    "raw_pixel_model": "tuning.layers",
+    "convolution_layers": "tuning.layers",
+    "SweepSpec": "tuning.sweeps",
+    "open_study": "tuning.sweeps",
+    "run_sweep": "tuning.sweeps",
+    "run_worker": "tuning.sweeps",
+    "run_workers": "tuning.sweeps",
+    "results_frame": "tuning.plots",
+    "plot_accuracy_heatmap": "tuning.plots",
+    "plot_top_curves": "tuning.plots",
+    "plot_optimizer_batchnorm": "tuning.plots",
+    "average_probabilities": "tuning.ensembles",
+    "predict_probabilities": "tuning.ensembles",
+    "ensemble_model": "tuning.ensembles",
+    "train_ensemble": "tuning.ensembles",
+    "RECIPES": "tuning.recipes",
+    "train_best": "tuning.recipes",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -106,7 +106,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # let editors and type checkers see the lazy names
-    from cifar_lab.augment import augment_batch
     from cifar_lab.barebones import (
         flatten,
         kaiming_normal,
@@ -116,20 +115,13 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
         two_layer_fc_init,
     )
     from cifar_lab.barebones_training import check_accuracy, train_part2, training_step
-    from cifar_lab.batching import Dataset
-    from cifar_lab.data import CIFAR10Splits, load_cifar10
+    from cifar_lab.data.batching import Dataset
+    from cifar_lab.data.formats import CLASS_NAMES, CorruptSourceError
+    from cifar_lab.data.sources import CIFAR10NotFoundError
+    from cifar_lab.data.splits import CIFAR10Splits, load_cifar10
     from cifar_lab.devices import default_device, resolve_device
-    from cifar_lab.ensembles import (
-        average_probabilities,
-        ensemble_model,
-        predict_probabilities,
-        train_ensemble,
-    )
-    from cifar_lab.formats import CLASS_NAMES, CorruptSourceError
     from cifar_lab.history import History, TrainingDivergedError
-    from cifar_lab.layers import Maxout, convolution_layers, raw_pixel_model
     from cifar_lab.metrics import accuracy, confusion_matrix
-    from cifar_lab.mlp_training import MLPObjective, TrainedMLP, train_config
     from cifar_lab.models import (
         TwoLayerFC,
         classification_loss,
@@ -137,7 +129,6 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
         two_layer_functional,
         two_layer_sequential,
     )
-    from cifar_lab.optimizers import build_optimizer, build_schedule, compile_mlp
     from cifar_lab.plots import (
         plot_confusion_matrix,
         plot_history,
@@ -145,17 +136,27 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
         show_misclassified,
     )
     from cifar_lab.profiles import Profile, get_profile, load_profile_data
-    from cifar_lab.recipe import RECIPES, train_best
     from cifar_lab.results import check_at_least, record
     from cifar_lab.seeding import set_seed
-    from cifar_lab.sources import CIFAR10NotFoundError
-    from cifar_lab.sweep_plots import (
+    from cifar_lab.training import Evaluation, evaluate, train_part34
+    from cifar_lab.tuning.augment import augment_batch
+    from cifar_lab.tuning.config import MLPConfig
+    from cifar_lab.tuning.ensembles import (
+        average_probabilities,
+        ensemble_model,
+        predict_probabilities,
+        train_ensemble,
+    )
+    from cifar_lab.tuning.layers import Maxout, convolution_layers, raw_pixel_model
+    from cifar_lab.tuning.network import build_mlp
+    from cifar_lab.tuning.optimizers import build_optimizer, build_schedule, compile_mlp
+    from cifar_lab.tuning.plots import (
         plot_accuracy_heatmap,
         plot_optimizer_batchnorm,
         plot_top_curves,
         results_frame,
     )
-    from cifar_lab.sweeps import SweepSpec, open_study, run_sweep, run_worker, run_workers
-    from cifar_lab.training import Evaluation, evaluate, train_part34
-    from cifar_lab.tuning import MLPConfig, build_mlp
-    from cifar_lab.whitening import WhiteningFit, fit_whitening
+    from cifar_lab.tuning.recipes import RECIPES, train_best
+    from cifar_lab.tuning.sweeps import SweepSpec, open_study, run_sweep, run_worker, run_workers
+    from cifar_lab.tuning.train import MLPObjective, TrainedMLP, train_config
+    from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening

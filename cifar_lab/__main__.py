@@ -32,7 +32,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _data_summary(args: argparse.Namespace) -> int:
     import resource
 
-    from cifar_lab.data import load_cifar10
+    from cifar_lab.data.splits import load_cifar10
 
     start = time.perf_counter()
     splits = load_cifar10(num_test=None, source=args.source, seed=args.seed)
@@ -43,21 +43,23 @@ def _data_summary(args: argparse.Namespace) -> int:
 
 
 def _select_notebooks(prefixes: list[str] | None) -> list[Path]:
-    from cifar_lab.nbtools import course_notebooks
+    from cifar_lab.instructor.nbtools import course_notebooks
 
     notebooks = course_notebooks()
     return [p for p in notebooks if not prefixes or any(p.stem.startswith(k) for k in prefixes)]
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
-    from cifar_lab.nbtools import NOTEBOOK_DIR
-    from cifar_lab.runner import format_summary, run_all
+    from cifar_lab.instructor.nbtools import notebook_dir
+    from cifar_lab.instructor.runner import format_summary, run_all
 
     if args.source:
         os.environ["CIFAR10_SOURCE"] = args.source  # the kernels inherit it
     notebooks = _select_notebooks(args.only)
     if not notebooks:
-        print(f"error: no notebooks matched {args.only or '*'} in {NOTEBOOK_DIR}", file=sys.stderr)
+        print(
+            f"error: no notebooks matched {args.only or '*'} in {notebook_dir()}", file=sys.stderr
+        )
         return 2
     out_dir = Path(args.out)
     runs = run_all(notebooks, out_dir, profile=args.profile, cell_timeout=args.cell_timeout)
@@ -68,7 +70,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 
 def _refresh_outputs(args: argparse.Namespace) -> int:
-    from cifar_lab.nbtools import course_notebooks, refresh_checked_outputs
+    from cifar_lab.instructor.nbtools import course_notebooks, refresh_checked_outputs
 
     notebooks = [
         p
@@ -104,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     refresh.set_defaults(handler=_refresh_outputs)
 
-    from cifar_lab.instructor_cli import add_cli as add_instructor_commands
-    from cifar_lab.recipe_cli import add_cli as add_recipe_command
+    from cifar_lab.instructor.cli import add_cli as add_instructor_commands
+    from cifar_lab.tuning.cli import add_cli as add_recipe_command
 
     add_recipe_command(commands)
     add_instructor_commands(commands)
@@ -114,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    from cifar_lab.formats import CorruptSourceError
-    from cifar_lab.sources import CIFAR10NotFoundError
+    from cifar_lab.data.formats import CorruptSourceError
+    from cifar_lab.data.sources import CIFAR10NotFoundError
 
     args = build_parser().parse_args(argv)
     try:

@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
+from cifar_lab.data.formats import NUM_CLASSES
 from cifar_lab.history import (
     checked_seed,
     is_positive_int,
 )
 
 INPUT_SIZE = 32 * 32 * 3
-NUM_CLASSES = 10
 
 ModelFn = Callable[[tf.Tensor, Sequence[tf.Variable]], tf.Tensor]
 

@@ -84,8 +84,8 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0):
     Returns:
         A ``CIFAR10Splits``.
     """
-    from cifar_lab.data import load_cifar10
-    from cifar_lab.sources import CIFAR10NotFoundError
+    from cifar_lab.data.sources import CIFAR10NotFoundError
+    from cifar_lab.data.splits import load_cifar10
 
     sizes = (profile.num_training, profile.num_validation, profile.num_test)
     try:

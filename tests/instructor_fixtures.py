@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_lab.nbtools import course_notebooks
+from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.submission import MODEL_FILE, PART5_DIR, RESULTS_FILE
 from cifar_lab.results import CHECK_MIME, RESULT_MIME
-from cifar_lab.submission import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 ANSWER_ID = "written-answer-1"
 STUDENT_ANSWER = (
@@ -113,7 +113,7 @@ def train_models(folder: Path) -> Models:
     """A briefly trained model, an untrained one, and one with a Lambda layer (code)."""
     import keras
 
-    from cifar_lab.synthetic import synthetic_cifar10
+    from cifar_lab.data.synthetic import synthetic_cifar10
 
     raw = synthetic_cifar10(300, NUM_TEST)  # the test pool does not depend on num_train
 
@@ -205,7 +205,7 @@ def run_cli(*argv: str) -> int:
     """Run ``python -m cifar_lab <release|submit|grade> ...`` in-process; return the exit code."""
     import argparse
 
-    from cifar_lab.instructor_cli import add_cli
+    from cifar_lab.instructor.cli import add_cli
 
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers(dest="command", required=True))

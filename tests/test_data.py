@@ -18,9 +18,9 @@ from conftest import (
 )
 
 import cifar_lab as lab
-from cifar_lab import cache, sources
-from cifar_lab.data import balanced_subset, channel_stats
-from cifar_lab.formats import CLASS_NAMES, CorruptSourceError
+from cifar_lab.data import cache, sources
+from cifar_lab.data.formats import CLASS_NAMES, CorruptSourceError
+from cifar_lab.data.splits import balanced_subset, channel_stats
 
 
 def _rows(X: np.ndarray) -> set[bytes]:

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_lab.ensembles import (
+from cifar_lab.tuning.ensembles import (
     accuracy,
     average_probabilities,
     ensemble_model,

@@ -27,10 +27,10 @@ from instructor_fixtures import (
     zip_folder,
 )
 
-from cifar_lab.grading import GradeSettings, extract_zip, grade_folder, report_columns
-from cifar_lab.release import release
-from cifar_lab.rerun import RerunSettings, compare_claims, rerun_notebooks
-from cifar_lab.submission import COURSE_NOTEBOOKS, MODEL_FILE, PART5_DIR, RESULTS_FILE
+from cifar_lab.instructor.grading import GradeSettings, extract_zip, grade_folder, report_columns
+from cifar_lab.instructor.release import release
+from cifar_lab.instructor.rerun import RerunSettings, compare_claims, rerun_notebooks
+from cifar_lab.instructor.submission import COURSE_NOTEBOOKS, MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 
 def _doctor(root: Path, value: float, *, notebook: bool = True) -> None:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import cifar_lab as lab
-from cifar_lab import part5
-from cifar_lab.submission import MODEL_FILE, RESULTS_FILE
+from cifar_lab.instructor.submission import MODEL_FILE, RESULTS_FILE
+from cifar_lab.tuning import part5
 
 
 def test_budgets_cover_the_protocol():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_lab import profiles, sources
+from cifar_lab import profiles
+from cifar_lab.data import sources
 
 
 def test_profile_comes_from_environment_and_defaults_to_full(monkeypatch):

@@ -9,12 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-import cifar_lab.recipe as recipe
-import cifar_lab.recipe_cli as recipe_cli
-from cifar_lab.data import load_cifar10
-from cifar_lab.layers import convolution_layers
-from cifar_lab.tuning import MLPConfig, build_mlp
-from cifar_lab.whitening import WhiteningFit
+import cifar_lab.tuning.cli as recipe_cli
+import cifar_lab.tuning.recipes as recipe
+from cifar_lab.data.splits import load_cifar10
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.layers import convolution_layers
+from cifar_lab.tuning.network import build_mlp
+from cifar_lab.tuning.whitening import WhiteningFit
 
 TINY = MLPConfig(
     hidden_sizes=(24, 12), activation="maxout", batch_norm="before", dropout=0.1,

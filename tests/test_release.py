@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from instructor_fixtures import ANSWER_ID, course_source
 
-from cifar_lab.nbtools import course_notebooks
-from cifar_lab.release import (
+from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.release import (
     ANSWER_PLACEHOLDER,
     BEGIN_SOLUTION,
     END_SOLUTION,

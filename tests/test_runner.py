@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from cifar_lab import runner
+from cifar_lab.instructor import runner
 
 
 def _notebook(path, *sources):

@@ -18,10 +18,14 @@ from instructor_fixtures import (
     write_submission,
 )
 
-from cifar_lab.inspection import inspect_notebook, read_notebook_json, structure_findings
-from cifar_lab.nbtools import course_notebooks
-from cifar_lab.release import MANIFEST_FILE, release
-from cifar_lab.submission import COURSE_NOTEBOOKS, MODEL_FILE, PART5_DIR, RESULTS_FILE
+from cifar_lab.instructor.inspection import (
+    inspect_notebook,
+    read_notebook_json,
+    structure_findings,
+)
+from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.release import MANIFEST_FILE, release
+from cifar_lab.instructor.submission import COURSE_NOTEBOOKS, MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cifar_lab.sweep_plots import (
+from cifar_lab.tuning.plots import (
     plot_accuracy_heatmap,
     plot_optimizer_batchnorm,
     plot_top_curves,
     results_frame,
 )
-from cifar_lab.sweep_setup import default_storage, make_storage
-from cifar_lab.sweeps import SweepSpec, open_study, run_sweep, run_workers
+from cifar_lab.tuning.sweep_setup import default_storage, make_storage
+from cifar_lab.tuning.sweeps import SweepSpec, open_study, run_sweep, run_workers
 
 matplotlib.use("Agg")
 
@@ -168,9 +168,9 @@ def test_bad_specs_and_storage_are_explained():
 
 
 def test_mlp_trials_record_config_curves_and_time(tmp_path):
-    from cifar_lab.data import load_cifar10
-    from cifar_lab.mlp_training import MLPObjective
-    from cifar_lab.tuning import MLPConfig
+    from cifar_lab.data.splits import load_cifar10
+    from cifar_lab.tuning.config import MLPConfig
+    from cifar_lab.tuning.train import MLPObjective
 
     splits = load_cifar10(256, 64, 0, source="synthetic", verbose=False)
     base = MLPConfig(hidden_sizes=(16,), epochs=2, batch_size=64)

@@ -6,13 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-import cifar_lab.mlp_training as mlp_training
-from cifar_lab.augment import AugmentedBatches, augment_batch
-from cifar_lab.layers import Maxout, convolution_layers, raw_pixel_model, whitening_dense
-from cifar_lab.mlp_training import one_hot, train_config
-from cifar_lab.optimizers import build_optimizer, build_schedule, compile_mlp
-from cifar_lab.tuning import ACTIVATIONS, MLPConfig, build_mlp
-from cifar_lab.whitening import WhiteningFit, fit_whitening
+import cifar_lab.tuning.train as mlp_training
+from cifar_lab.tuning.augment import AugmentedBatches, augment_batch
+from cifar_lab.tuning.config import ACTIVATIONS, MLPConfig
+from cifar_lab.tuning.layers import Maxout, convolution_layers, raw_pixel_model, whitening_dense
+from cifar_lab.tuning.network import build_mlp
+from cifar_lab.tuning.optimizers import build_optimizer, build_schedule, compile_mlp
+from cifar_lab.tuning.train import one_hot, train_config
+from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening
 
 D = 32 * 32 * 3
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cifar_lab.inspection import (
+from cifar_lab.instructor.inspection import (
     MEGABYTE,
     SEVERITIES,
     Finding,
@@ -36,7 +36,7 @@ from cifar_lab.inspection import (
     inspect_file,
     megabytes,
 )
-from cifar_lab.rerun import (
+from cifar_lab.instructor.rerun import (
     DEFAULT_TOLERANCE,
     GradingSetupError,
     LazyTestSet,
@@ -47,7 +47,7 @@ from cifar_lab.rerun import (
     rerun_notebooks,
     verify_claims,
 )
-from cifar_lab.submission import (
+from cifar_lab.instructor.submission import (
     COURSE_NOTEBOOKS,
     DEFAULT_MAX_NOTEBOOK_BYTES,
     MODEL_FILE,

@@ -10,11 +10,36 @@ import copy
 from pathlib import Path
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+FIRST_NOTEBOOK = "01_preparation.ipynb"
 
 
-def course_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """Return the course notebooks (``NN_name.ipynb``) in order."""
+def notebook_dir() -> Path:
+    """Return the folder of the course notebooks.
+
+    An installed wheel carries them as ``cifar_lab/notebooks/``; a checkout
+    (editable install or not) keeps them in the top-level ``notebooks/``.
+
+    Raises:
+        FileNotFoundError: neither place holds the course notebooks.
+    """
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "notebooks", package.parent / "notebooks")
+    for candidate in candidates:
+        if (candidate / FIRST_NOTEBOOK).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"the course notebooks are in neither {candidates[0]} nor {candidates[1]}; "
+        "reinstall cifar_lab (pip install cifar_lab) or run from a checkout"
+    )
+
+
+def course_notebooks(folder: Path | None = None) -> list[Path]:
+    """Return the course notebooks (``NN_name.ipynb``) in order.
+
+    Args:
+        folder: where to look; ``None`` means :func:`notebook_dir`.
+    """
+    folder = notebook_dir() if folder is None else Path(folder)
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -58,7 +83,7 @@ def refresh_checked_outputs(paths: list[Path], *, cell_timeout: int = 1800) -> N
     import nbformat
     from nbclient import NotebookClient
 
-    from cifar_lab.runner import QUIET_TF, environment
+    from cifar_lab.instructor.runner import QUIET_TF, environment
 
     with environment(CIFAR_LAB_PROFILE="quick", **QUIET_TF):
         for path in paths:

@@ -1,8 +1,9 @@
-"""Part V: configurable dense networks (no convolutions) for CIFAR-10.
+"""Part V: one frozen :class:`MLPConfig` names every choice of a dense network.
 
-One frozen :class:`MLPConfig` names every choice; :func:`build_mlp` turns it
-into a Keras model, :mod:`cifar_lab.optimizers` compiles it and
-:func:`cifar_lab.mlp_training.train_config` trains it.
+Free of TensorFlow, so configs, recipes and the command line load in
+milliseconds. :func:`cifar_lab.tuning.config.network.build_mlp` turns a config into
+a Keras model, :mod:`cifar_lab.tuning.config.optimizers` compiles it and
+:func:`cifar_lab.tuning.config.train.train_config` trains it.
 
 Example::
 
@@ -15,14 +16,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # TensorFlow loads only when a model is built
-    import keras
-
-    from cifar_lab.whitening import WhiteningFit
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "tanh", "maxout")
 INITIALIZERS = (
@@ -34,7 +30,6 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 WHITENINGS = ("none", "pca", "zca")
 PRECISIONS = ("float32", "mixed_bfloat16")
-NUM_CLASSES = 10
 LEAKY_SLOPE = 0.1  # slope of leaky_relu for negative inputs
 
 _CHOICES = {
@@ -86,7 +81,8 @@ class MLPConfig:
         schedule: ``"constant"`` or ``"cosine"`` (decay to 0 over the run).
         warmup_epochs: linear warm-up from 0 to ``learning_rate`` (may be fractional).
         label_smoothing: cross-entropy label smoothing.
-        flip, translate, noise_std: augmentation, see :func:`cifar_lab.augment.augment_batch`.
+        flip, translate, noise_std: augmentation, see
+            :func:`cifar_lab.tuning.augment.augment_batch`.
         whitening: ``"none"``, ``"pca"`` or ``"zca"``, fitted on the training subset.
         whitening_components: PCA output size (None = all 3072).
         whitening_epsilon: whitening regulariser, relative to the mean eigenvalue.
@@ -197,85 +193,3 @@ def _check_range(name: str, value: Any, low, high, low_ok: bool) -> None:
         bound = f">= {low}" if low_ok else f"> {low}"
         extra = "" if high is None else f" and <= {high}"
         raise ValueError(f"{name} must be {bound}{extra}, got {value!r}")
-
-
-def build_mlp(config: MLPConfig, *, whitening: WhiteningFit | None = None) -> keras.Model:
-    """Build the dense network a config describes (no convolution layers).
-
-    Each hidden layer is Dense (without bias when batch norm comes before the
-    activation: BN's shift replaces it), [BatchNorm], activation, [BatchNorm],
-    [Dropout]. A maxout layer's Dense has ``units * maxout_pieces`` outputs.
-
-    Args:
-        config: the network to build.
-        whitening: a fitted :class:`cifar_lab.whitening.WhiteningFit`, required
-            exactly when ``config.whitening`` is not ``"none"``; it becomes a fixed layer.
-
-    Returns:
-        An uncompiled ``keras.Model``: float32 (N, 32, 32, 3) standardised
-        images -> float32 logits (N, 10).
-    """
-    import keras
-
-    from cifar_lab.layers import make_initializer, whitening_dense
-
-    if not isinstance(config, MLPConfig):
-        raise TypeError(f"config must be an MLPConfig, got {type(config).__name__}")
-    if (config.whitening == "none") != (whitening is None):
-        raise ValueError(
-            f"config.whitening is {config.whitening!r} but whitening= is "
-            f"{'missing' if whitening is None else 'given'}; fit one with "
-            "cifar_lab.whitening.fit_whitening(X_train, ...) or set whitening='none'"
-        )
-    inputs = keras.Input(shape=(32, 32, 3), name="images")
-    x = keras.layers.Flatten(name="flatten", dtype=config.precision)(inputs)
-    if whitening is not None:
-        x = whitening_dense(whitening, dtype=config.precision)(x)
-    for index, units in enumerate(config.hidden_sizes):
-        x = _hidden_block(x, units, config, index)
-    outputs = keras.layers.Dense(
-        NUM_CLASSES,
-        kernel_initializer=make_initializer(config.initializer, _layer_seed(config, 99)),
-        kernel_regularizer=_l2(config.l2),
-        name="logits",
-        dtype="float32",  # logits and the loss stay float32 under mixed precision
-    )(x)
-    return keras.Model(inputs, outputs, name=f"mlp_{config.architecture}")
-
-
-def _hidden_block(x: keras.KerasTensor, units: int, config: MLPConfig, index: int):
-    import keras
-
-    from cifar_lab.layers import make_activation, make_initializer
-
-    pieces = config.maxout_pieces if config.activation == "maxout" else 1
-    dtype = config.precision
-    x = keras.layers.Dense(
-        units * pieces,
-        use_bias=config.batch_norm != "before",
-        kernel_initializer=make_initializer(config.initializer, _layer_seed(config, index)),
-        kernel_regularizer=_l2(config.l2),
-        name=f"dense_{index}",
-        dtype=dtype,
-    )(x)
-    if config.batch_norm == "before":
-        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}", dtype=dtype)(x)
-    name = f"{config.activation}_{index}"
-    x = make_activation(config.activation, pieces=pieces, name=name, dtype=dtype)(x)
-    if config.batch_norm == "after":
-        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}", dtype=dtype)(x)
-    if config.dropout > 0:
-        seed = _layer_seed(config, 100 + index)
-        name = f"dropout_{index}"
-        x = keras.layers.Dropout(config.dropout, seed=seed, name=name, dtype=dtype)(x)
-    return x
-
-
-def _layer_seed(config: MLPConfig, index: int) -> int:
-    return config.seed * 1000 + index  # distinct per layer, reproducible per config
-
-
-def _l2(strength: float) -> keras.regularizers.Regularizer | None:
-    import keras
-
-    return keras.regularizers.L2(strength) if strength > 0 else None

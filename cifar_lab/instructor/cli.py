@@ -17,22 +17,21 @@ import getpass
 import sys
 from pathlib import Path
 
-from cifar_lab.nbtools import NOTEBOOK_DIR
-from cifar_lab.release import MANIFEST_FILE
-
-MEGABYTE = 1024 * 1024
+from cifar_lab.instructor.inspection import MEGABYTE
+from cifar_lab.instructor.release import MANIFEST_FILE
 
 
 def _release(args: argparse.Namespace) -> int:
-    from cifar_lab.release import release
+    from cifar_lab.instructor.release import release
 
-    manifest = release(Path(args.out), source_dir=Path(args.source_dir), force=args.force)
+    source_dir = Path(args.source_dir) if args.source_dir else None
+    manifest = release(Path(args.out), source_dir=source_dir, force=args.force)
     print(f"student notebooks and {manifest.name} written to {manifest.parent}")
     return 0
 
 
 def _manifest_near(folder: Path, explicit: str | None) -> dict | None:
-    from cifar_lab.release import load_manifest
+    from cifar_lab.instructor.release import load_manifest
 
     path = Path(explicit) if explicit else folder / MANIFEST_FILE
     if explicit or path.is_file():
@@ -42,7 +41,7 @@ def _manifest_near(folder: Path, explicit: str | None) -> dict | None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from cifar_lab.submission import check_submission, write_submission_zip
+    from cifar_lab.instructor.submission import check_submission, write_submission_zip
 
     folder = Path(args.notebook_dir)
     if not folder.is_dir():
@@ -66,20 +65,24 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _grade_manifest(args: argparse.Namespace) -> dict | None:
-    from cifar_lab.release import build_release, load_manifest
+    from cifar_lab.instructor.nbtools import notebook_dir
+    from cifar_lab.instructor.release import build_release, load_manifest
 
     if args.manifest:
         return load_manifest(Path(args.manifest))
-    if any(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
-        print(f"note: cell structure compared with a release of {NOTEBOOK_DIR} (see --manifest)")
-        return build_release(NOTEBOOK_DIR)[1]
-    print("note: no --manifest and no course notebooks found; cell structure is not checked")
-    return None
+    course = notebook_dir()
+    print(f"note: cell structure compared with a release of {course} (see --manifest)")
+    return build_release(course)[1]
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from cifar_lab.grading import GradeSettings, GradingSetupError, grade_folder, write_report
-    from cifar_lab.rerun import RerunSettings
+    from cifar_lab.instructor.grading import (
+        GradeSettings,
+        GradingSetupError,
+        grade_folder,
+        write_report,
+    )
+    from cifar_lab.instructor.rerun import RerunSettings
 
     rerun = None
     if args.rerun:
@@ -150,7 +153,9 @@ def add_cli(subparsers) -> None:
     """
     release = subparsers.add_parser("release", help="write student notebooks without solutions")
     release.add_argument("--out", required=True, help="folder for the student release")
-    release.add_argument("--source-dir", default=str(NOTEBOOK_DIR), help="solution notebooks")
+    release.add_argument(
+        "--source-dir", default=None, help="solution notebooks (default: the course's own)"
+    )
     release.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     release.set_defaults(handler=_release)
 

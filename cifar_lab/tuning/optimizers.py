@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cifar_lab.tuning import MLPConfig
+from cifar_lab.tuning.config import MLPConfig
 
 if TYPE_CHECKING:  # TensorFlow loads only when a model is compiled
     import keras

@@ -3,7 +3,7 @@
 Whitening and raw-pixel standardisation use built-in Keras layers whose
 numbers are weights, so a saved ``.keras`` model carries them and reloads
 with ``keras.models.load_model(path, safe_mode=True)``; only :class:`Maxout`
-is a custom class (registered, so importing ``cifar_lab.layers`` is enough).
+is a custom class (registered, so importing ``cifar_lab.tuning.layers`` is enough).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from cifar_lab.tuning import ACTIVATIONS, INITIALIZERS, LEAKY_SLOPE
-from cifar_lab.whitening import WhiteningFit
+from cifar_lab.tuning.config import ACTIVATIONS, INITIALIZERS, LEAKY_SLOPE
+from cifar_lab.tuning.whitening import WhiteningFit
 
 _PACKAGE = "cifar_lab"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.release import (
+from cifar_lab.instructor.release import (
     ANSWER_PLACEHOLDER,
     ANSWER_PREFIX,
     is_answer_cell,

@@ -1,6 +1,6 @@
-"""Train an :class:`~cifar_lab.tuning.MLPConfig` with Keras ``fit``.
+"""Train an :class:`~cifar_lab.tuning.config.MLPConfig` with Keras ``fit``.
 
-Batches are drawn and augmented in NumPy (:class:`cifar_lab.augment.AugmentedBatches`)
+Batches are drawn and augmented in NumPy (:class:`cifar_lab.tuning.augment.AugmentedBatches`)
 and fed to an XLA-compiled train step; whitening is fitted on the training
 subset only. One concise line per epoch, switchable off with ``verbose=False``.
 """
@@ -15,13 +15,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from cifar_lab.augment import AugmentedBatches
+from cifar_lab.data.formats import NUM_CLASSES
 from cifar_lab.history import History
-from cifar_lab.optimizers import compile_mlp
 from cifar_lab.progress import Progress
 from cifar_lab.seeding import set_seed
-from cifar_lab.tuning import NUM_CLASSES, MLPConfig, build_mlp
-from cifar_lab.whitening import WhiteningFit, fit_whitening
+from cifar_lab.tuning.augment import AugmentedBatches
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.network import build_mlp
+from cifar_lab.tuning.optimizers import compile_mlp
+from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening
 
 EpochHook = Callable[[dict[str, Any]], None]
 
@@ -188,7 +190,7 @@ class MLPObjective:
     Records on the trial: ``config`` (dict) and ``history`` (per-epoch records,
     updated every epoch, so pruned trials keep their partial curves). Reports
     each epoch's validation accuracy so the study's pruner can stop it.
-    Picklable, so :func:`cifar_lab.sweeps.run_workers` can ship it to workers.
+    Picklable, so :func:`cifar_lab.tuning.sweeps.run_workers` can ship it to workers.
 
     Args:
         base: config that every trial starts from.

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_lab.tuning import MLPConfig
+from cifar_lab.tuning.config import MLPConfig
 
 # Plain strong recipe from the issue: about 59% test in about 25 minutes on 2 CPU cores.
 BASELINE = MLPConfig(
@@ -85,10 +85,10 @@ def train_best(
     Returns:
         A :class:`RecipeResult`.
     """
-    from cifar_lab.data import load_cifar10
-    from cifar_lab.ensembles import accuracy, predict_probabilities
-    from cifar_lab.layers import convolution_layers, raw_pixel_model
-    from cifar_lab.mlp_training import train_config
+    from cifar_lab.data.splits import load_cifar10
+    from cifar_lab.tuning.ensembles import accuracy, predict_probabilities
+    from cifar_lab.tuning.layers import convolution_layers, raw_pixel_model
+    from cifar_lab.tuning.train import train_config
 
     config = _resolve(recipe, epochs, seed, precision)
     if verbose:

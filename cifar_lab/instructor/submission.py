@@ -12,8 +12,8 @@ notebook 05 saves next to the notebooks:
 Notebook 05 also records ``lab.record("test_accuracy", x, key=True)`` and
 ``lab.record("best_val_accuracy", y)``.
 
-Notebooks are inspected with :mod:`cifar_lab.inspection` (read as JSON, never
-executed); each problem is a :class:`~cifar_lab.inspection.Finding`.
+Notebooks are inspected with :mod:`cifar_lab.instructor.inspection` (read as JSON, never
+executed); each problem is a :class:`~cifar_lab.instructor.inspection.Finding`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.inspection import MEGABYTE, Finding, NotebookInspection, inspect_file, is_number
-from cifar_lab.release import ANSWER_PLACEHOLDER, ANSWER_PREFIX
+from cifar_lab.instructor.inspection import (
+    MEGABYTE,
+    Finding,
+    NotebookInspection,
+    inspect_file,
+    is_number,
+)
+from cifar_lab.instructor.release import ANSWER_PLACEHOLDER, ANSWER_PREFIX
+from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
-PART5_DIR = "part5"
-RESULTS_FILE = "results.json"
-MODEL_FILE = "best_model.keras"
 RESULTS_KEYS = ("val_accuracy", "test_accuracy")
 COURSE_NOTEBOOKS = (
     "01_preparation",

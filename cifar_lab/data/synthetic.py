@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cifar_lab.formats import RawCIFAR
+from cifar_lab.data.formats import RawCIFAR
 
 SYNTHETIC_TRAIN_SIZE = 50_000
 SYNTHETIC_TEST_SIZE = 10_000

@@ -1,4 +1,4 @@
-"""``python -m cifar_lab train-best``: the command-line face of :mod:`cifar_lab.recipe`.
+"""``python -m cifar_lab train-best``: the command-line face of :mod:`cifar_lab.tuning.recipes`.
 
 Kept apart from the recipe itself so building the command-line parser does
 not import TensorFlow (0.7 GB) for commands that never train.
@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-# Must equal sorted(cifar_lab.recipe.RECIPES); a test keeps them in step.
+# Must equal sorted(cifar_lab.tuning.recipes.RECIPES); a test keeps them in step.
 RECIPE_NAMES = ("baseline", "best")
 
 
@@ -51,7 +51,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from cifar_lab.recipe import train_best
+    from cifar_lab.tuning.recipes import train_best
 
     start = time.perf_counter()
     train_best(

@@ -37,6 +37,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "ship",
     "truck",
 )
+NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"

@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.nbtools import NOTEBOOK_DIR, course_notebooks, strip_outputs
+from cifar_lab.instructor.nbtools import course_notebooks, notebook_dir, strip_outputs
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -196,18 +196,20 @@ def manifest_entry(original, released) -> dict[str, Any]:
     return {"cells": cells}
 
 
-def build_release(source_dir: Path = NOTEBOOK_DIR) -> tuple[dict[str, Any], dict[str, Any]]:
+def build_release(source_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Release every course notebook of ``source_dir`` in memory.
 
     Args:
-        source_dir: folder with the solution notebooks ``NN_name.ipynb``.
+        source_dir: folder with the solution notebooks ``NN_name.ipynb``
+            (``None``: the course's own, see :func:`~cifar_lab.instructor.nbtools.notebook_dir`).
 
     Returns:
         (released notebooks by stem, manifest).
     """
     import nbformat
 
-    paths = course_notebooks(Path(source_dir))
+    source_dir = notebook_dir() if source_dir is None else Path(source_dir)
+    paths = course_notebooks(source_dir)
     if not paths:
         raise ValueError(f"no NN_name.ipynb notebooks in {source_dir}; pass --source-dir")
     released, notebooks = {}, {}
@@ -220,12 +222,12 @@ def build_release(source_dir: Path = NOTEBOOK_DIR) -> tuple[dict[str, Any], dict
     return released, {"format": MANIFEST_FORMAT, "notebooks": notebooks}
 
 
-def release(out_dir: Path, *, source_dir: Path = NOTEBOOK_DIR, force: bool = False) -> Path:
+def release(out_dir: Path, *, source_dir: Path | None = None, force: bool = False) -> Path:
     """Write the student notebooks and ``release_manifest.json`` to ``out_dir``.
 
     Args:
         out_dir: destination folder; must be empty or absent unless ``force``.
-        source_dir: folder with the solution notebooks.
+        source_dir: folder with the solution notebooks (``None``: the course's own).
         force: overwrite files in a non-empty ``out_dir``.
 
     Returns:
@@ -236,7 +238,7 @@ def release(out_dir: Path, *, source_dir: Path = NOTEBOOK_DIR, force: bool = Fal
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise ValueError(f"{out_dir} is not empty; choose another --out or pass --force")
-    released, manifest = build_release(Path(source_dir))
+    released, manifest = build_release(source_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stem, notebook in released.items():
         nbformat.write(notebook, out_dir / f"{stem}.ipynb")

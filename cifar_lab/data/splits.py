@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_lab.formats import CLASS_NAMES, RawCIFAR
+from cifar_lab.data.formats import CLASS_NAMES, RawCIFAR
 from cifar_lab.seeding import SeedLike, as_generator
-from cifar_lab.sources import describe_choice, read_source
+from cifar_lab.data.sources import describe_choice, read_source
 
 _CHUNK = 4096  # images converted to float at a time; bounds temporary memory
 
@@ -88,7 +88,7 @@ def load_cifar10(
 
     The training pool is shuffled with ``seed`` before splitting (image-folder
     copies are sorted by class), and the validation and any test subset are
-    drawn class-balanced. See :mod:`cifar_lab.sources` for how ``source`` is
+    drawn class-balanced. See :mod:`cifar_lab.data.sources` for how ``source`` is
     resolved when it is None.
 
     Args:

@@ -10,7 +10,7 @@ in ``part5/results.json``; a difference above the tolerance (default 0.005)
 is flagged, as is any disagreement between the two claims.
 
 **Re-execution** (``grade --rerun``): each submission runs in a separate
-process (``python -m cifar_lab.rerun``) on copies of its notebooks in a
+process (``python -m cifar_lab.instructor.rerun``) on copies of its notebooks in a
 temporary folder, with the student's outputs cleared first so that nothing
 claimed survives unless it is recomputed. Two limits apply: a per-cell
 timeout (default 1 hour, enough for the full profile's training cells on a
@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from cifar_lab.inspection import Finding, is_number, megabytes, recorded_results
+from cifar_lab.instructor.inspection import Finding, is_number, megabytes, recorded_results
 from cifar_lab.profiles import PROFILE_ENV, get_profile
-from cifar_lab.submission import MODEL_FILE, PART5_DIR, RESULTS_FILE
+from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 KERNEL_PID_KEY = "kernel_pid"
 DEFAULT_TOLERANCE = 0.005
@@ -68,7 +68,7 @@ class LazyTestSet:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (uint8 images (N, 32, 32, 3), int labels (N,))."""
         if self._arrays is None:
-            from cifar_lab.data import load_cifar10
+            from cifar_lab.data.splits import load_cifar10
 
             try:  # 1,000 training images only fix the normalisation, undone below
                 splits = load_cifar10(1000, 0, self.num_test, source=self.source)
@@ -196,7 +196,7 @@ class RerunSettings:
 def _child_environment(settings: RerunSettings) -> dict[str, str]:
     environment = {**os.environ, PROFILE_ENV: settings.profile}
     # The child and its kernels run in a temporary folder: let them import this cifar_lab.
-    package_parent = str(Path(__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])
     environment["PYTHONPATH"] = os.pathsep.join(
         [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
     )
@@ -224,7 +224,7 @@ def rerun_notebooks(
         for name in names:
             shutil.copyfile(Path(folder) / f"{name}.ipynb", work_dir / f"{name}.ipynb")
         status, log_path = work_dir / "status.jsonl", work_dir / "rerun.log"
-        command = [sys.executable, "-m", "cifar_lab.rerun", "--cell-timeout"]
+        command = [sys.executable, "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status", str(status)]
         command += [str(work_dir / f"{name}.ipynb") for name in names]
         with open(log_path, "wb") as log:
@@ -336,7 +336,7 @@ def _append(status: Path, record: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Child entry point: execute notebooks in order, one status line each."""
-    parser = argparse.ArgumentParser(prog="python -m cifar_lab.rerun")
+    parser = argparse.ArgumentParser(prog="python -m cifar_lab.instructor.rerun")
     parser.add_argument("--cell-timeout", type=int, required=True)
     parser.add_argument("--status", type=Path, required=True)
     parser.add_argument("notebooks", type=Path, nargs="+")

@@ -15,8 +15,8 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-    from cifar_lab.mlp_training import TrainedMLP
-    from cifar_lab.tuning import MLPConfig
+    from cifar_lab.tuning.config import MLPConfig
+    from cifar_lab.tuning.train import TrainedMLP
 
 
 def average_probabilities(
@@ -92,7 +92,7 @@ def ensemble_model(
 
     Args:
         models: members with the same input shape, e.g. raw-pixel classifiers from
-            :func:`cifar_lab.layers.raw_pixel_model`.
+            :func:`cifar_lab.tuning.layers.raw_pixel_model`.
         from_logits: members return logits; apply a softmax to each before averaging.
         name: model name.
 
@@ -135,9 +135,9 @@ def train_ensemble(
         verbose: per-epoch lines, and each member's and the ensemble's val accuracy.
 
     Returns:
-        The trained members (see :class:`cifar_lab.mlp_training.TrainedMLP`).
+        The trained members (see :class:`cifar_lab.tuning.train.TrainedMLP`).
     """
-    from cifar_lab.mlp_training import train_config
+    from cifar_lab.tuning.train import train_config
 
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ValueError(f"members must be an int >= 1, got {members!r}")

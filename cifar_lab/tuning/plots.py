@@ -27,7 +27,7 @@ def results_frame(study: optuna.Study, *, states: tuple[str, ...] = _STATES) -> 
     """One row per trial: its config, validation accuracy, curves and wall time.
 
     Args:
-        study: an Optuna study run by :mod:`cifar_lab.sweeps`.
+        study: an Optuna study run by :mod:`cifar_lab.tuning.sweeps`.
         states: trial states to keep (names of ``optuna.trial.TrialState``).
 
     Returns:

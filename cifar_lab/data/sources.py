@@ -18,10 +18,10 @@ import os
 import socket
 from pathlib import Path, PurePosixPath
 
-from cifar_lab import formats
-from cifar_lab.cache import cached_read
-from cifar_lab.formats import CorruptSourceError, RawCIFAR
-from cifar_lab.synthetic import synthetic_cifar10
+from cifar_lab.data import formats
+from cifar_lab.data.cache import cached_read
+from cifar_lab.data.formats import CorruptSourceError, RawCIFAR
+from cifar_lab.data.synthetic import synthetic_cifar10
 
 SOURCE_ENV = "CIFAR10_SOURCE"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_lab.formats import RawCIFAR
+from cifar_lab.data.formats import RawCIFAR
 
 CACHE_ENV = "CIFAR_LAB_CACHE"
 _CACHE_VERSION = "v1"  # bump when the decoded layout changes

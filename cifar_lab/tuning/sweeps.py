@@ -30,7 +30,7 @@ machines (``pip install psycopg2-binary``).
 
 An objective is ``objective(trial, params) -> float``: ``params`` are the
 trial's values from the space; report per-epoch values with
-``trial.report`` so the pruner can act (see :class:`cifar_lab.mlp_training.MLPObjective`).
+``trial.report`` so the pruner can act (see :class:`cifar_lab.tuning.train.MLPObjective`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from cifar_lab.sweep_setup import (
+from cifar_lab.tuning.sweep_setup import (
     FINISHED_STATES,
     QueueEmptyError,
     SweepSpec,
@@ -90,7 +90,7 @@ def run_sweep(
     """
     _check_objective(objective)
     if tensorboard_dir is not None:
-        from cifar_lab.sweep_plots import require_tensorboard
+        from cifar_lab.tuning.plots import require_tensorboard
 
         require_tensorboard()  # fail now, not after the first trial
     study = load_study(spec, storage, create=True)
@@ -143,7 +143,7 @@ def run_workers(
     Args:
         spec: the sweep.
         objective: must be picklable (a module-level function or an object such as
-            :class:`cifar_lab.mlp_training.MLPObjective`): workers are spawned.
+            :class:`cifar_lab.tuning.train.MLPObjective`): workers are spawned.
         storage: database URL (a SQLite file works for local processes).
         processes: number of worker processes, at least 1.
         tensorboard_dir: optional TensorBoard log folder.
@@ -216,7 +216,7 @@ def _work(study, spec, objective, tensorboard_dir, verbose) -> int:
 
     callbacks = [_trial_printer(spec)] if verbose else []
     if tensorboard_dir is not None:
-        from cifar_lab.sweep_plots import log_trial_to_tensorboard
+        from cifar_lab.tuning.plots import log_trial_to_tensorboard
 
         callbacks.append(lambda study, trial: log_trial_to_tensorboard(tensorboard_dir, trial))
     ran = 0
