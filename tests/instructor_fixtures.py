@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cifar_lab.instructor.nbtools import course_notebooks
-from cifar_lab.instructor.submission import MODEL_FILE, PART5_DIR, RESULTS_FILE
 from cifar_lab.results import CHECK_MIME, RESULT_MIME
+from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 ANSWER_ID = "written-answer-1"
 STUDENT_ANSWER = (

@@ -27,10 +27,13 @@ from instructor_fixtures import (
     zip_folder,
 )
 
-from cifar_lab.instructor.grading import GradeSettings, extract_zip, grade_folder, report_columns
+from cifar_lab.instructor.claims import compare_claims
+from cifar_lab.instructor.grading import GradeSettings, extract_zip, grade_folder
 from cifar_lab.instructor.release import release
-from cifar_lab.instructor.rerun import RerunSettings, compare_claims, rerun_notebooks
-from cifar_lab.instructor.submission import COURSE_NOTEBOOKS, MODEL_FILE, PART5_DIR, RESULTS_FILE
+from cifar_lab.instructor.report import report_columns
+from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+from cifar_lab.instructor.submission import COURSE_NOTEBOOKS
+from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 
 def _doctor(root: Path, value: float, *, notebook: bool = True) -> None:
@@ -305,10 +308,12 @@ def test_compare_claims_without_a_kernel():
     settings = RerunSettings(tolerance=0.02)
     ok = {"status": "ok", "error": None, "results": {"val_accuracy": 0.41}}
     assert (
-        compare_claims({"02": {"val_accuracy": 0.4}}, {"02": ok}, None, settings)[0]
+        compare_claims(
+            {"02": {"val_accuracy": 0.4}}, {"02": ok}, None, tolerance=settings.tolerance
+        )[0]
         == "reproduced"
     )
     state, findings = compare_claims(
-        {"02": {"val_accuracy": 0.4}, "03": {}}, {"02": ok}, None, settings
+        {"02": {"val_accuracy": 0.4}, "03": {}}, {"02": ok}, None, tolerance=settings.tolerance
     )
     assert state == "failed" and [str(f) for f in findings] == ["03: rerun failed: did not run"]

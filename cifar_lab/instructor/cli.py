@@ -80,8 +80,8 @@ def _grade(args: argparse.Namespace) -> int:
         GradeSettings,
         GradingSetupError,
         grade_folder,
-        write_report,
     )
+    from cifar_lab.instructor.report import write_report
     from cifar_lab.instructor.rerun import RerunSettings
 
     rerun = None

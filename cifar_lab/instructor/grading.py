@@ -19,8 +19,6 @@ Any problem with one submission lands in its row and the batch goes on.
 
 from __future__ import annotations
 
-import csv
-import json
 import tempfile
 import zipfile
 import zlib
@@ -28,32 +26,30 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cifar_lab.instructor.claims import (
+    DEFAULT_TOLERANCE,
+    GradingSetupError,
+    LazyTestSet,
+    claim_findings,
+    claims_of,
+    compare_claims,
+    verify_claims,
+)
 from cifar_lab.instructor.inspection import (
     MEGABYTE,
-    SEVERITIES,
     Finding,
     NotebookInspection,
     inspect_file,
     megabytes,
 )
-from cifar_lab.instructor.rerun import (
-    DEFAULT_TOLERANCE,
-    GradingSetupError,
-    LazyTestSet,
-    RerunSettings,
-    claim_findings,
-    claims_of,
-    compare_claims,
-    rerun_notebooks,
-    verify_claims,
-)
+from cifar_lab.instructor.report import first_claim, notebook_columns, status_of
+from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.submission import (
     COURSE_NOTEBOOKS,
     DEFAULT_MAX_NOTEBOOK_BYTES,
-    MODEL_FILE,
-    PART5_DIR,
     read_part5_results,
 )
+from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
 MAX_ZIP_MEMBERS = 200
 PART5_NOTEBOOK = "05_tuning"
@@ -180,54 +176,6 @@ def notebook_root(folder: Path, names: tuple[str, ...]) -> Path:
     return max(candidates, key=lambda c: sum((c / f"{n}.ipynb").is_file() for n in names))
 
 
-def _status(findings: list[Finding]) -> str:
-    severities = {finding.severity for finding in findings}
-    return next((s for s in SEVERITIES[:3] if s in severities), "ok")
-
-
-def _notebook_columns(inspection: NotebookInspection) -> dict[str, Any]:
-    key = inspection.name[:2]
-    if inspection.state != "ok":
-        blank = dict.fromkeys(("errors", "checks_passed", "checks_failed", "edited_cells"), "")
-        return {
-            f"{key}_executed_in_order": inspection.state,
-            **{f"{key}_{k}": v for k, v in blank.items()},
-        }
-    return {
-        f"{key}_executed_in_order": "yes" if inspection.executed_in_order else "no",
-        f"{key}_errors": inspection.errors,
-        f"{key}_checks_passed": inspection.checks_passed,
-        f"{key}_checks_failed": inspection.checks_failed,
-        f"{key}_edited_cells": len(inspection.edited_cells),
-    }
-
-
-def report_columns(notebooks: tuple[str, ...]) -> list[str]:
-    """The report's columns, in order."""
-    per_notebook = [
-        "executed_in_order",
-        "errors",
-        "checks_passed",
-        "checks_failed",
-        "edited_cells",
-    ]
-    columns = ["student", "status", "problems"]
-    columns += [f"{name[:2]}_{field}" for name in notebooks for field in per_notebook]
-    columns += [
-        "part5_claimed_val_accuracy",
-        "part5_claimed_test_accuracy",
-        "part5_model_test_accuracy",
-        "part5_claim_verified",
-        "answers_present",
-        "rerun",
-    ]
-    return columns
-
-
-def _first(values: dict[str, float]) -> float | str:
-    return round(next(iter(values.values())), 4) if values else ""
-
-
 def _inspect_all(root: Path, settings: GradeSettings, refused: dict[str, Finding]) -> list:
     """Inspect each expected notebook; files refused at extraction count as damaged."""
     manifest = (settings.manifest or {}).get("notebooks", {})
@@ -266,7 +214,8 @@ def _part5(
 def _rerun(root: Path, inspections: list, settings: RerunSettings) -> tuple[str, list]:
     readable = [i for i in inspections if i.state == "ok"]
     records, problem = rerun_notebooks(root, [i.name for i in readable], settings)
-    return compare_claims({i.name: i.results for i in readable}, records, problem, settings)
+    claimed = {i.name: i.results for i in readable}
+    return compare_claims(claimed, records, problem, tolerance=settings.tolerance)
 
 
 def grade_root(
@@ -297,12 +246,16 @@ def grade_root(
         rerun_state, rerun_findings = _rerun(root, inspections, settings.rerun)
         findings += rerun_findings
     present, expected = (sum(i.answers[k] for i in inspections) for k in (0, 1))
-    row = {"student": student, "status": _status(findings), "problems": [str(f) for f in findings]}
+    row = {
+        "student": student,
+        "status": status_of(findings),
+        "problems": [str(f) for f in findings],
+    }
     for inspection in inspections:
-        row.update(_notebook_columns(inspection))
+        row.update(notebook_columns(inspection))
     return row | {
-        "part5_claimed_val_accuracy": _first(claims["val"]),
-        "part5_claimed_test_accuracy": _first(claims["test"]),
+        "part5_claimed_val_accuracy": first_claim(claims["val"]),
+        "part5_claimed_test_accuracy": first_claim(claims["test"]),
         "part5_model_test_accuracy": "" if accuracy is None else round(accuracy, 4),
         "part5_claim_verified": verified,
         "answers_present": f"{present}/{expected}",
@@ -352,22 +305,3 @@ def grade_folder(folder: Path, settings: GradeSettings, *, verbose: bool = True)
             print(f"graded {student}: {row['status']}", flush=True)
         rows.append(row)
     return rows
-
-
-def write_report(rows: list[dict], out: Path, notebooks: tuple[str, ...]) -> tuple[Path, Path]:
-    """Write the rows as CSV to ``out`` and as JSON next to it (``.json``).
-
-    Returns:
-        (csv path, json path).
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    columns = report_columns(notebooks)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="raise")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "problems": "; ".join(row["problems"])})
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    return out, json_path

@@ -1,0 +1,143 @@
+"""The package's shape: rooms, one-way dependencies, no import cycle.
+
+The import graph is read from the source with :mod:`ast`, so an import inside
+a function or under ``TYPE_CHECKING`` counts as much as one at the top.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "cifar_lab"
+FRONT_DOOR = {"cifar_lab", "cifar_lab.__main__"}  # the lazy API and the command line
+# room -> the rooms it may import from (the front door may import anything)
+ALLOWED = {
+    "course": {"course"},
+    "tuning": {"course", "tuning"},
+    "instructor": {"course", "tuning", "instructor"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE_DIR.rglob("*.py"))}
+
+
+def resolve(target: str, modules: dict[str, Path]) -> str:
+    """The longest known module that ``target`` names (``a.b.name`` -> ``a.b``)."""
+    while target not in modules and "." in target:
+        target = target.rsplit(".", 1)[0]
+    return target
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every cifar_lab module that ``name`` imports, wherever the import statement is."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import: climb from this module's package
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from pkg import sub` imports the submodule when there is one
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        found |= {resolve(t, modules) for t in targets if t.split(".")[0] == "cifar_lab"}
+    return found - {name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = all_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def room(module: str) -> str:
+    if module in FRONT_DOOR:
+        return "front door"
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ("tuning", "instructor"):
+        return parts[1]
+    return "course"
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path ``[a, b, ..., a]``, or None."""
+    state: dict[str, str] = {}  # "open" while on the stack, "done" after
+
+    def visit(node: str, stack: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return [*stack[stack.index(target) :], target]
+            if target not in state and (cycle := visit(target, [*stack, target])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+def test_graph_reader_sees_imports_inside_functions(tmp_path):
+    # The reader itself must not miss the kinds of import that make cycles.
+    fake = tmp_path / "cifar_lab"
+    (fake / "tuning").mkdir(parents=True)
+    (fake / "tuning" / "__init__.py").write_text("")
+    (fake / "tuning" / "a.py").write_text("def f():\n    from cifar_lab.tuning import b\n")
+    (fake / "tuning" / "b.py").write_text("from . import a\nimport cifar_lab.metrics as m\n")
+    (fake / "metrics.py").write_text("")
+    modules = {
+        ".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in fake.rglob("*.py")
+    }
+    graph = {
+        n: imports_of(n, p, modules) - {"cifar_lab"}
+        for n, p in modules.items()
+        if n != "cifar_lab"
+    }
+    assert graph["cifar_lab.tuning.a"] == {"cifar_lab.tuning.b", "cifar_lab.tuning"}
+    assert graph["cifar_lab.tuning.b"] >= {"cifar_lab.tuning.a", "cifar_lab.metrics"}
+    assert find_cycle(graph) is not None
+
+
+def test_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_dependencies_point_one_way():
+    wrong = sorted(
+        f"{source} ({room(source)}) imports {target} ({room(target)})"
+        for source, targets in import_graph().items()
+        for target in targets
+        if room(source) != "front door"
+        and (room(target) == "front door" or room(target) not in ALLOWED[room(source)])
+    )
+    assert not wrong, "imports against the rooms' direction:\n" + "\n".join(wrong)
+
+
+def test_rooms_exist_and_the_top_level_stays_small():
+    top_level = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
+    assert len(top_level) <= 16, f"{len(top_level)} top-level modules: {top_level}"
+    for subpackage in ("data", "tuning", "instructor"):
+        assert (PACKAGE_DIR / subpackage / "__init__.py").is_file(), subpackage
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE_DIR.rglob("*.py")), ids=module_name)
+def test_modules_stay_readable(path):
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= 320, f"{path.name} has {lines} lines; split it by idea (about 300 at most)"
