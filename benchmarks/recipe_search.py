@@ -69,7 +69,8 @@ CANDIDATES |= {
 def run(name: str, out: Path) -> dict:
     """Train one candidate on the real training split and record its validation curve."""
     from cifar_lab.data.splits import load_cifar10
-    from cifar_lab.tuning.ensembles import accuracy, average_probabilities, predict_probabilities
+    from cifar_lab.metrics import accuracy
+    from cifar_lab.tuning.ensembles import average_probabilities, predict_probabilities
     from cifar_lab.tuning.train import train_config
 
     splits = load_cifar10(49_000, 1_000, 0, source=str(SOURCE), verbose=False)
@@ -82,7 +83,7 @@ def run(name: str, out: Path) -> dict:
         "name": name,
         "val_accuracy": result.history[-1]["val_accuracy"],
         "best_val_accuracy": max(r["val_accuracy"] for r in result.history),
-        "val_accuracy_flip_tta": accuracy(average_probabilities([plain, mirrored]), splits.y_val),
+        "val_accuracy_flip_tta": accuracy(splits.y_val, average_probabilities([plain, mirrored])),
         "seconds": round(result.seconds, 1),
         "epochs": config.epochs,
         "num_train": config.num_train,

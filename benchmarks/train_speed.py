@@ -4,7 +4,7 @@ Measures in one process, interleaved round by round so that load changes on
 the machine hit every method alike:
 
 - the reference's eager GradientTape loop (with its loss/accuracy metrics);
-- the ``train_part34`` step (``cifar_lab.training.TrainStep``, as train_part34
+- the ``train_part34`` step (``cifar_lab.compiled_step.TrainStep``, as train_part34
   runs it, including the per-step ``float(loss)`` of the divergence check);
 - Keras ``fit`` (steady state: the first step and fit's set-up are excluded);
 - the "GEMM floor": the step's five matrix products alone, at the same shapes.
@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 import cifar_lab as lab
-from cifar_lab.training import TrainStep
+from cifar_lab.compiled_step import TrainStep
 
 INPUT_SHAPE, NUM_CLASSES, LEARNING_RATE = (32, 32, 3), 10, 1e-2
 TARGETS = {"vs_eager": 1.25, "vs_fit": 1.0, "vs_floor": 1.3}

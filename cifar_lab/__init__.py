@@ -84,7 +84,6 @@ _EXPORTS = {
     "plot_optimizer_batchnorm": "tuning.plots",
     "average_probabilities": "tuning.ensembles",
     "predict_probabilities": "tuning.ensembles",
-    "ensemble_model": "tuning.ensembles",
     "train_ensemble": "tuning.ensembles",
     "RECIPES": "tuning.recipes",
     "train_best": "tuning.recipes",
@@ -143,7 +142,6 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
     from cifar_lab.tuning.config import MLPConfig
     from cifar_lab.tuning.ensembles import (
         average_probabilities,
-        ensemble_model,
         predict_probabilities,
         train_ensemble,
     )

@@ -2,31 +2,49 @@
 
 Commands:
     data             load CIFAR-10 and print a summary of the splits
+    notebooks        copy the five course notebooks into a folder, to start working
     run              the main job: execute the notebooks headless and summarise them
     refresh-outputs  maintainers: refresh the committed outputs of checked cells
     train-best       train and evaluate the best no-convolution recipe (Part V)
     release          instructors: write student notebooks without solutions
     submit           students: check executed notebooks and zip them
     grade            instructors: grade a folder of submissions into a report
+
+Every command finds the course notebooks in a checkout's ``notebooks/`` or, once
+installed from a wheel, in ``cifar_lab/notebooks/`` (see
+:func:`cifar_lab.instructor.nbtools.notebook_dir`). Option defaults and choices
+come from the library; building the parser never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
 from pathlib import Path
 
+DEFAULT = "default: %(default)s"
+
+
+def _defaults(function) -> dict:
+    """Return the keyword defaults of ``function``: what an option left out falls back to."""
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    from cifar_lab.data.splits import load_cifar10
+
     parser.add_argument(
         "--source",
         default=None,
         help="CIFAR-10 copy: official tar.gz/folder, image-folder tree/archive, "
         "'keras' or 'synthetic' (default: $CIFAR10_SOURCE, Keras cache, download)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="shuffle/split seed (default 0)")
+    seed = _defaults(load_cifar10)["seed"]
+    parser.add_argument("--seed", type=int, default=seed, help="shuffle/split seed, " + DEFAULT)
 
 
 def _data_summary(args: argparse.Namespace) -> int:
@@ -43,25 +61,41 @@ def _data_summary(args: argparse.Namespace) -> int:
 
 
 def _select_notebooks(prefixes: list[str] | None) -> list[Path]:
-    from cifar_lab.instructor.nbtools import course_notebooks
+    from cifar_lab.instructor.nbtools import course_notebooks, notebook_dir
 
     notebooks = course_notebooks()
-    return [p for p in notebooks if not prefixes or any(p.stem.startswith(k) for k in prefixes)]
+    chosen = [p for p in notebooks if not prefixes or any(p.stem.startswith(k) for k in prefixes)]
+    if not chosen:
+        raise ValueError(
+            f"no notebooks matched --only {' '.join(prefixes or [])} in {notebook_dir()}; "
+            f"use prefixes of {', '.join(p.stem for p in notebooks)}"
+        )
+    return chosen
+
+
+def _working_copies(notebooks: list[Path], out_dir: Path) -> list[Path]:
+    """Copy installed notebooks into ``out_dir``: kernels write next to their notebook.
+
+    Notebook 05 writes ``part5/`` and ``runs/`` into its own folder, which must not
+    be the installed package; in a checkout the notebooks run where they are.
+    """
+    import shutil
+
+    from cifar_lab.instructor.nbtools import notebooks_installed
+
+    if not notebooks_installed():
+        return notebooks
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copyfile(path, out_dir / path.name)) for path in notebooks]
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.nbtools import notebook_dir
     from cifar_lab.instructor.runner import format_summary, run_all
 
     if args.source:
         os.environ["CIFAR10_SOURCE"] = args.source  # the kernels inherit it
-    notebooks = _select_notebooks(args.only)
-    if not notebooks:
-        print(
-            f"error: no notebooks matched {args.only or '*'} in {notebook_dir()}", file=sys.stderr
-        )
-        return 2
     out_dir = Path(args.out)
+    notebooks = _working_copies(_select_notebooks(args.only), out_dir)
     runs = run_all(notebooks, out_dir, profile=args.profile, cell_timeout=args.cell_timeout)
     print()
     print(format_summary(runs))
@@ -70,32 +104,66 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 
 def _refresh_outputs(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.nbtools import course_notebooks, refresh_checked_outputs
+    from cifar_lab.instructor.nbtools import (
+        notebook_dir,
+        notebooks_installed,
+        refresh_checked_outputs,
+    )
 
-    notebooks = [
-        p
-        for p in course_notebooks()
-        if not args.only or any(p.stem.startswith(k) for k in args.only)
-    ]
-    refresh_checked_outputs(notebooks)
+    if notebooks_installed():
+        raise ValueError(
+            f"refresh-outputs rewrites the course notebooks in place, and these are the "
+            f"installed copies in {notebook_dir()}; run it from a cifar_lab checkout"
+        )
+    refresh_checked_outputs(_select_notebooks(args.only))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser for ``python -m cifar_lab``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cifar_lab", description="cifar_lab course tools"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    data = commands.add_parser("data", help="load CIFAR-10 and print a summary")
-    _add_data_arguments(data)
-    data.set_defaults(handler=_data_summary)
+def _copy_notebooks(args: argparse.Namespace) -> int:
+    import importlib.util
+    import shlex
 
+    from cifar_lab.instructor.nbtools import copy_course_notebooks, notebook_dir
+
+    written = copy_course_notebooks(Path(args.out), force=args.force)
+    print(f"copied {len(written)} course notebooks from {notebook_dir()}:")
+    for path in written:
+        print(f"  {path}")
+    print(f"next: jupyter lab {shlex.quote(args.out)}")
+    if importlib.util.find_spec("jupyterlab") is None:
+        print("      (JupyterLab is not installed: pip install 'cifar_lab[student]')")
+    return 0
+
+
+def _add_notebooks_command(commands) -> None:
+    notebooks = commands.add_parser(
+        "notebooks",
+        help="copy the five course notebooks into a folder, to start working",
+        description="Copy the five course notebooks (with their reference solutions; "
+        "instructors: `release` writes the student version) into --out, "
+        "then open them with `jupyter lab OUT`.",
+    )
+    notebooks.add_argument("--out", required=True, help="folder to copy them into (created)")
+    notebooks.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    notebooks.set_defaults(handler=_copy_notebooks)
+
+
+def _add_run_commands(commands) -> None:
+    from cifar_lab.instructor.runner import run_all
+    from cifar_lab.profiles import PROFILES
+
+    defaults = _defaults(run_all)
     run = commands.add_parser("run", help="execute the notebooks headless and summarise them")
-    run.add_argument("--profile", choices=["quick", "full"], default="full")
-    run.add_argument("--out", default="outputs", help="folder for executed copies and HTML")
+    run.add_argument(
+        "--profile", choices=sorted(PROFILES), default=defaults["profile"], help=DEFAULT
+    )
+    run.add_argument(
+        "--out", default="outputs", help="folder for executed copies and HTML, " + DEFAULT
+    )
     run.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
-    run.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell")
+    run.add_argument(
+        "--cell-timeout", type=int, default=defaults["cell_timeout"], help="seconds, " + DEFAULT
+    )
     run.add_argument("--source", default=None, help="CIFAR-10 copy (sets $CIFAR10_SOURCE)")
     run.set_defaults(handler=_run_notebooks)
 
@@ -106,9 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     refresh.set_defaults(handler=_refresh_outputs)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for ``python -m cifar_lab``.
+
+    Returns:
+        The parser; each sub-command sets a ``handler`` that returns the exit code.
+    """
     from cifar_lab.instructor.cli import add_cli as add_instructor_commands
     from cifar_lab.tuning.cli import add_cli as add_recipe_command
 
+    parser = argparse.ArgumentParser(
+        prog="python -m cifar_lab", description="cifar_lab course tools"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="load CIFAR-10 and print a summary")
+    _add_data_arguments(data)
+    data.set_defaults(handler=_data_summary)
+    _add_notebooks_command(commands)
+    _add_run_commands(commands)
     add_recipe_command(commands)
     add_instructor_commands(commands)
     return parser

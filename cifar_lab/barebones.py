@@ -16,11 +16,8 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
+from cifar_lab.checks import check_int, check_seed
 from cifar_lab.data.formats import NUM_CLASSES
-from cifar_lab.history import (
-    checked_seed,
-    is_positive_int,
-)
 
 INPUT_SIZE = 32 * 32 * 3
 
@@ -96,18 +93,24 @@ def kaiming_normal(
 
     Returns:
         A tensor of ``shape`` and ``dtype``.
+
+    Raises:
+        TypeError: a size or the seed is not an int.
+        ValueError: the shape is not 2-D or 4-D, a size is < 1, or the seed is negative.
     """
     shape = tuple(shape)
-    if len(shape) not in (2, 4) or not all(is_positive_int(size) for size in shape):
+    if len(shape) not in (2, 4):
         raise ValueError(
             f"kaiming_normal expects a 2-D (fan_in, fan_out) or 4-D (KH, KW, C_in, C_out) "
             f"shape of positive ints, got {shape}"
         )
+    shape = tuple(check_int(f"shape[{axis}]", size, minimum=1) for axis, size in enumerate(shape))
     fan_in = shape[0] if len(shape) == 2 else shape[0] * shape[1] * shape[2]
     std = math.sqrt(2.0 / fan_in)
     if seed is None:
         return tf.random.normal(shape, stddev=std, dtype=dtype)
-    return tf.random.stateless_normal(shape, seed=(checked_seed(seed), 0), stddev=std, dtype=dtype)
+    seed_pair = (check_seed("seed", seed), 0)
+    return tf.random.stateless_normal(shape, seed=seed_pair, stddev=std, dtype=dtype)
 
 
 def two_layer_fc_init(
@@ -130,7 +133,9 @@ def two_layer_fc_init(
     Returns:
         Two ``tf.Variable``: w1 of shape (D, H) and w2 of shape (H, C).
     """
-    sizes = _check_sizes(input_size=input_size, hidden_size=hidden_size, num_classes=num_classes)
+    sizes = _check_sizes(
+        ("input_size", input_size), ("hidden_size", hidden_size), ("num_classes", num_classes)
+    )
     return _dense_variables(sizes, seed, dtype, biases=False)
 
 
@@ -158,10 +163,10 @@ def three_layer_fc_init(
         Six ``tf.Variable`` of shapes (D, H1), (H1,), (H1, H2), (H2,), (H2, C), (C,).
     """
     sizes = _check_sizes(
-        input_size=input_size,
-        hidden_size_1=hidden_size_1,
-        hidden_size_2=hidden_size_2,
-        num_classes=num_classes,
+        ("input_size", input_size),
+        ("hidden_size_1", hidden_size_1),
+        ("hidden_size_2", hidden_size_2),
+        ("num_classes", num_classes),
     )
     return _dense_variables(sizes, seed, dtype, biases=True)
 
@@ -204,17 +209,16 @@ def _check_chain(name: str, x: tf.Tensor, layers: list) -> None:
         width, source = shape[1], label
 
 
-def _check_sizes(**sizes: int) -> list[int]:
-    for name, value in sizes.items():
-        if not is_positive_int(value):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return [int(value) for value in sizes.values()]
+def _check_sizes(*named_sizes: tuple[str, int]) -> list[int]:
+    """Check (name, size) pairs are positive ints, in the order the layers use them."""
+    return [check_int(name, value, minimum=1) for name, value in named_sizes]
 
 
 def _dense_variables(sizes: list[int], seed: int | None, dtype, *, biases: bool) -> list:
+    seed = None if seed is None else check_seed("seed", seed)  # before any variable exists
     params = []
     for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        layer_seed = None if seed is None else checked_seed(seed) + layer
+        layer_seed = None if seed is None else seed + layer
         params.append(tf.Variable(kaiming_normal((fan_in, fan_out), seed=layer_seed, dtype=dtype)))
         if biases:
             params.append(tf.Variable(tf.zeros((fan_out,), dtype=dtype)))

@@ -13,17 +13,15 @@ the trained weights.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from cifar_lab.barebones import ModelFn
+from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.devices import resolve_device
-from cifar_lab.history import History, check_learning_rate, check_loop_args, check_loss
-from cifar_lab.progress import Progress
-from cifar_lab.seeding import set_seed
+from cifar_lab.history import History, TrainingLog
 
 
 def training_step(
@@ -41,7 +39,7 @@ def training_step(
     Returns:
         The mean loss over the batch before the update, a scalar tensor.
     """
-    check_learning_rate(learning_rate)
+    check_number("learning_rate", learning_rate, minimum=0, minimum_inclusive=False)
     _check_variables(params)
     y = _labels(y, x)
     with tf.GradientTape() as tape:
@@ -69,23 +67,27 @@ def check_accuracy(dset: Iterable, model_fn: ModelFn, params: Sequence[tf.Variab
     Returns:
         The accuracy, a float in [0, 1].
     """
-    num_correct, num_samples = count_correct(dset, model_fn, params)
-    print(_accuracy_message(num_correct, num_samples))
+    _, num_correct, num_samples = tally(dset, model_fn, params)
+    print(f"Got {num_correct} / {num_samples} correct ({100 * num_correct / num_samples:.2f}%)")
     return num_correct / num_samples
 
 
-def count_correct(
+def tally(
     dset: Iterable, model_fn: ModelFn, params: Sequence[tf.Variable]
-) -> tuple[int, int]:
-    """Return (correctly classified, total) over ``dset``, silently."""
-    num_correct = num_samples = 0
+) -> tuple[float, int, int]:
+    """Return (summed softmax cross-entropy loss, correctly classified, total) over ``dset``."""
+    total_loss, num_correct, num_samples = 0.0, 0, 0
     for x_batch, y_batch in dset:
-        predictions = np.argmax(model_fn(x_batch, params).numpy(), axis=1)
-        num_correct += int(np.sum(predictions == np.asarray(y_batch)))
+        scores = model_fn(x_batch, params)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=_labels(y_batch, x_batch), logits=scores
+        )
+        total_loss += float(tf.reduce_sum(losses))
+        num_correct += int(np.sum(np.argmax(scores.numpy(), axis=1) == np.asarray(y_batch)))
         num_samples += len(y_batch)
     if num_samples == 0:
         raise ValueError("the dataset is empty; there is nothing to check accuracy on")
-    return num_correct, num_samples
+    return total_loss, num_correct, num_samples
 
 
 def train_part2(
@@ -105,7 +107,10 @@ def train_part2(
 ) -> History:
     """Train a barebones model with :func:`training_step`, validating as it goes.
 
-    Validation runs at every ``print_every``-th iteration and after each epoch.
+    The bookkeeping (seeding, the NaN check, when to validate, the records) is
+    :class:`cifar_lab.history.TrainingLog`'s, shared with ``train_part34``:
+    validation runs after every ``print_every``-th iteration (0, print_every,
+    ...) and after the last iteration of each epoch.
 
     Args:
         model_fn: e.g. :func:`two_layer_fc`.
@@ -116,63 +121,46 @@ def train_part2(
         num_epochs: passes over ``train_dset``.
         print_every: validate (and print, when verbose) every this many iterations.
         device: TensorFlow device; None picks the GPU when visible, else the CPU.
-        seed: if given, seeds Python, NumPy and TensorFlow first (reproducible init).
-        verbose: print the loss and validation accuracy lines.
+        seed: if given, seeds Python, NumPy, TensorFlow and Keras first (reproducible init).
+        verbose: print a line at each validation.
         progress: show a progress line; None follows ``verbose``.
         step_fn: the step to use instead of :func:`training_step`, with the same
             signature ``(model_fn, x, y, params, learning_rate) -> loss``; the
             notebook passes the student's own ``training_step`` here.
 
     Returns:
-        A :class:`History` of records ``{iteration, epoch, loss, val_accuracy}``
-        (epoch 0-based; loss of that iteration's batch; accuracy in [0, 1]).
+        A :class:`History` of records ``{iteration, epoch, loss, accuracy,
+        val_loss, val_accuracy}``, as ``train_part34`` returns: epoch is 0-based,
+        loss the running mean over the epoch so far, accuracies in [0, 1].
+        ``accuracy`` (training) is None: the step returns only the loss.
 
     Raises:
         TrainingDivergedError: the loss became NaN or infinite.
     """
-    check_learning_rate(learning_rate)
-    check_loop_args(num_epochs, print_every)
+    check_number("learning_rate", learning_rate, minimum=0, minimum_inclusive=False)
+    check_int("num_epochs", num_epochs, minimum=1)
+    check_int("print_every", print_every, minimum=1)
+    seed = check_optional_int("seed", seed, minimum=0)
     if step_fn is not None and not callable(step_fn):
         raise TypeError(f"step_fn must be callable like training_step, got {step_fn!r}")
     step = training_step if step_fn is None else step_fn
     device = resolve_device(device)
-    if seed is not None:
-        set_seed(seed)
-    history = History()
-    total = len(train_dset) * num_epochs if hasattr(train_dset, "__len__") else None
-    show_progress = verbose if progress is None else progress
-    with tf.device(device), Progress(total, enabled=show_progress, description="train") as bar:
-        params = init_fn()
-        validate = functools.partial(_validate, bar, verbose, val_dset, model_fn, params)
-        iteration, loss = 0, math.nan
-        for epoch in range(num_epochs):
+    log = TrainingLog(
+        train_dset, num_epochs, print_every, seed=seed, verbose=verbose, progress=progress
+    )
+    with tf.device(device), log:
+        params = init_fn()  # after the log's seeding, so the initial weights repeat
+        validate = functools.partial(_validation, val_dset, model_fn, params)
+        for _epoch in log.epochs(validate, learning_rate=learning_rate):
             for x_batch, y_batch in train_dset:
-                loss = float(step(model_fn, x_batch, y_batch, params, learning_rate))
-                check_loss(loss, iteration, learning_rate=learning_rate)
-                bar.update(loss=loss)
-                if iteration % print_every == 0:
-                    history.append(validate(iteration, epoch, loss))
-                iteration += 1
-            if iteration and history.column("iteration")[-1] != iteration - 1:
-                history.append(validate(iteration - 1, epoch, loss))  # end of the epoch
-    return history
+                loss = step(model_fn, x_batch, y_batch, params, learning_rate)
+                log.step(loss, len(y_batch))  # stops on NaN; validates when due
+    return log.history
 
 
-def _validate(bar, verbose, val_dset, model_fn, params, iteration, epoch, loss) -> dict:
-    num_correct, num_samples = count_correct(val_dset, model_fn, params)
-    if verbose:
-        bar.write(f"Iteration {iteration}, loss = {loss:.4f}")
-        bar.write(_accuracy_message(num_correct, num_samples))
-    return {
-        "iteration": iteration,
-        "epoch": epoch,
-        "loss": loss,
-        "val_accuracy": num_correct / num_samples,
-    }
-
-
-def _accuracy_message(num_correct: int, num_samples: int) -> str:
-    return f"Got {num_correct} / {num_samples} correct ({100 * num_correct / num_samples:.2f}%)"
+def _validation(val_dset: Iterable, model_fn: ModelFn, params) -> dict[str, float]:
+    total_loss, num_correct, num_samples = tally(val_dset, model_fn, params)
+    return {"val_loss": total_loss / num_samples, "val_accuracy": num_correct / num_samples}
 
 
 def _labels(y, x) -> tf.Tensor:

@@ -1,15 +1,22 @@
-"""Training-loop bookkeeping: the History records a loop returns, and its checks.
+"""Training-loop bookkeeping: the History records a loop returns, and how it is kept.
 
-Shared by the barebones (Part II) and Keras (Parts III-IV) loops: the
-divergence check and the argument checks. Free of TensorFlow, so histories
-can be loaded and plotted cheaply.
+Shared by the barebones (Part II) and Keras (Parts III-IV) loops:
+:class:`TrainingLog` holds their common mechanics (seeding, the divergence
+check, the validation schedule, the records); their argument checks live in
+:mod:`cifar_lab.checks`. Free of TensorFlow, so histories can be loaded and
+plotted cheaply.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-import numpy as np
+from cifar_lab.progress import Progress
+from cifar_lab.seeding import set_seed
+
+# The fields of every record that train_part2 and train_part34 return, in this order.
+RECORD_KEYS = ("iteration", "epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -78,28 +85,147 @@ def check_loss(loss: float, iteration: int, *, learning_rate: float | None = Non
     )
 
 
-def check_learning_rate(learning_rate: float) -> None:
-    """Raise TypeError/ValueError unless ``learning_rate`` is a positive, finite number."""
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating)):
-        raise TypeError(f"learning_rate must be a number, got {learning_rate!r}")
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate}")
+class TrainingLog:
+    """The bookkeeping that ``train_part2`` and ``train_part34`` share, so they behave alike.
+
+    Both loops use it the same way::
+
+        log = TrainingLog(train_dset, num_epochs, print_every, seed=seed)  # seeds now
+        with log:  # the progress line
+            params = init_fn()  # built after the seeding, so the initial weights repeat
+            for epoch in log.epochs(validate, learning_rate=learning_rate):
+                for x_batch, y_batch in train_dset:
+                    loss = ...  # one training step
+                    log.step(loss, len(y_batch))
+        return log.history
+
+    The rules, one for both loops:
+
+    * Seeding: with a ``seed``, :func:`cifar_lab.seeding.set_seed` runs first.
+    * Divergence: :meth:`step` raises :class:`TrainingDivergedError` when the loss
+      is NaN or infinite, naming the iteration whose step produced it.
+    * Validation schedule: after iteration ``t`` (0-based, counted across epochs)
+      when ``t % print_every == 0``, and after the last iteration of each epoch;
+      once when both apply.
+    * Records: one per validation, with the keys :data:`RECORD_KEYS`. ``epoch``
+      is 0-based; ``loss`` is the running mean of the step losses over the epoch
+      so far, weighted by batch size; ``validate()`` supplies ``accuracy`` (the
+      training accuracy, a running mean likewise), ``val_loss`` and
+      ``val_accuracy``, and any it leaves out are None.
+
+    Args:
+        train_dset: the training batches; its ``len``, if any, sizes the progress line.
+        num_epochs: passes over ``train_dset``, a positive int (the loops check it).
+        print_every: validate every this many iterations, a positive int.
+        seed: if given, seeds Python, NumPy, TensorFlow and Keras now.
+        verbose: print a line per record.
+        progress: show a progress line; None follows ``verbose``.
+    """
+
+    def __init__(
+        self,
+        train_dset: Iterable,
+        num_epochs: int,
+        print_every: int,
+        *,
+        seed: int | None = None,
+        verbose: bool = True,
+        progress: bool | None = None,
+    ) -> None:
+        if seed is not None:
+            set_seed(seed)
+        self.num_epochs, self.print_every, self.verbose = num_epochs, print_every, verbose
+        total = len(train_dset) * num_epochs if hasattr(train_dset, "__len__") else None
+        show = verbose if progress is None else progress
+        self.bar = Progress(total, enabled=show, description="train")
+        self.history = History()
+        self.iteration = self.epoch = 0
+        self._validate: Callable[[], Mapping] = dict
+        self._learning_rate: float | Callable[[], float | None] | None = None
+        self._loss_sum, self._count = 0.0, 0
+
+    def __enter__(self) -> TrainingLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bar.close()
+
+    def epochs(
+        self,
+        validate: Callable[[], Mapping[str, float | None]],
+        *,
+        learning_rate: float | Callable[[], float | None] | None = None,
+    ) -> Iterator[int]:
+        """Yield the epoch numbers 0, 1, ...; validate after the last step of each.
+
+        Args:
+            validate: measures the model now; returns some of ``accuracy``,
+                ``val_loss`` and ``val_accuracy``.
+            learning_rate: quoted by the divergence error: a number, or a function
+                returning the current one (e.g. an optimizer's scheduled rate).
+        """
+        self._validate, self._learning_rate = validate, learning_rate
+        for epoch in range(self.num_epochs):
+            self.epoch, self._loss_sum, self._count = epoch, 0.0, 0
+            yield epoch
+            if self._count and self.history[-1]["iteration"] != self.iteration - 1:
+                self._record(self.iteration - 1)
+
+    def step(self, loss, batch_size: int) -> float:
+        """Book one training step: check its loss, average it, validate when due.
+
+        Args:
+            loss: the step's mean loss over its batch (a float or a scalar tensor).
+            batch_size: the number of examples in the batch.
+
+        Returns:
+            The loss as a Python float.
+
+        Raises:
+            TrainingDivergedError: the loss is NaN or infinite.
+        """
+        loss = float(loss)
+        if not math.isfinite(loss):
+            rate = self._learning_rate
+            check_loss(loss, self.iteration, learning_rate=rate() if callable(rate) else rate)
+        self._loss_sum += loss * batch_size
+        self._count += batch_size
+        self.bar.update(loss=loss)
+        if self.iteration % self.print_every == 0:
+            self._record(self.iteration)
+        self.iteration += 1
+        return loss
+
+    def _record(self, iteration: int) -> None:
+        measured = dict(self._validate())
+        unknown = set(measured) - set(RECORD_KEYS[3:])
+        if unknown:
+            raise KeyError(f"validate() returned {sorted(unknown)}; known: {RECORD_KEYS[3:]}")
+        record = dict.fromkeys(RECORD_KEYS)
+        record.update(iteration=iteration, epoch=self.epoch, loss=self._loss_sum / self._count)
+        record.update(measured)
+        self.history.append(record)
+        if self.verbose:
+            self.bar.write(format_record(record))
 
 
-def check_loop_args(num_epochs: int, print_every: int) -> None:
-    """Raise ValueError unless both are positive ints."""
-    for name, value in (("num_epochs", num_epochs), ("print_every", print_every)):
-        if not is_positive_int(value):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+def format_record(record: Mapping) -> str:
+    """One line per record, e.g. ``Iteration 700, Epoch 1, Loss: 1.8123, Val Accuracy: 41.20``.
+
+    Accuracies are printed as percentages; fields that are None are left out.
+    """
+    parts = [f"Iteration {record['iteration']}, Epoch {record['epoch'] + 1}"]
+    for key, label in _LABELS.items():
+        value = record.get(key)
+        if value is not None:
+            text = f"{100 * value:.2f}" if key.endswith("accuracy") else f"{value:.4f}"
+            parts.append(f"{label}: {text}")
+    return ", ".join(parts)
 
 
-def checked_seed(seed: int) -> int:
-    """Return ``seed`` as an int; raise ValueError unless it is a non-negative int."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-    return int(seed)
-
-
-def is_positive_int(value: object) -> bool:
-    """Whether ``value`` is an int (not a bool) greater than zero."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+_LABELS = {
+    "loss": "Loss",
+    "accuracy": "Accuracy",
+    "val_loss": "Val Loss",
+    "val_accuracy": "Val Accuracy",
+}

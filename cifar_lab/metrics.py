@@ -1,8 +1,10 @@
-"""Classification metrics on NumPy label arrays."""
+"""Classification metrics on NumPy arrays of labels (and, for accuracy, of class scores)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from cifar_lab.checks import check_int
 
 
 def _check_labels(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -16,15 +18,32 @@ def _check_labels(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, n
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Fraction of correct predictions.
+    """Fraction of correct predictions, from predicted labels or from class scores.
 
     Args:
         y_true: int labels, shape (N,).
-        y_pred: int predicted labels, shape (N,).
+        y_pred: predicted int labels (N,), or class scores (N, C): logits or
+            probabilities, whose largest entry in each row is the prediction.
 
     Returns:
         Accuracy in [0, 1] as a Python float.
+
+    Raises:
+        ValueError: the shapes do not match, or N is 0.
     """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim != 1:
+        raise ValueError(
+            f"y_true must be int labels of shape (N,), got shape {y_true.shape}; "
+            "the order is accuracy(y_true, y_pred), labels first"
+        )
+    if y_pred.ndim == 2:
+        if y_pred.shape[0] != y_true.shape[0] or y_pred.shape[1] == 0:
+            raise ValueError(
+                f"y_pred scores of shape {y_pred.shape} need one row of C >= 1 scores "
+                f"per label; y_true has {y_true.shape[0]} labels"
+            )
+        y_pred = y_pred.argmax(axis=1)
     y_true, y_pred = _check_labels(y_true, y_pred)
     if y_true.size == 0:
         raise ValueError("accuracy of an empty set is undefined")
@@ -42,6 +61,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 
     Returns:
         int64 array (C, C); row i, column j counts true class i predicted as j.
     """
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     y_true, y_pred = _check_labels(y_true, y_pred)
     for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import keras
 
-from cifar_lab.history import checked_seed, is_positive_int
+from cifar_lab.checks import check_bool_or_auto, check_int, check_seed
 
 FROM_LOGITS = True  # the one place the logits-or-probabilities choice is made
 
@@ -122,8 +122,7 @@ def compile_model(
     Returns:
         The same model, compiled.
     """
-    if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
-        raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}")
+    jit_compile = check_bool_or_auto("jit_compile", jit_compile)
     model.compile(
         optimizer=optimizer,
         loss=classification_loss(),
@@ -135,10 +134,10 @@ def compile_model(
 
 def _layers(hidden_size: int, num_classes: int, seed: int | None) -> tuple:
     """Flatten and the two Dense layers, shared by all three ways of building the model."""
-    for name, value in (("hidden_size", hidden_size), ("num_classes", num_classes)):
-        if not is_positive_int(value):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    seeds = (None, None) if seed is None else (checked_seed(seed), checked_seed(seed) + 1)
+    hidden_size = check_int("hidden_size", hidden_size, minimum=1)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    seed = None if seed is None else check_seed("seed", seed)
+    seeds = (None, None) if seed is None else (seed, seed + 1)
     # He (Kaiming) init suits ReLU: VarianceScaling(scale=2, fan_in), as in the reference.
     fc1 = keras.layers.Dense(
         hidden_size,
@@ -155,9 +154,11 @@ def _layers(hidden_size: int, num_classes: int, seed: int | None) -> tuple:
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
         raise TypeError(f"input_shape must be a tuple such as (32, 32, 3), got {input_shape!r}")
-    if not input_shape or not all(is_positive_int(size) for size in input_shape):
+    if not input_shape or any(size is None for size in input_shape):
         raise ValueError(
             f"input_shape must be a non-empty tuple of positive ints such as (32, 32, 3), "
             f"got {tuple(input_shape)}; leave out the batch dimension"
         )
-    return tuple(int(size) for size in input_shape)
+    return tuple(
+        check_int(f"input_shape[{axis}]", size, minimum=1) for axis, size in enumerate(input_shape)
+    )

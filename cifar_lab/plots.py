@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from cifar_lab.checks import check_int
 from cifar_lab.metrics import confusion_matrix
 from cifar_lab.seeding import SeedLike, as_generator
 
@@ -42,6 +43,7 @@ def show_class_samples(
     """
     if images.dtype != np.uint8:
         raise TypeError(f"images must be uint8 pixels, got {images.dtype}; denormalise first")
+    samples_per_class = check_int("samples_per_class", samples_per_class, minimum=1)
     rng = as_generator(seed)
     plt = _pyplot()
     fig, axes = plt.subplots(
@@ -161,6 +163,7 @@ def show_misclassified(
     Returns:
         The matplotlib Figure.
     """
+    num_images = check_int("num_images", num_images, minimum=1)
     wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
     plt = _pyplot()
     shown = as_generator(seed).permutation(wrong)[:num_images]

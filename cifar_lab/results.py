@@ -39,9 +39,11 @@ def record(name: str, value: float, *, key: bool = False) -> float:
     Returns:
         ``value`` as a float.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"result name must be a non-empty string, got {name!r}")
+    if not name:
+        raise ValueError("result name must be a non-empty string, got ''")
     value = float(value)
-    if not name or not isinstance(name, str):
-        raise ValueError(f"result name must be a non-empty string, got {name!r}")
     if not math.isfinite(value):
         raise ValueError(f"result {name!r} must be finite, got {value}")
     _emit(f"result {name} = {value:.4f}", RESULT_MIME, {"name": name, "value": value, "key": key})

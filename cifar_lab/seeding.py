@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
+
+from cifar_lab.checks import check_int, check_seed
 
 SeedLike = int | np.random.Generator | None
 
@@ -18,31 +18,45 @@ def as_generator(seed: SeedLike) -> np.random.Generator:
 
     Returns:
         A NumPy Generator.
+
+    Raises:
+        TypeError: ``seed`` is none of these (e.g. a float, a str or a bool).
+        ValueError: ``seed`` is a negative int.
     """
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-        if seed is not None and seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        return np.random.default_rng(seed)
-    raise TypeError(f"seed must be an int, a numpy Generator or None; got {seed!r}")
+    if seed is None:
+        return np.random.default_rng()
+    try:
+        return np.random.default_rng(check_seed("seed", seed))
+    except TypeError as error:  # name the other kinds it accepts too
+        message = str(error).replace(
+            " must be an int,", " must be an int, a numpy Generator or None;"
+        )
+        raise TypeError(message) from None
 
 
 def set_seed(seed: int, *, deterministic_ops: bool = False) -> None:
-    """Seed Python, NumPy and TensorFlow at once.
+    """Seed Python, NumPy, TensorFlow and Keras at once.
+
+    Both training loops seed through here (their ``seed`` argument), and so
+    should notebooks: ``keras.utils.set_random_seed`` also resets Keras' global
+    ``SeedGenerator``, which ``keras.random`` calls without a seed draw from.
 
     Args:
-        seed: non-negative int.
+        seed: int in 0..2**32 - 1 (NumPy's legacy global seed allows no more).
         deterministic_ops: also make TensorFlow ops deterministic
             (``tf.config.experimental.enable_op_determinism``). Slower, and it
             stays on for the rest of the process.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    import tensorflow as tf  # late import: data-only work should not pay for TensorFlow
 
-    random.seed(seed)
-    np.random.seed(seed)
-    tf.random.set_seed(seed)
+    Raises:
+        TypeError: ``seed`` is not an int (e.g. ``"0"``, ``0.0`` or ``True``).
+        ValueError: ``seed`` is negative or too large.
+    """
+    seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    import keras  # late imports: data-only work should not pay for TensorFlow
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)  # Python's random, NumPy's and TensorFlow's seeds too
     if deterministic_ops:
         tf.config.experimental.enable_op_determinism()

@@ -89,8 +89,10 @@ def test_kaiming_normal_seeding_and_bad_shapes():
     assert not np.array_equal(first, lab.kaiming_normal((30, 20), seed=2).numpy())
     with pytest.raises(ValueError, match=r"2-D .* or 4-D"):
         lab.kaiming_normal((3, 4, 5))
-    with pytest.raises(ValueError, match="positive ints"):
+    with pytest.raises(ValueError, match=r"shape\[0\] must be >= 1, got 0"):
         lab.kaiming_normal((0, 4))
+    with pytest.raises(TypeError, match=r"shape\[1\] must be an int, got 4.0 \(float\)"):
+        lab.kaiming_normal((3, 4.0))
 
 
 def test_init_functions_shapes_and_types():
@@ -100,7 +102,7 @@ def test_init_functions_shapes_and_types():
     params = lab.three_layer_fc_init(30, 20, input_size=12, num_classes=4, seed=0)
     assert [tuple(p.shape) for p in params] == [(12, 30), (30,), (30, 20), (20,), (20, 4), (4,)]
     assert all(np.all(p.numpy() == 0) for p in params[1::2])  # biases start at zero
-    with pytest.raises(ValueError, match="hidden_size must be a positive int"):
+    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
         lab.two_layer_fc_init(hidden_size=0)
 
 
@@ -148,9 +150,10 @@ def test_check_accuracy_counts_and_prints(capsys):
 
 def test_train_part2_learns_synthetic_data(synthetic, capsys):
     train, val = datasets(synthetic)
+    params = lab.two_layer_fc_init(hidden_size=64, seed=0)
     history = lab.train_part2(
         lab.two_layer_fc,
-        lambda: lab.two_layer_fc_init(hidden_size=64, seed=0),
+        lambda: params,  # trained in place, so the test can read them afterwards
         learning_rate=1e-2,
         train_dset=train,
         val_dset=val,
@@ -165,28 +168,14 @@ def test_train_part2_learns_synthetic_data(synthetic, capsys):
     assert history.column("epoch") == [i // batches for i in expected]
     assert history[-1]["loss"] < history[0]["loss"] / 2
     assert history[-1]["val_accuracy"] >= 0.8
+    # the validation loss is the mean softmax cross-entropy of the trained weights
+    scores = two_layer_np(synthetic.X_val.astype(np.float64), *[p.numpy() for p in params])
+    assert history[-1]["val_loss"] == pytest.approx(
+        softmax_loss(scores, synthetic.y_val), rel=1e-4
+    )
     output = capsys.readouterr().out
-    assert "Iteration 20, loss = " in output and "correct" in output
-
-
-def test_train_part2_same_seed_same_history(synthetic):
-    def run(seed):
-        train, val = datasets(synthetic, seed=0)
-        init = lambda: lab.two_layer_fc_init(hidden_size=32)  # noqa: E731 - draws from TF's seed
-        return lab.train_part2(
-            lab.two_layer_fc, init, 1e-2, train, val, print_every=10, seed=seed, verbose=False
-        )
-
-    first = run(seed=5)
-    assert first == run(seed=5)
-    assert first != run(seed=6)
-
-
-def test_train_part2_stops_on_divergence(synthetic):
-    train, val = datasets(synthetic)
-    init = lambda: lab.two_layer_fc_init(hidden_size=32, seed=0)  # noqa: E731
-    with pytest.raises(lab.TrainingDivergedError, match=r"at iteration \d+.*learning rate 1e\+06"):
-        lab.train_part2(lab.two_layer_fc, init, 1e6, train, val, num_epochs=5, verbose=False)
+    assert "Iteration 20, Epoch 1, Loss: " in output and ", Val Accuracy: " in output
+    assert ", Accuracy: " not in output  # Part II measures no training accuracy
 
 
 def test_model_functions_reject_bad_params():
@@ -216,9 +205,9 @@ def test_training_step_rejects_bad_inputs():
         lab.training_step(lab.two_layer_fc, x, y.astype(np.float32), params, 1e-2)
     with pytest.raises(TypeError, match=r"must be a list of tf\.Variable"):
         lab.training_step(lab.two_layer_fc, x, y, [p.read_value() for p in params], 1e-2)
-    with pytest.raises(ValueError, match="learning_rate must be positive"):
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
         lab.training_step(lab.two_layer_fc, x, y, params, -1.0)
-    with pytest.raises(ValueError, match="print_every must be a positive int"):
+    with pytest.raises(ValueError, match="print_every must be >= 1"):
         lab.train_part2(lab.two_layer_fc, lambda: params, 1e-2, [(x, y)], [(x, y)], print_every=0)
 
 

@@ -1,4 +1,4 @@
-"""Ensemble averaging: probabilities, weights, accuracy and a single ensemble model."""
+"""Ensemble averaging: probabilities, weights and the accuracy of the average."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_lab.tuning.ensembles import (
-    accuracy,
-    average_probabilities,
-    ensemble_model,
-    predict_probabilities,
-)
+from cifar_lab.metrics import accuracy
+from cifar_lab.tuning.ensembles import average_probabilities, predict_probabilities
 
 
 def random_probabilities(members: int, rows: int, seed: int) -> np.ndarray:
@@ -43,14 +39,16 @@ def test_averaging_can_beat_every_member():
     labels = np.array([0, 1, 2])
     first = np.array([[0.6, 0.1, 0.3], [0.1, 0.4, 0.5], [0.1, 0.2, 0.7]])  # rows 0, 2 right
     second = np.array([[0.4, 0.5, 0.1], [0.1, 0.8, 0.1], [0.5, 0.1, 0.4]])  # row 1 right
-    assert accuracy(first, labels) == pytest.approx(2 / 3)
-    assert accuracy(second, labels) == pytest.approx(1 / 3)
-    assert accuracy(average_probabilities([first, second]), labels) == 1.0
+    assert accuracy(labels, first) == pytest.approx(2 / 3)
+    assert accuracy(labels, second) == pytest.approx(1 / 3)
+    assert accuracy(labels, average_probabilities([first, second])) == 1.0
 
 
 def test_accuracy_checks_shapes():
     with pytest.raises(ValueError, match="labels"):
-        accuracy(np.zeros((3, 10)), np.zeros(4, dtype=int))
+        accuracy(np.zeros(4, dtype=int), np.zeros((3, 10)))
+    with pytest.raises(ValueError, match="labels first"):  # the old (scores, labels) order
+        accuracy(np.zeros((3, 10)), np.zeros(3, dtype=int))
 
 
 def tiny_model(seed: int) -> keras.Model:
@@ -64,14 +62,3 @@ def test_predict_probabilities_is_a_softmax_of_the_logits():
     logits = model.predict(x, verbose=0)
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(predict_probabilities(model, x), expected, rtol=1e-5)
-
-
-def test_ensemble_model_averages_member_probabilities(tmp_path):
-    members = [tiny_model(seed) for seed in (4, 5, 6)]
-    x = np.random.default_rng(7).normal(size=(8, 6)).astype(np.float32)
-    expected = average_probabilities([predict_probabilities(m, x) for m in members])
-    ensemble = ensemble_model(members, from_logits=True)
-    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
-    ensemble.save(tmp_path / "ensemble.keras")
-    again = keras.models.load_model(tmp_path / "ensemble.keras", safe_mode=True)
-    assert np.array_equal(again.predict(x, verbose=0), ensemble.predict(x, verbose=0))

@@ -22,9 +22,22 @@ def test_confusion_matrix_matches_loop_reference():
     assert lab.accuracy(y_true, y_pred) == pytest.approx(np.trace(expected) / 200)
 
 
+def test_accuracy_takes_labels_or_scores():
+    y_true = np.array([0, 1, 2, 1])
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [-1.0, 3.0, 0.0]])
+    assert lab.accuracy(y_true, scores) == lab.accuracy(y_true, scores.argmax(axis=1)) == 0.75
+    assert lab.accuracy(list(y_true), scores.tolist()) == 0.75  # array-likes too
+
+
 def test_metrics_reject_bad_shapes_and_labels():
     with pytest.raises(ValueError, match="argmax"):
-        lab.accuracy(np.zeros(3), np.zeros((3, 10)))
+        lab.confusion_matrix(np.zeros(3), np.zeros((3, 10)))
+    with pytest.raises(ValueError, match="y_true has 3 labels"):
+        lab.accuracy(np.zeros(3), np.zeros((4, 10)))
+    with pytest.raises(ValueError, match="labels first"):
+        lab.accuracy(np.zeros((3, 10)), np.zeros(3))
+    with pytest.raises(ValueError, match="empty"):
+        lab.accuracy(np.zeros(0), np.zeros(0))
     with pytest.raises(ValueError, match=r"0\.\.3"):
         lab.confusion_matrix(np.array([0, 5]), np.array([0, 1]), 4)
 

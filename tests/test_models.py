@@ -85,13 +85,13 @@ def test_subclassed_config_round_trip():
 
 @pytest.mark.parametrize("builder", [lab.two_layer_sequential, lab.two_layer_functional])
 def test_builders_reject_bad_arguments(builder):
-    with pytest.raises(ValueError, match="hidden_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
         builder(INPUT_SHAPE, 0, 10)
-    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+    with pytest.raises(TypeError, match=r"num_classes must be an int, got 2.5 \(float\)"):
         builder(INPUT_SHAPE, 8, 2.5)
     with pytest.raises(TypeError, match="input_shape must be a tuple"):
         builder("32x32x3", 8, 10)
     with pytest.raises(ValueError, match="leave out the batch dimension"):
         builder((None, 32, 32, 3), 8, 10)
-    with pytest.raises(ValueError, match="hidden_size must be a positive int"):
+    with pytest.raises(ValueError, match="hidden_size must be >= 1"):
         lab.TwoLayerFC(-4, 10)

@@ -1,4 +1,5 @@
-"""Tests for the compiled Keras training loop, evaluation, devices, progress and History."""
+"""Tests for the training loops (shared bookkeeping, the compiled Keras loop), evaluation,
+the XLA fallback, devices, progress and History."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import tensorflow as tf
 from conftest import datasets
 
 import cifar_lab as lab
+from cifar_lab import compiled_step
+from cifar_lab.compiled_step import TrainStep, XlaFallback
 from cifar_lab.devices import visible_devices
+from cifar_lab.history import RECORD_KEYS, TrainingLog
 from cifar_lab.progress import Progress
-from cifar_lab.training import TrainStep
 
 INPUT_SHAPE = (32, 32, 3)
 MODEL_INITS = {
@@ -58,20 +61,6 @@ def test_train_part34_learns_synthetic_data(synthetic, variant, capsys):
     assert "Iteration 25, Epoch 1, Loss: " in capsys.readouterr().out
 
 
-def test_same_seed_same_history(synthetic):
-    def run(seed):
-        train, val = datasets(synthetic, seed=0)
-        init = lambda: lab.TwoLayerFC(32, 10)  # noqa: E731 - no seed: relies on train_part34's
-        _, history = lab.train_part34(
-            init, sgd(), train, val, print_every=10, seed=seed, verbose=False
-        )
-        return history
-
-    first = run(seed=3)
-    assert first == run(seed=3)
-    assert first != run(seed=4)
-
-
 def test_history_to_dataframe(synthetic):
     train, val = datasets(synthetic)
     _, history = lab.train_part34(MODEL_INITS["sequential"], sgd(), train, val, verbose=False)
@@ -89,14 +78,37 @@ def test_history_to_dataframe(synthetic):
         history.column("val_acc")
 
 
-def test_training_loss_metric_is_the_mean_of_step_losses(synthetic):
-    model = MODEL_INITS["functional"]()
-    step = TrainStep(model, keras.optimizers.SGD(1e-2))
-    losses, sizes = [], []
-    for x, y in lab.Dataset(synthetic.X_train[:300], synthetic.y_train[:300], 64):  # last has 44
-        losses.append(float(step(x, y)))
-        sizes.append(len(y))
-    assert float(step.loss_metric.result()) == pytest.approx(np.average(losses, weights=sizes))
+def test_training_log_loss_is_the_epochs_running_mean_of_step_losses():
+    losses, sizes = [2.0, 1.0, 4.0, 0.5], [64, 64, 44, 64]
+    log = TrainingLog(range(3), num_epochs=2, print_every=100, verbose=False)
+    with log:
+        epochs = log.epochs(lambda: {"val_accuracy": 0.5})
+        next(epochs)
+        for loss, size in zip(losses[:3], sizes[:3], strict=True):
+            log.step(loss, size)
+        next(epochs)  # the end of epoch 0: validates after iteration 2
+        log.step(np.float32(losses[3]), sizes[3])
+        assert next(epochs, "done") == "done"  # the end of epoch 1
+    assert log.history.column("iteration") == [0, 2, 3]
+    assert log.history.column("epoch") == [0, 0, 1]
+    assert log.history[1]["loss"] == pytest.approx(np.average(losses[:3], weights=sizes[:3]))
+    assert log.history[2]["loss"] == 0.5  # a new epoch starts a new mean
+    assert all(list(record) == list(RECORD_KEYS) for record in log.history)
+    assert log.history[0]["accuracy"] is None and log.history[0]["val_accuracy"] == 0.5
+
+
+def test_training_log_rejects_unknown_fields_and_quotes_the_current_learning_rate():
+    log = TrainingLog([1], num_epochs=1, print_every=1, verbose=False)
+    with pytest.raises(KeyError, match="val_acc"):
+        next(log.epochs(lambda: {"val_acc": 0.5}))
+        log.step(1.0, 8)
+    rates = iter([0.5, 2.0])
+    log = TrainingLog([1], num_epochs=1, print_every=1, verbose=False)
+    next(log.epochs(dict, learning_rate=lambda: next(rates)))
+    with pytest.raises(
+        lab.TrainingDivergedError, match=r"at iteration 0\. The learning rate 0\.5"
+    ):
+        log.step(float("inf"), 8)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -123,26 +135,221 @@ class StringLength(keras.layers.Layer):
         return x + 0.0 * tf.cast(length, x.dtype)
 
 
-def test_falls_back_when_xla_cannot_compile(synthetic):
+@pytest.mark.parametrize(
+    "no_xla_kernel",
+    [StringLength, lambda: keras.layers.RandomTranslation(0.1, 0.1, seed=0)],
+    ids=["tf.strings", "RandomTranslation"],
+)
+def test_falls_back_when_xla_cannot_compile(synthetic, no_xla_kernel):
+    """Real TensorFlow: an op without an XLA kernel raises InvalidArgumentError, caught by type."""
     model = keras.Sequential(
-        [keras.Input(INPUT_SHAPE), StringLength(), *MODEL_INITS["sequential"]().layers]
+        [keras.Input(INPUT_SHAPE), no_xla_kernel(), *MODEL_INITS["sequential"]().layers]
     )
     step = TrainStep(model, keras.optimizers.SGD(1e-2), jit_compile=True)
     x, y = synthetic.X_train[:64], synthetic.y_train[:64]
     before = model.get_weights()
-    with pytest.warns(RuntimeWarning, match="falling back to tf.function without XLA"):
+    with pytest.warns(RuntimeWarning, match="InvalidArgumentError.*falling back to tf.function"):
         step(x, y)
     assert not step.uses_xla
     assert step.optimizer.iterations.numpy() == 1  # the failed XLA attempt applied nothing
     assert not np.allclose(model.get_weights()[0], before[0])
 
 
-def test_stops_on_divergence(synthetic):
-    train, val = datasets(synthetic)
-    with pytest.raises(lab.TrainingDivergedError, match=r"at iteration \d+.*learning rate 1e\+06"):
-        lab.train_part34(
-            MODEL_INITS["sequential"], sgd(1e6), train, val, num_epochs=5, verbose=False
+def fake_build(error: Exception | None, *, plain_error: Exception | None = None):
+    """``build(use_xla)`` for XlaFallback: the XLA version raises ``error``, the plain one
+    returns "plain" (or raises ``plain_error``); ``calls`` records which ran."""
+    calls = []
+
+    def build(use_xla):
+        def function(*args):
+            calls.append("xla" if use_xla else "plain")
+            raised = error if use_xla else plain_error
+            if raised is not None:
+                raise raised
+            return "xla" if use_xla else "plain"
+
+        return function
+
+    return build, calls
+
+
+UNRELATED_TEXT = "no phrase that any XLA message contains"
+
+
+@pytest.mark.parametrize("error_type", compiled_step.XLA_COMPILE_ERRORS)
+def test_fallback_is_chosen_by_exception_type_not_message(error_type):
+    build, calls = fake_build(error_type(None, None, UNRELATED_TEXT))
+    compiled = XlaFallback(build, True, "the fake step")
+    with pytest.warns(RuntimeWarning, match=f"{error_type.__name__}: {UNRELATED_TEXT}"):
+        assert compiled(1, 2) == "plain"
+    assert not compiled.uses_xla and calls == ["xla", "plain"]
+    assert compiled(1, 2) == "plain" and calls == ["xla", "plain", "plain"]  # XLA stays off
+
+
+def test_fallback_lets_other_errors_through_and_keeps_xla_for_genuine_ones(recwarn):
+    for other in (
+        ValueError("Detected unsupported operations"),
+        tf.errors.InternalError(None, None, "x"),
+    ):
+        build, calls = fake_build(other)
+        compiled = XlaFallback(build, True, "the fake step")
+        with pytest.raises(type(other)):
+            compiled()
+        assert compiled.uses_xla and calls == ["xla"]  # not retried: not a compile error's type
+    # A genuine error of a compile error's type: the retry without XLA raises it too.
+    genuine = tf.errors.InvalidArgumentError(None, None, "labels out of range")
+    build, calls = fake_build(genuine, plain_error=genuine)
+    compiled = XlaFallback(build, True, "the fake step")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels out of range"):
+        compiled()
+    assert compiled.uses_xla and calls == ["xla", "plain"]
+    assert not recwarn.list  # no fallback announced
+
+
+def test_train_step_falls_back_on_a_simulated_compile_failure(synthetic, monkeypatch):
+    """TrainStep's XLA function raises the error type with an unrelated message: it still
+    falls back, trains without XLA and applies the update once."""
+    real_tf_function = compiled_step._tf_function
+
+    def failing_when_compiled(function, *, jit_compile):
+        if not jit_compile:
+            return real_tf_function(function, jit_compile=False)
+
+        def fails(*args):
+            raise tf.errors.UnimplementedError(None, None, UNRELATED_TEXT)
+
+        return fails
+
+    monkeypatch.setattr(compiled_step, "_tf_function", failing_when_compiled)
+    model = MODEL_INITS["sequential"]()
+    step = TrainStep(model, keras.optimizers.SGD(1e-2), jit_compile=True)
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        loss = float(step(synthetic.X_train[:64], synthetic.y_train[:64]))
+    assert np.isfinite(loss) and not step.uses_xla
+    assert step.optimizer.iterations.numpy() == 1
+
+
+# ---- Both loops, train_part2 (Part II) and train_part34 (Parts III-IV), keep the same books.
+
+TINY_SHAPE, TINY_CLASSES = (2, 2, 3), 4
+LOOPS = ("train_part2", "train_part34")
+
+
+def tiny_batches(num_batches: int = 5, batch_size: int = 8) -> list:
+    """Random float32 (8, 2, 2, 3) inputs with int32 labels in 0..3, as a list of batches."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(num_batches * batch_size, *TINY_SHAPE)).astype(np.float32)
+    y = rng.integers(0, TINY_CLASSES, len(X)).astype(np.int32)
+    return list(lab.Dataset(X, y, batch_size))
+
+
+class Unsized:
+    """Batches without a len(), like a generator-backed dataset: epoch ends are found by
+    running out of batches."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+class OverflowOnPass:
+    """The same batches every pass, except that on pass ``epoch`` batch ``index`` holds the
+    largest float32: the scores overflow and the loss is NaN. (NaN inputs would not do: on a
+    CPU the compiled step's fused MatMul+ReLU maps NaN to 0, and its loss stays finite.)"""
+
+    def __init__(self, batches, epoch: int, index: int) -> None:
+        self.batches, self.epoch, self.index, self.passes = batches, epoch, index, 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for index, (x, y) in enumerate(self.batches):
+            poisoned = self.passes == self.epoch and index == self.index
+            yield (np.full_like(x, np.finfo(np.float32).max) if poisoned else x), y
+        self.passes += 1
+
+
+def run_loop(loop: str, train, val, *, learning_rate: float = 0.1, **kwargs) -> lab.History:
+    """A two-layer net (hidden 16) on the tiny data with either loop; returns its History.
+
+    The initial weights come from the global seeds (no seed of their own)."""
+    if loop == "train_part2":
+        init = lambda: lab.two_layer_fc_init(16, input_size=12, num_classes=4)  # noqa: E731
+        return lab.train_part2(
+            lab.two_layer_fc, init, learning_rate, train, val, verbose=False, **kwargs
         )
+    _, history = lab.train_part34(
+        lambda: lab.two_layer_sequential(TINY_SHAPE, 16, TINY_CLASSES),
+        sgd(learning_rate),
+        train,
+        val,
+        verbose=False,
+        **kwargs,
+    )
+    return history
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["with len", "without len"])
+def test_both_loops_keep_the_same_records_on_the_same_schedule(sized):
+    batches = tiny_batches()  # 5 per epoch: iterations 0-4, then 5-9
+    train = batches if sized else Unsized(batches)
+    histories = {
+        loop: run_loop(loop, train, batches, num_epochs=2, print_every=3, seed=0) for loop in LOOPS
+    }
+    for history in histories.values():
+        # every 3rd iteration (0, 3, 6, 9) and each epoch's last (4, 9), 9 only once
+        assert history.column("iteration") == [0, 3, 4, 6, 9]
+        assert history.column("epoch") == [0, 0, 0, 1, 1]
+        assert all(list(record) == list(RECORD_KEYS) for record in history)
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert all(np.isfinite(value) for value in history.column(key)), key
+    assert histories["train_part2"].column("accuracy") == [None] * 5  # its step returns a loss
+    assert all(0 <= value <= 1 for value in histories["train_part34"].column("accuracy"))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_both_loops_stop_at_the_iteration_whose_loss_is_nan(loop):
+    batches = tiny_batches()
+    train = OverflowOnPass(batches, epoch=1, index=1)  # the 2nd step of the 2nd epoch: iteration 6
+    with pytest.raises(
+        lab.TrainingDivergedError, match=r"became nan at iteration 6\. The learning rate 0\.1 "
+    ):
+        run_loop(loop, train, batches, num_epochs=3, print_every=2, seed=0)
+    assert train.passes == 1  # stopped in the 2nd pass, before finishing it
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_both_loops_stop_on_a_huge_learning_rate(loop):
+    batches = tiny_batches()
+    with pytest.raises(lab.TrainingDivergedError, match="learning rate 1e\\+12") as error:
+        run_loop(loop, batches, batches, learning_rate=1e12, num_epochs=20, seed=0)
+    # the loss of iteration 0 is computed before any update, so it is always finite
+    assert int(str(error.value).split("at iteration ")[1].split(".")[0]) >= 1
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_both_loops_repeat_exactly_with_the_same_seed(loop):
+    batches = tiny_batches()
+
+    def run(seed):
+        X, y = map(np.concatenate, zip(*batches, strict=True))
+        train = lab.Dataset(X, y, 8, shuffle=True, seed=0)  # the same order in every run
+        return run_loop(loop, train, batches, num_epochs=2, print_every=2, seed=seed)
+
+    first = run(seed=3)
+    assert first == run(seed=3)
+    assert first != run(seed=4)
+
+
+def test_set_seed_repeats_keras_random_draws():
+    """set_seed is the loops' one seeding path, so it must reset Keras' global SeedGenerator."""
+    lab.set_seed(1)
+    first = keras.ops.convert_to_numpy(keras.random.normal((4,)))
+    lab.set_seed(1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.random.normal((4,))), first)
 
 
 def test_evaluate_matches_numpy(synthetic):
@@ -186,9 +393,11 @@ def test_train_part34_rejects_bad_arguments(synthetic):
         lab.train_part34(lambda: "model", sgd(), train, val, verbose=False)
     with pytest.raises(TypeError, match="optimizer_init_fn must return a keras"):
         lab.train_part34(model_init, lambda: "sgd", train, val, verbose=False)
-    with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
+    with pytest.raises(ValueError, match="unknown jit_compile 'yes'; choose from 'auto'"):
         lab.train_part34(model_init, sgd(), train, val, jit_compile="yes")
-    with pytest.raises(ValueError, match="num_epochs must be a positive int"):
+    with pytest.raises(TypeError, match="jit_compile must be True, False or 'auto'"):
+        lab.train_part34(model_init, sgd(), train, val, jit_compile=1)
+    with pytest.raises(ValueError, match="num_epochs must be >= 1"):
         lab.train_part34(model_init, sgd(), train, val, num_epochs=0)
     with pytest.raises(ValueError, match="GPU:3"):
         lab.train_part34(model_init, sgd(), train, val, device="/GPU:3")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from cifar_lab.checks import check_bool, check_int
 from cifar_lab.seeding import SeedLike, as_generator
 
 
@@ -44,12 +45,9 @@ class Dataset:
             raise ValueError(
                 f"X and y must have the same first dimension; got X {X.shape} and y {y.shape}"
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size must be an int, got {batch_size!r}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.X, self.y = X, y
-        self.batch_size, self.shuffle = int(batch_size), bool(shuffle)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.shuffle = check_bool("shuffle", shuffle)
         self._rng = as_generator(seed)
 
     def __len__(self) -> int:
@@ -68,21 +66,3 @@ class Dataset:
             f"Dataset(N={self.X.shape[0]}, batch_size={self.batch_size}, "
             f"shuffle={self.shuffle}, batches={len(self)})"
         )
-
-    def to_tf_dataset(self):
-        """Return the equivalent ``tf.data.Dataset`` (same batches; shuffled by tf.data).
-
-        The tf.data pipeline reshuffles every epoch with a seed derived from
-        this Dataset's generator, so it is reproducible but its order differs
-        from NumPy iteration. Prefetching overlaps input with training.
-
-        Returns:
-            A ``tf.data.Dataset`` of (x_batch, y_batch) tensors.
-        """
-        import tensorflow as tf
-
-        data = tf.data.Dataset.from_tensor_slices((self.X, self.y))
-        if self.shuffle:
-            seed = int(self._rng.integers(2**31 - 1))
-            data = data.shuffle(self.X.shape[0], seed=seed, reshuffle_each_iteration=True)
-        return data.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_lab.checks import check_int, check_optional_int
 from cifar_lab.data.formats import CLASS_NAMES, RawCIFAR
-from cifar_lab.seeding import SeedLike, as_generator
 from cifar_lab.data.sources import describe_choice, read_source
+from cifar_lab.seeding import SeedLike, as_generator
 
 _CHUNK = 4096  # images converted to float at a time; bounds temporary memory
 
@@ -105,10 +106,12 @@ def load_cifar10(
         A :class:`CIFAR10Splits`; images float32 (N, 32, 32, 3), labels int32 (N,).
 
     Raises:
-        ValueError: a size is negative, or larger than the source holds.
+        TypeError: a size is not an int, or the seed is neither an int nor a Generator.
+        ValueError: a size or the seed is negative, or a size is larger than the source holds.
         CIFAR10NotFoundError: no source is available (the message lists fixes).
     """
     _check_sizes(num_training, num_validation, num_test)
+    rng = as_generator(seed)  # a bad seed fails now, not after reading the source
     start = time.perf_counter()
     chosen, reason = describe_choice(source)
     raw, from_cache = read_source(
@@ -117,7 +120,7 @@ def load_cifar10(
         num_train=num_training + num_validation,
         num_test=num_test or 10_000,
     )
-    splits = split_and_normalise(raw, num_training, num_validation, num_test, seed=seed)
+    splits = split_and_normalise(raw, num_training, num_validation, num_test, seed=rng)
     if verbose:
         how = "from decode cache" if from_cache else "decoded"
         print(
@@ -128,19 +131,9 @@ def load_cifar10(
 
 
 def _check_sizes(num_training: int, num_validation: int, num_test: int | None) -> None:
-    for name, value in (
-        ("num_training", num_training),
-        ("num_validation", num_validation),
-        ("num_test", num_test),
-    ):
-        if value is None and name == "num_test":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    if num_training == 0:
-        raise ValueError("num_training must be at least 1")
+    check_int("num_training", num_training, minimum=1)
+    check_int("num_validation", num_validation, minimum=0)
+    check_optional_int("num_test", num_test, minimum=0)
 
 
 def split_and_normalise(

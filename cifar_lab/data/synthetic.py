@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cifar_lab.checks import check_int
 from cifar_lab.data.formats import RawCIFAR
 
 SYNTHETIC_TRAIN_SIZE = 50_000
@@ -52,12 +53,8 @@ def synthetic_cifar10(
     Returns:
         A :class:`RawCIFAR` with uint8 images (N, 32, 32, 3) and balanced int32 labels.
     """
-    for name, value, limit in (
-        ("num_train", num_train, SYNTHETIC_TRAIN_SIZE),
-        ("num_test", num_test, SYNTHETIC_TEST_SIZE),
-    ):
-        if not 0 < value <= limit:
-            raise ValueError(f"synthetic {name} must be in 1..{limit}, got {value}")
+    check_int("synthetic num_train", num_train, minimum=1, maximum=SYNTHETIC_TRAIN_SIZE)
+    check_int("synthetic num_test", num_test, minimum=1, maximum=SYNTHETIC_TEST_SIZE)
     X_train, y_train = _make_split(num_train, 1)
     X_test, y_test = _make_split(num_test, 2)
     return RawCIFAR(X_train, y_train, X_test, y_test, "synthetic CIFAR-shaped data (not CIFAR-10)")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_lab.instructor.inspection import Finding, is_number, megabytes
+from cifar_lab.metrics import accuracy
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 DEFAULT_TOLERANCE = 0.005  # claim vs the saved model's recomputed accuracy
@@ -87,7 +88,7 @@ def model_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes
     scores = np.concatenate(scores) if scores else np.zeros((0, 10))
     if scores.shape != (len(labels), 10):
         raise ValueError(f"model returned shape {scores.shape}, expected ({len(labels)}, 10)")
-    return float(np.mean(scores.argmax(axis=1) == labels))
+    return accuracy(labels, scores)
 
 
 def claims_of(notebook_results: dict[str, float], saved: dict | None) -> dict[str, dict]:

@@ -7,18 +7,29 @@
     python -m cifar_lab grade submissions/ --out report.csv [--rerun]
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
-finds problems, 2 for a usage or set-up error.
+finds problems, 2 for a usage or set-up error. Option defaults are read from
+:class:`~cifar_lab.instructor.grading.GradeSettings`,
+:class:`~cifar_lab.instructor.rerun.RerunSettings` and the library's constants,
+never restated here; none of these imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import sys
 from pathlib import Path
+from typing import Any
 
+from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.inspection import MEGABYTE
 from cifar_lab.instructor.release import MANIFEST_FILE
+from cifar_lab.instructor.rerun import RerunSettings
+from cifar_lab.instructor.submission import DEFAULT_MAX_NOTEBOOK_BYTES
+from cifar_lab.profiles import PROFILES
+
+DEFAULT = "default: %(default)s"
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -75,33 +86,52 @@ def _grade_manifest(args: argparse.Namespace) -> dict | None:
     return build_release(course)[1]
 
 
-def _grade(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.grading import (
-        GradeSettings,
-        GradingSetupError,
-        grade_folder,
-    )
-    from cifar_lab.instructor.report import write_report
-    from cifar_lab.instructor.rerun import RerunSettings
+def rerun_settings(args: argparse.Namespace) -> RerunSettings | None:
+    """Return the re-execution settings the ``grade`` options ask for.
 
-    rerun = None
-    if args.rerun:
-        rerun = RerunSettings(
-            cell_timeout=args.cell_timeout,
-            total_timeout=args.total_timeout,
-            profile=args.rerun_profile,
-            tolerance=args.rerun_tolerance,
-            source=args.source,
-        )
-    settings = GradeSettings(
-        manifest=_grade_manifest(args),
+    Args:
+        args: parsed ``grade`` options.
+
+    Returns:
+        A :class:`RerunSettings`, or None without ``--rerun``.
+    """
+    if not args.rerun:
+        return None
+    return RerunSettings(
+        cell_timeout=args.cell_timeout,
+        total_timeout=args.total_timeout,
+        profile=args.rerun_profile,
+        tolerance=args.rerun_tolerance,
+        source=args.source,
+    )
+
+
+def grade_settings(args: argparse.Namespace, manifest: dict | None) -> GradeSettings:
+    """Return the grading settings the ``grade`` options ask for.
+
+    Args:
+        args: parsed ``grade`` options.
+        manifest: the release manifest to compare cell structure with (None: none).
+
+    Returns:
+        A :class:`GradeSettings`, with :func:`rerun_settings` as its ``rerun``.
+    """
+    return GradeSettings(
+        manifest=manifest,
         max_notebook_bytes=int(args.max_notebook_mb * MEGABYTE),
         max_file_bytes=int(args.max_file_mb * MEGABYTE),
         tolerance=args.tolerance,
         source=args.source,
         num_test=args.num_test,
-        rerun=rerun,
+        rerun=rerun_settings(args),
     )
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from cifar_lab.instructor.grading import GradingSetupError, grade_folder
+    from cifar_lab.instructor.report import write_report
+
+    settings = grade_settings(args, _grade_manifest(args))
     try:
         rows = grade_folder(Path(args.submissions), settings)
     except GradingSetupError as error:
@@ -127,22 +157,67 @@ def _positive(kind):
     return parse
 
 
+def field_defaults(settings_class: type) -> dict[str, Any]:
+    """Return each field's default of a settings dataclass, by field name.
+
+    Args:
+        settings_class: a dataclass whose fields all have plain defaults.
+
+    Returns:
+        ``{field name: default}``.
+    """
+    return {field.name: field.default for field in dataclasses.fields(settings_class)}
+
+
 def _add_grade(subparsers) -> None:
+    limits = field_defaults(GradeSettings)
     grade = subparsers.add_parser("grade", help="grade a folder of submissions into a report")
     grade.add_argument("submissions", help="folder of <student>.zip files or <student>/ folders")
     grade.add_argument("--out", required=True, help="report CSV; the JSON goes next to it")
     grade.add_argument("--manifest", help=f"the release's {MANIFEST_FILE} (default: re-derived)")
     grade.add_argument("--source", help="CIFAR-10 copy for the test set and --rerun")
     grade.add_argument("--num-test", type=_positive(int), help="test images (default: all)")
-    grade.add_argument("--tolerance", type=float, default=0.005, help="claim vs model (0.005)")
-    grade.add_argument("--max-notebook-mb", type=_positive(float), default=20.0)
-    grade.add_argument("--max-file-mb", type=_positive(float), default=512.0, help="model size")
-    grade.add_argument("--rerun", action="store_true", help="re-execute (runs student code!)")
-    grade.add_argument("--cell-timeout", type=_positive(int), default=3600, help="seconds")
-    grade.add_argument("--total-timeout", type=_positive(int), default=4 * 3600, help="seconds")
-    grade.add_argument("--rerun-profile", choices=["full", "quick"], default="full")
-    grade.add_argument("--rerun-tolerance", type=float, default=0.02)
+    grade.add_argument(
+        "--tolerance", type=float, default=limits["tolerance"], help="claim vs model, " + DEFAULT
+    )
+    megabytes = {
+        name: limits[name] / MEGABYTE for name in ("max_notebook_bytes", "max_file_bytes")
+    }
+    grade.add_argument(
+        "--max-notebook-mb",
+        type=_positive(float),
+        default=megabytes["max_notebook_bytes"],
+        help="per notebook, " + DEFAULT,
+    )
+    grade.add_argument(
+        "--max-file-mb",
+        type=_positive(float),
+        default=megabytes["max_file_bytes"],
+        help="per other file (the model), " + DEFAULT,
+    )
+    _add_rerun_options(grade)
     grade.set_defaults(handler=_grade)
+
+
+def _add_rerun_options(grade: argparse.ArgumentParser) -> None:
+    rerun = field_defaults(RerunSettings)
+    grade.add_argument("--rerun", action="store_true", help="re-execute (runs student code!)")
+    seconds = "seconds, " + DEFAULT
+    grade.add_argument(
+        "--cell-timeout", type=_positive(int), default=rerun["cell_timeout"], help=seconds
+    )
+    grade.add_argument(
+        "--total-timeout", type=_positive(int), default=rerun["total_timeout"], help=seconds
+    )
+    grade.add_argument(
+        "--rerun-profile", choices=sorted(PROFILES), default=rerun["profile"], help=DEFAULT
+    )
+    grade.add_argument(
+        "--rerun-tolerance",
+        type=float,
+        default=rerun["tolerance"],
+        help="claim vs re-execution, " + DEFAULT,
+    )
 
 
 def add_cli(subparsers) -> None:
@@ -163,6 +238,11 @@ def add_cli(subparsers) -> None:
     submit.add_argument("--notebook-dir", default="notebooks", help="folder of your notebooks")
     submit.add_argument("--out", help="zip to write (default: <user>_cifar_lab.zip)")
     submit.add_argument("--manifest", help=f"default: {MANIFEST_FILE} in --notebook-dir")
-    submit.add_argument("--max-notebook-mb", type=_positive(float), default=20.0)
+    submit.add_argument(
+        "--max-notebook-mb",
+        type=_positive(float),
+        default=DEFAULT_MAX_NOTEBOOK_BYTES / MEGABYTE,
+        help=DEFAULT,
+    )
     submit.set_defaults(handler=_submit)
     _add_grade(subparsers)

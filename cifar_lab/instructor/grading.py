@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.instructor.claims import (
     DEFAULT_TOLERANCE,
     GradingSetupError,
@@ -81,12 +82,9 @@ class GradeSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_notebook_bytes", "max_file_bytes", "max_total_bytes"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if not 0 <= self.tolerance < 1:
-            raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance}; try 0.005")
-        if self.num_test is not None and self.num_test < 1:
-            raise ValueError(f"num_test must be >= 1 or None (all), got {self.num_test}")
+            check_int(name, getattr(self, name), minimum=1)
+        check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
+        check_optional_int("num_test", self.num_test, minimum=1)  # None: all test images
 
     @property
     def notebooks(self) -> tuple[str, ...]:

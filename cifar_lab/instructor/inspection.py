@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifar_lab.instructor.nbtools import cell_source
 from cifar_lab.instructor.release import (
     ANSWER_PLACEHOLDER,
     ANSWER_PREFIX,
@@ -85,12 +86,6 @@ class NotebookInspection:
 def megabytes(size: int) -> str:
     """Format a byte count for messages, e.g. "20.0 MB"."""
     return f"{size / MEGABYTE:.1f} MB"
-
-
-def cell_source(cell: dict[str, Any]) -> str:
-    """A cell's source as one string (Jupyter may store a list of lines)."""
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def read_notebook_json(path: Path, max_bytes: int) -> tuple[dict | None, Finding | None]:

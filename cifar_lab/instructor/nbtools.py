@@ -7,10 +7,14 @@ line ``# NBVAL_CHECK_OUTPUT``, whose (deterministic) outputs nbval compares.
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
+from typing import Any
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 FIRST_NOTEBOOK = "01_preparation.ipynb"
+# the installed wheel's copy of the course: cifar_lab/notebooks/
+INSTALLED_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def notebook_dir() -> Path:
@@ -19,11 +23,13 @@ def notebook_dir() -> Path:
     An installed wheel carries them as ``cifar_lab/notebooks/``; a checkout
     (editable install or not) keeps them in the top-level ``notebooks/``.
 
+    Returns:
+        The folder holding ``01_preparation.ipynb`` and the other course notebooks.
+
     Raises:
         FileNotFoundError: neither place holds the course notebooks.
     """
-    package = Path(__file__).resolve().parents[1]
-    candidates = (package / "notebooks", package.parent / "notebooks")
+    candidates = (INSTALLED_NOTEBOOKS, INSTALLED_NOTEBOOKS.parents[1] / "notebooks")
     for candidate in candidates:
         if (candidate / FIRST_NOTEBOOK).is_file():
             return candidate
@@ -43,9 +49,65 @@ def course_notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
+def notebooks_installed() -> bool:
+    """True when :func:`notebook_dir` is the installed package's copy, not a checkout's.
+
+    Returns:
+        Whether the course notebooks live inside the installed ``cifar_lab`` package
+        (where nothing should be written).
+    """
+    return notebook_dir() == INSTALLED_NOTEBOOKS
+
+
+def copy_course_notebooks(out_dir: Path, *, force: bool = False) -> list[Path]:
+    """Copy the course notebooks (:func:`course_notebooks`) into ``out_dir``.
+
+    Args:
+        out_dir: destination folder (created); must be empty or absent unless ``force``.
+        force: overwrite same-named notebooks in a non-empty ``out_dir``.
+
+    Returns:
+        The written paths, in course order.
+
+    Raises:
+        ValueError: ``out_dir`` is a file, or is not empty and ``force`` is False.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; pass a folder as --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise ValueError(f"{out_dir} is not empty; choose another --out or pass --force")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copyfile(path, out_dir / path.name)) for path in course_notebooks()]
+
+
+def join_source(source: str | list[str]) -> str:
+    """Return a cell source as one string (Jupyter may store it as a list of lines).
+
+    Args:
+        source: a cell's ``source`` field: a string or a list of lines.
+
+    Returns:
+        The lines joined, or the string itself.
+    """
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def cell_source(cell: dict[str, Any]) -> str:
+    """Return a cell's source as one string (empty when the cell has none).
+
+    Args:
+        cell: a notebook cell, as a dict or an nbformat node.
+
+    Returns:
+        The source, joined by :func:`join_source`.
+    """
+    return join_source(cell.get("source", ""))
+
+
 def is_checked(cell) -> bool:
     """True for a code cell whose output nbval compares (marker alone on a line)."""
-    lines = (line.strip() for line in cell.get("source", "").splitlines())
+    lines = (line.strip() for line in cell_source(cell).splitlines())
     return cell.get("cell_type") == "code" and CHECK_MARKER in lines
 
 

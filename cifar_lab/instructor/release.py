@@ -35,7 +35,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.nbtools import course_notebooks, notebook_dir, strip_outputs
+from cifar_lab.instructor.nbtools import (
+    cell_source,
+    course_notebooks,
+    join_source,
+    notebook_dir,
+    strip_outputs,
+)
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -130,8 +136,7 @@ def stub_answer(source: str, *, where: str = "cell") -> str:
 
 def is_answer_cell(cell: dict[str, Any]) -> bool:
     """True for a markdown cell whose source starts with ``**Answer:**``."""
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
+    source = cell_source(cell)
     return cell.get("cell_type") == "markdown" and source.lstrip().startswith(ANSWER_PREFIX)
 
 
@@ -167,15 +172,13 @@ def cell_kind(original: dict[str, Any]) -> str:
     """ "solution", "answer" or "given" for a cell of the solution notebook."""
     if is_answer_cell(original):
         return "answer"
-    source = original.get("source", "")
-    has_block = BEGIN_SOLUTION in ("".join(source) if isinstance(source, list) else source)
+    has_block = BEGIN_SOLUTION in cell_source(original)
     return "solution" if has_block and original.get("cell_type") == "code" else "given"
 
 
 def source_digest(source: str | list[str]) -> str:
     """sha256 of a cell source (lists of lines are joined first, as Jupyter does)."""
-    text = "".join(source) if isinstance(source, list) else source
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(join_source(source).encode("utf-8")).hexdigest()
 
 
 def manifest_entry(original, released) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cifar_lab.checks import check_int, check_number
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
 from cifar_lab.instructor.inspection import recorded_results
 from cifar_lab.profiles import PROFILE_ENV, get_profile
@@ -54,11 +55,9 @@ class RerunSettings:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("cell_timeout", "total_timeout"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int of seconds, got {self!r}")
-        if not 0 <= self.tolerance < 1:
-            raise ValueError(f"rerun tolerance must be in [0, 1), got {self.tolerance}")
+        for name in ("cell_timeout", "total_timeout"):  # whole seconds
+            check_int(name, getattr(self, name), minimum=1)
+        check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         get_profile(self.profile)  # a typo fails here, not hours later
 
 

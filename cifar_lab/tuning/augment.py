@@ -7,10 +7,10 @@ the host, before they reach the (XLA-compiled) training step.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
+
+from cifar_lab.checks import check_bool, check_int, check_number, check_seed
 
 
 def augment_batch(
@@ -36,7 +36,9 @@ def augment_batch(
         A new float32 array of shape (N, H, W, C); ``images`` is not modified.
     """
     images = _check_images(images)
-    _check_options(translate, noise_std, images.shape)
+    _check_options(flip, translate, noise_std, images.shape)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(0)), got {rng!r}")
     out = images.copy()
     count = len(out)
     if flip:
@@ -71,13 +73,10 @@ def _check_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _check_options(translate: int, noise_std: float, shape: tuple[int, ...]) -> None:
-    if isinstance(translate, bool) or not isinstance(translate, (int, np.integer)):
-        raise TypeError(f"translate must be an int number of pixels, got {translate!r}")
-    if not 0 <= translate < min(shape[1], shape[2]):
-        raise ValueError(f"translate must be in 0..{min(shape[1:3]) - 1} pixels, got {translate}")
-    if not (isinstance(noise_std, (int, float)) and noise_std >= 0):
-        raise ValueError(f"noise_std must be a float >= 0, got {noise_std!r}")
+def _check_options(flip: bool, translate: int, noise_std: float, shape: tuple[int, ...]) -> None:
+    check_bool("flip", flip)
+    check_int("translate", translate, minimum=0, maximum=min(shape[1], shape[2]) - 1)
+    check_number("noise_std", noise_std, minimum=0)
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -109,15 +108,12 @@ class AugmentedBatches(keras.utils.PyDataset):
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.X, self.y = _check_images(X), np.asarray(y)
-        if len(self.X) != len(self.y) or not 0 < batch_size <= len(self.X):
-            raise ValueError(
-                f"need len(X) == len(y) >= batch_size > 0; got {len(self.X)}, {len(self.y)}, "
-                f"batch_size={batch_size}"
-            )
-        _check_options(translate, noise_std, self.X.shape)
-        self.batch_size = int(batch_size)
+        if len(self.X) != len(self.y):
+            raise ValueError(f"X and y lengths differ: {len(self.X)} and {len(self.y)}")
+        self.batch_size = check_int("batch_size", batch_size, minimum=1, maximum=len(self.X))
+        _check_options(flip, translate, noise_std, self.X.shape)
         self.options = {"flip": flip, "translate": translate, "noise_std": noise_std}
-        self.seed, self.epoch = int(seed), 0
+        self.seed, self.epoch = check_seed("seed", seed), 0
         self._order = self._rng(-1, 0).permutation(len(self.X))
 
     def __len__(self) -> int:
@@ -135,8 +131,3 @@ class AugmentedBatches(keras.utils.PyDataset):
     def _rng(self, epoch: int, index: int) -> np.random.Generator:
         # epoch -1 draws the shuffles, so they never share a stream with a batch
         return np.random.default_rng([self.seed, epoch + 1, index])
-
-
-def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Training steps in one epoch of :class:`AugmentedBatches` (partial batch dropped)."""
-    return max(math.floor(num_images / batch_size), 1)

@@ -1,17 +1,20 @@
 """``python -m cifar_lab train-best``: the command-line face of :mod:`cifar_lab.tuning.recipes`.
 
-Kept apart from the recipe itself so building the command-line parser does
-not import TensorFlow (0.7 GB) for commands that never train.
+The choices and defaults come from the library (:data:`~cifar_lab.tuning.recipes.RECIPES`,
+:data:`~cifar_lab.tuning.config.PRECISIONS`, :func:`~cifar_lab.tuning.recipes.train_best`'s
+signature). Both modules import TensorFlow (0.7 GB) only inside ``train_best``, so
+building the command-line parser stays light for commands that never train.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 from pathlib import Path
 
-# Must equal sorted(cifar_lab.tuning.recipes.RECIPES); a test keeps them in step.
-RECIPE_NAMES = ("baseline", "best")
+from cifar_lab.tuning import recipes
+from cifar_lab.tuning.config import PRECISIONS
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,11 +41,16 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--seed", type=int, default=None, help="override the training seed")
-    parser.add_argument("--recipe", default="best", choices=RECIPE_NAMES, help="named recipe")
+    parser.add_argument(
+        "--recipe",
+        default=inspect.signature(recipes.train_best).parameters["recipe"].default,
+        choices=sorted(recipes.RECIPES),
+        help="named recipe (default: %(default)s)",
+    )
     parser.add_argument(
         "--precision",
         default=None,
-        choices=("float32", "mixed_bfloat16"),
+        choices=PRECISIONS,
         help="override the recipe's precision (mixed_bfloat16 is fast only on CPUs with "
         "AMX/AVX-512 BF16 and on recent GPUs; float32 elsewhere)",
     )
@@ -51,10 +59,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from cifar_lab.tuning.recipes import train_best
-
     start = time.perf_counter()
-    train_best(
+    recipes.train_best(
         args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed,
         precision=args.precision,
     )  # fmt: skip

@@ -14,11 +14,16 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from cifar_lab.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_optional_int,
+)
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "tanh", "maxout")
 INITIALIZERS = (
@@ -41,9 +46,16 @@ _CHOICES = {
     "whitening": WHITENINGS,
     "precision": PRECISIONS,
 }
-# field -> (lowest allowed, highest allowed or None, whether the lowest is allowed)
-_RANGES = {
-    "maxout_pieces": (2, None, True),
+# int field -> (lowest allowed, highest allowed or None)
+_INT_RANGES = {
+    "maxout_pieces": (2, None),
+    "translate": (0, 31),
+    "epochs": (1, None),
+    "batch_size": (1, None),
+    "seed": (0, None),
+}
+# number field -> (lowest allowed, highest allowed or None, whether the lowest is allowed)
+_NUMBER_RANGES = {
     "dropout": (0.0, 0.99, True),  # Keras needs a rate below 1
     "l2": (0.0, None, True),
     "learning_rate": (0.0, None, False),
@@ -51,13 +63,11 @@ _RANGES = {
     "weight_decay": (0.0, None, True),
     "warmup_epochs": (0.0, None, True),
     "label_smoothing": (0.0, 1.0, True),
-    "translate": (0, 31, True),
     "noise_std": (0.0, None, True),
     "whitening_epsilon": (0.0, None, False),
-    "epochs": (1, None, True),
-    "batch_size": (1, None, True),
-    "seed": (0, None, True),
 }
+_OPTIONAL_COUNTS = ("num_train", "whitening_components")  # None, or an int >= 1
+_FLAGS = ("flip", "jit_compile")
 
 
 @dataclass(frozen=True)
@@ -126,19 +136,21 @@ class MLPConfig:
     jit_compile: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", parse_hidden_sizes(self.hidden_sizes))
+        checked: dict[str, Any] = {"hidden_sizes": parse_hidden_sizes(self.hidden_sizes)}
         for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {choices}")
-        for name, limits in _RANGES.items():
-            _check_range(name, getattr(self, name), *limits)
-        for name in ("flip", "jit_compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("num_train", "whitening_components"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_range(name, value, 1, None, True)
+            check_choice(name, getattr(self, name), choices)
+        for name, (low, high) in _INT_RANGES.items():
+            checked[name] = check_int(name, getattr(self, name), minimum=low, maximum=high)
+        for name, (low, high, low_ok) in _NUMBER_RANGES.items():
+            checked[name] = check_number(
+                name, getattr(self, name), minimum=low, maximum=high, minimum_inclusive=low_ok
+            )
+        for name in _FLAGS:
+            checked[name] = check_bool(name, getattr(self, name))
+        for name in _OPTIONAL_COUNTS:
+            checked[name] = check_optional_int(name, getattr(self, name), minimum=1)
+        for name, value in checked.items():  # plain Python values: JSON-ready, equal when equal
+            object.__setattr__(self, name, value)
         if self.whitening_components is not None and self.whitening != "pca":
             raise ValueError("whitening_components needs whitening='pca'; set it to None")
 
@@ -178,18 +190,6 @@ def parse_hidden_sizes(value: Any) -> tuple[int, ...]:
             raise ValueError(f"hidden_sizes {value!r} is not like '512-256'") from None
     if not isinstance(value, (tuple, list)):
         raise TypeError(f"hidden_sizes must be a tuple of ints or '512-256', got {value!r}")
-    for units in value:
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"hidden_sizes must be positive ints, got {value!r}")
-    return tuple(int(units) for units in value)
-
-
-def _check_range(name: str, value: Any, low, high, low_ok: bool) -> None:
-    number_type = int if isinstance(low, int) else (int, float)
-    if isinstance(value, bool) or not isinstance(value, (number_type, np.number)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    too_low = value < low if low_ok else value <= low
-    if too_low or (high is not None and value > high) or not math.isfinite(value):
-        bound = f">= {low}" if low_ok else f"> {low}"
-        extra = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name} must be {bound}{extra}, got {value!r}")
+    return tuple(
+        check_int(f"hidden_sizes[{index}]", units, minimum=1) for index, units in enumerate(value)
+    )

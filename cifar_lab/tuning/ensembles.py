@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cifar_lab.checks import check_bool, check_int
+from cifar_lab.metrics import accuracy
+from cifar_lab.tuning.config import MLPConfig
+
 if TYPE_CHECKING:
     import keras
 
-    from cifar_lab.tuning.config import MLPConfig
     from cifar_lab.tuning.train import TrainedMLP
 
 
@@ -46,24 +49,6 @@ def average_probabilities(
     return np.tensordot(weights / weights.sum(), stacked, axes=1)
 
 
-def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose most probable class is the label.
-
-    Args:
-        probabilities: float (N, C) scores or probabilities.
-        labels: int (N,) true classes.
-
-    Returns:
-        Accuracy in [0, 1].
-    """
-    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
-    if probabilities.ndim != 2 or labels.shape != (len(probabilities),):
-        raise ValueError(
-            f"need (N, C) scores and (N,) labels; got {probabilities.shape}, {labels.shape}"
-        )
-    return float(np.mean(probabilities.argmax(axis=1) == labels))
-
-
 def predict_probabilities(
     model: keras.Model, X: np.ndarray, *, from_logits: bool = True, batch_size: int = 1024
 ) -> np.ndarray:
@@ -78,41 +63,13 @@ def predict_probabilities(
     Returns:
         float32 (N, C) probabilities.
     """
+    check_bool("from_logits", from_logits)
+    check_int("batch_size", batch_size, minimum=1)
     outputs = np.asarray(model.predict(X, batch_size=batch_size, verbose=0), dtype=np.float32)
     if not from_logits:
         return outputs
     shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))  # stable softmax
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def ensemble_model(
-    models: Sequence[keras.Model], *, from_logits: bool = False, name: str = "ensemble"
-) -> keras.Model:
-    """One Keras model that returns the mean of its members' probabilities.
-
-    Args:
-        models: members with the same input shape, e.g. raw-pixel classifiers from
-            :func:`cifar_lab.tuning.layers.raw_pixel_model`.
-        from_logits: members return logits; apply a softmax to each before averaging.
-        name: model name.
-
-    Returns:
-        A ``keras.Model``: the members' input -> float32 (N, C) mean probabilities.
-        It saves to a single ``.keras`` file with all its members.
-    """
-    import keras
-
-    if not models:
-        raise ValueError("ensemble_model needs at least one model")
-    inputs = keras.Input(shape=models[0].input_shape[1:], name="inputs")
-    outputs = []
-    for index, member in enumerate(models):
-        output = member(inputs)
-        if from_logits:
-            output = keras.layers.Softmax(name=f"softmax_{index}")(output)
-        outputs.append(output)
-    mean = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean")(outputs)
-    return keras.Model(inputs, mean, name=name)
 
 
 def train_ensemble(
@@ -139,8 +96,9 @@ def train_ensemble(
     """
     from cifar_lab.tuning.train import train_config
 
-    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise ValueError(f"members must be an int >= 1, got {members!r}")
+    if not isinstance(config, MLPConfig):
+        raise TypeError(f"config must be an MLPConfig, got {type(config).__name__}")
+    check_int("members", members, minimum=1)  # before any training
     trained, probabilities = [], []
     for index in range(members):
         member = train_config(
@@ -150,7 +108,7 @@ def train_ensemble(
         trained.append(member)
         probabilities.append(predict_probabilities(member.model, X_val))
         if verbose:
-            single = accuracy(probabilities[-1], y_val)
-            mean = accuracy(average_probabilities(probabilities), y_val)
+            single = accuracy(y_val, probabilities[-1])
+            mean = accuracy(y_val, average_probabilities(probabilities))
             print(f"member {index + 1}/{members}: val_acc {single:.4f}; ensemble {mean:.4f}")
     return trained

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from cifar_lab.checks import check_choice, check_int
 from cifar_lab.tuning.config import ACTIVATIONS, INITIALIZERS, LEAKY_SLOPE
 from cifar_lab.tuning.whitening import WhiteningFit
 
@@ -36,9 +37,7 @@ class Maxout(keras.layers.Layer):
 
     def __init__(self, pieces: int, **kwargs) -> None:
         super().__init__(**kwargs)
-        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 2:
-            raise ValueError(f"Maxout pieces must be an int >= 2, got {pieces!r}")
-        self.pieces = int(pieces)
+        self.pieces = check_int("pieces", pieces, minimum=2)
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
         features = input_shape[-1]
@@ -152,6 +151,7 @@ def make_initializer(name: str, seed: int) -> keras.initializers.Initializer:
     Returns:
         A Keras initializer.
     """
+    check_choice("initializer", name, INITIALIZERS)
     init = keras.initializers
     factories = {
         "uniform": lambda: init.RandomUniform(-0.05, 0.05, seed=seed),
@@ -164,8 +164,6 @@ def make_initializer(name: str, seed: int) -> keras.initializers.Initializer:
         "he_normal": lambda: init.HeNormal(seed=seed),
         "zeros": init.Zeros,
     }
-    if name not in factories:
-        raise ValueError(f"unknown initializer {name!r}; choose from {INITIALIZERS}")
     return factories[name]()
 
 
@@ -184,6 +182,7 @@ def make_activation(
     Returns:
         A Keras layer; float (N, F) -> float (N, F), or (N, F // pieces) for maxout.
     """
+    check_choice("activation", activation, ACTIVATIONS)
     if activation == "maxout":
         return Maxout(pieces, name=name, dtype=dtype)
     if activation == "leaky_relu":
@@ -191,6 +190,4 @@ def make_activation(
     if activation == "prelu":  # one learned slope per unit, starting at 0.25
         alpha = keras.initializers.Constant(0.25)
         return keras.layers.PReLU(alpha_initializer=alpha, name=name, dtype=dtype)
-    if activation in ACTIVATIONS:
-        return keras.layers.Activation(activation, name=name, dtype=dtype)
-    raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
+    return keras.layers.Activation(activation, name=name, dtype=dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cifar_lab.checks import check_int
 from cifar_lab.tuning.config import MLPConfig
 
 if TYPE_CHECKING:  # TensorFlow loads only when a model is compiled
@@ -25,8 +26,7 @@ def build_schedule(config: MLPConfig, steps_per_epoch: int) -> float | LearningR
     """
     import keras
 
-    if steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    check_int("steps_per_epoch", steps_per_epoch, minimum=1)
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "constant" and warmup_steps == 0:
         return config.learning_rate

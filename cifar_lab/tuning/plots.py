@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cifar_lab.checks import check_int
+
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
@@ -145,6 +147,7 @@ def plot_top_curves(
     """
     import matplotlib.pyplot as plt
 
+    top = check_int("top", top, minimum=1)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     for _, row in frame.head(top).iterrows():

@@ -86,7 +86,8 @@ def train_best(
         A :class:`RecipeResult`.
     """
     from cifar_lab.data.splits import load_cifar10
-    from cifar_lab.tuning.ensembles import accuracy, predict_probabilities
+    from cifar_lab.metrics import accuracy
+    from cifar_lab.tuning.ensembles import predict_probabilities
     from cifar_lab.tuning.layers import convolution_layers, raw_pixel_model
     from cifar_lab.tuning.train import train_config
 
@@ -105,12 +106,12 @@ def train_best(
         raise AssertionError(f"the recipe has convolution layers: {convolution_layers(model)}")
     # evaluate exactly what we ship: the saved model on raw uint8 pixels
     val_accuracy = accuracy(
-        predict_probabilities(model, splits.denormalise(X_val), from_logits=False), y_val
+        y_val, predict_probabilities(model, splits.denormalise(X_val), from_logits=False)
     )
     test_probabilities = predict_probabilities(
         model, splits.denormalise(X_test), from_logits=False
     )
-    test_accuracy = accuracy(test_probabilities, y_test)
+    test_accuracy = accuracy(y_test, test_probabilities)
     model.save(out / "model.keras")
     np.savez_compressed(
         out / "test_predictions.npz",

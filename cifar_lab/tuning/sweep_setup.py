@@ -25,6 +25,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from cifar_lab.checks import check_choice, check_int, check_optional_int, check_seed
+
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("median", "successive_halving", "none")
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -62,18 +64,22 @@ class SweepSpec:
     _grid: tuple = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+        if not isinstance(self.name, str):
+            raise TypeError(f"sweep name must be a str, got {self.name!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             raise ValueError(f"sweep name {self.name!r} must use only letters, digits and _-.")
-        for name, value, choices in (("sampler", self.sampler, SAMPLERS),
-                                     ("pruner", self.pruner, PRUNERS)):  # fmt: skip
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}; choose from {choices}")
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("pruner", self.pruner, PRUNERS)
+        check_optional_int("n_trials", self.n_trials, minimum=1)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_int("startup_trials", self.startup_trials, minimum=0)
+        check_seed("seed", self.seed)
         if not self.space:
             raise ValueError("space is empty; give at least one parameter and its choices")
         if self.sampler == "grid":
             object.__setattr__(self, "_grid", tuple(_grid_points(self.space)))
-        elif not (isinstance(self.n_trials, int) and self.n_trials > 0):
-            raise ValueError(f"sampler {self.sampler!r} needs n_trials > 0, got {self.n_trials!r}")
+        elif self.n_trials is None:
+            raise ValueError(f"sampler {self.sampler!r} needs n_trials > 0, got None")
 
     @property
     def grid(self) -> list[dict[str, Any]]:
@@ -196,6 +202,7 @@ def make_storage(url: str, *, heartbeat_interval: int = 60) -> optuna.storages.R
     Returns:
         An ``optuna.storages.RDBStorage``.
     """
+    check_int("heartbeat_interval", heartbeat_interval, minimum=1)
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(
             f"storage must be a database URL such as 'sqlite:///runs/x.db'; got {url!r}"

@@ -45,6 +45,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from cifar_lab.checks import check_int
 from cifar_lab.tuning.sweep_setup import (
     FINISHED_STATES,
     QueueEmptyError,
@@ -154,8 +155,7 @@ def run_workers(
     Raises:
         RuntimeError: a worker exited with a non-zero code.
     """
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise ValueError(f"processes must be an int >= 1, got {processes!r}")
+    check_int("processes", processes, minimum=1)  # before the study or any worker exists
     study = open_study(spec, storage)
     context = multiprocessing.get_context("spawn")  # fork would copy TF/SQLite state
     workers = [

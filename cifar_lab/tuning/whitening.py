@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cifar_lab.checks import check_choice, check_int, check_number, check_optional_int
+
 WHITENING_METHODS = ("pca", "zca")
 _CHUNK = 4096  # rows per covariance update; bounds temporary memory
 
@@ -71,9 +73,12 @@ def fit_whitening(
     Returns:
         A :class:`WhiteningFit` with float32 mean (D,) and matrix (D, K).
     """
+    check_choice("method", method, WHITENING_METHODS)
+    check_optional_int("components", components, minimum=1)
+    epsilon = check_number("epsilon", epsilon, minimum=0, minimum_inclusive=False)
     rows = np.asarray(X_train, dtype=np.float32).reshape(len(X_train), -1)
     count, features = rows.shape
-    _check_arguments(method, components, epsilon, count, features)
+    _check_fit(method, components, count, features)
     mean = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
     covariance = np.zeros((features, features), dtype=np.float64)
     for start in range(0, count, _CHUNK):
@@ -87,7 +92,7 @@ def fit_whitening(
     order = np.argsort(eigenvalues)[::-1]  # eigh returns increasing order
     eigenvalues = np.maximum(eigenvalues[order], 0.0)
     eigenvectors = eigenvectors[:, order]
-    absolute_epsilon = float(epsilon) * float(eigenvalues.mean())
+    absolute_epsilon = epsilon * float(eigenvalues.mean())
     scale = 1.0 / np.sqrt(eigenvalues + absolute_epsilon)
     if method == "pca":
         kept = features if components is None else components
@@ -97,20 +102,12 @@ def fit_whitening(
     return WhiteningFit(method, mean, matrix.astype(np.float32), eigenvalues, absolute_epsilon)
 
 
-def _check_arguments(
-    method: str, components: int | None, epsilon: float, count: int, features: int
-) -> None:
-    if method not in WHITENING_METHODS:
-        raise ValueError(f"unknown whitening method {method!r}; use one of {WHITENING_METHODS}")
+def _check_fit(method: str, components: int | None, count: int, features: int) -> None:
+    """The checks that depend on the data: enough rows, and components <= D."""
     if count < 2:
         raise ValueError(f"whitening needs at least 2 training rows, got {count}")
-    if not epsilon > 0:
-        raise ValueError(f"epsilon must be > 0 (try 0.1), got {epsilon!r}")
     if components is None:
         return
     if method == "zca":
         raise ValueError("ZCA keeps every dimension; pass components=None or use method='pca'")
-    if isinstance(components, bool) or not isinstance(components, (int, np.integer)):
-        raise TypeError(f"components must be an int or None, got {components!r}")
-    if not 1 <= components <= features:
-        raise ValueError(f"components must be in 1..{features}, got {components}")
+    check_int("components", components, minimum=1, maximum=features)
