@@ -19,8 +19,8 @@ env: $(STAMP)
 run: $(STAMP)
 	$(PY) -m cifar_lab run
 
-# The notebooks run under nbval in the quick profile; only cells marked
-# `# NBVAL_CHECK_OUTPUT` have their outputs compared (--nbval-lax).
+# The notebooks run under nbval in the quick profile; only cells
+# tagged `nbval-check-output` have their outputs compared (--nbval-lax).
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 # pytest exits 5 when it collected no tests; that is a failure here too.

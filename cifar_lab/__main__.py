@@ -169,7 +169,7 @@ def _add_run_commands(commands) -> None:
 
     refresh = commands.add_parser(
         "refresh-outputs",
-        help="maintainers: re-run notebooks (quick) and keep only # NBVAL_CHECK_OUTPUT outputs",
+        help="maintainers: re-run notebooks (quick); keep only nbval-check-output outputs",
     )
     refresh.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     refresh.set_defaults(handler=_refresh_outputs)

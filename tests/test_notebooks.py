@@ -11,7 +11,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from cifar_lab.instructor.nbtools import CHECK_MARKER, course_notebooks, is_checked, strip_outputs
+from cifar_lab.instructor.nbtools import CHECK_TAG, course_notebooks, is_checked, strip_outputs
 
 NOTEBOOKS = course_notebooks()
 EXPECTED = [
@@ -48,16 +48,16 @@ def test_only_checked_cells_carry_committed_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_check_marker_is_alone_on_its_line(path):
-    for cell in nbformat.read(path, as_version=4).cells:
-        if CHECK_MARKER.lstrip("# ") in cell.source:
-            assert is_checked(cell), f"{path.name}: marker must stand alone on its line"
+def test_no_visible_nbval_comment_markers(path):
+    # Checked cells are tagged; a comment marker would be one more line students must ignore.
+    for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        assert "NBVAL_" not in cell.source, f"{path.name} cell {index}: use a cell tag instead"
 
 
 def test_strip_outputs_keeps_only_checked_cells():
     notebook = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_code_cell(f"{CHECK_MARKER}\nprint(1)"),
+            nbformat.v4.new_code_cell("print(1)", metadata={"tags": [CHECK_TAG]}),
             nbformat.v4.new_code_cell("print(2)"),
         ]
     )
