@@ -52,6 +52,8 @@ _EXPORTS = {
     "load_profile_data": "profiles",
     "record": "results",
     "check_at_least": "results",
+    "check_that": "results",
+    "check_close": "results",
     "accuracy": "metrics",
     "confusion_matrix": "metrics",
     "show_class_samples": "plots",
@@ -135,7 +137,7 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
         show_misclassified,
     )
     from cifar_lab.profiles import Profile, get_profile, load_profile_data
-    from cifar_lab.results import check_at_least, record
+    from cifar_lab.results import check_at_least, check_close, check_that, record
     from cifar_lab.seeding import set_seed
     from cifar_lab.training import Evaluation, evaluate, train_part34
     from cifar_lab.tuning.augment import augment_batch

@@ -28,16 +28,16 @@ def _emit(text: str, mime: str, payload: dict[str, Any]) -> None:
     display({"text/plain": text, mime: payload}, raw=True)
 
 
-def record(name: str, value: float, *, key: bool = False) -> float:
-    """Publish a named result, e.g. a validation accuracy, and return it.
+def record(name: str, value: float, *, key: bool = False) -> None:
+    """Publish a named result, e.g. a validation accuracy.
+
+    Returns nothing, so a cell ending in ``lab.record(...)`` shows only the
+    printed line, not a stray echo of the value.
 
     Args:
         name: short identifier such as ``"val_accuracy"``.
         value: a finite float.
         key: mark it as the notebook's headline number (shown in summaries).
-
-    Returns:
-        ``value`` as a float.
     """
     if not isinstance(name, str):
         raise TypeError(f"result name must be a non-empty string, got {name!r}")
@@ -47,7 +47,6 @@ def record(name: str, value: float, *, key: bool = False) -> float:
     if not math.isfinite(value):
         raise ValueError(f"result {name!r} must be finite, got {value}")
     _emit(f"result {name} = {value:.4f}", RESULT_MIME, {"name": name, "value": value, "key": key})
-    return value
 
 
 def check_at_least(value: float, minimum: float, *, what: str, hint: str) -> None:
@@ -73,6 +72,68 @@ def check_at_least(value: float, minimum: float, *, what: str, hint: str) -> Non
         raise AssertionError(
             f"{what}: got {value:.1%}, expected at least {minimum:.1%}.\nHint: {hint}"
         )
+
+
+def check_that(condition: bool, *, what: str, hint: str, detail: str = "") -> None:
+    """Assert one property of a student's code, with a hint written for that exercise.
+
+    The check cells of the notebooks compute their own expected values (NumPy,
+    first principles) and call this (or :func:`check_close`) so that a wrong
+    answer stops the notebook with a message that says what to look at.
+
+    Args:
+        condition: whether the property holds.
+        what: the property in words, e.g. ``"w1 has shape (3072, 4000)"``.
+        hint: what to look at if it does not hold.
+        detail: what was found instead (shown when the check fails).
+
+    Raises:
+        AssertionError: ``condition`` is false; the message carries ``detail`` and ``hint``.
+    """
+    passed = bool(condition)
+    verdict = "passed" if passed else "FAILED"
+    _emit(f"check {verdict}: {what}", CHECK_MIME, {"what": what, "passed": passed})
+    if not passed:
+        found = f" ({detail})" if detail else ""
+        raise AssertionError(f"{what}: not so{found}.\nHint: {hint}")
+
+
+def check_close(
+    actual: Any,
+    expected: Any,
+    *,
+    what: str,
+    hint: str,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """Assert that an array (or number) equals a reference in shape and value.
+
+    Args:
+        actual: the student's result; a NumPy array, a tensor (anything
+            ``np.asarray`` accepts) or a number.
+        expected: the reference the check computed itself, same shape.
+        what: what is compared, in words.
+        hint: what to look at if they differ.
+        rtol, atol: tolerances of ``np.allclose``.
+
+    Raises:
+        AssertionError: the shapes differ, or some value is off by more than
+            ``atol + rtol * |expected|``.
+    """
+    import numpy as np
+
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        detail = f"shape {actual.shape}, expected {expected.shape}"
+        check_that(False, what=what, hint=hint, detail=detail)
+    error = np.abs(actual - expected)
+    worst = float(np.max(error / (atol + rtol * np.abs(expected)))) if error.size else 0.0
+    detail = f"largest difference {float(np.max(error)) if error.size else 0.0:.3g}"
+    check_that(
+        bool(np.all(np.isfinite(actual))) and worst <= 1, what=what, hint=hint, detail=detail
+    )
 
 
 def read_outputs(notebook) -> dict[str, list[dict[str, Any]]]:
