@@ -27,7 +27,7 @@ NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nb
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	CIFAR_LAB_PROFILE=quick TF_CPP_MIN_LOG_LEVEL=2 \
+	CIFAR_LAB_PROFILE=quick TF_CPP_MIN_LOG_LEVEL=3 \
 	$(PY) -m pytest tests notebooks $(NBVAL_ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -6,12 +6,95 @@ loading data does not pay TensorFlow's start-up time and memory (~0.7 GB).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.abc
+import importlib.util
 import os
+import re
+import sys
+import tempfile
 from typing import TYPE_CHECKING
 
-# TensorFlow's C++ INFO/WARNING lines would otherwise flood notebooks and CI logs.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log lines would otherwise reach notebooks and CI logs. Level 3 keeps
+# FATAL only: it also hides "failed call to cuInit" (ERROR) on machines without a GPU
+# driver; real failures still raise Python exceptions. Set the variable to override.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# absl prints a few lines ("oneDNN custom operations are on", "Could not find cuda
+# drivers") to file descriptor 2 while TensorFlow loads, before it reads that level, so
+# the first `import tensorflow` (or keras) after `import cifar_lab` passes stderr through
+# a filter that drops the lines below the level (severity I=0, W=1, E=2, F=3).
+_TF_LOG_LINE = re.compile(
+    r"^(?:(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
+
+
+@contextlib.contextmanager
+def _tensorflow_log_filter():
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    level = int(level) if level.isdigit() else 0
+    with tempfile.TemporaryFile() as capture:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(capture.fileno(), 2)
+        except (OSError, ValueError, AttributeError):  # no file descriptor 2: nothing to filter
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = []
+            for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True):
+                match = _TF_LOG_LINE.match(line)
+                severity = match and ("IWEF".index(match["severity"]) if match["severity"] else 0)
+                if match is None or severity >= level:
+                    kept.append(line)
+            if kept:
+                os.write(2, "".join(kept).encode("utf-8"))
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Runs the first import of ``tensorflow`` inside :func:`_tensorflow_log_filter`."""
+
+    searching = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" or self.searching:
+            return None
+        self.searching = True  # let the other finders find the real spec
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.searching = False
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        finder = self
+
+        class QuietLoader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                module.__spec__.loader = module.__loader__ = loader
+                with contextlib.suppress(ValueError):
+                    sys.meta_path.remove(finder)  # TensorFlow loads once
+                with _tensorflow_log_filter():
+                    loader.exec_module(module)
+
+        spec.loader = QuietLoader()
+        return spec
+
+
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 __version__ = "0.1.0"
 
@@ -27,11 +110,7 @@ _EXPORTS = {
     # Parts II-IV: barebones TensorFlow, Keras models, training loops
     "flatten": "barebones",
     "two_layer_fc": "barebones",
-    "two_layer_fc_init": "barebones",
-    "three_layer_fc": "barebones",
-    "three_layer_fc_init": "barebones",
     "kaiming_normal": "barebones",
-    "training_step": "barebones_training",
     "check_accuracy": "barebones_training",
     "train_part2": "barebones_training",
     "TwoLayerFC": "models",
@@ -107,15 +186,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # let editors and type checkers see the lazy names
-    from cifar_lab.barebones import (
-        flatten,
-        kaiming_normal,
-        three_layer_fc,
-        three_layer_fc_init,
-        two_layer_fc,
-        two_layer_fc_init,
-    )
-    from cifar_lab.barebones_training import check_accuracy, train_part2, training_step
+    from cifar_lab.barebones import flatten, kaiming_normal, two_layer_fc
+    from cifar_lab.barebones_training import check_accuracy, train_part2
     from cifar_lab.data.batching import Dataset
     from cifar_lab.data.formats import CLASS_NAMES, CorruptSourceError
     from cifar_lab.data.sources import CIFAR10NotFoundError

@@ -1,25 +1,24 @@
-"""Part II: fully connected networks in barebones TensorFlow.
+"""Part II: the given pieces of the barebones TensorFlow networks.
 
-Parameters are plain ``tf.Variable`` lists, the forward pass is written with
-``tf.matmul``, gradients come from ``tf.GradientTape`` and the update is SGD
-by hand. Models return unnormalised class scores (logits); the loss applies
-the softmax itself (see :mod:`cifar_lab.models` for why).
+Parameters are plain ``tf.Variable`` lists and the forward pass is written
+with ``tf.matmul``. Models return unnormalised class scores (logits); the loss
+applies the softmax itself (see :mod:`cifar_lab.models` for why).
 
-:mod:`cifar_lab.barebones_training` trains them (``training_step``, ``train_part2``).
+Only what notebook 02 gives its students lives here: :func:`flatten`,
+:func:`two_layer_fc` and :func:`kaiming_normal`. The exercises (the SGD step,
+the initialisations and the three-layer network) are the students' own code,
+so their answers live only in the instructor notebook's solution regions.
+:mod:`cifar_lab.barebones_training` runs the loop (``train_part2``).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
 from cifar_lab.checks import check_int, check_seed
-from cifar_lab.data.formats import NUM_CLASSES
-
-INPUT_SIZE = 32 * 32 * 3
 
 ModelFn = Callable[[tf.Tensor, Sequence[tf.Variable]], tf.Tensor]
 
@@ -53,30 +52,9 @@ def two_layer_fc(x, params: Sequence[tf.Variable]) -> tf.Tensor:
     """
     w1, w2 = _unpack(params, "two_layer_fc", "[w1, w2]")
     x = _flat_input(x, w1, "two_layer_fc")
-    _check_chain("two_layer_fc", x, [("w1", w1, None), ("w2", w2, None)])
+    _check_chain("two_layer_fc", x, [("w1", w1), ("w2", w2)])
     hidden = tf.nn.relu(tf.matmul(x, w1))
     return tf.matmul(hidden, w2)
-
-
-def three_layer_fc(x, params: Sequence[tf.Variable]) -> tf.Tensor:
-    """Three-layer fully connected network with biases (the "write your own" exercise).
-
-    ``scores = relu(relu(x @ w1 + b1) @ w2 + b2) @ w3 + b3``
-
-    Args:
-        x: inputs of shape (N, 32, 32, 3) (any shape (N, ...) that flattens to D).
-        params: ``[w1, b1, w2, b2, w3, b3]``; w1 (D, H1), b1 (H1,), w2 (H1, H2),
-            b2 (H2,), w3 (H2, C), b3 (C,), all the dtype of x.
-
-    Returns:
-        Scores (logits) of shape (N, C).
-    """
-    w1, b1, w2, b2, w3, b3 = _unpack(params, "three_layer_fc", "[w1, b1, w2, b2, w3, b3]")
-    x = _flat_input(x, w1, "three_layer_fc")
-    _check_chain("three_layer_fc", x, [("w1", w1, b1), ("w2", w2, b2), ("w3", w3, b3)])
-    hidden1 = tf.nn.relu(tf.matmul(x, w1) + b1)
-    hidden2 = tf.nn.relu(tf.matmul(hidden1, w2) + b2)
-    return tf.matmul(hidden2, w3) + b3
 
 
 def kaiming_normal(
@@ -113,64 +91,6 @@ def kaiming_normal(
     return tf.random.stateless_normal(shape, seed=seed_pair, stddev=std, dtype=dtype)
 
 
-def two_layer_fc_init(
-    hidden_size: int = 4000,
-    *,
-    input_size: int = INPUT_SIZE,
-    num_classes: int = NUM_CLASSES,
-    seed: int | None = None,
-    dtype: tf.dtypes.DType | str = tf.float32,
-) -> list[tf.Variable]:
-    """Create ``[w1, w2]`` for :func:`two_layer_fc` with Kaiming normal values.
-
-    Args:
-        hidden_size: H, the width of the hidden layer.
-        input_size: D, the flattened input width (3072 for CIFAR-10).
-        num_classes: C.
-        seed: int for reproducible weights, or None (see :func:`kaiming_normal`).
-        dtype: floating dtype of the weights.
-
-    Returns:
-        Two ``tf.Variable``: w1 of shape (D, H) and w2 of shape (H, C).
-    """
-    sizes = _check_sizes(
-        ("input_size", input_size), ("hidden_size", hidden_size), ("num_classes", num_classes)
-    )
-    return _dense_variables(sizes, seed, dtype, biases=False)
-
-
-def three_layer_fc_init(
-    hidden_size_1: int = 1000,
-    hidden_size_2: int = 500,
-    *,
-    input_size: int = INPUT_SIZE,
-    num_classes: int = NUM_CLASSES,
-    seed: int | None = None,
-    dtype: tf.dtypes.DType | str = tf.float32,
-) -> list[tf.Variable]:
-    """Create ``[w1, b1, w2, b2, w3, b3]`` for :func:`three_layer_fc`.
-
-    Weights are Kaiming normal, biases zero.
-
-    Args:
-        hidden_size_1, hidden_size_2: H1 and H2, the hidden widths.
-        input_size: D, the flattened input width (3072 for CIFAR-10).
-        num_classes: C.
-        seed: int for reproducible weights, or None (see :func:`kaiming_normal`).
-        dtype: floating dtype of the parameters.
-
-    Returns:
-        Six ``tf.Variable`` of shapes (D, H1), (H1,), (H1, H2), (H2,), (H2, C), (C,).
-    """
-    sizes = _check_sizes(
-        ("input_size", input_size),
-        ("hidden_size_1", hidden_size_1),
-        ("hidden_size_2", hidden_size_2),
-        ("num_classes", num_classes),
-    )
-    return _dense_variables(sizes, seed, dtype, biases=True)
-
-
 def _unpack(params, name: str, expected: str) -> list:
     if not isinstance(params, (list, tuple)):
         raise TypeError(f"{name} expects params as a list {expected}, got {type(params).__name__}")
@@ -191,9 +111,9 @@ def _flat_input(x, w1, name: str) -> tf.Tensor:
 
 
 def _check_chain(name: str, x: tf.Tensor, layers: list) -> None:
-    """Check each weight matrix takes the previous layer's width (and its bias matches)."""
+    """Check each (label, weight matrix) pair takes the previous layer's width."""
     width, source = x.shape[1], "the flattened input"
-    for label, weight, bias in layers:
+    for label, weight in layers:
         shape = tf.TensorShape(weight.shape)
         if shape.rank != 2:
             raise ValueError(f"{name}: {label} must be 2-D, got shape {tuple(shape)}")
@@ -202,24 +122,4 @@ def _check_chain(name: str, x: tf.Tensor, layers: list) -> None:
                 f"{name}: {label} has shape {tuple(shape)} but {source} has width "
                 f"{width}; {label} must have shape ({width}, ...)"
             )
-        if bias is not None and tuple(bias.shape) != (shape[1],):
-            raise ValueError(
-                f"{name}: bias for {label} has shape {tuple(bias.shape)}, expected ({shape[1]},)"
-            )
         width, source = shape[1], label
-
-
-def _check_sizes(*named_sizes: tuple[str, int]) -> list[int]:
-    """Check (name, size) pairs are positive ints, in the order the layers use them."""
-    return [check_int(name, value, minimum=1) for name, value in named_sizes]
-
-
-def _dense_variables(sizes: list[int], seed: int | None, dtype, *, biases: bool) -> list:
-    seed = None if seed is None else check_seed("seed", seed)  # before any variable exists
-    params = []
-    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        layer_seed = None if seed is None else seed + layer
-        params.append(tf.Variable(kaiming_normal((fan_in, fan_out), seed=layer_seed, dtype=dtype)))
-        if biases:
-            params.append(tf.Variable(tf.zeros((fan_out,), dtype=dtype)))
-    return params

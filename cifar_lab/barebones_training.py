@@ -1,10 +1,13 @@
-"""Part II training: the GradientTape SGD step, accuracy checks and the training loop.
+"""Part II training: accuracy checks and the training loop around the student's SGD step.
 
-The models live in :mod:`cifar_lab.barebones`; this module trains them with
-plain ``tf.GradientTape`` and a hand-written SGD update::
+The models live in notebook 02 and :mod:`cifar_lab.barebones`; the step that
+computes the loss under ``tf.GradientTape`` and updates the weights by hand is
+the student's ``training_step`` (an exercise of notebook 02), which the loop
+calls on every minibatch::
 
-    params = two_layer_fc_init(hidden_size=4000, seed=0)
-    history = train_part2(two_layer_fc, lambda: params, 1e-2, train_dset, val_dset)
+    params = init_fn()
+    history = train_part2(two_layer_fc, lambda: params, 1e-2, train_dset, val_dset,
+                          step_fn=training_step)
 
 ``params`` is updated in place, so keeping a reference to it, as above, keeps
 the trained weights.
@@ -23,37 +26,9 @@ from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.devices import resolve_device
 from cifar_lab.history import History, TrainingLog
 
-
-def training_step(
-    model_fn: ModelFn, x, y, params: Sequence[tf.Variable], learning_rate: float
-) -> tf.Tensor:
-    """One SGD step: forward, softmax cross-entropy loss, gradients, in-place update.
-
-    Args:
-        model_fn: e.g. :func:`two_layer_fc`; maps (x, params) to logits (N, C).
-        x: inputs, e.g. float32 (N, 32, 32, 3).
-        y: integer labels of shape (N,) in 0..C-1.
-        params: the ``tf.Variable`` list that ``model_fn`` reads; updated in place.
-        learning_rate: positive float.
-
-    Returns:
-        The mean loss over the batch before the update, a scalar tensor.
-    """
-    check_number("learning_rate", learning_rate, minimum=0, minimum_inclusive=False)
-    _check_variables(params)
-    y = _labels(y, x)
-    with tf.GradientTape() as tape:
-        scores = model_fn(x, params)
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=scores)
-        )
-    # Outside the tape, so the backward pass itself is not recorded.
-    gradients = tape.gradient(loss, params)
-    for index, (variable, gradient) in enumerate(zip(params, gradients, strict=True)):
-        if gradient is None:
-            raise ValueError(f"params[{index}] does not affect the loss; check model_fn uses it")
-        variable.assign_sub(learning_rate * gradient)
-    return loss
+# step_fn(model_fn, x, y, params, learning_rate) -> the batch's mean loss, as notebook 02's
+# training_step: it updates params in place.
+StepFn = Callable[[ModelFn, tf.Tensor, tf.Tensor, Sequence[tf.Variable], float], tf.Tensor]
 
 
 def check_accuracy(dset: Iterable, model_fn: ModelFn, params: Sequence[tf.Variable]) -> float:
@@ -100,12 +75,12 @@ def train_part2(
     print_every: int = 700,
     device: str | None = None,
     *,
+    step_fn: StepFn,
     seed: int | None = None,
     verbose: bool = True,
     progress: bool | None = None,
-    step_fn: Callable | None = None,
 ) -> History:
-    """Train a barebones model with :func:`training_step`, validating as it goes.
+    """Train a barebones model with the SGD step ``step_fn``, validating as it goes.
 
     The bookkeeping (seeding, the NaN check, when to validate, the records) is
     :class:`cifar_lab.history.TrainingLog`'s, shared with ``train_part34``:
@@ -114,19 +89,20 @@ def train_part2(
 
     Args:
         model_fn: e.g. :func:`two_layer_fc`.
-        init_fn: no-argument function returning the ``tf.Variable`` list; it is
-            called under ``device``. The variables are trained in place.
+        init_fn: no-argument function returning the list of ``tf.Variable``
+            that ``model_fn`` reads; it is called under ``device``. The
+            variables are trained in place.
         learning_rate: positive float.
         train_dset, val_dset: iterables of (x_batch, y_batch).
         num_epochs: passes over ``train_dset``.
         print_every: validate (and print, when verbose) every this many iterations.
         device: TensorFlow device; None picks the GPU when visible, else the CPU.
+        step_fn: one SGD step, ``step_fn(model_fn, x, y, params, learning_rate)``,
+            that updates ``params`` in place and returns the batch's mean loss
+            before the update; the notebook passes the student's ``training_step``.
         seed: if given, seeds Python, NumPy, TensorFlow and Keras first (reproducible init).
         verbose: print a line at each validation.
         progress: show a progress line; None follows ``verbose``.
-        step_fn: the step to use instead of :func:`training_step`, with the same
-            signature ``(model_fn, x, y, params, learning_rate) -> loss``; the
-            notebook passes the student's own ``training_step`` here.
 
     Returns:
         A :class:`History` of records ``{iteration, epoch, loss, accuracy,
@@ -135,25 +111,27 @@ def train_part2(
         ``accuracy`` (training) is None: the step returns only the loss.
 
     Raises:
+        TypeError: ``step_fn`` is not callable, or ``init_fn`` returned
+            something other than a list of ``tf.Variable``.
         TrainingDivergedError: the loss became NaN or infinite.
     """
     check_number("learning_rate", learning_rate, minimum=0, minimum_inclusive=False)
     check_int("num_epochs", num_epochs, minimum=1)
     check_int("print_every", print_every, minimum=1)
     seed = check_optional_int("seed", seed, minimum=0)
-    if step_fn is not None and not callable(step_fn):
+    if not callable(step_fn):
         raise TypeError(f"step_fn must be callable like training_step, got {step_fn!r}")
-    step = training_step if step_fn is None else step_fn
     device = resolve_device(device)
     log = TrainingLog(
         train_dset, num_epochs, print_every, seed=seed, verbose=verbose, progress=progress
     )
     with tf.device(device), log:
         params = init_fn()  # after the log's seeding, so the initial weights repeat
+        _check_variables(params)
         validate = functools.partial(_validation, val_dset, model_fn, params)
         for _epoch in log.epochs(validate, learning_rate=learning_rate):
             for x_batch, y_batch in train_dset:
-                loss = step(model_fn, x_batch, y_batch, params, learning_rate)
+                loss = step_fn(model_fn, x_batch, y_batch, params, learning_rate)
                 log.step(loss, len(y_batch))  # stops on NaN; validates when due
     return log.history
 
@@ -178,7 +156,9 @@ def _check_variables(params) -> None:
     if not isinstance(params, (list, tuple)) or not all(
         isinstance(p, tf.Variable) for p in params
     ):
+        listed = isinstance(params, (list, tuple))
+        found = [type(p).__name__ for p in params] if listed else type(params).__name__
         raise TypeError(
-            "training_step updates params in place, so they must be a list of tf.Variable "
-            "(as returned by two_layer_fc_init); wrap tensors with tf.Variable(...)"
+            "init_fn must return a list of tf.Variable, which the step updates in place; "
+            f"got {found!r}. Wrap each tensor with tf.Variable(...)"
         )

@@ -17,6 +17,11 @@ from cifar_lab.seeding import set_seed
 
 # The fields of every record that train_part2 and train_part34 return, in this order.
 RECORD_KEYS = ("iteration", "epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+VALIDATION_KEYS = ("val_loss", "val_accuracy")
+# The learning curve: the running mean of the training loss, this many times per epoch...
+CURVE_POINTS_PER_EPOCH = 25
+# ...or, while the length of an epoch is unknown (batches without len()), every this many steps.
+UNSIZED_CURVE_EVERY = 10
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -24,14 +29,30 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class History(list):
-    """A list of dict records, one per validation point, ready for pandas.
+    """A list of dict records in iteration order, ready for pandas.
+
+    The training loops keep two kinds of record, with the same keys:
+    *validation records* (``val_loss``/``val_accuracy`` measured) and, between
+    them, *curve records* that only carry the running mean of the training
+    loss (their other fields are None). The last record of every epoch is a
+    validation record, so ``history[-1]["val_accuracy"]`` is the final
+    validation accuracy.
 
     Example::
 
         model, history = lab.train_part34(...)
         frame = history.to_dataframe()
-        frame.plot(x="iteration", y=["loss", "val_loss"])
+        frame.plot(x="iteration", y="loss")  # the learning curve
+        history.validations().to_dataframe()  # one row per validation
     """
+
+    def validations(self) -> History:
+        """Only the records with a validation measurement, in order."""
+        return History(
+            record
+            for record in self
+            if any(record.get(key) is not None for key in VALIDATION_KEYS)
+        )
 
     def to_dataframe(self):
         """Return the records as a ``pandas.DataFrame`` (one row per record)."""
@@ -112,6 +133,12 @@ class TrainingLog:
       so far, weighted by batch size; ``validate()`` supplies ``accuracy`` (the
       training accuracy, a running mean likewise), ``val_loss`` and
       ``val_accuracy``, and any it leaves out are None.
+    * The learning curve: between validations, a curve record (the same keys,
+      only ``iteration``, ``epoch`` and ``loss`` set) after every
+      ``curve_every``-th step of an epoch, ``curve_every = max(1, steps per
+      epoch // 25)``: at least 25 points per epoch (every step of a shorter
+      one). Without ``len(train_dset)``, every 10th step in the first epoch,
+      then as above with the length the first epoch had.
 
     Args:
         train_dset: the training batches; its ``len``, if any, sizes the progress line.
@@ -135,14 +162,18 @@ class TrainingLog:
         if seed is not None:
             set_seed(seed)
         self.num_epochs, self.print_every, self.verbose = num_epochs, print_every, verbose
-        total = len(train_dset) * num_epochs if hasattr(train_dset, "__len__") else None
+        steps = len(train_dset) if hasattr(train_dset, "__len__") else None
+        total = None if steps is None else steps * num_epochs
         show = verbose if progress is None else progress
         self.bar = Progress(total, enabled=show, description="train")
         self.history = History()
         self.iteration = self.epoch = 0
+        self.curve_every = UNSIZED_CURVE_EVERY if steps is None else _curve_every(steps)
+        self._sized = steps is not None
         self._validate: Callable[[], Mapping] = dict
         self._learning_rate: float | Callable[[], float | None] | None = None
-        self._loss_sum, self._count = 0.0, 0
+        self._loss_sum, self._count, self._epoch_steps = 0.0, 0, 0
+        self._validated = -1  # the iteration of the latest validation
 
     def __enter__(self) -> TrainingLog:
         return self
@@ -166,10 +197,14 @@ class TrainingLog:
         """
         self._validate, self._learning_rate = validate, learning_rate
         for epoch in range(self.num_epochs):
-            self.epoch, self._loss_sum, self._count = epoch, 0.0, 0
+            self.epoch, self._loss_sum, self._count, self._epoch_steps = epoch, 0.0, 0, 0
             yield epoch
-            if self._count and self.history[-1]["iteration"] != self.iteration - 1:
+            if self._count and self._validated != self.iteration - 1:
+                if self.history and self.history[-1]["iteration"] == self.iteration - 1:
+                    self.history.pop()  # a curve record, replaced by the validation
                 self._record(self.iteration - 1)
+            if not self._sized and self._epoch_steps:  # now the epoch's length is known
+                self.curve_every, self._sized = _curve_every(self._epoch_steps), True
 
     def step(self, loss, batch_size: int) -> float:
         """Book one training step: check its loss, average it, validate when due.
@@ -190,23 +225,36 @@ class TrainingLog:
             check_loss(loss, self.iteration, learning_rate=rate() if callable(rate) else rate)
         self._loss_sum += loss * batch_size
         self._count += batch_size
+        self._epoch_steps += 1
         self.bar.update(loss=loss)
         if self.iteration % self.print_every == 0:
             self._record(self.iteration)
+        elif self._epoch_steps % self.curve_every == 0:
+            self.history.append(self._curve_record(self.iteration))
         self.iteration += 1
         return loss
+
+    def _curve_record(self, iteration: int) -> dict:
+        record = dict.fromkeys(RECORD_KEYS)
+        record.update(iteration=iteration, epoch=self.epoch, loss=self._loss_sum / self._count)
+        return record
 
     def _record(self, iteration: int) -> None:
         measured = dict(self._validate())
         unknown = set(measured) - set(RECORD_KEYS[3:])
         if unknown:
             raise KeyError(f"validate() returned {sorted(unknown)}; known: {RECORD_KEYS[3:]}")
-        record = dict.fromkeys(RECORD_KEYS)
-        record.update(iteration=iteration, epoch=self.epoch, loss=self._loss_sum / self._count)
+        record = self._curve_record(iteration)
         record.update(measured)
         self.history.append(record)
+        self._validated = iteration
         if self.verbose:
             self.bar.write(format_record(record))
+
+
+def _curve_every(steps_per_epoch: int) -> int:
+    """Steps between curve records: about :data:`CURVE_POINTS_PER_EPOCH` per epoch."""
+    return max(1, steps_per_epoch // CURVE_POINTS_PER_EPOCH)
 
 
 def format_record(record: Mapping) -> str:

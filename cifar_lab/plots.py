@@ -1,7 +1,19 @@
 """Pictures for the course: sample grids, learning curves, confusion matrices.
 
-Every function returns the matplotlib Figure (notebooks display it inline);
-none calls ``plt.show()``, so they also work headless.
+Every function returns the matplotlib Figure, and each picture appears once:
+
+* In Jupyter (the inline backend, also under nbclient and nbval) the function
+  shows the figure itself, where it is called, and closes it, so the backend
+  does not draw it a second time. The returned Figure shows nothing more in
+  the same cell, whether the call ends the cell, is assigned
+  (``fig = lab.plot_history(...)``) or ends with ``;``. In a later cell
+  ``fig`` or ``display(fig)`` shows it again, e.g. after a change.
+* Elsewhere (scripts, tests, other backends) nothing is shown or closed: the
+  Figure is an ordinary open pyplot figure; ``plt.show()`` shows it.
+
+Save a picture with the returned Figure in either case:
+``lab.plot_history(history).savefig("curves.png")`` (a closed figure saves fine).
+None calls ``plt.show()``, so they also work headless.
 """
 
 from __future__ import annotations
@@ -19,6 +31,84 @@ def _pyplot():
     import matplotlib.pyplot as plt  # late: keeps `import cifar_lab` light
 
     return plt
+
+
+# ------------------------------------------------------------ one picture per call
+_cells = {"count": 0, "shell": None}  # cells run by the IPython shell we listen to
+
+
+def _next_cell(*_info) -> None:
+    _cells["count"] += 1
+
+
+def _inline_shell():
+    """The IPython shell when figures go to Jupyter's inline backend, else None."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
+    if shell is None:
+        return None
+    import matplotlib
+
+    if "inline" not in str(matplotlib.get_backend()).lower():
+        return None
+    if _cells["shell"] is not shell:  # count cells, so a repeat request can tell
+        shell.events.register("pre_run_cell", _next_cell)
+        _cells["shell"] = shell
+    return shell
+
+
+class _ShownInThisCell:
+    """An artist's ``_ipython_display_``: nothing in the cell that showed it, else the usual."""
+
+    def __init__(self, artist, cell: int) -> None:
+        self.artist, self.cell = artist, cell
+
+    def __call__(self) -> None:
+        if _cells["count"] == self.cell:
+            return  # the plotting function showed it already
+        from IPython.display import display
+
+        del self.artist._ipython_display_
+        try:
+            display(self.artist)
+        finally:
+            self.artist._ipython_display_ = self
+
+
+def display_once(figure, *artists):
+    """Show ``figure`` once in Jupyter's inline backend; return it unchanged.
+
+    In a kernel with the inline backend the figure is displayed now and closed,
+    so the backend's end-of-cell flush skips it, and ``figure`` (and each of
+    ``artists``, e.g. an Axes a function returns) shows nothing more in this
+    cell: neither as the cell's result nor through ``display``. Anywhere else
+    this does nothing.
+
+    Args:
+        figure: a matplotlib Figure made by the plotting function.
+        artists: other objects the function returns instead of the Figure.
+
+    Returns:
+        ``figure``.
+    """
+    shell = _inline_shell()
+    if shell is None:
+        return figure
+    from IPython.display import display
+
+    try:  # the inline backend's own metadata (e.g. a dark background hint)
+        from matplotlib_inline.backend_inline import _fetch_figure_metadata
+
+        metadata = _fetch_figure_metadata(figure)
+    except Exception:
+        metadata = None
+    display(figure, metadata=metadata)
+    _pyplot().close(figure)
+    for artist in (figure, *artists):
+        artist._ipython_display_ = _ShownInThisCell(artist, _cells["count"])
+    return figure
 
 
 def show_class_samples(
@@ -60,10 +150,13 @@ def show_class_samples(
                 axis.imshow(images[picks[row]])
         axes[0, label].set_title(name, fontsize=8)
     fig.tight_layout()
-    return fig
+    return display_once(fig)
 
 
-def _series(history: Iterable[Mapping], key: str, x: str) -> tuple[list, list]:
+TRAINING_LABEL = "training {} (running mean over the epoch)"
+
+
+def _series(history: list[Mapping], key: str, x: str) -> tuple[list, list]:
     steps, values = [], []
     for record in history:
         if record.get(key) is not None:
@@ -75,13 +168,20 @@ def _series(history: Iterable[Mapping], key: str, x: str) -> tuple[list, list]:
 def plot_history(history: Iterable[Mapping], *, title: str = "Training"):
     """Loss and accuracy curves against the iteration (or, failing that, epoch) number.
 
+    The training curves join every record that carries the metric: the loops
+    of Parts II-IV record the running mean of the training loss over the epoch
+    about 25 times per epoch (see :class:`cifar_lab.history.TrainingLog`), and
+    their validation records add the training accuracy. The validation values
+    are drawn as joined points.
+
     Args:
         history: records with ``iteration`` or ``epoch`` and any of ``loss``,
-            ``accuracy``, ``val_loss``, ``val_accuracy`` (as the training loops return).
+            ``accuracy``, ``val_loss``, ``val_accuracy`` (as the training loops return;
+            a value that is None or absent is not drawn).
         title: figure title.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure, shown once in Jupyter (see the module docstring).
     """
     history = list(history)
     x = next((key for key in ("iteration", "epoch") if history and key in history[0]), None)
@@ -92,19 +192,21 @@ def plot_history(history: Iterable[Mapping], *, title: str = "Training"):
     plt = _pyplot()
     fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        for prefix, style in (("", "-o"), ("val_", "-s")):
-            steps, values = _series(history, prefix + metric, x)
-            if values:
-                label = "validation" if prefix else "training (running mean)"
-                axis.plot(steps, values, style, markersize=3, label=label)
+        steps, values = _series(history, metric, x)
+        if values:
+            style = "-" if len(values) > 30 else "-o"
+            axis.plot(steps, values, style, markersize=3, label=TRAINING_LABEL.format(metric))
+        steps, values = _series(history, "val_" + metric, x)
+        if values:
+            axis.plot(steps, values, "-o", markersize=4, label=f"validation {metric}")
         axis.set_xlabel(x)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         if axis.lines:
-            axis.legend()
+            axis.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return display_once(fig)
 
 
 def plot_confusion_matrix(
@@ -138,7 +240,7 @@ def plot_confusion_matrix(
     fig.colorbar(image, ax=axis, label="fraction of true class")
     axis.set_title(title or f"Confusion matrix (accuracy {np.trace(counts) / counts.sum():.1%})")
     fig.tight_layout()
-    return fig
+    return display_once(fig)
 
 
 def show_misclassified(
@@ -177,4 +279,4 @@ def show_misclassified(
         axis.axis("off")
     fig.suptitle(f"{len(wrong)} of {len(y_true)} misclassified; a sample")
     fig.tight_layout()
-    return fig
+    return display_once(fig)

@@ -70,7 +70,7 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[chosen]
 
 
-def load_profile_data(profile: Profile, *, source=None, seed: int = 0):
+def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardise: bool = True):
     """Load CIFAR-10 at the profile's sizes.
 
     Only the quick profile may stand in synthetic data, and only when no
@@ -80,6 +80,7 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0):
         profile: the active :class:`Profile`.
         source: passed to ``load_cifar10`` (None = the usual resolution order).
         seed: split seed.
+        standardise: False returns the raw uint8 pixels (see ``load_cifar10``).
 
     Returns:
         A ``CIFAR10Splits``.
@@ -89,7 +90,7 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0):
 
     sizes = (profile.num_training, profile.num_validation, profile.num_test)
     try:
-        return load_cifar10(*sizes, source=source, seed=seed)
+        return load_cifar10(*sizes, source=source, seed=seed, standardise=standardise)
     except CIFAR10NotFoundError:
         if profile.name != "quick":
             raise
@@ -97,4 +98,10 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0):
             "WARNING: no CIFAR-10 copy found, so the quick profile uses SYNTHETIC "
             "stand-in data; accuracies below say nothing about CIFAR-10."
         )
-        return load_cifar10(*sizes[:2], profile.num_test or 500, source="synthetic", seed=seed)
+        return load_cifar10(
+            *sizes[:2],
+            profile.num_test or 500,
+            source="synthetic",
+            seed=seed,
+            standardise=standardise,
+        )

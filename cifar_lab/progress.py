@@ -1,9 +1,18 @@
 """A tiny progress display for training loops (no third-party dependency).
 
-On a terminal or in a Jupyter notebook it keeps one self-updating line;
-elsewhere (CI logs, captured output) it prints a plain line every
-``log_interval`` seconds. Loops that end
-within ``delay`` seconds print nothing, so short runs stay quiet.
+One loop, one display:
+
+* In a Jupyter kernel (JupyterLab, VS Code, nbclient, nbval) the progress is
+  one output that updates in place: an IPython display handle, redrawn with
+  ``handle.update(...)`` at most a few times a second. Executed notebooks
+  keep a single output for it, showing the final state.
+* Anywhere else (a terminal, a CI log, captured output) it prints a plain
+  line every ``log_interval`` seconds, and one last line at the end; no
+  carriage returns, no padding.
+
+Loops that end within ``delay`` seconds show nothing, so short runs stay quiet.
+The loop's own messages go through :meth:`Progress.write`, one line each,
+below the display.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+JUPYTER_INTERVAL = 0.5  # seconds between redraws of the display
 
 
 class Progress:
@@ -20,10 +31,13 @@ class Progress:
         total: iterations expected, or None when unknown.
         enabled: False turns every method into a no-op except :meth:`write`,
             which still prints (it carries the loop's own messages).
-        description: label at the start of the line.
-        stream: where to write; default ``sys.stdout`` at construction time.
+        description: label at the start of the line; may be changed later
+            (e.g. ``bar.description = "epoch 2/5"``).
+        stream: where lines go; default ``sys.stdout`` at construction time.
         delay: seconds before the first display.
-        log_interval: seconds between lines when the stream is not a terminal.
+        log_interval: seconds between plain lines (outside Jupyter).
+        jupyter: use a display handle; None (default) when running in a Jupyter
+            kernel and writing to the default stream.
 
     Example::
 
@@ -41,18 +55,21 @@ class Progress:
         stream: TextIO | None = None,
         delay: float = 2.0,
         log_interval: float = 15.0,
+        jupyter: bool | None = None,
     ) -> None:
         self.total, self.enabled, self.description = total, bool(enabled), description
         self.stream = stream if stream is not None else sys.stdout
+        if jupyter is None:
+            jupyter = stream is None and _in_jupyter_kernel()
+        self.jupyter = bool(jupyter)
         self.count = 0
+        self.shown = 0  # how many times the progress was drawn
         self._start = time.perf_counter()
-        self._delay = delay
-        isatty = getattr(self.stream, "isatty", None)
-        # Jupyter's output is no terminal, but it honours a carriage return.
-        self._interactive = bool(isatty and isatty()) or _in_jupyter_kernel()
-        self._interval = 0.25 if self._interactive else log_interval
+        self._interval = JUPYTER_INTERVAL if self.jupyter else log_interval
         self._last_shown = self._start + delay - self._interval
-        self._on_line = 0  # width of an unfinished '\r' line on screen
+        self._loss: float | None = None
+        self._handle = None  # the IPython display handle, once shown
+        self._closed = False
 
     def __enter__(self) -> Progress:
         return self
@@ -63,46 +80,54 @@ class Progress:
     def update(self, count: int = 1, *, loss: float | None = None) -> None:
         """Record ``count`` more iterations; redraw when enough time has passed."""
         self.count += count
+        if loss is not None:
+            self._loss = loss
+        if not self.enabled:
+            return
         now = time.perf_counter()
-        if not self.enabled or now - self._last_shown < self._interval:
+        if now - self._last_shown < self._interval:
             return
         self._last_shown = now
-        self._show(self._line(now, loss))
+        self._show(self._line(now))
 
     def write(self, message: str) -> None:
-        """Print a message on its own line without garbling the progress line."""
-        self._clear()
+        """Print a message on its own line (below the display, in Jupyter)."""
         print(message, file=self.stream, flush=True)
 
     def close(self) -> None:
-        """End the progress line so later output starts on a fresh line."""
-        if self._on_line:
-            print(file=self.stream, flush=True)
-            self._on_line = 0
+        """Show the final state once, if anything was shown; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.enabled and self.shown:
+            self._show(self._line(time.perf_counter()))
 
-    def _line(self, now: float, loss: float | None) -> str:
+    def _line(self, now: float) -> str:
         elapsed = now - self._start
         rate = self.count / elapsed if elapsed > 0 else 0.0
-        done = f"{self.count}" if self.total is None else f"{self.count}/{self.total}"
+        if self.total:
+            done = f"{self.count}/{self.total} ({100 * self.count / self.total:.0f}%)"
+        else:
+            done = f"{self.count}"
         parts = [self.description, done, f"{rate:.1f} it/s", f"{elapsed:.0f} s"]
-        if self.total and rate > 0:
-            parts.append(f"~{max(self.total - self.count, 0) / rate:.0f} s left")
-        if loss is not None:
-            parts.append(f"loss {loss:.4f}")
+        if self.total and rate > 0 and self.count < self.total:
+            parts.append(f"~{(self.total - self.count) / rate:.0f} s left")
+        if self._loss is not None:
+            parts.append(f"loss {self._loss:.4f}")
         return "  ".join(part for part in parts if part)
 
     def _show(self, line: str) -> None:
-        if self._interactive:  # pad with spaces to cover a longer previous line
-            self.stream.write("\r" + line.ljust(self._on_line))
-            self.stream.flush()
-            self._on_line = len(line)
-        else:
+        self.shown += 1
+        if not self.jupyter:
             print(line, file=self.stream, flush=True)
+            return
+        from IPython.display import display
 
-    def _clear(self) -> None:
-        if self._on_line:
-            self.stream.write("\r" + " " * self._on_line + "\r")
-            self._on_line = 0
+        content = {"text/plain": line}
+        if self._handle is None:
+            self._handle = display(content, raw=True, display_id=True)
+        else:
+            self._handle.update(content, raw=True)
 
 
 def _in_jupyter_kernel() -> bool:

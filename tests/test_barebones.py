@@ -1,4 +1,10 @@
-"""Tests for Part II: barebones TensorFlow models, initialisation, SGD step and loop."""
+"""Tests for Part II: barebones TensorFlow models, initialisation, SGD step and loop.
+
+The library gives ``flatten``, ``two_layer_fc``, ``kaiming_normal`` and the
+loop; the SGD step, the initialisations and the three-layer network are
+exercises, so those tests run notebook 02's own solution cells
+(:func:`notebook_definitions.barebones`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import datasets
+from notebook_definitions import barebones as notebook
 
 import cifar_lab as lab
-from cifar_lab import barebones
+from cifar_lab import barebones, barebones_training
+
+EXERCISES = ("training_step", "two_layer_fc_init", "three_layer_fc", "three_layer_fc_init")
 
 
 def relu(a: np.ndarray) -> np.ndarray:
@@ -29,6 +38,13 @@ def two_layer_np(x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
 def three_layer_np(x: np.ndarray, w1, b1, w2, b2, w3, b3) -> np.ndarray:
     hidden = relu(relu(x.reshape(len(x), -1) @ w1 + b1) @ w2 + b2)
     return hidden @ w3 + b3
+
+
+def tiny_init(hidden: int = 16, inputs: int = 12, classes: int = 4) -> list[tf.Variable]:
+    """Kaiming-initialised [w1, w2] for a two-layer net on the small test inputs."""
+    return [
+        tf.Variable(lab.kaiming_normal(shape)) for shape in ((inputs, hidden), (hidden, classes))
+    ]
 
 
 def tiny_problem(rng: np.random.Generator, num_params: int):
@@ -64,9 +80,16 @@ def test_two_layer_fc_matches_numpy():
     np.testing.assert_array_equal(from_arrays, scores)
 
 
-def test_three_layer_fc_matches_numpy():
+def test_no_exercise_answer_in_the_library():
+    for name in EXERCISES:
+        assert not hasattr(lab, name) and name not in dir(lab), name
+        assert not hasattr(barebones, name) and not hasattr(barebones_training, name), name
+
+
+def test_notebook_three_layer_fc_matches_numpy():
+    three_layer_fc = notebook("three_layer_fc")["three_layer_fc"]
     x, _, params = tiny_problem(np.random.default_rng(1), num_params=6)
-    scores = lab.three_layer_fc(x, [tf.Variable(p) for p in params]).numpy()
+    scores = three_layer_fc(x, [tf.Variable(p) for p in params]).numpy()
     np.testing.assert_allclose(scores, three_layer_np(x, *params), rtol=1e-12)
 
 
@@ -95,26 +118,37 @@ def test_kaiming_normal_seeding_and_bad_shapes():
         lab.kaiming_normal((3, 4.0))
 
 
-def test_init_functions_shapes_and_types():
-    w1, w2 = lab.two_layer_fc_init(hidden_size=40, seed=0)
+def test_notebook_init_functions_shapes_types_and_scale():
+    cells = notebook("two_layer_fc_init", "three_layer_fc_init")
+    lab.set_seed(0)
+    w1, w2 = cells["two_layer_fc_init"](hidden_size=400)
     assert isinstance(w1, tf.Variable) and isinstance(w2, tf.Variable)
-    assert w1.shape == (3072, 40) and w2.shape == (40, 10) and w1.dtype == tf.float32
-    params = lab.three_layer_fc_init(30, 20, input_size=12, num_classes=4, seed=0)
-    assert [tuple(p.shape) for p in params] == [(12, 30), (30,), (30, 20), (20,), (20, 4), (4,)]
+    assert w1.shape == (3072, 400) and w2.shape == (400, 10) and w1.dtype == tf.float32
+    assert w1.numpy().std() == pytest.approx(np.sqrt(2 / 3072), rel=0.01)
+    params = cells["three_layer_fc_init"](hidden_sizes=(300, 20))
+    shapes = [tuple(p.shape) for p in params]
+    assert shapes == [(3072, 300), (300,), (300, 20), (20,), (20, 10), (10,)]
+    assert all(isinstance(p, tf.Variable) and p.dtype == tf.float32 for p in params)
     assert all(np.all(p.numpy() == 0) for p in params[1::2])  # biases start at zero
-    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
-        lab.two_layer_fc_init(hidden_size=0)
+    assert params[2].numpy().std() == pytest.approx(np.sqrt(2 / 300), rel=0.05)
+    # the defaults the notebook trains with
+    assert [tuple(p.shape) for p in cells["three_layer_fc_init"]()[::2]] == [
+        (3072, 1024),
+        (1024, 256),
+        (256, 10),
+    ]
 
 
 @pytest.mark.parametrize(
-    ("model_fn", "num_params", "reference"),
-    [(lab.two_layer_fc, 2, two_layer_np), (lab.three_layer_fc, 6, three_layer_np)],
+    ("model", "num_params", "reference"),
+    [("two_layer_fc", 2, two_layer_np), ("three_layer_fc", 6, three_layer_np)],
 )
-def test_training_step_matches_finite_differences(model_fn, num_params, reference):
+def test_notebook_training_step_matches_finite_differences(model, num_params, reference):
+    cells = notebook("two_layer_fc", "three_layer_fc", "training_step")
     x, y, params = tiny_problem(np.random.default_rng(2), num_params)
     variables = [tf.Variable(p) for p in params]
     learning_rate = 0.5
-    loss = lab.training_step(model_fn, x, y, variables, learning_rate)
+    loss = cells["training_step"](cells[model], x, y, variables, learning_rate)
     assert float(loss) == pytest.approx(softmax_loss(reference(x, *params), y), rel=1e-12)
 
     eps = 1e-6
@@ -150,7 +184,9 @@ def test_check_accuracy_counts_and_prints(capsys):
 
 def test_train_part2_learns_synthetic_data(synthetic, capsys):
     train, val = datasets(synthetic)
-    params = lab.two_layer_fc_init(hidden_size=64, seed=0)
+    cells = notebook("two_layer_fc_init", "training_step")
+    lab.set_seed(0)
+    params = cells["two_layer_fc_init"](hidden_size=64)
     history = lab.train_part2(
         lab.two_layer_fc,
         lambda: params,  # trained in place, so the test can read them afterwards
@@ -160,12 +196,14 @@ def test_train_part2_learns_synthetic_data(synthetic, capsys):
         num_epochs=3,
         print_every=20,
         progress=False,
+        step_fn=cells["training_step"],
     )
     batches = len(train)  # 32 per epoch
-    # every 20th iteration, plus each epoch's last one
+    # validated every 20th iteration, plus each epoch's last one
     expected = sorted({*range(0, 3 * batches, 20), batches - 1, 2 * batches - 1, 3 * batches - 1})
-    assert history.column("iteration") == expected
-    assert history.column("epoch") == [i // batches for i in expected]
+    validations = [record for record in history if record["val_accuracy"] is not None]
+    assert [record["iteration"] for record in validations] == expected
+    assert [record["epoch"] for record in validations] == [i // batches for i in expected]
     assert history[-1]["loss"] < history[0]["loss"] / 2
     assert history[-1]["val_accuracy"] >= 0.8
     # the validation loss is the mean softmax cross-entropy of the trained weights
@@ -180,7 +218,7 @@ def test_train_part2_learns_synthetic_data(synthetic, capsys):
 
 def test_model_functions_reject_bad_params():
     x = np.zeros((2, 32, 32, 3), np.float32)
-    w1, w2 = lab.two_layer_fc_init(hidden_size=8, seed=0)
+    w1, w2 = tiny_init(8, inputs=3072, classes=10)
     with pytest.raises(ValueError, match=r"expects params \[w1, w2\], got 3 tensors"):
         lab.two_layer_fc(x, [w1, w2, w2])
     with pytest.raises(TypeError, match="as a list"):
@@ -191,24 +229,26 @@ def test_model_functions_reject_bad_params():
         lab.two_layer_fc(x, [w1, tf.Variable(tf.zeros((9, 10)))])
     with pytest.raises(TypeError, match="inputs are float64"):
         lab.two_layer_fc(x.astype(np.float64), [w1, w2])
-    with pytest.raises(ValueError, match=r"expects params \[w1, b1, w2, b2, w3, b3\], got 2"):
-        lab.three_layer_fc(x, [w1, w2])
 
 
-def test_training_step_rejects_bad_inputs():
-    x = np.zeros((4, 32, 32, 3), np.float32)
+def test_train_part2_and_check_accuracy_reject_bad_inputs():
+    x = np.zeros((4, 12), np.float32)
     y = np.zeros(4, np.int32)
-    params = lab.two_layer_fc_init(hidden_size=8, seed=0)
+    step = notebook("training_step")["training_step"]
+    params = tiny_init()
     with pytest.raises(ValueError, match="x has 4 examples but y has 3 labels"):
-        lab.training_step(lab.two_layer_fc, x, y[:3], params, 1e-2)
+        lab.check_accuracy([(x, y[:3])], lab.two_layer_fc, params)
     with pytest.raises(ValueError, match="1-D integer"):
-        lab.training_step(lab.two_layer_fc, x, y.astype(np.float32), params, 1e-2)
-    with pytest.raises(TypeError, match=r"must be a list of tf\.Variable"):
-        lab.training_step(lab.two_layer_fc, x, y, [p.read_value() for p in params], 1e-2)
+        lab.check_accuracy([(x, y.astype(np.float32))], lab.two_layer_fc, params)
+    with pytest.raises(TypeError, match=r"init_fn must return a list of tf\.Variable"):
+        tensors = lambda: [p.read_value() for p in params]  # noqa: E731
+        lab.train_part2(lab.two_layer_fc, tensors, 1e-2, [(x, y)], [(x, y)], step_fn=step)
     with pytest.raises(ValueError, match="learning_rate must be > 0"):
-        lab.training_step(lab.two_layer_fc, x, y, params, -1.0)
+        lab.train_part2(lab.two_layer_fc, tiny_init, -1.0, [(x, y)], [(x, y)], step_fn=step)
     with pytest.raises(ValueError, match="print_every must be >= 1"):
-        lab.train_part2(lab.two_layer_fc, lambda: params, 1e-2, [(x, y)], [(x, y)], print_every=0)
+        lab.train_part2(
+            lab.two_layer_fc, tiny_init, 1e-2, [(x, y)], [(x, y)], print_every=0, step_fn=step
+        )
 
 
 def test_train_part2_uses_the_given_step_function():
@@ -217,14 +257,15 @@ def test_train_part2_uses_the_given_step_function():
 
     data = lab.load_cifar10(128, 32, 32, source="synthetic", verbose=False)
     calls = []
+    step = notebook("training_step")["training_step"]
 
     def counting_step(model_fn, x, y, params, learning_rate):
         calls.append(len(y))
-        return lab.training_step(model_fn, x, y, params, learning_rate)
+        return step(model_fn, x, y, params, learning_rate)
 
     lab.train_part2(
         lab.two_layer_fc,
-        lambda: lab.two_layer_fc_init(16, seed=0),
+        lambda: tiny_init(16, inputs=3072, classes=10),
         1e-2,
         lab.Dataset(data.X_train, data.y_train, batch_size=32),
         lab.Dataset(data.X_val, data.y_val, batch_size=32),
@@ -233,4 +274,6 @@ def test_train_part2_uses_the_given_step_function():
     )
     assert calls == [32, 32, 32, 32]
     with pytest.raises(TypeError, match="step_fn"):
-        lab.train_part2(lab.two_layer_fc, lab.two_layer_fc_init, 1e-2, [], [], step_fn=3)
+        lab.train_part2(lab.two_layer_fc, tiny_init, 1e-2, [], [], step_fn=3)
+    with pytest.raises(TypeError, match="step_fn"):  # the loop has no step of its own
+        lab.train_part2(lab.two_layer_fc, tiny_init, 1e-2, [], [])

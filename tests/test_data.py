@@ -178,6 +178,23 @@ def test_normalisation_uses_training_split_only(image_dir):
     np.testing.assert_allclose(splits.X_train.std(axis=(0, 1, 2)), 1, atol=1e-4)
 
 
+def test_raw_pixels_are_the_same_images_unstandardised(image_dir):
+    # Notebook 01 loads raw pixels and standardises them in an exercise.
+    root, _ = image_dir
+    splits = lab.load_cifar10(60, 50, None, source=root, seed=3, verbose=False)
+    raw = lab.load_cifar10(60, 50, None, source=root, seed=3, verbose=False, standardise=False)
+    for name in ("train", "val", "test"):
+        pixels, standardised = getattr(raw, f"X_{name}"), getattr(splits, f"X_{name}")
+        assert pixels.dtype == np.uint8
+        np.testing.assert_array_equal(pixels, splits.denormalise(standardised))
+        np.testing.assert_array_equal(getattr(raw, f"y_{name}"), getattr(splits, f"y_{name}"))
+        assert getattr(raw, f"y_{name}").dtype == np.int32
+    np.testing.assert_array_equal(raw.denormalise(raw.X_train), raw.X_train)
+    assert "not standardised" in raw.summary()
+    with pytest.raises(TypeError, match="standardise"):
+        lab.load_cifar10(60, 50, None, source=root, verbose=False, standardise=1)
+
+
 def test_channel_stats_matches_numpy():
     X = np.random.default_rng(0).integers(0, 256, size=(50, 32, 32, 3), dtype=np.uint8)
     index = np.arange(0, 50, 3)

@@ -189,7 +189,7 @@ def test_clean_submission_row_has_verified_claims_and_counts(graded):
     )
     assert all(row[f"{stem[:2]}_executed_in_order"] == "yes" for stem in COURSE_NOTEBOOKS)
     assert (row["02_checks_passed"], row["02_checks_failed"], row["02_errors"]) == (2, 0, 0)
-    assert row["04_checks_passed"] == 3  # the fixture emits one payload per call in the source
+    assert row["04_checks_passed"] == 5  # the fixture emits one payload per call in the source
     assert row["rerun"] == "not-run"
 
 

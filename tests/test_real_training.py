@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import SHARED_ARCHIVE
+from notebook_definitions import barebones
 
 import cifar_lab as lab
 
@@ -68,13 +69,15 @@ def report(name: str, **accuracies: float) -> None:
 
 def test_barebones_two_layer_reaches_40_percent(cifar10):
     train, val = datasets(cifar10)
+    cells = barebones("two_layer_fc_init", "training_step")  # notebook 02's solutions
     history = lab.train_part2(
         lab.two_layer_fc,
-        lambda: lab.two_layer_fc_init(HIDDEN_SIZE),
+        lambda: cells["two_layer_fc_init"](HIDDEN_SIZE),
         LEARNING_RATE,
         train,
         val,
         num_epochs=1,
+        step_fn=cells["training_step"],
         seed=0,
     )
     report("barebones train_part2", validation=history[-1]["val_accuracy"])

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from instructor_fixtures import ANSWER_ID, course_source
 
-from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.nbtools import EXECUTION_METADATA, course_notebooks
 from cifar_lab.instructor.release import (
     ANSWER_PLACEHOLDER,
     BEGIN_SOLUTION,
@@ -17,6 +17,7 @@ from cifar_lab.instructor.release import (
     MANIFEST_FILE,
     enclosing_name,
     release,
+    release_notebook,
     stub_code,
 )
 
@@ -92,10 +93,34 @@ def test_checks_ids_kept_and_outputs_cleared(released):
     # ids change whenever the notebooks are rebuilt, so find the cells by content
     barebones = solutions["02_barebones_tensorflow"].cells
     solution_id = next(c.id for c in barebones if "### BEGIN SOLUTION" in c.source)
-    given_id = next(c.id for c in barebones if c.source.startswith("def training_step("))
+    given_id = next(c.id for c in barebones if c.source.startswith("def two_layer_fc("))
     assert kinds[solution_id] == "solution" and kinds[given_id] == "given"
     answer = next(c for c in students["05_tuning"].cells if c.id == ANSWER_ID)
     assert answer.source == f"**Answer:**\n{ANSWER_PLACEHOLDER}"
+
+
+def test_released_notebooks_carry_no_execution_timestamps(released, tmp_path):
+    _, students, _, _ = released
+    for stem, notebook in students.items():
+        for cell in notebook.cells:
+            assert not set(cell.metadata) & set(EXECUTION_METADATA), f"{stem} {cell.id}"
+    # an executed notebook, as nbclient, JupyterLab and the ExecuteTime extension leave it
+    timing = {"iopub.execute_input": "2025-01-01T10:00:00.000000Z"}
+    cells = [
+        nbformat.v4.new_code_cell(
+            "x = 1",
+            metadata={"execution": timing, "ExecuteTime": {"end_time": "2025-01-01"}, "tags": []},
+        ),
+        nbformat.v4.new_markdown_cell("text", metadata={"execution": timing}),
+    ]
+    executed = nbformat.v4.new_notebook(cells=cells, metadata={"papermill": {"duration": 1.0}})
+    out = release_notebook(executed, part="Part I", name="executed.ipynb")
+    assert [dict(cell.metadata) for cell in out.cells] == [{"tags": []}, {}]
+    assert "papermill" not in out.metadata
+    assert "execution" in executed.cells[0].metadata  # the original is untouched
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(out, path)
+    assert "2025-01-01" not in path.read_text(encoding="utf-8")
 
 
 def test_release_refuses_a_non_empty_folder_without_force(released):
@@ -148,7 +173,7 @@ def test_released_notebook_runs_until_the_first_stub(released, monkeypatch):
     ))  # fmt: skip
     error = next(o for o in notebook.cells[failed].outputs if o.output_type == "error")
     assert error.ename == "NotImplementedError"
-    assert "Part II: implement `two_layer_fc_init`" in error.evalue
-    assert "two_layer_fc_init()" in notebook.cells[failed].source  # the first call of the stub
+    assert "Part II: implement `training_step`" in error.evalue  # the first exercise
+    assert "training_step(two_layer_fc," in notebook.cells[failed].source  # its check calls it
     before = [c for c in notebook.cells[:failed] if c.cell_type == "code"]
     assert before and all(c.execution_count is not None for c in before)

@@ -3,20 +3,18 @@ the XLA fallback, devices, progress and History."""
 
 from __future__ import annotations
 
-import io
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import datasets
+from notebook_definitions import barebones
 
 import cifar_lab as lab
 from cifar_lab import compiled_step
 from cifar_lab.compiled_step import TrainStep, XlaFallback
 from cifar_lab.devices import visible_devices
 from cifar_lab.history import RECORD_KEYS, TrainingLog
-from cifar_lab.progress import Progress
 
 INPUT_SHAPE = (32, 32, 3)
 MODEL_INITS = {
@@ -43,9 +41,11 @@ def test_train_part34_learns_synthetic_data(synthetic, variant, capsys):
     model, history = lab.train_part34(
         MODEL_INITS[variant], sgd(), train, val, num_epochs=2, print_every=25, progress=False
     )
-    batches = len(train)  # 32 per epoch
-    assert history.column("iteration") == [0, 25, batches - 1, 50, 2 * batches - 1]
-    assert history.column("epoch") == [0, 0, 0, 1, 1]
+    batches = len(train)  # 32 per epoch: a curve record after every step
+    assert history.column("iteration") == list(range(2 * batches))
+    validations = history.validations()
+    assert validations.column("iteration") == [0, 25, batches - 1, 50, 2 * batches - 1]
+    assert validations.column("epoch") == [0, 0, 0, 1, 1]
     assert set(history[0]) == {
         "iteration",
         "epoch",
@@ -64,7 +64,7 @@ def test_train_part34_learns_synthetic_data(synthetic, variant, capsys):
 def test_history_to_dataframe(synthetic):
     train, val = datasets(synthetic)
     _, history = lab.train_part34(MODEL_INITS["sequential"], sgd(), train, val, verbose=False)
-    frame = history.to_dataframe()
+    frame = history.validations().to_dataframe()
     assert list(frame.columns) == [
         "iteration",
         "epoch",
@@ -73,7 +73,8 @@ def test_history_to_dataframe(synthetic):
         "val_loss",
         "val_accuracy",
     ]
-    assert frame["val_accuracy"].tolist() == history.column("val_accuracy")
+    assert frame["val_accuracy"].tolist() == history.validations().column("val_accuracy")
+    assert len(history.to_dataframe()) == len(history) > len(frame)  # with the curve records
     with pytest.raises(KeyError, match="no 'val_acc'"):
         history.column("val_acc")
 
@@ -89,12 +90,34 @@ def test_training_log_loss_is_the_epochs_running_mean_of_step_losses():
         next(epochs)  # the end of epoch 0: validates after iteration 2
         log.step(np.float32(losses[3]), sizes[3])
         assert next(epochs, "done") == "done"  # the end of epoch 1
-    assert log.history.column("iteration") == [0, 2, 3]
-    assert log.history.column("epoch") == [0, 0, 1]
-    assert log.history[1]["loss"] == pytest.approx(np.average(losses[:3], weights=sizes[:3]))
-    assert log.history[2]["loss"] == 0.5  # a new epoch starts a new mean
+    validations = log.history.validations()
+    assert validations.column("iteration") == [0, 2, 3]
+    assert validations.column("epoch") == [0, 0, 1]
+    assert validations[1]["loss"] == pytest.approx(np.average(losses[:3], weights=sizes[:3]))
+    assert validations[2]["loss"] == 0.5  # a new epoch starts a new mean
     assert all(list(record) == list(RECORD_KEYS) for record in log.history)
-    assert log.history[0]["accuracy"] is None and log.history[0]["val_accuracy"] == 0.5
+    assert validations[0]["accuracy"] is None and validations[0]["val_accuracy"] == 0.5
+    # 3 steps per epoch: a curve record after each step that is not validated
+    curve = log.history[1]
+    assert (curve["iteration"], curve["epoch"], curve["val_accuracy"]) == (1, 0, None)
+    assert curve["loss"] == pytest.approx(np.average(losses[:2], weights=sizes[:2]))
+    assert log.history.column("iteration") == [0, 1, 2, 3]
+
+
+def test_training_log_curve_has_25_points_per_epoch_with_or_without_len():
+    for batches, first_epoch_stride in ((range(766), 30), (iter(range(766)), 10)):
+        log = TrainingLog(batches, num_epochs=2, print_every=700, verbose=False)
+        for _ in log.epochs(lambda: {"val_accuracy": 0.5}):
+            for _ in range(766):
+                log.step(1.0, 64)
+        epochs = log.history.column("epoch")
+        assert epochs.count(0) >= 25 and epochs.count(1) >= 25
+        assert log.history[1]["iteration"] == first_epoch_stride - 1
+        # without len(), the first epoch's length sets the stride from the second on
+        assert log.curve_every == 30
+        assert log.history[-1]["iteration"] == 2 * 766 - 1
+        assert log.history[-1]["val_accuracy"] == 0.5
+        assert log.history.validations().column("iteration") == [0, 700, 765, 1400, 1531]
 
 
 def test_training_log_rejects_unknown_fields_and_quotes_the_current_learning_rate():
@@ -277,9 +300,20 @@ def run_loop(loop: str, train, val, *, learning_rate: float = 0.1, **kwargs) -> 
 
     The initial weights come from the global seeds (no seed of their own)."""
     if loop == "train_part2":
-        init = lambda: lab.two_layer_fc_init(16, input_size=12, num_classes=4)  # noqa: E731
+        # notebook 02's own SGD step; weights as its init draws them, at the tiny sizes
+        step = barebones("training_step")["training_step"]
+        init = lambda: [  # noqa: E731
+            tf.Variable(lab.kaiming_normal(shape)) for shape in ((12, 16), (16, TINY_CLASSES))
+        ]
         return lab.train_part2(
-            lab.two_layer_fc, init, learning_rate, train, val, verbose=False, **kwargs
+            lab.two_layer_fc,
+            init,
+            learning_rate,
+            train,
+            val,
+            step_fn=step,
+            verbose=False,
+            **kwargs,
         )
     _, history = lab.train_part34(
         lambda: lab.two_layer_sequential(TINY_SHAPE, 16, TINY_CLASSES),
@@ -300,14 +334,19 @@ def test_both_loops_keep_the_same_records_on_the_same_schedule(sized):
         loop: run_loop(loop, train, batches, num_epochs=2, print_every=3, seed=0) for loop in LOOPS
     }
     for history in histories.values():
-        # every 3rd iteration (0, 3, 6, 9) and each epoch's last (4, 9), 9 only once
-        assert history.column("iteration") == [0, 3, 4, 6, 9]
-        assert history.column("epoch") == [0, 0, 0, 1, 1]
+        # validated every 3rd iteration (0, 3, 6, 9) and each epoch's last (4, 9), 9 only once
+        validations = history.validations()
+        assert validations.column("iteration") == [0, 3, 4, 6, 9]
+        assert validations.column("epoch") == [0, 0, 0, 1, 1]
+        # the curve: every step (5 per epoch); without len(), every 10th in the first epoch
+        expected = range(10) if sized else [0, 3, 4, *range(5, 10)]
+        assert history.column("iteration") == list(expected)
         assert all(list(record) == list(RECORD_KEYS) for record in history)
         for key in ("loss", "val_loss", "val_accuracy"):
-            assert all(np.isfinite(value) for value in history.column(key)), key
-    assert histories["train_part2"].column("accuracy") == [None] * 5  # its step returns a loss
-    assert all(0 <= value <= 1 for value in histories["train_part34"].column("accuracy"))
+            assert all(np.isfinite(value) for value in validations.column(key)), key
+    part2, part34 = (histories[loop].validations() for loop in LOOPS)
+    assert part2.column("accuracy") == [None] * 5  # its step returns a loss
+    assert all(0 <= value <= 1 for value in part34.column("accuracy"))
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -423,35 +462,3 @@ def test_resolve_device():
         lab.resolve_device("/CPU:5")
     with pytest.raises(TypeError, match="must be a string"):
         lab.resolve_device(0)
-
-
-def test_progress_is_quiet_when_disabled_or_short_and_reports_otherwise():
-    quiet = io.StringIO()
-    with Progress(10, enabled=False, stream=quiet, delay=0) as bar:
-        for _ in range(10):
-            bar.update(loss=1.0)
-    with Progress(10, stream=quiet) as bar:  # finishes well within the 2 s delay
-        bar.update()
-    assert quiet.getvalue() == ""
-
-    log = io.StringIO()
-    with Progress(10, description="train", stream=log, delay=0, log_interval=0) as bar:
-        bar.update(3, loss=0.5)
-        bar.write("validation line")
-    assert log.getvalue().splitlines()[0].startswith("train  3/10")
-    assert "loss 0.5000" in log.getvalue() and "validation line\n" in log.getvalue()
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_redraws_one_line_on_a_terminal():
-    terminal = FakeTerminal()
-    with Progress(4, stream=terminal, delay=0) as bar:
-        bar.update(loss=1.0)
-        bar.write("validation line")
-    text = terminal.getvalue()
-    assert text.startswith("\r1/4") and "loss 1.0000" in text
-    assert "\rvalidation line\n" in text  # the progress line was blanked first

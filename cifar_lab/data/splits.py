@@ -6,6 +6,8 @@ Typical use::
 
 The returned :class:`CIFAR10Splits` also carries the class names, the
 per-channel mean and std (from the training split only) and the source used.
+``standardise=False`` returns the raw uint8 pixels instead (notebook 01
+standardises them in an exercise).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_lab.checks import check_int, check_optional_int
+from cifar_lab.checks import check_bool, check_int, check_optional_int
 from cifar_lab.data.formats import CLASS_NAMES, RawCIFAR
 from cifar_lab.data.sources import describe_choice, read_source
 from cifar_lab.seeding import SeedLike, as_generator
@@ -28,15 +30,17 @@ _CHUNK = 4096  # images converted to float at a time; bounds temporary memory
 
 @dataclass(frozen=True)
 class CIFAR10Splits:
-    """Normalised CIFAR-10 splits; unpacks like six arrays.
+    """CIFAR-10 splits; unpacks like six arrays.
 
     Attributes:
         X_train, X_val, X_test: float32 arrays of shape (N, 32, 32, 3), NHWC,
-            standardised per channel with the training mean and std.
+            standardised per channel with the training mean and std; or, when
+            loaded with ``standardise=False``, the raw uint8 pixels 0..255.
         y_train, y_val, y_test: int32 arrays of shape (N,) with values in 0..9.
         class_names: the 10 class names, index = label.
         mean, std: float32 arrays of shape (3,): per-channel statistics of the
-            raw 0..255 training pixels used for normalisation.
+            raw 0..255 training pixels used for normalisation (0 and 1 when the
+            pixels were left raw).
         source: description of where the images came from.
     """
 
@@ -55,7 +59,10 @@ class CIFAR10Splits:
         yield from (self.X_train, self.y_train, self.X_val, self.y_val, self.X_test, self.y_test)
 
     def denormalise(self, X: np.ndarray) -> np.ndarray:
-        """Map normalised images back to uint8 pixels (N, 32, 32, 3) for display."""
+        """Map normalised images back to uint8 pixels (N, 32, 32, 3) for display.
+
+        Raw uint8 pixels (``standardise=False``) come back unchanged.
+        """
         return np.clip(np.rint(X * self.std + self.mean), 0, 255).astype(np.uint8)
 
     def summary(self) -> str:
@@ -71,7 +78,10 @@ class CIFAR10Splits:
                 f"{name:>10}: X {X.shape} {X.dtype}, y {y.shape} {y.dtype}, "
                 f"per class {counts.min()}..{counts.max()}"
             )
-        lines.append(f"channel mean {np.round(self.mean, 2)}, std {np.round(self.std, 2)}")
+        if self.X_train.dtype == np.uint8:
+            lines.append("pixels: raw uint8 0..255, not standardised")
+        else:
+            lines.append(f"channel mean {np.round(self.mean, 2)}, std {np.round(self.std, 2)}")
         return "\n".join(lines)
 
 
@@ -84,6 +94,7 @@ def load_cifar10(
     seed: SeedLike = 0,
     cache_dir: str | os.PathLike | None = None,
     verbose: bool = True,
+    standardise: bool = True,
 ) -> CIFAR10Splits:
     """Load CIFAR-10 and return normalised train/validation/test splits.
 
@@ -101,16 +112,21 @@ def load_cifar10(
         seed: int or ``np.random.Generator`` controlling the shuffle and split.
         cache_dir: folder for decoded image caches (default ``~/.cache/cifar_lab``).
         verbose: print the source used and the load time.
+        standardise: subtract the training split's per-channel mean and divide
+            by its std; False returns the raw uint8 pixels.
 
     Returns:
-        A :class:`CIFAR10Splits`; images float32 (N, 32, 32, 3), labels int32 (N,).
+        A :class:`CIFAR10Splits`; images float32 (N, 32, 32, 3) (uint8 when
+        ``standardise=False``), labels int32 (N,).
 
     Raises:
-        TypeError: a size is not an int, or the seed is neither an int nor a Generator.
+        TypeError: a size is not an int, the seed is neither an int nor a Generator,
+            or ``standardise`` is not a bool.
         ValueError: a size or the seed is negative, or a size is larger than the source holds.
         CIFAR10NotFoundError: no source is available (the message lists fixes).
     """
     _check_sizes(num_training, num_validation, num_test)
+    check_bool("standardise", standardise)
     rng = as_generator(seed)  # a bad seed fails now, not after reading the source
     start = time.perf_counter()
     chosen, reason = describe_choice(source)
@@ -120,7 +136,9 @@ def load_cifar10(
         num_train=num_training + num_validation,
         num_test=num_test or 10_000,
     )
-    splits = split_and_normalise(raw, num_training, num_validation, num_test, seed=rng)
+    splits = split_and_normalise(
+        raw, num_training, num_validation, num_test, seed=rng, standardise=standardise
+    )
     if verbose:
         how = "from decode cache" if from_cache else "decoded"
         print(
@@ -143,6 +161,7 @@ def split_and_normalise(
     num_test: int | None,
     *,
     seed: SeedLike = 0,
+    standardise: bool = True,
 ) -> CIFAR10Splits:
     """Shuffle, split class-balanced, and standardise raw pools.
 
@@ -150,9 +169,10 @@ def split_and_normalise(
         raw: uint8 pools as read from a source.
         num_training, num_validation, num_test: split sizes (num_test None = all).
         seed: int or Generator for the shuffle.
+        standardise: False keeps the pixels raw (uint8, mean 0 and std 1 recorded).
 
     Returns:
-        The normalised :class:`CIFAR10Splits`.
+        The :class:`CIFAR10Splits`.
     """
     available_train, available_test = len(raw.y_train), len(raw.y_test)
     if num_training + num_validation > available_train:
@@ -174,6 +194,17 @@ def split_and_normalise(
         test_order if num_test is None else balanced_subset(raw.y_test, test_order, num_test)
     )
 
+    if not standardise:
+        return CIFAR10Splits(
+            raw.X_train[train_index],
+            raw.y_train[train_index].astype(np.int32),
+            raw.X_train[val_index],
+            raw.y_train[val_index].astype(np.int32),
+            raw.X_test[test_index],
+            raw.y_test[test_index].astype(np.int32),
+            class_names=CLASS_NAMES,
+            source=raw.description,
+        )
     mean, std = channel_stats(raw.X_train, train_index)
     return CIFAR10Splits(
         *_normalised(raw.X_train, raw.y_train, train_index, mean, std),

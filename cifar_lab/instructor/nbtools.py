@@ -113,8 +113,15 @@ def is_checked(cell) -> bool:
     return cell.get("cell_type") == "code" and CHECK_TAG in tags
 
 
+# Metadata an execution writes (nbclient/JupyterLab timings, the ExecuteTime extension,
+# papermill): timestamps that neither the repository nor a student's copy should carry.
+EXECUTION_METADATA = ("execution", "ExecuteTime", "papermill")
+
+
 def strip_outputs(notebook, *, keep_checked: bool = True):
-    """Return a copy without outputs and execution counts (checked cells may keep both).
+    """Return a copy without outputs, execution counts and execution timestamps.
+
+    Checked cells may keep their outputs and execution counts.
 
     Args:
         notebook: an nbformat notebook node.
@@ -124,7 +131,10 @@ def strip_outputs(notebook, *, keep_checked: bool = True):
         The cleaned copy; ``notebook`` itself is not modified.
     """
     cleaned = copy.deepcopy(notebook)
+    cleaned.metadata.pop("papermill", None)
     for cell in cleaned.cells:
+        for key in EXECUTION_METADATA:
+            cell.get("metadata", {}).pop(key, None)
         if cell.cell_type != "code":
             continue
         # nbval rejects a cell that has outputs but no execution count, so checked

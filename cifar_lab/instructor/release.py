@@ -19,12 +19,12 @@ with nbgrader too:
   ``YOUR ANSWER HERE``.
 
 ``release`` also clears every output (checked cells included: their outputs
-may depend on a stub) and keeps cell ids and the ``lab.check_at_least``
-calls. Next to the notebooks it writes ``release_manifest.json``: per
-notebook, the cells in order with id, kind (``given``, ``solution`` or
-``answer``), the sha256 of the released source, the first line and whether
-the cell holds a check. Grading compares submissions with it to find
-deleted, duplicated, reordered or edited cells.
+may depend on a stub) and the execution metadata (timestamps), and keeps cell
+ids and the ``lab.check_at_least`` calls. Next to the notebooks it writes
+``release_manifest.json``: per notebook, the cells in order with id, kind
+(``given``, ``solution`` or ``answer``), the sha256 of the released source,
+the first line and whether the cell holds a check. Grading compares
+submissions with it to find deleted, duplicated, reordered or edited cells.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def release_notebook(notebook, *, part: str, name: str = "notebook"):
         name: the notebook's name, for error messages.
 
     Returns:
-        A new notebook: solutions stubbed, outputs and execution counts cleared.
+        A new notebook: solutions stubbed; outputs, execution counts and execution
+        metadata (timestamps, see :func:`~cifar_lab.instructor.nbtools.strip_outputs`) cleared.
     """
     released = strip_outputs(notebook, keep_checked=False)
     for index, cell in enumerate(released.cells):

@@ -6,6 +6,11 @@ Example::
     lab.plot_accuracy_heatmap(frame, rows="hidden_sizes", columns="activation")
     lab.plot_top_curves(frame, top=5)
     lab.plot_optimizer_batchnorm(frame)
+
+Each plot returns its matplotlib Axes. Without ``ax=`` it draws a new figure,
+which appears once in Jupyter like the course's other plots (see
+:func:`cifar_lab.plots.display_once`); save it with ``ax.figure.savefig(path)``.
+With ``ax=`` it draws on your figure, which your cell shows as usual.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cifar_lab.checks import check_int
+from cifar_lab.plots import display_once
 
 if TYPE_CHECKING:
     import optuna
@@ -97,7 +103,7 @@ def plot_accuracy_heatmap(
         title: plot title.
 
     Returns:
-        The matplotlib Axes.
+        The matplotlib Axes (``ax.figure`` is its Figure).
     """
     import matplotlib.pyplot as plt
 
@@ -107,7 +113,8 @@ def plot_accuracy_heatmap(
                 f"column {name!r} is not in the frame; columns: {list(frame.columns)}"
             )
     table = frame.pivot_table(index=rows, columns=columns, values=value, aggfunc="max")
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         _, ax = plt.subplots(figsize=(1.2 * len(table.columns) + 3, 0.6 * len(table) + 2))
     image = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], rotation=45)
@@ -119,7 +126,7 @@ def plot_accuracy_heatmap(
             ax.text(j, i, f"{cell:.3f}", ha="center", va="center", color="w", fontsize=8)
     ax.figure.colorbar(image, ax=ax, label=value)
     ax.set_title(title or f"best {value}: {rows} x {columns}")
-    return ax
+    return _finish(ax, own_figure)
 
 
 def plot_optimizer_batchnorm(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
@@ -143,12 +150,13 @@ def plot_top_curves(
         ax: axes to draw on (default: a new figure).
 
     Returns:
-        The matplotlib Axes.
+        The matplotlib Axes (``ax.figure`` is its Figure).
     """
     import matplotlib.pyplot as plt
 
     top = check_int("top", top, minimum=1)
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         _, ax = plt.subplots(figsize=(7, 4))
     for _, row in frame.head(top).iterrows():
         history = [record for record in row["history"] if metric in record]
@@ -159,6 +167,14 @@ def plot_top_curves(
     ax.set_ylabel(metric)
     ax.set_title(f"top {top} trials")
     ax.legend(fontsize=8)
+    return _finish(ax, own_figure)
+
+
+def _finish(ax: Axes, own_figure: bool) -> Axes:
+    """Tidy a figure the plot made and show it once (Jupyter); return ``ax``."""
+    if own_figure:
+        ax.figure.tight_layout()
+        display_once(ax.figure, ax)
     return ax
 
 
