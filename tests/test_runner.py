@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import nbformat
+import pytest
 
 from cifar_lab.instructor import runner
 
@@ -33,3 +37,28 @@ def test_run_all_reports_results_failures_and_writes_copies(tmp_path, capsys):
     summary = runner.format_summary(runs)
     assert "val_accuracy = 0.5000" in summary and "FAILED: 02_bad, cell 1" in summary
     assert "02_bad cell 2/3" in capsys.readouterr().out  # per-cell progress lines
+    if sys.platform.startswith("linux"):  # the kernel's VmHWM, read from /proc
+        # a kernel that imported cifar_lab holds tens of MB, far below a GB
+        assert all(10 < run.peak_memory_mb < 4096 for run in runs), runs
+        header, first = summary.splitlines()[:2]
+        assert "peak memory" in header and f"{runs[0].peak_memory_mb / 1024:.1f} GB" in first
+
+
+def test_summary_shows_peak_memory_per_notebook():
+    runs = [
+        runner.NotebookRun("05_tuning", "ok", 1200.0, ("test_accuracy", 0.55), None, None, 2150),
+        runner.NotebookRun("06_other", "ok", 3.0),  # peak unknown (no /proc)
+    ]
+    header, tuning, other = runner.format_summary(runs).splitlines()
+    assert header.index("peak memory") < header.index("key result")
+    assert "2.1 GB" in tuning and "test_accuracy = 0.5500" in tuning
+    assert other.split()[-2:] == ["-", "-"]  # no peak, no key result
+
+
+def test_peak_memory_reads_vmhwm_of_a_live_process():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/<pid>/status")
+    own = runner.peak_memory_mb(os.getpid())
+    assert own is not None and own > 10  # this pytest process, in MB
+    assert runner.peak_memory_mb(None) is None
+    assert runner.peak_memory_mb(2**22 + 12345) is None  # above pid_max: no such process

@@ -2,9 +2,9 @@
 
 ``python -m cifar_lab run`` executes every notebook in ``notebooks/`` in the
 chosen profile, prints progress per cell, writes executed copies and HTML to
-a git-ignored folder, and ends with a table of status, wall time and the
-headline accuracy each notebook records (read from its machine-readable
-outputs, see :mod:`cifar_lab.results`).
+a git-ignored folder, and ends with a table of status, wall time, the kernel's
+peak memory and the headline accuracy each notebook records (read from its
+machine-readable outputs, see :mod:`cifar_lab.results`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class NotebookRun:
         key_result: (name, value) of the headline result, if one was recorded.
         failed_cell: index of the cell that raised, if any.
         error: the error's last line, if any.
+        peak_memory_mb: the kernel process's peak resident memory (``VmHWM``) in MB,
+            read after each cell; None where ``/proc`` is missing (not Linux).
     """
 
     name: str
@@ -38,10 +40,11 @@ class NotebookRun:
     key_result: tuple[str, float] | None = None
     failed_cell: int | None = None
     error: str | None = None
+    peak_memory_mb: float | None = None
 
 
 # TensorFlow C++ INFO/WARNING lines would otherwise land in every notebook output.
-QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
 
 
 @contextmanager
@@ -78,6 +81,32 @@ def _progress_hooks(name: str, notebook, start: float, verbose: bool, failure: d
     return {"on_cell_execute": on_cell_execute, "on_cell_error": on_cell_error}
 
 
+def peak_memory_mb(pid: int | None) -> float | None:
+    """Peak resident memory (``VmHWM``) of a live process in MB, or None if unknown."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # not Linux, or the process has gone
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _peak_memory_hook(client, peak: dict):
+    """After each cell, note the kernel's peak memory so far (it only ever grows)."""
+
+    def on_cell_executed(**_):
+        pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+        value = peak_memory_mb(pid)
+        if value is not None:
+            peak["mb"] = max(value, peak.get("mb", 0.0))
+
+    return on_cell_executed
+
+
 def run_notebook(
     path: Path, out_dir: Path, *, cell_timeout: int = 3600, verbose: bool = True
 ) -> NotebookRun:
@@ -97,7 +126,7 @@ def run_notebook(
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(path, as_version=4)
-    start, failure = time.perf_counter(), {}
+    start, failure, peak = time.perf_counter(), {}, {}
     client = NotebookClient(
         notebook,
         timeout=cell_timeout,
@@ -105,6 +134,7 @@ def run_notebook(
         resources={"metadata": {"path": str(path.parent)}},
         **_progress_hooks(path.stem, notebook, start, verbose, failure),
     )
+    client.on_cell_executed = _peak_memory_hook(client, peak)
     error = None
     try:
         client.execute()
@@ -122,6 +152,7 @@ def run_notebook(
         key_result=(key["name"], key["value"]) if key else None,
         failed_cell=failure.get("cell") if error else None,
         error=error,
+        peak_memory_mb=peak.get("mb"),
     )
 
 
@@ -163,17 +194,27 @@ def run_all(
                 print(f"=== {path.name} ({profile} profile)", flush=True)
             run = run_notebook(path, out_dir, cell_timeout=cell_timeout, verbose=verbose)
             if verbose:
-                print(f"=== {path.name}: {run.status} in {run.seconds:.0f} s", flush=True)
+                memory = f", peak memory {_gigabytes(run.peak_memory_mb)}"
+                print(f"=== {path.name}: {run.status} in {run.seconds:.0f} s{memory}", flush=True)
             runs.append(run)
     return runs
 
 
+def _gigabytes(megabytes: float | None) -> str:
+    return "-" if megabytes is None else f"{megabytes / 1024:.1f} GB"
+
+
 def format_summary(runs: list[NotebookRun]) -> str:
-    """Render the runs as a fixed-width table, with failures spelled out below."""
-    lines = [f"{'notebook':<36}{'status':<8}{'wall time':>10}  key result"]
+    """Render the runs as a fixed-width table, with failures spelled out below.
+
+    ``peak memory`` is the kernel's peak resident memory: what the machine needs
+    free to run that notebook (worker processes a notebook starts are not counted).
+    """
+    lines = [f"{'notebook':<36}{'status':<8}{'wall time':>10}{'peak memory':>13}  key result"]
     for run in runs:
         result = f"{run.key_result[0]} = {run.key_result[1]:.4f}" if run.key_result else "-"
-        lines.append(f"{run.name:<36}{run.status:<8}{run.seconds:>8.0f} s  {result}")
+        memory = _gigabytes(run.peak_memory_mb)
+        lines.append(f"{run.name:<36}{run.status:<8}{run.seconds:>8.0f} s{memory:>13}  {result}")
     for run in runs:
         if run.status != "ok":
             lines.append(f"FAILED: {run.name}, cell {run.failed_cell}: {run.error}")

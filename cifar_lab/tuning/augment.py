@@ -128,6 +128,18 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.epoch += 1
         self._order = self._rng(-1, self.epoch).permutation(len(self.X))
 
+    def release(self) -> None:
+        """Drop the images and targets; afterwards the dataset is empty.
+
+        Keras feeds a PyDataset through ``tf.data.Dataset.from_generator``, whose
+        generator TensorFlow keeps reachable from the default graph until
+        ``keras.backend.clear_session()``, so call this once ``fit`` is done.
+        """
+        # new empty arrays: a slice such as X[:0] would keep the whole buffer alive
+        self.X = np.empty((0, *self.X.shape[1:]), self.X.dtype)
+        self.y = np.empty((0, *self.y.shape[1:]), self.y.dtype)
+        self._order = np.empty(0, np.int64)
+
     def _rng(self, epoch: int, index: int) -> np.random.Generator:
         # epoch -1 draws the shuffles, so they never share a stream with a batch
         return np.random.default_rng([self.seed, epoch + 1, index])

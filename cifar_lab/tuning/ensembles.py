@@ -7,7 +7,7 @@ a few points of accuracy for the price of training the members.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,6 +81,7 @@ def train_ensemble(
     *,
     members: int = 3,
     verbose: bool = True,
+    build: Callable[[MLPConfig], keras.Model] | None = None,
 ) -> list[TrainedMLP]:
     """Train ``members`` copies of a config that differ only in their seed.
 
@@ -90,6 +91,8 @@ def train_ensemble(
         X_val: float32 (M, 32, 32, 3). y_val: int (M,).
         members: how many networks, at least 1.
         verbose: per-epoch lines, and each member's and the ensemble's val accuracy.
+        build: optional network builder ``build(config) -> keras.Model`` (see
+            :func:`cifar_lab.tuning.train.train_config`).
 
     Returns:
         The trained members (see :class:`cifar_lab.tuning.train.TrainedMLP`).
@@ -103,7 +106,7 @@ def train_ensemble(
     for index in range(members):
         member = train_config(
             config.replace(seed=config.seed + index), X_train, y_train, X_val, y_val,
-            verbose=verbose,
+            verbose=verbose, build=build,
         )  # fmt: skip
         trained.append(member)
         probabilities.append(predict_probabilities(member.model, X_val))

@@ -1,7 +1,17 @@
-"""Part V support: per-profile budgets, picking winners, and saving the final model.
+"""Part V plumbing: budgets, sweep stages of your own design, the sealed test split, saving.
 
-The tuning notebook keeps its experiments visible; this module holds the
-bookkeeping around them so the notebook reads like the protocol.
+Notebook 05 is an open lab: the student writes the network builder, the search
+spaces and the final training; this module holds only the bookkeeping around
+them, so that no design decision lives here:
+
+* :class:`Part5Budget` -- how much data and training each stage gets per profile;
+* :func:`setting` / :func:`expand` -- several config fields in one grid value,
+  e.g. an architecture together with the learning rate tuned for it;
+* :class:`StageObjective` and :func:`run_stage` -- run a :class:`~cifar_lab.SweepSpec`
+  with your builder; finished trials are reused only when spec, base config,
+  builder and data are unchanged;
+* :class:`TestSplit` -- the test images behind one method that logs every use;
+* :func:`save_final_model` -- ``part5/best_model.keras`` and ``part5/results.json``.
 """
 
 from __future__ import annotations
@@ -10,9 +20,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from cifar_lab.tuning.stages import (  # noqa: F401  (notebook 05 uses them as part5.*)
+    StageObjective,
+    candidate_configs,
+    expand,
+    run_stage,
+    setting,
+    top_configs,
+)
 
 # Where notebook 05 saves its outputs, next to the notebooks; `submit` and `grade` read them.
 PART5_DIR = "part5"
@@ -22,52 +40,73 @@ MODEL_FILE = "best_model.keras"
 
 @dataclass(frozen=True)
 class Part5Budget:
-    """How much data and training each stage of the tuning protocol gets.
+    """How much data and training the stages of notebook 05 get in one profile.
+
+    The model answer uses every field; a student's own design may use them or not.
 
     Attributes:
-        architectures: hidden sizes tried in stage 1, e.g. ``"1024-512"``.
-        activations: activations tried in stage 1.
-        coarse_train, coarse_epochs: training images and epochs of stages 1-3.
-        fine_train, fine_epochs: the same for stages 4-5 (regularisation, ensemble).
-        final_epochs: epochs of the final retraining on the whole training split.
-        ensemble_members: networks in the stage-5 ensemble.
-        initializer_settings: best stage-1 settings that try every initialiser (3).
-        optimizer_settings: best stage-2 settings crossed with optimisers and batch norm (2).
-        minutes: the stated wall-time budget on a 2-core CPU.
+        architectures: example hidden sizes, e.g. ``"1024-512"``.
+        learning_rates: example learning rates to try for every architecture.
+        activations: example activations.
+        initializers: example kernel initialisers (Keras names).
+        coarse_train, coarse_epochs: training images and epochs of the coarse stages.
+        fine_train, fine_epochs: the same for regularisation and the ensemble.
+        final_epochs: epochs of the final training on the whole training split.
+        ensemble_members: networks in the ensemble.
+        top_settings: best settings that go on to the initialiser stage.
+        minutes: the wall-time budget of the whole notebook on a 2-core CPU.
     """
 
     architectures: tuple[str, ...]
+    learning_rates: tuple[float, ...]
     activations: tuple[str, ...]
+    initializers: tuple[str, ...]
     coarse_train: int
     coarse_epochs: int
     fine_train: int
     fine_epochs: int
     final_epochs: int
     ensemble_members: int
-    initializer_settings: int
-    optimizer_settings: int
+    top_settings: int
     minutes: int
 
 
-_ARCHITECTURES = ("512", "2048", "1024-512", "2048-1024-512", "1024-1024-1024-1024")
 _ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "maxout")
+_INITIALIZERS = (  # the reference's list, and LeCun normal
+    "uniform", "normal", "lecun_uniform", "lecun_normal", "glorot_uniform", "glorot_normal",
+    "he_uniform", "he_normal", "zeros",
+)  # fmt: skip
 BUDGETS = {
-    "full": Part5Budget(_ARCHITECTURES, _ACTIVATIONS, 10_000, 4, 20_000, 8, 15, 3, 3, 2, 60),
+    "full": Part5Budget(
+        architectures=("512", "2048", "1024-512", "2048-1024-512", "1024-1024-1024-1024"),
+        learning_rates=(1e-4, 3e-4, 1e-3),
+        activations=_ACTIVATIONS,
+        initializers=_INITIALIZERS,
+        coarse_train=10_000,
+        coarse_epochs=4,
+        fine_train=20_000,
+        fine_epochs=8,
+        final_epochs=15,
+        ensemble_members=3,
+        top_settings=3,
+        minutes=60,
+    ),
     # quick: every stage and code path runs, on small networks and a few hundred
-    # images for one epoch; each trial then costs ~1-2 s, mostly Keras set-up, so
-    # stages 2-3 follow only the single best setting.
+    # images for one epoch, with the fewest choices the checks accept; each trial
+    # then costs ~1-2 s of CPU, mostly Keras set-up.
     "quick": Part5Budget(
-        ("64", "256", "128-64", "256-128-64", "64-64-64-64"),
-        _ACTIVATIONS,
-        500,
-        1,
-        1_000,
-        1,
-        1,
-        2,
-        1,
-        1,
-        3,
+        architectures=("64", "256", "128-64", "256-128-64", "64-64-64-64"),
+        learning_rates=(1e-3, 3e-3),
+        activations=("relu", "elu", "gelu", "tanh", "maxout"),
+        initializers=("normal", "lecun_normal", "glorot_uniform", "he_normal", "zeros", "uniform"),
+        coarse_train=500,
+        coarse_epochs=1,
+        fine_train=1_000,
+        fine_epochs=1,
+        final_epochs=1,
+        ensemble_members=2,
+        top_settings=1,
+        minutes=3,
     ),
 }
 
@@ -77,47 +116,6 @@ def part5_budget(profile_name: str) -> Part5Budget:
     if profile_name not in BUDGETS:
         raise ValueError(f"no Part V budget for profile {profile_name!r}; use {sorted(BUDGETS)}")
     return BUDGETS[profile_name]
-
-
-def study_name(stage: str, profile_name: str, budget: Part5Budget, data_source: str) -> str:
-    """Name a stage's study so a resumed run only reuses trials made under the same setup.
-
-    The name carries a short hash of the budget and the data source: changing
-    either starts a fresh study instead of mixing incomparable trials.
-
-    Args:
-        stage: e.g. ``"architectures"``.
-        profile_name: ``"quick"`` or ``"full"``.
-        budget: the active :class:`Part5Budget`.
-        data_source: ``CIFAR10Splits.source``.
-
-    Returns:
-        A study name such as ``"part5-full-3f2a9c1b-architectures"``.
-    """
-    digest = hashlib.sha256(f"{budget!r}|{data_source}".encode()).hexdigest()[:8]
-    return f"part5-{profile_name}-{digest}-{stage}"
-
-
-def top_configs(frame, columns: list[str], count: int) -> list[dict[str, Any]]:
-    """The ``count`` best distinct settings of ``columns`` in a sweep's results.
-
-    Args:
-        frame: a DataFrame from :func:`cifar_lab.results_frame` (any order).
-        columns: the parameters that define a setting, e.g. ``["hidden_sizes", "activation"]``.
-        count: how many settings to return.
-
-    Returns:
-        Dicts of column -> value, best validation accuracy first.
-    """
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"results have no columns {missing}; available: {list(frame.columns)}")
-    ranked = frame.sort_values("val_accuracy", ascending=False).drop_duplicates(columns)
-    return [{c: _plain(row[c]) for c in columns} for _, row in ranked.head(count).iterrows()]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def hidden_units_identical(model) -> float:
@@ -134,9 +132,83 @@ def hidden_units_identical(model) -> float:
     """
     import keras
 
-    dense = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dense))
+    dense = next(layer for layer in _all_layers(model) if isinstance(layer, keras.layers.Dense))
     kernel = np.asarray(dense.kernel)
     return float(np.max(np.abs(kernel - kernel[:, :1])))
+
+
+def _all_layers(model) -> list:
+    import keras
+
+    found = []
+    for layer in model.layers:
+        found.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return found
+
+
+# ------------------------------------------------------------------ the test split
+def weights_fingerprint(model) -> str:
+    """sha256 of all of a model's weights, in order: equal for a model and its saved copy."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TestEvaluation:
+    """One use of the test split: the model's accuracy, its predicted labels, its weights' hash."""
+
+    __test__ = False  # not a pytest test class
+    accuracy: float
+    predictions: np.ndarray
+    fingerprint: str
+
+
+class TestSplit:
+    """The test images behind one method, :meth:`evaluate`, which logs every use.
+
+    Choices are made on the validation split; the test split is evaluated once,
+    on the final model. The log lets a check verify that.
+
+    Args:
+        data: the :class:`cifar_lab.CIFAR10Splits`; its test images are kept as
+            raw uint8 pixels (N, 32, 32, 3), the input of a saved Part V model.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, data) -> None:
+        self._X = data.denormalise(data.X_test)
+        self._y = np.asarray(data.y_test)
+        self._log: list[TestEvaluation] = []
+
+    def __len__(self) -> int:
+        return len(self._y)
+
+    def __repr__(self) -> str:
+        return f"TestSplit({len(self)} images, evaluated {len(self._log)} time(s) unchecked)"
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The true labels (N,), e.g. for a confusion matrix of the one evaluation."""
+        return self._y.copy()
+
+    def evaluate(self, model) -> TestEvaluation:
+        """Accuracy of ``model`` (raw 0..255 pixels -> class scores (N, 10)) on the test split."""
+        scores = np.asarray(model.predict(self._X, batch_size=1024, verbose=0))
+        if scores.shape != (len(self._y), 10):
+            raise ValueError(f"the model must map raw images to (N, 10); got {scores.shape}")
+        predictions = scores.argmax(axis=1)
+        accuracy = float(np.mean(predictions == self._y))
+        evaluation = TestEvaluation(accuracy, predictions, weights_fingerprint(model))
+        self._log.append(evaluation)
+        return evaluation
+
+    def take_log(self) -> list[TestEvaluation]:
+        """The evaluations since the last call (oldest first); the log starts empty again."""
+        log, self._log = self._log, []
+        return log
 
 
 def save_final_model(
@@ -146,20 +218,22 @@ def save_final_model(
 
     Args:
         raw_model: a Keras model that takes raw 0..255 images (N, 32, 32, 3).
-        config: the :class:`cifar_lab.MLPConfig` it was trained with.
+        config: the :class:`cifar_lab.MLPConfig` it was trained with, or a dict
+            describing your own network and training (JSON-ready values).
         val_accuracy, test_accuracy: measured accuracies in [0, 1].
         folder: destination (created).
 
     Returns:
         The folder.
     """
+    described = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     raw_model.save(out / MODEL_FILE)
     results = {
         "val_accuracy": float(val_accuracy),
         "test_accuracy": float(test_accuracy),
-        "config": config.to_dict(),
+        "config": described,
     }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return out

@@ -21,6 +21,7 @@ from cifar_lab.progress import Progress
 from cifar_lab.seeding import set_seed
 from cifar_lab.tuning.augment import AugmentedBatches
 from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.graph_memory import forget_traced_gradients
 from cifar_lab.tuning.network import build_mlp
 from cifar_lab.tuning.optimizers import compile_mlp
 from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening
@@ -87,6 +88,7 @@ def train_config(
     *,
     verbose: bool = True,
     on_epoch_end: EpochHook | None = None,
+    build: Callable[[MLPConfig], keras.Model] | None = None,
 ) -> TrainedMLP:
     """Train the network a config describes and validate it after every epoch.
 
@@ -98,6 +100,9 @@ def train_config(
         verbose: print one line per epoch and a progress line within long epochs.
         on_epoch_end: called with each epoch's record; it may raise (e.g.
             ``optuna.TrialPruned``) to stop training early.
+        build: your own network builder, ``build(config) -> keras.Model``
+            (standardised images -> logits), used instead of :func:`build_mlp`;
+            it needs ``config.whitening == "none"``.
 
     Returns:
         A :class:`TrainedMLP`.
@@ -118,17 +123,24 @@ def train_config(
         flip=config.flip, translate=config.translate, noise_std=config.noise_std,
         seed=config.seed,
     )  # fmt: skip
-    model = compile_mlp(build_mlp(config, whitening=whitening), config, len(batches))
+    if build is not None and whitening is not None:
+        raise ValueError("whitening needs lab.build_mlp; with build= set whitening='none'")
+    network = build_mlp(config, whitening=whitening) if build is None else build(config)
+    model = compile_mlp(network, config, len(batches))
     history = History()
     report = _EpochReport(config.epochs, len(batches), history, start, verbose, on_epoch_end)
-    model.fit(
-        batches,
-        epochs=config.epochs,
-        validation_data=(X_val, one_hot(y_val)),
-        validation_batch_size=1024,
-        callbacks=[report],
-        verbose=0,
-    )
+    try:  # without these two, TensorFlow keeps model and data alive (issue #11)
+        with forget_traced_gradients():
+            model.fit(
+                batches,
+                epochs=config.epochs,
+                validation_data=(X_val, one_hot(y_val)),
+                validation_batch_size=1024,
+                callbacks=[report],
+                verbose=0,
+            )
+    finally:
+        batches.release()  # TF keeps the generator until clear_session(); not its data
     return TrainedMLP(config, model, whitening, history, time.perf_counter() - start)
 
 
@@ -142,7 +154,7 @@ def _check_split(name: str, X: np.ndarray, y: np.ndarray) -> None:
 
 
 class _EpochReport(keras.callbacks.Callback):
-    """Record each epoch, print one line, and show progress within long epochs."""
+    """Record each epoch, print one line, and show one progress display for the whole fit."""
 
     def __init__(
         self, epochs: int, steps: int, history: History, start: float, verbose: bool,
@@ -153,15 +165,19 @@ class _EpochReport(keras.callbacks.Callback):
         self.start, self.verbose, self.hook = start, verbose, hook
         self.bar = Progress(None, enabled=False)
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.bar = Progress(self.epochs * self.steps, enabled=self.verbose)
+
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        label = f"epoch {epoch + 1}/{self.epochs}"
-        self.bar = Progress(self.steps, enabled=self.verbose, description=label)
+        self.bar.description = f"epoch {epoch + 1}/{self.epochs}"
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.bar.update(loss=float(logs["loss"]) if logs and "loss" in logs else None)
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_train_end(self, logs: dict | None = None) -> None:
         self.bar.close()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         record = {"epoch": epoch + 1}
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             record[key] = float(logs[key])
@@ -170,7 +186,7 @@ class _EpochReport(keras.callbacks.Callback):
         record["seconds"] = time.perf_counter() - self.start
         self.history.append(record)
         if self.verbose:
-            print(_epoch_line(record, self.epochs), flush=True)
+            self.bar.write(_epoch_line(record, self.epochs))
         if self.hook is not None:
             self.hook(record)
 
@@ -197,6 +213,8 @@ class MLPObjective:
         X_train: float32 (N, 32, 32, 3) standardised training images. y_train: int (N,).
         X_val: float32 (M, 32, 32, 3) validation images. y_val: int (M,).
         verbose: print each trial's epoch lines.
+        build: optional network builder passed to :func:`train_config` (a function
+            defined in a notebook does not pickle for :func:`run_workers`).
     """
 
     def __init__(
@@ -208,12 +226,13 @@ class MLPObjective:
         y_val: np.ndarray,
         *,
         verbose: bool = False,
+        build: Callable[[MLPConfig], keras.Model] | None = None,
     ) -> None:
         if not isinstance(base, MLPConfig):
             raise TypeError(f"base must be an MLPConfig, got {type(base).__name__}")
         _check_split("train", X_train, y_train)
         _check_split("validation", X_val, y_val)
-        self.base, self.verbose = base, verbose
+        self.base, self.verbose, self.build = base, verbose, build
         self.data = (X_train, y_train, X_val, y_val)
 
     def __call__(self, trial: Any, params: dict[str, Any]) -> float:
@@ -231,7 +250,9 @@ class MLPObjective:
                 raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
 
         try:
-            train_config(config, *self.data, verbose=self.verbose, on_epoch_end=report)
+            train_config(
+                config, *self.data, verbose=self.verbose, on_epoch_end=report, build=self.build
+            )
         finally:
             keras.backend.clear_session()  # free this trial's graphs, pruned or not
         return history[-1]["val_accuracy"]

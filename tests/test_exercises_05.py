@@ -1,0 +1,190 @@
+"""Notebook 05 (Part V, an open lab): every check catches plausible wrong designs; stubs stop it.
+
+The notebook runs once, in the quick profile, in one kernel
+(:func:`notebook_harness.run_with_mutations`). At each exercise (the network
+builder, the five searches, the final training) the released stub must make
+the following check cell raise ``NotImplementedError`` naming the exercise;
+each wrong answer below must make the check fail; the model answer must pass.
+"""
+
+from __future__ import annotations
+
+from conftest import REPO_ROOT, SHARED_ARCHIVE
+from notebook_harness import Mutation, assert_checks_catch
+
+NOTEBOOK = REPO_ROOT / "notebooks" / "05_tuning.ipynb"
+
+BUILD_NETWORK = [
+    Mutation(
+        "a convolution before Flatten",
+        "x = keras.layers.Flatten()(inputs)",
+        'x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, padding="same")(inputs))',
+    ),
+    Mutation(
+        "hidden sizes ignored",
+        "for units in config.hidden_sizes:",
+        "for units in (256,):",
+    ),
+    Mutation(
+        "activation ignored (always ReLU)",
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("relu")',
+    ),
+    Mutation(
+        "softmax on the logits",
+        "outputs = dense(10)(x)",
+        "outputs = keras.layers.Softmax()(dense(10)(x))",
+    ),
+    Mutation(
+        "initializer ignored",
+        "kernel_initializer=config.initializer",
+        'kernel_initializer="glorot_uniform"',
+    ),
+    Mutation(
+        "batch norm 'before' ignored",
+        'if config.batch_norm == "before":',
+        'if config.batch_norm == "after" and False:',
+    ),
+    Mutation("dropout ignored", "if config.dropout > 0:", "if config.dropout > 0.5:"),
+    Mutation("L2 ignored", "if config.l2 > 0 else None", "if config.l2 > 1 else None"),
+]
+
+ARCHITECTURE_SEARCH = [
+    Mutation(
+        "no learning rates",
+        '        "learning_rate": list(budget.learning_rates),\n',
+        "",
+    ),
+    Mutation(
+        "one learning rate for every architecture",
+        "list(budget.learning_rates)",
+        "list(budget.learning_rates)[:1]",
+    ),
+    Mutation(
+        "four architectures",
+        "list(budget.architectures)",
+        "list(budget.architectures)[:4]",
+    ),
+    Mutation(
+        "wider only, no deeper network",
+        '"hidden_sizes": list(budget.architectures)',
+        '"hidden_sizes": ["64", "128", "256", "512", "1024"]',
+    ),
+]
+
+ACTIVATION_SEARCH = [
+    Mutation(
+        "a rate other than the tuned one",
+        "learning_rate=r) for a, r in tuned.items()",
+        "learning_rate=r * 3) for a, r in tuned.items()",
+    ),
+    Mutation(
+        "three activations",
+        "list(budget.activations)",
+        "list(budget.activations)[:3]",
+    ),
+    Mutation(
+        "an architecture dropped",
+        "for a, r in tuned.items()]",
+        "for a, r in list(tuned.items())[1:]]",
+    ),
+]
+
+INITIALIZER_SEARCH = [
+    Mutation(
+        "no all-zeros initialisation",
+        '"initializer": list(budget.initializers)',
+        '"initializer": [i for i in budget.initializers if i != "zeros"]',
+    ),
+    Mutation(
+        "three initialisers",
+        '"initializer": list(budget.initializers)',
+        '"initializer": list(budget.initializers)[-3:]',
+    ),
+    Mutation(
+        "another setting than the best ones",
+        '"setting": list(top), "initializer"',
+        '"setting": [part5.setting(hidden_sizes="32", activation="relu")], "initializer"',
+    ),
+]
+
+OPTIMIZER_SEARCH = [
+    Mutation(
+        "batch norm always on",
+        '"batch_norm": ["none", "before"],',
+        '"batch_norm": ["before", "after"],',
+    ),
+    Mutation(
+        "no plain SGD",
+        'rates = {"sgd": 3e-2, "momentum"',
+        'rates = {"momentum"',
+    ),
+    Mutation(
+        "one initialiser",
+        'for i in (best["initializer"], other)]',
+        'for i in (best["initializer"],)]',
+    ),
+    Mutation(
+        "not the best network",
+        'network = {"hidden_sizes": best["hidden_sizes"],',
+        'network = {"hidden_sizes": "32",',
+    ),
+]
+
+REGULARISATION_SEARCH = [
+    Mutation(
+        "no baseline without regulariser",
+        '        part5.setting(batch_norm="none"),\n',
+        "",
+    ),
+    Mutation(
+        "no augmentation",
+        'part5.setting(batch_norm="none", flip=True, translate=2, noise_std=0.05),',
+        'part5.setting(batch_norm="none", l2=1e-3),',
+    ),
+    Mutation(
+        "dropout only together with L2",
+        'dropout=0.3),\n        part5.setting(batch_norm="before")',
+        'dropout=0.3, l2=1e-4),\n        part5.setting(batch_norm="before")',
+    ),
+]
+
+FINAL_TRAINING = [
+    Mutation(
+        "saves the model that expects standardised images",
+        "part5.save_final_model(raw_model, final,",
+        "part5.save_final_model(trained.model, final,",
+    ),
+    Mutation(
+        "validation accuracy of the raw-pixel model on standardised images",
+        "raw_model.predict(data.denormalise(X_val), verbose=0)",
+        "raw_model.predict(X_val, verbose=0)",
+    ),
+    Mutation(
+        "looks at the test split twice and keeps the better",
+        "test = test_split.evaluate(raw_model)",
+        "test = max(test_split.evaluate(raw_model), test_split.evaluate(raw_model),"
+        " key=lambda e: e.accuracy)",
+    ),
+    Mutation(
+        "test accuracy computed around test_split",
+        "test = test_split.evaluate(raw_model)",
+        "test = part5.TestEvaluation(lab.accuracy(data.y_test, raw_model.predict("
+        'data.denormalise(data.X_test), verbose=0)), None, "")',
+    ),
+]
+
+MUTATIONS = [
+    *BUILD_NETWORK,
+    *ARCHITECTURE_SEARCH,
+    *ACTIVATION_SEARCH,
+    *INITIALIZER_SEARCH,
+    *OPTIMIZER_SEARCH,
+    *REGULARISATION_SEARCH,
+    *FINAL_TRAINING,
+]
+
+
+def test_wrong_answers_fail_their_checks_and_stubs_stop(tmp_path):
+    source = SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
+    assert_checks_catch(NOTEBOOK, MUTATIONS, tmp_path, source)
