@@ -20,6 +20,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = Path(
     os.environ.get("CIFAR10_SOURCE") or REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tgz"
 )
+# The real CIFAR-10 copy the slow and notebook tests use, or None; one skip marker for them.
+REAL_SOURCE = SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
+requires_real_data = pytest.mark.skipif(
+    REAL_SOURCE is None,
+    reason=f"real CIFAR-10 not found at {SHARED_ARCHIVE} and $CIFAR10_SOURCE is not set",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import SHARED_ARCHIVE
+from conftest import REAL_SOURCE, requires_real_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "01_preparation.ipynb"
@@ -59,16 +59,10 @@ RUN_ALL_S = 300  # Run All takes ~15 s here (quick profile, two CPU cores)
 
 # Read at import: conftest's autouse fixture hides CIFAR10_SOURCE inside each test.
 # CIFAR_LAB_CACHE is passed on so the kernel reuses CI's unpacked copy of the archive.
-SOURCE = SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
+SOURCE = REAL_SOURCE
 CACHE_DIR = os.environ.get("CIFAR_LAB_CACHE")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        SOURCE is None,
-        reason=f"real CIFAR-10 not found at {SHARED_ARCHIVE} and $CIFAR10_SOURCE is not set",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_real_data]
 
 # A Python exception as IPython renders it; TensorFlow's "E0000 ... CUDA error" log lines
 # and warnings on stderr do not match.

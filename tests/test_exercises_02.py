@@ -9,7 +9,7 @@ solution must pass it.
 
 from __future__ import annotations
 
-from conftest import REPO_ROOT, SHARED_ARCHIVE
+from conftest import REAL_SOURCE, REPO_ROOT
 from notebook_harness import Mutation, assert_checks_catch
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "02_barebones_tensorflow.ipynb"
@@ -150,5 +150,5 @@ MUTATIONS = TRAINING_STEP + TWO_LAYER_FC_INIT + THREE_LAYER_FC + THREE_LAYER_FC_
 
 
 def test_wrong_answers_fail_their_checks_and_stubs_stop(tmp_path):
-    source = SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
+    source = REAL_SOURCE
     assert_checks_catch(NOTEBOOK, MUTATIONS, tmp_path, source)

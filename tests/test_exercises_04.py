@@ -9,7 +9,7 @@ solution must pass it.
 
 from __future__ import annotations
 
-from conftest import REPO_ROOT, SHARED_ARCHIVE
+from conftest import REAL_SOURCE, REPO_ROOT
 from notebook_harness import Mutation, assert_checks_catch
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "04_keras_sequential_functional.ipynb"
@@ -119,5 +119,5 @@ MUTATIONS = SEQUENTIAL + FUNCTIONAL
 
 
 def test_wrong_answers_fail_their_checks_and_stubs_stop(tmp_path):
-    source = SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
+    source = REAL_SOURCE
     assert_checks_catch(NOTEBOOK, MUTATIONS, tmp_path, source)

@@ -9,7 +9,7 @@ each wrong answer below must make the check fail; the model answer must pass.
 
 from __future__ import annotations
 
-from conftest import REPO_ROOT, SHARED_ARCHIVE
+from conftest import REAL_SOURCE, REPO_ROOT
 from notebook_harness import Mutation, assert_checks_catch
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "05_tuning.ipynb"
@@ -186,5 +186,5 @@ MUTATIONS = [
 
 
 def test_wrong_answers_fail_their_checks_and_stubs_stop(tmp_path):
-    source = SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
+    source = REAL_SOURCE
     assert_checks_catch(NOTEBOOK, MUTATIONS, tmp_path, source)

@@ -10,12 +10,11 @@ accuracy after one epoch of each custom loop, and ``compile``/``fit`` at least
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import SHARED_ARCHIVE
+from conftest import REAL_SOURCE, requires_real_data
 from notebook_definitions import barebones
 
 import cifar_lab as lab
@@ -25,24 +24,11 @@ INPUT_SHAPE = (32, 32, 3)
 FIT_SEEDS = (0, 1, 2)  # fixed in advance; see the fit test
 
 
-def _real_source() -> Path | None:
-    from_env = os.environ.get("CIFAR10_SOURCE")
-    if from_env and Path(from_env).exists():
-        return Path(from_env)
-    return SHARED_ARCHIVE if SHARED_ARCHIVE.exists() else None
-
-
 # Read at import: conftest's autouse fixture hides these variables inside each test.
-SOURCE = _real_source()
+SOURCE = REAL_SOURCE
 CACHE_DIR = os.environ.get("CIFAR_LAB_CACHE")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        SOURCE is None,
-        reason=f"real CIFAR-10 not found at {SHARED_ARCHIVE} and $CIFAR10_SOURCE is not set",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_real_data]
 
 KERAS_MODELS = {
     "subclassed": lambda: lab.TwoLayerFC(HIDDEN_SIZE, 10),
