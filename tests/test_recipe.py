@@ -28,7 +28,9 @@ SIZES = {"num_training": 320, "num_validation": 80, "num_test": 60}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("best")
-    result = recipe.train_best(out, recipe=TINY, source="synthetic", verbose=False, **SIZES)
+    result = recipe.train_best(
+        out, recipe=TINY, source="synthetic", precision=TINY.precision, verbose=False, **SIZES
+    )  # precision given: the automatic choice would depend on this CPU
     return out, result
 
 
@@ -71,6 +73,41 @@ def test_saved_model_reloads_and_predicts_identically_on_raw_pixels(trained):
     assert convolution_layers(model) == []
 
 
+def test_flip_tta_model_predicts_the_same_on_a_mirrored_image(trained):
+    out, _ = trained
+    summary = json.loads((out / "config.json").read_text())
+    assert summary["flip_tta"] is True and set(summary["flip_tta_off"]) == {
+        "val_accuracy",
+        "test_accuracy",
+    }
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    assert any(layer.name == "mirror" for layer in model.layers)
+    raw, _ = raw_test_images()
+    mirrored = raw[:, :, ::-1, :]
+    np.testing.assert_array_equal(
+        model.predict(mirrored, verbose=0).argmax(axis=1),
+        model.predict(raw, verbose=0).argmax(axis=1),
+    )
+    np.testing.assert_allclose(
+        model.predict(mirrored, verbose=0), model.predict(raw, verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
+    from cifar_lab.tuning.layers import raw_pixel_model
+
+    inner = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    raw = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    mean, std = [120.0, 121.0, 122.0], [60.0, 61.0, 62.0]
+    tta = raw_pixel_model(inner, mean, std, probabilities=False, flip_tta=True)
+    plain = raw_pixel_model(inner, mean, std, probabilities=False)
+    expected = (plain.predict(raw, verbose=0) + plain.predict(raw[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(tta.predict(raw, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert convolution_layers(tta) == []
+
+
 def test_named_recipes_have_no_convolutions():
     for name, config in recipe.RECIPES.items():
         whitening = None
@@ -110,21 +147,51 @@ def test_cli_parses_and_calls_train_best(monkeypatch, tmp_path):
     )
     assert args.handler(args) == 0
     expected = {"recipe": "best", "source": "synthetic", "epochs": 3, "seed": 7}
-    assert calls == [(tmp_path, {**expected, "precision": "float32"})]
+    assert calls == [(tmp_path, {**expected, "precision": "float32", "flip_tta": True})]
+    args = parser.parse_args(["train-best", "--out", str(tmp_path), "--no-flip-tta"])
+    args.handler(args)
+    assert calls[-1][1]["flip_tta"] is False and calls[-1][1]["precision"] is None
     with pytest.raises(SystemExit):
         parser.parse_args(["train-best"])  # --out is required
 
 
-def test_overrides_are_applied_and_slow_bfloat16_is_announced(monkeypatch, capsys):
+def test_overrides_are_applied():
     config = recipe._resolve("best", 3, 7, "mixed_bfloat16")
     assert (config.epochs, config.seed, config.precision) == (3, 7, "mixed_bfloat16")
     assert recipe._resolve("best", None, None, "float32").precision == "float32"
+
+
+LAPTOP_FLAGS = "flags\t\t: fpu sse sse2 avx avx2 fma\n"
+BF16_FLAGS = "flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512_bf16\n"
+AMX_FLAGS = "flags\t\t: fpu avx2 amx_tile amx_bf16 amx_int8\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "gpu", "expected"),
+    [
+        (LAPTOP_FLAGS, False, "float32"),
+        (BF16_FLAGS, False, "mixed_bfloat16"),
+        (AMX_FLAGS, False, "mixed_bfloat16"),
+        (LAPTOP_FLAGS, True, "mixed_bfloat16"),
+    ],
+)
+def test_precision_follows_the_cpu_flags(cpuinfo, gpu, expected, capsys):
+    chosen = recipe.choose_precision("mixed_bfloat16", cpuinfo=cpuinfo, gpu=gpu)
+    assert chosen == expected
+    said = capsys.readouterr().out
+    assert ("float32" in said and said.count("\n") == 1) if expected == "float32" else said == ""
+    # a float32 recipe stays float32 whatever the machine
+    assert recipe.choose_precision("float32", cpuinfo=AMX_FLAGS, gpu=True) == "float32"
+
+
+def test_train_best_picks_float32_on_a_cpu_without_bf16(monkeypatch, tmp_path, capsys):
     import cifar_lab.devices as devices
 
-    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda cpuinfo=None: False)
     monkeypatch.setattr(devices, "visible_devices", lambda kind: [])
-    recipe._warn_if_bfloat16_is_slow(config)
-    assert "--precision float32" in capsys.readouterr().out
-    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: True)
-    recipe._warn_if_bfloat16_is_slow(config)
-    assert capsys.readouterr().out == ""
+    recipe.train_best(
+        tmp_path, recipe=TINY.replace(epochs=1), source="synthetic", verbose=True, **SIZES
+    )
+    summary = json.loads((tmp_path / "config.json").read_text())
+    assert summary["config"]["precision"] == "float32"
+    assert "precision: float32" in capsys.readouterr().out

@@ -51,8 +51,16 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--precision",
         default=None,
         choices=PRECISIONS,
-        help="override the recipe's precision (mixed_bfloat16 is fast only on CPUs with "
-        "AMX/AVX-512 BF16 and on recent GPUs; float32 elsewhere)",
+        help="override the recipe's precision (default: the recipe's; a mixed_bfloat16 "
+        "recipe trains in float32 on a CPU without AMX/AVX-512 BF16 and no GPU)",
+    )
+    parser.add_argument(
+        "--no-flip-tta",
+        dest="flip_tta",
+        action="store_false",
+        default=inspect.signature(recipes.train_best).parameters["flip_tta"].default,
+        help="save the model without flip test-time augmentation (it averages the logits "
+        "of each image and its mirror)",
     )
     parser.set_defaults(handler=_run_cli)
     return parser
@@ -62,7 +70,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     recipes.train_best(
         args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed,
-        precision=args.precision,
+        precision=args.precision, flip_tta=args.flip_tta,
     )  # fmt: skip
     print(f"train-best finished in {(time.perf_counter() - start) / 60:.1f} min")
     return 0

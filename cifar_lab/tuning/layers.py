@@ -3,7 +3,8 @@
 Whitening and raw-pixel standardisation use built-in Keras layers whose
 numbers are weights, so a saved ``.keras`` model carries them and reloads
 with ``keras.models.load_model(path, safe_mode=True)``; only :class:`Maxout`
-is a custom class (registered, so importing ``cifar_lab.tuning.layers`` is enough).
+and :class:`HorizontalFlip` (flip test-time augmentation) are custom classes,
+registered, so importing ``cifar_lab.tuning.layers`` is enough to load them.
 """
 
 from __future__ import annotations
@@ -61,6 +62,23 @@ class Maxout(keras.layers.Layer):
         return {**super().get_config(), "pieces": self.pieces}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror images left to right, always (not a random augmentation).
+
+    Used for flip test-time augmentation in :func:`raw_pixel_model`: the model
+    averages its logits on an image and on its mirror.
+
+    Input: (N, H, W, C). Output: the same shape and dtype, columns reversed.
+    """
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=-2)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        return tuple(input_shape)
+
+
 def whitening_dense(
     fit: WhiteningFit, name: str = "whitening", dtype: str = "float32"
 ) -> keras.layers.Dense:
@@ -94,6 +112,7 @@ def raw_pixel_model(
     std: Sequence[float],
     *,
     probabilities: bool = True,
+    flip_tta: bool = False,
     name: str = "raw_pixel_classifier",
 ) -> keras.Model:
     """Wrap a model trained on standardised images so it accepts raw 0..255 pixels.
@@ -102,6 +121,9 @@ def raw_pixel_model(
         model: maps float32 (N, 32, 32, 3) standardised images to logits (N, C).
         mean, std: per-channel statistics (3,) of the raw training pixels.
         probabilities: end with a softmax, so ``predict`` returns probabilities.
+        flip_tta: flip test-time augmentation: average the logits of each image
+            and of its mirror (two forward passes; a mirrored input gives the same
+            output, since the average is symmetric).
         name: name of the returned model.
 
     Returns:
@@ -116,6 +138,9 @@ def raw_pixel_model(
     standardise = keras.layers.Normalization(mean=mean, variance=std**2, name="standardise")
     standardised = standardise(inputs)
     outputs = model(standardised)
+    if flip_tta:
+        mirrored = model(HorizontalFlip(name="mirror")(standardised))
+        outputs = keras.layers.Average(name="flip_average")([outputs, mirrored])
     if probabilities:
         outputs = keras.layers.Softmax(name="probabilities")(outputs)
     return keras.Model(inputs, outputs, name=name)

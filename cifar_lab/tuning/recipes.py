@@ -6,7 +6,8 @@ float) and standardises them itself, and saves to ``OUT``:
 
 * ``model.keras``: reload with ``keras.models.load_model(path, safe_mode=True)``
   and call ``model.predict(raw_images)`` for class probabilities (N, 10);
-* ``config.json``: the config, the data statistics and the accuracies;
+* ``config.json``: the config, the data statistics, the accuracies with and
+  without flip test-time augmentation, images/s and peak memory;
 * ``test_predictions.npz``: ``probabilities`` float32 (N, 10), ``predicted``
   and ``labels`` int32 (N,).
 """
@@ -68,6 +69,7 @@ def train_best(
     num_training: int = 49_000,
     num_validation: int = 1_000,
     num_test: int | None = None,
+    flip_tta: bool = True,
     verbose: bool = True,
 ) -> RecipeResult:
     """Train a recipe, evaluate it on raw validation and test pixels, and save it.
@@ -79,11 +81,15 @@ def train_best(
         epochs: override the recipe's epochs.
         seed: override the recipe's training seed (the data split always uses 0).
         precision: override the recipe's precision (``"float32"`` or ``"mixed_bfloat16"``).
+            None keeps the recipe's, except that a bfloat16 recipe trains in float32
+            on a CPU without fast bfloat16 (see :func:`choose_precision`).
         num_training, num_validation, num_test: split sizes (num_test None = all).
+        flip_tta: save the model with flip test-time augmentation (logits averaged
+            over each image and its mirror); accuracies are measured both ways.
         verbose: progress and per-epoch lines, and the final accuracies.
 
     Returns:
-        A :class:`RecipeResult`.
+        A :class:`RecipeResult` (accuracies of the saved model).
     """
     from cifar_lab.data.splits import load_cifar10
     from cifar_lab.metrics import accuracy
@@ -92,8 +98,8 @@ def train_best(
     from cifar_lab.tuning.train import train_config
 
     config = _resolve(recipe, epochs, seed, precision)
-    if verbose:
-        _warn_if_bfloat16_is_slow(config)
+    if precision is None:
+        config = config.replace(precision=choose_precision(config.precision, verbose=verbose))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits = load_cifar10(
@@ -101,17 +107,21 @@ def train_best(
     )
     X_train, y_train, X_val, y_val, X_test, y_test = splits
     trained = train_config(config, X_train, y_train, X_val, y_val, verbose=verbose)
-    model = raw_pixel_model(trained.model, splits.mean, splits.std)
+    model = raw_pixel_model(trained.model, splits.mean, splits.std, flip_tta=flip_tta)
     if convolution_layers(model):
         raise AssertionError(f"the recipe has convolution layers: {convolution_layers(model)}")
     # evaluate exactly what we ship: the saved model on raw uint8 pixels
-    val_accuracy = accuracy(
-        y_val, predict_probabilities(model, splits.denormalise(X_val), from_logits=False)
-    )
-    test_probabilities = predict_probabilities(
-        model, splits.denormalise(X_test), from_logits=False
-    )
+    raw_val, raw_test = splits.denormalise(X_val), splits.denormalise(X_test)
+    val_accuracy = accuracy(y_val, predict_probabilities(model, raw_val, from_logits=False))
+    test_probabilities = predict_probabilities(model, raw_test, from_logits=False)
     test_accuracy = accuracy(y_test, test_probabilities)
+    single = raw_pixel_model(trained.model, splits.mean, splits.std, flip_tta=not flip_tta)
+    other = {  # the same network the other way, so the gain of flip TTA is measured
+        "val_accuracy": accuracy(y_val, predict_probabilities(single, raw_val, from_logits=False)),
+        "test_accuracy": accuracy(
+            y_test, predict_probabilities(single, raw_test, from_logits=False)
+        ),
+    }
     model.save(out / "model.keras")
     np.savez_compressed(
         out / "test_predictions.npz",
@@ -121,33 +131,70 @@ def train_best(
     )
     summary = {
         "config": config.to_dict(),
+        "flip_tta": flip_tta,
         "val_accuracy": val_accuracy,
         "test_accuracy": test_accuracy,
+        "flip_tta_off" if flip_tta else "flip_tta_on": other,
         "training_seconds": trained.seconds,
+        "images_per_second": config.epochs * len(y_train) / max(trained.seconds, 1e-9),
+        "peak_rss_mb": _peak_rss_mb(),
         "history": list(trained.history),
         "data": {"source": splits.source, "mean": splits.mean.tolist(), "std": splits.std.tolist(),
                  "sizes": [len(y_train), len(y_val), len(y_test)]},
     }  # fmt: skip
     (out / "config.json").write_text(json.dumps(summary, indent=2))
     if verbose:
+        tta = "with" if flip_tta else "without"
         print(
             f"validation accuracy {val_accuracy:.4f}, test accuracy {test_accuracy:.4f} "
-            f"(training {trained.seconds / 60:.1f} min); saved to {out}"
+            f"({tta} flip TTA; {other['test_accuracy']:.4f} test the other way; "
+            f"training {trained.seconds / 60:.1f} min); saved to {out}"
         )
     return RecipeResult(val_accuracy, test_accuracy, trained.seconds, out)
 
 
-def _warn_if_bfloat16_is_slow(config: MLPConfig) -> None:
+def choose_precision(
+    recipe_precision: str, *, cpuinfo: str | None = None, gpu: bool | None = None,
+    verbose: bool = True,
+) -> str:  # fmt: skip
+    """The precision to train a recipe in on this machine.
+
+    bfloat16 matmuls are about twice as fast as float32 on CPUs with AMX or
+    AVX-512 BF16 and on recent GPUs, but several times slower on CPUs without
+    them (most laptops), so a bfloat16 recipe falls back to float32 there.
+
+    Args:
+        recipe_precision: the recipe's precision (``"float32"`` or ``"mixed_bfloat16"``).
+        cpuinfo: text of ``/proc/cpuinfo`` (read when None).
+        gpu: whether a GPU is visible (asked TensorFlow when None).
+        verbose: print one line when the choice differs from the recipe.
+
+    Returns:
+        ``recipe_precision``, or ``"float32"`` when bfloat16 would be slow here.
+    """
     from cifar_lab.devices import cpu_has_fast_bfloat16, visible_devices
 
-    if config.precision == "mixed_bfloat16" and not (
-        visible_devices("GPU") or cpu_has_fast_bfloat16()
-    ):
+    if recipe_precision != "mixed_bfloat16":
+        return recipe_precision
+    if gpu is None:
+        gpu = bool(visible_devices("GPU"))
+    if gpu or cpu_has_fast_bfloat16(cpuinfo):
+        return recipe_precision
+    if verbose:
         print(
-            "note: this recipe trains in mixed_bfloat16, but this CPU has no AMX/AVX-512 BF16 "
-            "and no GPU is visible, so it may run several times slower than float32; "
-            "pass --precision float32 (precision='float32') to train in float32."
+            "precision: float32, since this CPU has no AMX/AVX-512 BF16 and no GPU is visible "
+            "(bfloat16 would be slower here; --precision mixed_bfloat16 forces it)"
         )
+    return "float32"
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _resolve(
