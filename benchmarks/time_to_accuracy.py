@@ -1,0 +1,151 @@
+"""Time to accuracy without convolutions: the recipe ladder in one table and one picture.
+
+Runs each rung of the ladder (``fast``, ``medium``, ``best``, ``long``, the ones
+that exist in :data:`cifar_lab.tuning.recipes.RECIPES`) through the real command,
+``python -m cifar_lab train-best --recipe NAME --precision P --out DIR``, in both
+precisions, timing the whole command; or, with ``--read``, reads runs already
+saved (each DIR holds train-best's ``config.json`` and this script's
+``command.json``). Prints one table (rung, precision, minutes, validation and test
+accuracy, the test accuracy without flip TTA, images/s, peak RSS) and writes
+``time_to_accuracy.png``: test accuracy against minutes, one line per precision,
+with the anchors drawn as horizontal references::
+
+    CIFAR10_SOURCE=... python benchmarks/time_to_accuracy.py --out outputs/ladder
+    python benchmarks/time_to_accuracy.py --read --out outputs/ladder
+
+Record the CPU flags (printed first) next to any number taken from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LADDER = ("fast", "medium", "best", "long")
+PRECISIONS = ("mixed_bfloat16", "float32")
+ANCHORS = {  # test accuracy of published or earlier dense networks on CIFAR-10
+    "seed student notebook, 56%": 0.56,
+    "Lin et al. 2015, 69.6%": 0.696,
+    "Lin et al. 2015 + deformations, 78.6%": 0.786,
+}
+
+
+def cpu_flags() -> str:
+    """The CPU model and its matrix-unit flags, for the record."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    flags = sorted(set(re.findall(r"\b(avx512f|avx512_bf16|amx_bf16|amx_tile|avx2)\b", text)))
+    return f"{model.group(1) if model else 'unknown CPU'}; flags: {' '.join(flags)}"
+
+
+def run_rung(name: str, precision: str, out: Path) -> None:
+    """Train one rung through the real command and save its wall time as command.json."""
+    command = [sys.executable, "-m", "cifar_lab", "train-best", "--recipe", name]
+    command += ["--precision", precision, "--out", str(out)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - start
+    record = {"command": " ".join(command[1:]), "wall_seconds": wall, "cpu": cpu_flags()}
+    (out / "command.json").write_text(json.dumps(record, indent=2))
+
+
+def read_run(folder: Path) -> dict | None:
+    """One table row from a run folder, or None when it holds no finished run."""
+    if not (folder / "config.json").is_file():
+        return None
+    summary = json.loads((folder / "config.json").read_text())
+    command = folder / "command.json"
+    wall = json.loads(command.read_text())["wall_seconds"] if command.is_file() else None
+    other = summary.get("flip_tta_off") or summary.get("flip_tta_on") or {}
+    return {
+        "rung": folder.name.split("-")[0],
+        "precision": summary["config"]["precision"],
+        "minutes": (wall if wall is not None else summary["training_seconds"]) / 60,
+        "val": summary["val_accuracy"],
+        "test": summary["test_accuracy"],
+        "test_other_tta": other.get("test_accuracy"),
+        "images_per_second": summary.get("images_per_second"),
+        "peak_rss_gb": (summary.get("peak_rss_mb") or 0) / 1024,
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    """The ladder as a plain-text table."""
+    print(f"{'rung':8} {'precision':15} {'min':>6} {'val':>6} {'test':>6} {'no-TTA':>7} "
+          f"{'img/s':>7} {'RSS GB':>7}")  # fmt: skip
+    for row in rows:
+        other = row["test_other_tta"]
+        print(
+            f"{row['rung']:8} {row['precision']:15} {row['minutes']:6.1f} {row['val']:6.3f} "
+            f"{row['test']:6.3f} {other if other is None else f'{other:7.3f}':>7} "
+            f"{row['images_per_second'] or 0:7.0f} {row['peak_rss_gb']:7.2f}"
+        )
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Test accuracy against minutes, one line per precision, anchors as references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for precision in PRECISIONS:
+        points = sorted(
+            (r["minutes"], r["test"], r["rung"]) for r in rows if r["precision"] == precision
+        )
+        if points:
+            axes.plot([p[0] for p in points], [p[1] for p in points], "o-", label=precision)
+            for minutes, test, rung in points:
+                axes.annotate(rung, (minutes, test), textcoords="offset points", xytext=(4, -10))
+    for label, value in ANCHORS.items():
+        axes.axhline(value, linestyle=":", color="grey")
+        axes.text(0.5, value + 0.003, label, fontsize=8, color="grey")
+    axes.set(
+        xscale="log",
+        xlabel="wall minutes of the whole train-best command",
+        ylabel="test accuracy",
+        title="Dense networks on CIFAR-10: time to accuracy",
+    )
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/ladder"), help="run folders")
+    parser.add_argument("--read", action="store_true", help="only read saved runs")
+    parser.add_argument("--rungs", nargs="+", default=list(LADDER), help="rungs to run")
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    args = parser.parse_args()
+    print(cpu_flags())
+    if not args.read:
+        from cifar_lab.tuning.recipes import RECIPES
+
+        for name in [n for n in args.rungs if n in RECIPES]:
+            for precision in args.precisions:
+                run_rung(name, precision, args.out / f"{name}-{precision}")
+    folders = sorted(p for p in args.out.glob("*-*") if p.is_dir()) if args.out.is_dir() else []
+    order = {name: i for i, name in enumerate(LADDER)}
+    rows = [row for row in map(read_run, folders) if row is not None]
+    rows.sort(key=lambda r: (order.get(r["rung"], len(LADDER)), r["precision"]))
+    if not rows:
+        print(f"no finished runs under {args.out}")
+        return 1
+    print_table(rows)
+    plot(rows, args.out / "time_to_accuracy.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
