@@ -1,7 +1,13 @@
-"""Optuna sweeps: resume, pruning, grid coverage, parallel workers, records and plots."""
+"""Optuna sweeps: resume, pruning, grid coverage, parallel workers, records and plots.
+
+Tests taking the ``storage_url`` fixture run twice: on a SQLite file and on a
+fresh database of a throw-away PostgreSQL server (marked ``postgres``; see
+tests/postgres_server.py and tests/test_sweeps_postgres.py).
+"""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import time
@@ -19,7 +25,8 @@ from cifar_lab.tuning.plots import (
     plot_top_curves,
     results_frame,
 )
-from cifar_lab.tuning.sweep_setup import default_storage, make_storage
+from cifar_lab.tuning.sweep_setup import database_url, default_storage, make_storage
+from cifar_lab.tuning.sweep_workers import mark_worker, next_step
 from cifar_lab.tuning.sweeps import SweepSpec, open_study, run_sweep, run_workers
 
 matplotlib.use("Agg")
@@ -52,9 +59,17 @@ def sqlite_url(tmp_path: Path, name: str = "study") -> str:
 GRID = {"x": [1, 2, 3], "y": [0, 1]}
 
 
-def test_resume_does_not_rerun_finished_trials(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path) -> str:
+    """A SQLite file URL, or an empty database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    return request.getfixturevalue("postgres_url")
+
+
+def test_resume_does_not_rerun_finished_trials(storage_url):
     spec = SweepSpec("resume", GRID, pruner="none")
-    url, calls = sqlite_url(tmp_path), []
+    url, calls = storage_url, []
     objective = functools.partial(toy_objective, calls=calls)
     run_sweep(spec, objective, storage=url, verbose=False)
     assert sorted((c["x"], c["y"]) for c in calls) == [(x, y) for x in (1, 2, 3) for y in (0, 1)]
@@ -65,9 +80,9 @@ def test_resume_does_not_rerun_finished_trials(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() simulates the crashed run
-def test_resume_after_a_crash_reruns_only_the_interrupted_and_missing(tmp_path):
+def test_resume_after_a_crash_reruns_only_the_interrupted_and_missing(storage_url):
     spec = SweepSpec("crash", GRID, pruner="none")
-    url = sqlite_url(tmp_path)
+    url = storage_url
     study = open_study(spec, storage=url)
     finished = study.ask()  # pops the first queued point
     finished_point = {name: finished.suggest_categorical(name, GRID[name]) for name in GRID}
@@ -84,23 +99,23 @@ def test_resume_after_a_crash_reruns_only_the_interrupted_and_missing(tmp_path):
     assert len(completed) == 6 and len(points) == 6
 
 
-def test_sampled_sweep_resumes_to_its_budget(tmp_path):
+def test_sampled_sweep_resumes_to_its_budget(storage_url):
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
     spec = SweepSpec("sampled", space, sampler="random", n_trials=4, pruner="none")
-    url, calls = sqlite_url(tmp_path), []
+    url, calls = storage_url, []
     objective = functools.partial(toy_objective, calls=calls)
     run_sweep(spec, objective, storage=url, verbose=False)
     run_sweep(spec, objective, storage=url, verbose=False)
     assert len(calls) == 4
 
 
-def test_median_pruner_stops_weak_trials(tmp_path):
+def test_median_pruner_stops_weak_trials(storage_url):
     # queue order is grid order: two strong start-up trials, a stronger one, two weak ones
     spec = SweepSpec("median", {"x": [0.5, 0.9, 1.0, 0.1, 0.05]}, startup_trials=2)
     study = run_sweep(
         spec,
         functools.partial(toy_objective, steps=5),
-        storage=sqlite_url(tmp_path),
+        storage=storage_url,
         verbose=False,
     )
     states = {t.params["x"]: t.state for t in study.trials}
@@ -112,14 +127,14 @@ def test_median_pruner_stops_weak_trials(tmp_path):
     assert all(len(t.intermediate_values) < 5 for t in pruned)
 
 
-def test_successive_halving_prunes_the_worst(tmp_path):
+def test_successive_halving_prunes_the_worst(storage_url):
     spec = SweepSpec(
         "halving", {"x": [1.0, 0.9, 0.2, 0.1, 0.05, 0.01]}, pruner="successive_halving"
     )
     study = run_sweep(
         spec,
         functools.partial(toy_objective, steps=5),
-        storage=sqlite_url(tmp_path),
+        storage=storage_url,
         verbose=False,
     )
     states = {t.params["x"]: t.state for t in study.trials}
@@ -127,13 +142,12 @@ def test_successive_halving_prunes_the_worst(tmp_path):
     assert states[0.01] == TrialState.PRUNED
 
 
-def test_parallel_workers_share_one_study_without_duplicates(tmp_path):
+def test_parallel_workers_share_one_study_without_duplicates(storage_url, tmp_path):
     grid = {"x": list(range(6)), "y": [0, 1]}
     spec = SweepSpec("parallel", grid, pruner="none")
     log = tmp_path / "calls.log"
     study = run_workers(
-        spec, functools.partial(logging_objective, str(log)), storage=sqlite_url(tmp_path),
-        processes=3,
+        spec, functools.partial(logging_objective, str(log)), storage=storage_url, processes=3,
     )  # fmt: skip
     calls = log.read_text().splitlines()
     assert len(calls) == 12 and len(set(calls)) == 12  # every point run exactly once
@@ -165,6 +179,48 @@ def test_bad_specs_and_storage_are_explained():
         SweepSpec("my sweep", GRID)
     with pytest.raises(ValueError, match="sqlite"):
         make_storage("runs/x.db")
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        SweepSpec("s", GRID, heartbeat_interval=0)
+
+
+def test_postgres_urls_name_an_installed_driver(monkeypatch):
+    import importlib.util
+
+    assert database_url("sqlite:///runs/x.db") == "sqlite:///runs/x.db"
+    assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    installed = {"psycopg"}  # the `postgres` extra: psycopg 3, no psycopg2
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: name in installed or None)
+    assert database_url("postgresql://u:pw@h:5432/db") == "postgresql+psycopg://u:pw@h:5432/db"
+    assert database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    installed.add("psycopg2")
+    assert database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    installed.discard("psycopg")
+    assert database_url("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
+    installed.clear()
+    with pytest.raises(ImportError, match=r"\.\[postgres\]"):
+        database_url("postgresql://u@h/db")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() stands in for a worker
+def test_workers_wait_only_for_running_trials_that_can_end(tmp_path):
+    spec = SweepSpec("waiting", {"x": [1.0]}, pruner="none")
+    study = open_study(spec, storage=sqlite_url(tmp_path))
+    assert next_step(study, spec) == "run"
+    trial = study.ask()  # another worker took the last point: it may die, so wait
+    assert next_step(study, spec) == "wait"
+    mark_worker(trial)  # marked inside its heartbeat: the stale check will end it
+    assert trial.user_attrs["worker"]["trial"] == trial.number
+    assert next_step(study, spec) == "wait"
+    study.tell(trial, 1.0)
+    assert next_step(study, spec) == "done"
+    hour_ago = datetime.datetime.now() - datetime.timedelta(hours=1)
+    orphan = optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=TrialState.RUNNING, value=None, values=None,
+        datetime_start=hour_ago, datetime_complete=None, params={}, distributions={},
+        user_attrs={}, system_attrs={}, intermediate_values={},
+    )  # fmt: skip
+    study.add_trial(orphan)  # no heartbeat, no mark: nobody will ever end it
+    assert next_step(study, spec) == "done"
 
 
 def test_mlp_trials_record_config_curves_and_time(tmp_path):

@@ -6,13 +6,18 @@ through an Optuna RDB storage URL:
 
 * one machine, a few processes: ``sqlite:///runs/<study>.db`` (the default);
 * many machines: a server database, e.g.
-  ``postgresql://user:password@db-host:5432/sweeps`` (``pip install psycopg2-binary``;
-  create the empty database once with ``createdb sweeps``) or
+  ``postgresql://user:password@db-host:5432/sweeps`` (``pip install -e ".[postgres]"``,
+  which installs psycopg 3; create the empty database once with ``createdb sweeps``) or
   ``mysql+pymysql://user:password@db-host/sweeps``.
+
+On a database URL every running trial writes a heartbeat each
+``SweepSpec.heartbeat_interval`` seconds; a trial silent for three intervals
+(its worker or machine died) is marked FAIL and its point queued again.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import re
@@ -51,6 +56,10 @@ class SweepSpec:
         warmup_steps: reported steps (epochs) before a trial may be pruned.
         startup_trials: finished trials the median pruner waits for.
         seed: seeds the random and TPE samplers.
+        heartbeat_interval: seconds between a running trial's heartbeats on a
+            database URL; a trial silent for 3 intervals (its worker died) is
+            failed and its point queued again (at most 3 times). Every worker
+            must use the same value.
     """
 
     name: str
@@ -61,6 +70,7 @@ class SweepSpec:
     warmup_steps: int = 1
     startup_trials: int = 2
     seed: int = 0
+    heartbeat_interval: int = 60
     _grid: tuple = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
@@ -74,6 +84,7 @@ class SweepSpec:
         check_int("warmup_steps", self.warmup_steps, minimum=0)
         check_int("startup_trials", self.startup_trials, minimum=0)
         check_seed("seed", self.seed)
+        check_int("heartbeat_interval", self.heartbeat_interval, minimum=1)
         if not self.space:
             raise ValueError("space is empty; give at least one parameter and its choices")
         if self.sampler == "grid":
@@ -139,7 +150,7 @@ def load_study(
     spec: SweepSpec, storage: str | optuna.storages.BaseStorage | None, *, create: bool
 ) -> optuna.Study:
     """Open the spec's study with its sampler and pruner (``create``: make it if missing)."""
-    storage = resolve_storage(storage, spec.name)
+    storage = resolve_storage(storage, spec.name, heartbeat_interval=spec.heartbeat_interval)
     kwargs = {"study_name": spec.name, "storage": storage}
     kwargs.update(sampler=_make_sampler(spec), pruner=_make_pruner(spec))
     if create:
@@ -191,6 +202,26 @@ def default_storage(name: str, runs_dir: str | Path = "runs") -> str:
     return f"sqlite:///{(folder / f'{name}.db').as_posix()}"
 
 
+def database_url(url: str) -> str:
+    """Name an installed driver in a plain ``postgresql://`` (or ``postgres://``) URL.
+
+    SQLAlchemy's default PostgreSQL driver depends on its version (psycopg2
+    before 2.1, psycopg 3 since), and it rejects ``postgres://``. So a plain URL
+    gets ``+psycopg`` (the ``postgres`` extra) or, failing that, ``+psycopg2``.
+    Other URLs, and URLs that name a driver, are returned unchanged.
+
+    Raises:
+        ImportError: a PostgreSQL URL and neither driver installed.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://{rest}"
+    raise ImportError(f'{scheme}:// storage needs a driver: pip install -e ".[postgres]"')
+
+
 def make_storage(url: str, *, heartbeat_interval: int = 60) -> optuna.storages.RDBStorage:
     """Open an Optuna RDB storage that is safe for several worker processes.
 
@@ -207,11 +238,16 @@ def make_storage(url: str, *, heartbeat_interval: int = 60) -> optuna.storages.R
         raise ValueError(
             f"storage must be a database URL such as 'sqlite:///runs/x.db'; got {url!r}"
         )
+    url = database_url(url)
     sqlite = url.startswith("sqlite")
-    # SQLite: no Python-side implicit transactions; every transaction takes the write
-    # lock at BEGIN, which makes Optuna's read-then-update (e.g. popping a queued
-    # trial) atomic across processes, as row locks do on PostgreSQL.
-    engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}} if sqlite else {}
+    if sqlite:
+        # No Python-side implicit transactions; every transaction takes the write lock
+        # at BEGIN, which makes Optuna's read-then-update (e.g. popping a queued trial)
+        # atomic across processes. Servers need nothing: Optuna locks the trial row
+        # (SELECT ... FOR UPDATE) before changing its state.
+        engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}}
+    else:  # a trial may train for an hour between queries: replace dropped connections
+        engine_kwargs = {"pool_pre_ping": True}
     with warnings.catch_warnings():  # heartbeats are "experimental" but stable in practice
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
@@ -231,7 +267,10 @@ def make_storage(url: str, *, heartbeat_interval: int = 60) -> optuna.storages.R
 
 
 def resolve_storage(
-    storage: str | optuna.storages.BaseStorage | None, name: str
+    storage: str | optuna.storages.BaseStorage | None,
+    name: str,
+    *,
+    heartbeat_interval: int = 60,
 ) -> optuna.storages.BaseStorage:
     """Turn None (the default file), a URL, or a storage object into an Optuna storage.
 
@@ -239,6 +278,7 @@ def resolve_storage(
         storage: None for ``sqlite:///runs/<name>.db``, a database URL, or any
             ``optuna.storages.BaseStorage`` (e.g. ``InMemoryStorage()`` for throw-away sweeps).
         name: the study name, used for the default file.
+        heartbeat_interval: for a URL or None, see :func:`make_storage`.
 
     Returns:
         An Optuna storage.
@@ -246,7 +286,7 @@ def resolve_storage(
     if storage is None:
         storage = default_storage(name)
     if isinstance(storage, str):
-        return make_storage(storage)
+        return make_storage(storage, heartbeat_interval=heartbeat_interval)
     if not isinstance(storage, optuna.storages.BaseStorage):
         raise TypeError(f"storage must be None, a URL or an Optuna storage; got {storage!r}")
     return storage

@@ -23,10 +23,11 @@ through a database URL. Create the study once, then start workers::
 :func:`run_workers` does both with local processes. Taking a queued point
 is atomic (PostgreSQL/MySQL row locks; SQLite here runs every transaction
 as ``BEGIN IMMEDIATE``), so no grid point runs twice; a worker that finds
-the queue emptied under it records one empty FAIL trial (``surplus``) and
-stops. Heartbeats mark trials of dead workers as failed and queue them
-again. SQLite is fine for a few local processes; use PostgreSQL for many
-machines (``pip install psycopg2-binary``).
+the queue emptied under it records one empty FAIL trial (``surplus``).
+Heartbeats mark trials of dead workers as failed and queue them again; a
+worker stays while other trials run so that it can retake such a point
+(see :mod:`cifar_lab.tuning.sweep_workers`). SQLite is fine for a few local
+processes; use PostgreSQL for many machines (``pip install -e ".[postgres]"``).
 
 An objective is ``objective(trial, params) -> float``: ``params`` are the
 trial's values from the space; report per-epoch values with
@@ -56,6 +57,7 @@ from cifar_lab.tuning.sweep_setup import (
     make_storage,
     open_study,
 )
+from cifar_lab.tuning.sweep_workers import mark_worker, next_step, wait_for_others
 
 __all__ = [
     "SweepSpec", "default_storage", "make_storage", "open_study", "run_sweep", "run_worker",
@@ -114,7 +116,9 @@ def run_worker(
     """Work on a shared study until its queue is empty or its budget is spent.
 
     The study must exist (call :func:`open_study` once first). Safe to run in
-    many processes or machines at once on one database URL.
+    many processes or machines at once on one database URL. A worker that finds
+    nothing queued stays while other workers' trials run, and retakes the point
+    of one whose heartbeat stops (see :mod:`cifar_lab.tuning.sweep_workers`).
 
     Args:
         spec: the same spec the study was opened with.
@@ -202,6 +206,7 @@ def _work(study, spec, objective, tensorboard_dir, verbose) -> int:
     queue_empty = []
 
     def run_one(trial: optuna.Trial) -> float:
+        mark_worker(trial)
         try:
             params = suggest_params(trial, spec.space)
         except QueueEmptyError:
@@ -221,17 +226,14 @@ def _work(study, spec, objective, tensorboard_dir, verbose) -> int:
         callbacks.append(lambda study, trial: log_trial_to_tensorboard(tensorboard_dir, trial))
     ran = 0
     with _quiet_optuna():
-        while _work_left(study, spec) and not queue_empty:
+        while (step := next_step(study, spec)) != "done":
+            if step == "wait":
+                wait_for_others(study)
+                continue
+            surplus = len(queue_empty)
             study.optimize(run_one, n_trials=1, catch=(QueueEmptyError,), callbacks=callbacks)
-            ran += 0 if queue_empty else 1
+            ran += len(queue_empty) == surplus
     return ran
-
-
-def _work_left(study: optuna.Study, spec: SweepSpec) -> bool:
-    if spec.sampler == "grid":
-        return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    started = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
-    return len(started) < spec.total_trials
 
 
 def _trial_printer(spec: SweepSpec) -> Callable:
