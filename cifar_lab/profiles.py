@@ -1,6 +1,7 @@
 """Run profiles: how much data and training the notebooks use.
 
-``CIFAR_LAB_PROFILE=quick|full`` (default ``full``) picks one:
+``CIFAR_LAB_PROFILE=quick|full`` (default ``full``; ``quick`` inside nbgrader's
+``validate``/``autograde``, which set ``NBGRADER_EXECUTION``) picks one:
 
 * ``full`` is the assignment as written: 49,000 / 1,000 / 10,000 images (all
   test images a smaller copy holds), one epoch per training, and the
@@ -16,6 +17,9 @@ import os
 from dataclasses import dataclass
 
 PROFILE_ENV = "CIFAR_LAB_PROFILE"
+# nbgrader sets it ("autograde" or "validate") in the kernels it runs; without
+# CIFAR_LAB_PROFILE, those grade in the quick profile (see nbgrader_config.py).
+NBGRADER_ENV = "NBGRADER_EXECUTION"
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,10 @@ PROFILES = {
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """Return the named profile, or the one chosen by ``$CIFAR_LAB_PROFILE`` (default full).
+    """Return the named profile, or the one chosen by ``$CIFAR_LAB_PROFILE``.
+
+    Without ``CIFAR_LAB_PROFILE`` the default is ``full``, or ``quick`` when
+    ``NBGRADER_EXECUTION`` is set (nbgrader is validating or autograding).
 
     Args:
         name: ``"quick"``, ``"full"`` or None to read the environment.
@@ -61,7 +68,8 @@ def get_profile(name: str | None = None) -> Profile:
     Returns:
         The :class:`Profile`.
     """
-    chosen = name if name is not None else os.environ.get(PROFILE_ENV, "full")
+    default = "quick" if os.environ.get(NBGRADER_ENV) else "full"
+    chosen = name if name is not None else os.environ.get(PROFILE_ENV) or default
     if chosen not in PROFILES:
         raise ValueError(
             f"unknown profile {chosen!r} (from {'argument' if name else PROFILE_ENV}); "

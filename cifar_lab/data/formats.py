@@ -8,22 +8,28 @@ Two layouts are understood, each as a folder or as an archive:
   as a folder or a ``.tgz``/``.tar.gz``/``.zip`` archive.
 
 Every reader returns a :class:`RawCIFAR` of uint8 images. The pickles are read
-with a restricted unpickler, so a doctored file can never run code.
+with a restricted unpickler, so a doctored file can never run code, and sizes
+and nesting are checked before anything is decoded (:mod:`cifar_lab.data.limits`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import pickle
-import tarfile
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from cifar_lab.data import limits
+from cifar_lab.data.archives import (  # noqa: F401  (archive_names: sources uses formats.*)
+    archive_errors,
+    archive_files,
+    archive_names,
+    open_archive,
+)
+from cifar_lab.data.errors import CorruptSourceError
 
 CLASS_NAMES: tuple[str, ...] = (
     "airplane",
@@ -41,10 +47,6 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
-
-
-class CorruptSourceError(ValueError):
-    """A CIFAR-10 source exists but cannot be read (truncated, corrupt or unsafe)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def read_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         images: uint8 array (N, 32, 32, 3); labels: int32 array (N,).
     """
+    limits.check_member_size(name, len(data), limits.MAX_BATCH_BYTES)
+    limits.check_pickle_depth(data, name)
     try:
         batch = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except CorruptSourceError:
@@ -151,25 +155,36 @@ def _assemble_python(read: dict[str, bytes], description: str) -> RawCIFAR:
 def read_python_dir(folder: Path) -> RawCIFAR:
     """Read the official python-format batches from a folder."""
     members = _python_members(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    read = {name: (folder / rel).read_bytes() for name, rel in members.items()}
+    read = {
+        name: _read_file(folder / rel, limits.MAX_BATCH_BYTES) for name, rel in members.items()
+    }
     return _assemble_python(read, f"official python-format folder {folder}")
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    """Read a file from disk after checking its size against ``limit``."""
+    limits.check_member_size(str(path), path.stat().st_size, limit)
+    return path.read_bytes()
 
 
 def read_python_tar(path: Path) -> RawCIFAR:
     """Read the official ``cifar-10-python.tar.gz`` without unpacking it to disk."""
-    with _archive_errors(path), _open_archive(path) as tar:
-        members = _python_members(m.name for m in tar.getmembers() if m.isfile())
-        read = {name: tar.extractfile(rel).read() for name, rel in members.items()}
+    with archive_errors(path), open_archive(path) as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        read = {}
+        for name, rel in _python_members(iter(members)).items():
+            limits.check_member_size(rel, members[rel].size, limits.MAX_BATCH_BYTES)
+            read[name] = tar.extractfile(rel).read()
     return _assemble_python(read, f"official python-format archive {path}")
 
 
 # ------------------------------------------------------------------------- image folders
 def _decode_image(data: bytes, name: str) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with limits.open_image_header(data, name) as image:  # 32x32 checked before decoding
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except CorruptSourceError:
+        raise
     except Exception as error:
         raise CorruptSourceError(f"{name}: cannot decode image ({error!r})") from error
     if pixels.shape != (32, 32, 3):
@@ -204,6 +219,7 @@ def _assemble_images(items: list[ImageItem], description: str) -> RawCIFAR:
         chosen = [(key, data) for key, data in items if key[0] == split]
         if not chosen:
             raise CorruptSourceError(f"{description}: no images under {split}/")
+        _check_every_class(description, split, {key[1] for key, _ in chosen})
         X = np.empty((len(chosen), 32, 32, 3), dtype=np.uint8)
         for i, (key, data) in enumerate(chosen):
             X[i] = _decode_image(data, "/".join(key))
@@ -212,65 +228,34 @@ def _assemble_images(items: list[ImageItem], description: str) -> RawCIFAR:
     return RawCIFAR(*splits["train"], *splits["test"], description)
 
 
+def _check_every_class(description: str, split: str, present: set[str]) -> None:
+    """Refuse a split in which a class folder is missing or holds no images."""
+    missing = [name for name in CLASS_NAMES if name not in present]
+    if missing:
+        folders = ", ".join(f"{split}/{name}/" for name in missing)
+        raise CorruptSourceError(
+            f"{description}: no images for class {', '.join(missing)} ({folders} is missing "
+            "or empty); every class needs images in train/ and test/. Copy the data set again."
+        )
+
+
 def read_image_dir(folder: Path) -> RawCIFAR:
     """Read an image-folder tree (``train/<class>/*``, ``test/<class>/*``) from disk."""
-    items = []
+    items, budget = [], limits.ImageBudget(str(folder))
     for path in folder.rglob("*"):
         key = image_key(path.relative_to(folder).as_posix())
         if key is not None:
+            budget.take("/".join(key), path.stat().st_size)
             items.append((key, path.read_bytes()))
     return _assemble_images(items, f"image folder {folder}")
 
 
 def read_image_archive(path: Path) -> RawCIFAR:
     """Read an image-folder tree packed as ``.tgz``/``.tar.gz``/``.zip``."""
-    items = []
-    for name, read in _archive_files(path):
+    items, budget = [], limits.ImageBudget(str(path))
+    for name, size, read in archive_files(path):
         key = image_key(name)
         if key is not None:
+            budget.take(name, size)
             items.append((key, read()))
     return _assemble_images(items, f"image-folder archive {path}")
-
-
-# ------------------------------------------------------------------------------ archives
-_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)
-
-
-@contextlib.contextmanager
-def _archive_errors(path: Path) -> Iterator[None]:
-    """Turn the many low-level errors of a damaged archive into one clear error."""
-    try:
-        yield
-    except CorruptSourceError:
-        raise
-    except _ARCHIVE_ERRORS as error:
-        raise CorruptSourceError(
-            f"{path}: the archive is truncated or corrupt ({error!r}). "
-            "Download or copy it again, then retry."
-        ) from error
-
-
-def _open_archive(path: Path) -> tarfile.TarFile:
-    with _archive_errors(path):
-        return tarfile.open(path, "r:*")
-
-
-def _archive_files(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """Yield (member name, reader) for every file in a tar or zip archive."""
-    with _archive_errors(path):
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        yield info.filename, lambda info=info: archive.read(info)
-            return
-        with _open_archive(path) as tar:
-            for member in tar:
-                if member.isfile():
-                    yield member.name, lambda member=member: tar.extractfile(member).read()
-
-
-def archive_names(path: Path) -> Iterator[str]:
-    """Yield the file names inside a tar or zip archive, lazily (used to detect its layout)."""
-    for name, _ in _archive_files(path):
-        yield name

@@ -18,12 +18,14 @@ bit-identical), a result no longer recorded, or a notebook that fails is flagged
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cifar_lab.instructor.inspection import Finding, is_number, megabytes
+from cifar_lab.instructor.inspection import Finding, is_number
+from cifar_lab.instructor.limits import LimitExceededError, SubmissionTimeoutError, score_model
+from cifar_lab.instructor.test_splits import choose_split, unverifiable
 from cifar_lab.metrics import accuracy
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
@@ -49,20 +51,12 @@ class LazyTestSet:
         if self._arrays is None:
             from cifar_lab.data.splits import load_cifar10
 
-            try:  # 1,000 training images only fix the normalisation, undone below
-                splits = load_cifar10(1000, 0, self.num_test, source=self.source)
+            try:  # raw pixels; one training image, as load_cifar10 needs one (any copy has it)
+                splits = load_cifar10(1, 0, self.num_test, source=self.source, standardise=False)
             except Exception as error:
                 raise GradingSetupError(f"cannot load the test set: {error}") from error
-            self._arrays = (splits.denormalise(splits.X_test), splits.y_test)
+            self._arrays = (splits.X_test, splits.y_test)
         return self._arrays
-
-
-def _check_keras_archive(path: Path, max_bytes: int) -> None:
-    """A ``.keras`` file is a zip: refuse one that unpacks to more than ``max_bytes``."""
-    with zipfile.ZipFile(path) as archive:
-        unpacked = sum(member.file_size for member in archive.infolist())
-    if unpacked > max_bytes:
-        raise ValueError(f"it unpacks to {megabytes(unpacked)}, over {megabytes(max_bytes)}")
 
 
 def model_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: int) -> float:
@@ -79,8 +73,10 @@ def model_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes
     """
     import keras
 
-    _check_keras_archive(path, max_bytes)
-    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    from cifar_lab.instructor.model_loading import load_submitted_model
+
+    # safe mode with the library's own layers (cifar_lab>Maxout ...) and nothing else
+    model = load_submitted_model(path, max_bytes=max_bytes)
     scores = []
     for start in range(0, len(labels), 500):  # direct calls: no tf.function retracing per model
         batch = images[start : start + 500].astype(np.float32)
@@ -117,9 +113,18 @@ def claim_findings(claims: dict[str, dict]) -> list[Finding]:
 
 
 def verify_claims(
-    root: Path, claims: dict, test_set: LazyTestSet, *, tolerance: float, max_bytes: int
+    root: Path,
+    claims: dict,
+    test_set: LazyTestSet,
+    *,
+    tolerance: float,
+    max_bytes: int,
+    recorded_split: Any = None,
 ) -> tuple:
     """Recompute the saved model's test accuracy and compare it with the claims.
+
+    ``recorded_split`` is results.json's ``test_split`` (None: absent): the model is
+    re-scored on that split when the grader can rebuild it (:mod:`.test_splits`).
 
     Returns:
         (accuracy or None, "yes" | "no" | "not-checked", findings).
@@ -129,19 +134,29 @@ def verify_claims(
         return None, "not-checked", []
     if path.stat().st_size > max_bytes:
         return None, "no", [Finding("damaged", "part5", f"{MODEL_FILE} is over the size limit")]
-    images, labels = test_set.arrays()
-    try:
-        accuracy = model_accuracy(path, images, labels, max_bytes)
+    split = choose_split(test_set, recorded_split)  # the split the claim was measured on
+    images, labels = split.images, split.labels
+    try:  # in a child process under memory and time ceilings (limits.py)
+        accuracy = score_model(path=path, images=images, labels=labels, max_bytes=max_bytes)
+    except SubmissionTimeoutError:
+        raise
+    except LimitExceededError as error:  # a model that balloons: flagged, and the batch goes on
+        return None, "no", [Finding("flagged", "part5", f"{MODEL_FILE} was not scored: {error}")]
     except Exception as error:  # untrusted file: any failure is the student's problem
-        reason = f"{type(error).__name__}: {str(error).split('. ')[0][:200]}"
+        kind = getattr(error, "kind", type(error).__name__)  # ChildFailedError: the child's error
+        reason = f"{kind}: {str(error).split('. ')[0][:200]}"
         message = f"{MODEL_FILE} cannot be loaded in safe mode or evaluated ({reason})"
         return None, "no", [Finding("flagged", "part5", message)]
-    findings = []
+    if split.problem is not None:  # reported as such, not as a mismatch
+        verified, findings = unverifiable(claims["test"], accuracy, split, tolerance)
+        return accuracy, verified, findings
+    findings = list(split.findings)
     for source, value in claims["test"].items():
         if abs(value - accuracy) > tolerance:
             message = f"{source} claims test accuracy {value:.4f}; the saved model scores"
             findings.append(Finding("flagged", "part5", f"{message} {accuracy:.4f}"))
-    verified = "no" if findings else "yes" if claims["test"] else "not-checked"
+    flagged = [finding for finding in findings if finding.severity != "warning"]
+    verified = "no" if flagged else "yes" if claims["test"] else "not-checked"
     return accuracy, verified, findings
 
 

@@ -4,7 +4,7 @@
 
     python -m cifar_lab release --out student_release/
     python -m cifar_lab submit --notebook-dir notebooks --out alice.zip
-    python -m cifar_lab grade submissions/ --out report.csv [--rerun]
+    python -m cifar_lab grade submissions/ --out report.csv [--rerun] [--gradebook gradebook.csv]
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
@@ -22,8 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cifar_lab.instructor.gradebook import GradeOutputs
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.inspection import MEGABYTE
+from cifar_lab.instructor.limit_options import (
+    add_limit_options,
+    limits_from_args,
+    peak_memory_line,
+)
 from cifar_lab.instructor.release import MANIFEST_FILE
 from cifar_lab.instructor.rerun import RerunSettings
 from cifar_lab.instructor.submission import DEFAULT_MAX_NOTEBOOK_BYTES
@@ -52,14 +58,21 @@ def _manifest_near(folder: Path, explicit: str | None) -> dict | None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.submission import check_submission, write_submission_zip
+    from cifar_lab.instructor.submission import (
+        check_submission,
+        unexpected_problem,
+        write_submission_zip,
+    )
 
     folder = Path(args.notebook_dir)
     if not folder.is_dir():
         raise ValueError(f"--notebook-dir {folder} is not a folder; pass the notebooks' folder")
     manifest = _manifest_near(folder, args.manifest)
     max_bytes = int(args.max_notebook_mb * MEGABYTE)
-    inspections, findings = check_submission(folder, manifest=manifest, max_bytes=max_bytes)
+    try:
+        inspections, findings = check_submission(folder, manifest=manifest, max_bytes=max_bytes)
+    except Exception as error:  # never a traceback: one problem, and exit 1
+        inspections, findings = [], [unexpected_problem(error)]
     blocking = [finding for finding in findings if finding.severity != "warning"]
     for number, finding in enumerate(findings, start=1):
         label = "warning" if finding.severity == "warning" else "problem"
@@ -70,7 +83,11 @@ def _submit(args: argparse.Namespace) -> int:
         print(f"\n{len(blocking)} problem(s): nothing was written. Fix them and run submit again.")
         return 1
     out = Path(args.out or f"{getpass.getuser()}_cifar_lab.zip")
-    members = write_submission_zip(folder, out, tuple(i.name for i in inspections))
+    try:
+        members = write_submission_zip(folder, out, tuple(i.name for i in inspections))
+    except OSError as error:
+        print(f"1. [problem] cannot write {out}: {error}\n\nnothing was submitted.")
+        return 1
     print(f"all checks passed; wrote {out} ({len(members)} files)")
     return 0
 
@@ -124,27 +141,71 @@ def grade_settings(args: argparse.Namespace, manifest: dict | None) -> GradeSett
         source=args.source,
         num_test=args.num_test,
         rerun=rerun_settings(args),
+        limits=limits_from_args(args),
     )
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.grading import GradingSetupError, grade_folder
-    from cifar_lab.instructor.report import write_report
+    from cifar_lab.instructor.claims import GradingSetupError
+    from cifar_lab.instructor.grading import grade_folder
+    from cifar_lab.instructor.report import report_columns
+    from cifar_lab.instructor.report_file import ReportFile
 
+    outputs = grade_outputs(args)
     settings = grade_settings(args, _grade_manifest(args))
-    try:
-        rows = grade_folder(Path(args.submissions), settings)
+    feedback = outputs.feedback_folder(Path(args.out))
+    settings = dataclasses.replace(settings, feedback_dir=feedback)
+    if not Path(args.submissions).is_dir():
+        raise ValueError(f"submissions folder {args.submissions} does not exist; pass a folder")
+    report = ReportFile(Path(args.out), report_columns(settings.notebooks), resume=args.resume)
+    try:  # each row is on disk as soon as it is final
+        rows = grade_folder(Path(args.submissions), settings, report=report)
     except GradingSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    csv_path, json_path = write_report(rows, Path(args.out), settings.notebooks)
+    csv_path, json_path = report.csv_path, report.json_path
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "incomplete", "flagged")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     damaged = sum(r["status"] == "damaged" for r in rows)
     print(
         f"{len(rows)} submissions: {summary}, {damaged} damaged; wrote {csv_path} and {json_path}"
     )
+    print(peak_memory_line())
+    if feedback is not None:
+        print(f"feedback for each student in {feedback}")
+    if outputs.gradebook is not None:
+        from cifar_lab.instructor.gradebook import write_gradebook
+
+        print(f"wrote {write_gradebook(csv_path, Path(outputs.gradebook))}")
     return 0
+
+
+def grade_outputs(args: argparse.Namespace) -> GradeOutputs:
+    """Return what the ``grade`` options ask to write besides the report.
+
+    Args:
+        args: parsed ``grade`` options.
+
+    Returns:
+        A :class:`~cifar_lab.instructor.gradebook.GradeOutputs`.
+    """
+    feedback_dir = None if args.no_feedback else args.feedback_dir
+    return GradeOutputs(gradebook=args.gradebook, feedback_dir=feedback_dir)
+
+
+def _add_output_options(grade: argparse.ArgumentParser) -> None:
+    outputs = field_defaults(GradeOutputs)
+    grade.add_argument(
+        "--gradebook",
+        default=outputs["gradebook"],
+        help="also write this CSV: student, total, max, status (default: none)",
+    )
+    grade.add_argument(
+        "--feedback-dir",
+        default=outputs["feedback_dir"],
+        help="<student>.html feedback, relative to --out's folder, " + DEFAULT,
+    )
+    grade.add_argument("--no-feedback", action="store_true", help="write no feedback files")
 
 
 def _positive(kind):
@@ -196,6 +257,8 @@ def _add_grade(subparsers) -> None:
         help="per other file (the model), " + DEFAULT,
     )
     _add_rerun_options(grade)
+    add_limit_options(grade)
+    _add_output_options(grade)
     grade.set_defaults(handler=_grade)
 
 

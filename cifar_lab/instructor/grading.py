@@ -19,23 +19,25 @@ Any problem with one submission lands in its row and the batch goes on.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cifar_lab.checks import check_int, check_number, check_optional_int
+from cifar_lab.instructor.batch import find_submissions, run_batch
 from cifar_lab.instructor.claims import (
     DEFAULT_TOLERANCE,
-    GradingSetupError,
     LazyTestSet,
     claim_findings,
     claims_of,
     compare_claims,
     verify_claims,
 )
+from cifar_lab.instructor.feedback import finish_row
 from cifar_lab.instructor.inspection import (
     MEGABYTE,
     Finding,
@@ -43,14 +45,19 @@ from cifar_lab.instructor.inspection import (
     inspect_file,
     megabytes,
 )
+from cifar_lab.instructor.limits import Limits, suspended_budget
 from cifar_lab.instructor.report import first_claim, notebook_columns, status_of
+from cifar_lab.instructor.report_file import ReportFile
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+from cifar_lab.instructor.scoring import score_submission
 from cifar_lab.instructor.submission import (
     COURSE_NOTEBOOKS,
     DEFAULT_MAX_NOTEBOOK_BYTES,
     read_part5_results,
 )
+from cifar_lab.instructor.submission_files import copy_folder, duplicate_member
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
+from cifar_lab.tuning.split_record import SPLIT_KEY
 
 MAX_ZIP_MEMBERS = 200
 PART5_NOTEBOOK = "05_tuning"
@@ -69,6 +76,8 @@ class GradeSettings:
         source: CIFAR-10 copy for the test set (``load_cifar10``'s ``source``).
         num_test: test images (None: all the source holds).
         rerun: re-execution settings, or None to execute nothing.
+        limits: memory and time ceilings per submission and for scoring its model.
+        feedback_dir: write ``<student>.html`` feedback there (None: no feedback).
     """
 
     manifest: dict | None = None
@@ -79,6 +88,8 @@ class GradeSettings:
     source: str | None = None
     num_test: int | None = None
     rerun: RerunSettings | None = None
+    limits: Limits = field(default_factory=Limits)
+    feedback_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_notebook_bytes", "max_file_bytes", "max_total_bytes"):
@@ -92,26 +103,12 @@ class GradeSettings:
         return tuple((self.manifest or {}).get("notebooks", {})) or COURSE_NOTEBOOKS
 
 
-def find_submissions(folder: Path) -> tuple[list[tuple[str, Path]], list[Path]]:
-    """List (student, path) for each ``*.zip`` and sub-folder; also the ignored entries."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"submissions folder {folder} does not exist; pass a folder of zips")
-    found, ignored = [], []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
-            continue
-        if path.is_dir() or path.suffix.lower() == ".zip":
-            found.append((path.stem if path.is_file() else path.name, path))
-        else:
-            ignored.append(path)
-    return found, ignored
-
-
 def _zip_problem(members: list[zipfile.ZipInfo], settings: GradeSettings) -> str | None:
     """Why a zip must not be extracted at all, or None."""
     if len(members) > MAX_ZIP_MEMBERS:
         return f"zip holds {len(members)} files (more than {MAX_ZIP_MEMBERS})"
+    if duplicate := duplicate_member(members):  # the last copy would win silently
+        return duplicate
     for member in members:
         parts = PurePosixPath(member.filename.replace("\\", "/")).parts
         if member.filename.startswith(("/", "\\")) or ".." in parts or ":" in member.filename:
@@ -200,7 +197,12 @@ def _part5(
     results05 = next((i.results for i in inspections if i.name == PART5_NOTEBOOK), {})
     claims = claims_of(results05, saved)
     accuracy, verified, verify_findings = verify_claims(
-        root, claims, test_set, tolerance=settings.tolerance, max_bytes=settings.max_file_bytes
+        root,
+        claims,
+        test_set,
+        tolerance=settings.tolerance,
+        max_bytes=settings.max_file_bytes,
+        recorded_split=(saved or {}).get(SPLIT_KEY),  # re-scored on the split claimed on
     )
     if MODEL_FILE in refused:  # left out at extraction, so "missing" would mislead
         findings.append(refused[MODEL_FILE])
@@ -238,10 +240,15 @@ def grade_root(
     refused = refused or {}
     inspections = _inspect_all(root, settings, refused)
     claims, accuracy, verified, part5 = _part5(root, inspections, settings, test_set, refused)
+    scores = score_submission(
+        root, inspections, settings.manifest, settings.max_notebook_bytes, verified
+    )
     findings = [f for i in inspections for f in i.findings] + part5
+    findings += [f for score in scores for f in score.findings]  # tampering, graded cells
     rerun_state = "not-run"
     if settings.rerun is not None:
-        rerun_state, rerun_findings = _rerun(root, inspections, settings.rerun)
+        with suspended_budget():  # re-runs have their own --total-timeout
+            rerun_state, rerun_findings = _rerun(root, inspections, settings.rerun)
         findings += rerun_findings
     present, expected = (sum(i.answers[k] for i in inspections) for k in (0, 1))
     row = {
@@ -251,7 +258,7 @@ def grade_root(
     }
     for inspection in inspections:
         row.update(notebook_columns(inspection))
-    return row | {
+    row |= {
         "part5_claimed_val_accuracy": first_claim(claims["val"]),
         "part5_claimed_test_accuracy": first_claim(claims["test"]),
         "part5_model_test_accuracy": "" if accuracy is None else round(accuracy, 4),
@@ -259,29 +266,43 @@ def grade_root(
         "answers_present": f"{present}/{expected}",
         "rerun": rerun_state,
     }
+    return finish_row(
+        row, scores, findings, notebooks=settings.notebooks, feedback_dir=settings.feedback_dir
+    )
 
 
 def grade_submission(
     student: str, path: Path, settings: GradeSettings, test_set: LazyTestSet
 ) -> dict[str, Any]:
     """Grade one ``<student>.zip`` or ``<student>/`` folder; returns its report row."""
-    if path.is_dir():
-        return grade_root(student, notebook_root(path, settings.notebooks), settings, test_set)
     with tempfile.TemporaryDirectory(prefix="cifar_lab_grade_") as temporary:
-        refused = extract_zip(path, Path(temporary), settings)
+        if path.is_dir():  # copied, never following a link out of the submission
+            refused = copy_folder(path, Path(temporary), settings, MAX_ZIP_MEMBERS)
+        else:
+            refused = extract_zip(path, Path(temporary), settings)
         if "" in refused:
-            return {"student": student, "status": "damaged", "problems": [str(refused[""])]}
+            row = {"student": student, "status": "damaged", "problems": [str(refused[""])]}
+            feedback = settings.feedback_dir
+            return finish_row(row, [], [refused[""]], notebooks=(), feedback_dir=feedback)
         root = notebook_root(Path(temporary), settings.notebooks)
         return grade_root(student, root, settings, test_set, refused)
 
 
-def grade_folder(folder: Path, settings: GradeSettings, *, verbose: bool = True) -> list[dict]:
+def grade_folder(
+    folder: Path,
+    settings: GradeSettings,
+    *,
+    verbose: bool = True,
+    report: ReportFile | None = None,
+) -> list[dict]:
     """Grade every submission in ``folder``; one row each, whatever happens.
 
     Args:
         folder: holds ``<student>.zip`` files and/or ``<student>/`` folders.
         settings: limits, tolerance, test set and rerun settings.
         verbose: print one line per student.
+        report: write each row there as soon as it is final, skipping students
+            already in it (None: only return the rows).
 
     Returns:
         Report rows (``problems`` as a list of strings), sorted by student.
@@ -290,16 +311,5 @@ def grade_folder(folder: Path, settings: GradeSettings, *, verbose: bool = True)
     for path in ignored:
         print(f"ignored {path.name}: not a .zip or a folder")
     test_set = LazyTestSet(settings.source, settings.num_test)
-    rows = []
-    for student, path in submissions:
-        try:
-            row = grade_submission(student, path, settings, test_set)
-        except GradingSetupError:
-            raise
-        except Exception as error:  # a grader bug must not sink the batch; it is in the row
-            problem = f"grader error: {type(error).__name__}: {error}"
-            row = {"student": student, "status": "damaged", "problems": [problem]}
-        if verbose:
-            print(f"graded {student}: {row['status']}", flush=True)
-        rows.append(row)
-    return rows
+    grade_one = functools.partial(grade_submission, settings=settings, test_set=test_set)
+    return run_batch(submissions, grade_one, settings.limits, report=report, verbose=verbose)

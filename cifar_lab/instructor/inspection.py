@@ -12,8 +12,7 @@ failed checks, Part V outputs missing); ``warning`` never changes it.
 
 from __future__ import annotations
 
-import json
-import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from cifar_lab.instructor.release import (
     is_answer_cell,
     source_digest,
 )
+from cifar_lab.instructor.trust import check_passed
+from cifar_lab.instructor.untrusted import finite_number, parse_json
 from cifar_lab.results import read_outputs
 
 MEGABYTE = 1024 * 1024
@@ -100,11 +101,10 @@ def read_notebook_json(path: Path, max_bytes: int) -> tuple[dict | None, Finding
         message = f"{path.name} is {megabytes(size)}, over the {megabytes(max_bytes)} limit"
         fix = "clear huge outputs (e.g. long printouts) and run the notebook again"
         return None, Finding("damaged", name, message, fix)
-    try:
-        notebook = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    notebook, problem = parse_json(path.read_bytes(), path.name)
+    if problem is not None:
         fix = "the file is truncated or was edited by hand; save it again from Jupyter"
-        return None, Finding("damaged", name, f"{path.name} is not valid JSON ({error})", fix)
+        return None, Finding("damaged", name, problem, fix)
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         return None, Finding("damaged", name, f"{path.name} is not a notebook (no cell list)")
     if notebook.get("nbformat") != 4:
@@ -147,7 +147,7 @@ def _check_findings(name: str, notebook: dict, expected: dict | None) -> tuple[i
     checks = read_outputs(notebook)["checks"]
     findings = []
     for check in checks:
-        if check.get("passed") is not True:
+        if not check_passed(check):  # recomputed from value and minimum, not read
             message = f"check failed in cell {check['cell']}: {check.get('what', '?')}"
             fix = "read the hint under that cell and fix the code it names"
             findings.append(Finding("incomplete", name, message, fix))
@@ -156,7 +156,7 @@ def _check_findings(name: str, notebook: dict, expected: dict | None) -> tuple[i
         if entry["has_check"] and entry["id"] not in ran:
             message = f"the check in cell id {entry['id']} did not run or printed no result"
             findings.append(Finding("incomplete", name, message, RESTART_FIX.format(name=name)))
-    passed = sum(check.get("passed") is True for check in checks)
+    passed = sum(check_passed(check) for check in checks)
     return passed, len(checks) - passed, findings
 
 
@@ -194,22 +194,23 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
 
     Added cells are allowed. Returns (findings, ids of edited given cells).
     """
-    ids = [cell.get("id") for cell in cells]
+    ids = [cell.get("id") for cell in cells]  # every step below is linear in len(cells)
     if not all(isinstance(cell_id, str) and cell_id for cell_id in ids):
         message = "cannot verify structure: some cells have no id (saved by an old Jupyter?)"
         return [Finding("flagged", name, message)], []
     released = {entry["id"]: entry for entry in expected["cells"]}
     fix = "start again from the release notebook and copy your work into it"
+    counts = Counter(ids)
     findings = [
         Finding("damaged", name, f"cell id {cell_id} is duplicated", fix)
-        for cell_id in sorted({i for i in ids if ids.count(i) > 1 and i in released})
+        for cell_id in sorted(i for i, n in counts.items() if n > 1 and i in released)
     ]
     for cell_id, entry in released.items():
-        if cell_id not in ids:
+        if cell_id not in counts:
             message = f"cell id {cell_id} was deleted ('{entry['first_line']}')"
             findings.append(Finding("damaged", name, message, fix))
-    kept = [i for i in dict.fromkeys(ids) if i in released]
-    order = [entry["id"] for entry in expected["cells"] if entry["id"] in kept]
+    kept = [i for i in counts if i in released]  # first occurrences, in order
+    order = [entry["id"] for entry in expected["cells"] if entry["id"] in counts]
     moved = next((mine for mine, theirs in zip(kept, order, strict=True) if mine != theirs), None)
     if moved:
         findings.append(Finding("damaged", name, f"cells reordered (first: id {moved})", fix))
@@ -253,7 +254,7 @@ def inspect_notebook(name: str, notebook: dict, expected: dict | None) -> Notebo
         inspection.results = recorded_results(notebook)
         inspection.answers = _answers(cells, expected)
         inspection.findings = [*structure, *([order] if order else []), *errors, *check_problems]
-    except (TypeError, KeyError, AttributeError, IndexError, ValueError) as error:
+    except (TypeError, KeyError, AttributeError, IndexError, ValueError, OverflowError) as error:
         inspection.state = "damaged"
         message = f"malformed notebook content ({type(error).__name__}: {error})"
         inspection.findings = [Finding("damaged", name, message, "save it again from Jupyter")]
@@ -274,4 +275,4 @@ def inspect_file(path: Path, expected: dict | None, max_bytes: int) -> NotebookI
 
 def is_number(value: Any) -> bool:
     """True for a finite int or float (not a bool), as JSON from students may hold anything."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value)

@@ -35,6 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cifar_lab.instructor.nbgrader_metadata import lock_cells
 from cifar_lab.instructor.nbtools import (
     cell_source,
     course_notebooks,
@@ -150,7 +151,9 @@ def release_notebook(notebook, *, part: str, name: str = "notebook"):
 
     Returns:
         A new notebook: solutions stubbed; outputs, execution counts and execution
-        metadata (timestamps, see :func:`~cifar_lab.instructor.nbtools.strip_outputs`) cleared.
+        metadata (timestamps, see :func:`~cifar_lab.instructor.nbtools.strip_outputs`) cleared;
+        ``metadata.nbgrader`` kept, and ``deletable``/``editable`` set as nbgrader's
+        ``generate_assignment`` does (:func:`~cifar_lab.instructor.nbgrader_metadata.lock_cells`).
     """
     released = strip_outputs(notebook, keep_checked=False)
     for index, cell in enumerate(released.cells):
@@ -166,6 +169,7 @@ def release_notebook(notebook, *, part: str, name: str = "notebook"):
             if not is_answer_cell(cell):
                 raise ValueError(f"{where}: a markdown solution must start with {ANSWER_PREFIX}")
             cell.source = stub_answer(cell.source, where=where)
+    lock_cells(released)  # keeps metadata.nbgrader; read-only cells as nbgrader locks them
     return released
 
 
@@ -195,6 +199,8 @@ def manifest_entry(original, released) -> dict[str, Any]:
                 "sha256": source_digest(after.source),
                 "first_line": first_line[:80],
                 "has_check": after.cell_type == "code" and CHECK_CALL in after.source,
+                # the instructor's nbgrader grade_id: how grading finds graded cells
+                "grade_id": (before.get("metadata", {}).get("nbgrader") or {}).get("grade_id"),
             }
         )
     return {"cells": cells}

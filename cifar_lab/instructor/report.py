@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from cifar_lab.instructor.inspection import SEVERITIES, Finding, NotebookInspection
+from cifar_lab.instructor.report_file import ReportFile
 
 
 def status_of(findings: list[Finding]) -> str:
@@ -42,8 +41,10 @@ def report_columns(notebooks: tuple[str, ...]) -> list[str]:
         "checks_passed",
         "checks_failed",
         "edited_cells",
+        "points",  # autograded points earned, from the points table (see scoring.py)
+        "max_points",  # including written answers, graded by hand
     ]
-    columns = ["student", "status", "problems"]
+    columns = ["student", "status", "total_points", "max_points", "manual_points", "problems"]
     columns += [f"{name[:2]}_{field}" for name in notebooks for field in per_notebook]
     columns += [
         "part5_claimed_val_accuracy",
@@ -64,17 +65,12 @@ def first_claim(values: dict[str, float]) -> float | str:
 def write_report(rows: list[dict], out: Path, notebooks: tuple[str, ...]) -> tuple[Path, Path]:
     """Write the rows as CSV to ``out`` and as JSON next to it (``.json``).
 
+    ``grade`` itself writes each row as it finishes (:class:`ReportFile`); this
+    writes a finished list the same way.
+
     Returns:
         (csv path, json path).
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    columns = report_columns(notebooks)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="raise")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "problems": "; ".join(row["problems"])})
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    return out, json_path
+    report = ReportFile(Path(out), report_columns(notebooks))
+    report.extend(rows)
+    return report.csv_path, report.json_path

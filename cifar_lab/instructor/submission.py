@@ -18,7 +18,6 @@ executed); each problem is a :class:`~cifar_lab.instructor.inspection.Finding`.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ from cifar_lab.instructor.inspection import (
     inspect_file,
     is_number,
 )
+from cifar_lab.instructor.model_loading import model_finding
 from cifar_lab.instructor.release import ANSWER_PLACEHOLDER, ANSWER_PREFIX
+from cifar_lab.instructor.untrusted import parse_json
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 RESULTS_KEYS = ("val_accuracy", "test_accuracy")
@@ -59,10 +60,9 @@ def read_part5_results(folder: Path) -> tuple[dict[str, Any] | None, list[Findin
         return None, [problem("incomplete", f"{PART5_DIR}/{RESULTS_FILE} is missing")]
     if path.stat().st_size > MEGABYTE:
         return None, [problem("damaged", f"{RESULTS_FILE} is over 1 MB")]
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return None, [problem("damaged", f"{RESULTS_FILE} is not valid JSON ({error})")]
+    results, unreadable = parse_json(path.read_bytes(), RESULTS_FILE)
+    if unreadable is not None:
+        return None, [problem("damaged", unreadable)]
     if not isinstance(results, dict):
         return None, [problem("damaged", f"{RESULTS_FILE} is not a JSON object")]
     findings = [
@@ -103,6 +103,8 @@ def check_submission(
     if not (Path(folder) / PART5_DIR / MODEL_FILE).is_file():
         fix = "run 05_tuning to the end; it saves the best model there"
         part5.append(Finding("incomplete", "part5", f"{PART5_DIR}/{MODEL_FILE} is missing", fix))
+    elif loaded := model_finding(Path(folder) / PART5_DIR / MODEL_FILE):  # as grade loads it
+        part5.append(loaded)
     for inspection in inspections:
         done, total = inspection.answers
         if done < total:
@@ -110,6 +112,13 @@ def check_submission(
             fix = f"replace {ANSWER_PLACEHOLDER} in the {ANSWER_PREFIX} cells"
             findings.append(Finding("warning", inspection.name, message, fix))
     return inspections, findings + part5
+
+
+def unexpected_problem(error: Exception) -> Finding:
+    """A problem for an error that checking a submission did not foresee (never a traceback)."""
+    message = f"could not be checked ({type(error).__name__}: {str(error)[:300]})"
+    fix = "save each notebook again from Jupyter; if it persists, send this line to the instructor"
+    return Finding("damaged", "submission", message, fix)
 
 
 def write_submission_zip(folder: Path, out: Path, names: tuple[str, ...]) -> list[str]:

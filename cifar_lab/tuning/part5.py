@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cifar_lab.profiles import PROFILE_ENV
+from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, describe_split
 from cifar_lab.tuning.stages import (  # noqa: F401  (notebook 05 uses them as part5.*)
     StageObjective,
     candidate_configs,
@@ -181,7 +184,12 @@ class TestSplit:
     def __init__(self, data) -> None:
         self._X = data.denormalise(data.X_test)
         self._y = np.asarray(data.y_test)
+        self._seed = getattr(data, "seed", None)  # with the size, rebuilds the split
         self._log: list[TestEvaluation] = []
+
+    def record(self) -> dict:
+        """What results.json says of this split: size, seed, hash (see ``split_record``)."""
+        return describe_split(self._X, self._y, self._seed)
 
     def __len__(self) -> int:
         return len(self._y)
@@ -203,6 +211,7 @@ class TestSplit:
         accuracy = float(np.mean(predictions == self._y))
         evaluation = TestEvaluation(accuracy, predictions, weights_fingerprint(model))
         self._log.append(evaluation)
+        _LAST_EVALUATED[:] = [(accuracy, self)]  # save_final_model records this split
         return evaluation
 
     def take_log(self) -> list[TestEvaluation]:
@@ -211,10 +220,23 @@ class TestSplit:
         return log
 
 
+_LAST_EVALUATED: list[tuple[float, TestSplit]] = []  # the latest TestSplit.evaluate
+
+
 def save_final_model(
-    raw_model, config, val_accuracy: float, test_accuracy: float, folder: str | Path = PART5_DIR
+    raw_model,
+    config,
+    val_accuracy: float,
+    test_accuracy: float,
+    folder: str | Path = PART5_DIR,
+    *,
+    test_split: TestSplit | None = None,
 ) -> Path:
     """Write ``part5/best_model.keras`` and ``part5/results.json`` for grading.
+
+    results.json also records the run profile and the test split the test
+    accuracy was measured on (size, seed, hash), so the grader re-scores the
+    model on the same images.
 
     Args:
         raw_model: a Keras model that takes raw 0..255 images (N, 32, 32, 3).
@@ -222,6 +244,9 @@ def save_final_model(
             describing your own network and training (JSON-ready values).
         val_accuracy, test_accuracy: measured accuracies in [0, 1].
         folder: destination (created).
+        test_split: the split ``test_accuracy`` was measured on; None means the
+            :class:`TestSplit` whose latest ``evaluate`` gave ``test_accuracy``
+            (not recorded when there is none).
 
     Returns:
         The folder.
@@ -234,6 +259,11 @@ def save_final_model(
         "val_accuracy": float(val_accuracy),
         "test_accuracy": float(test_accuracy),
         "config": described,
+        PROFILE_KEY: os.environ.get(PROFILE_ENV, "full"),
     }
+    if test_split is None and _LAST_EVALUATED and _LAST_EVALUATED[0][0] == float(test_accuracy):
+        test_split = _LAST_EVALUATED[0][1]
+    if test_split is not None:
+        results[SPLIT_KEY] = test_split.record()
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return out

@@ -1,0 +1,179 @@
+"""Ceilings for grading: a per-submission time budget, and model scoring in a limited child.
+
+**Scoring a saved model** (:func:`score_model`) runs ``claims.model_accuracy``
+in a child process through :func:`~cifar_lab.instructor.watchdog.run_limited`:
+an RSS watchdog kills the child's whole session once it passes
+``model_memory_bytes`` (default 4 GB) or ``model_seconds`` (default 120 s).
+The grader never loads a model itself, so a model that balloons takes only its
+child down, and the row says which limit it passed. The watchdog module says
+why resident memory is watched rather than capped with ``RLIMIT_AS``
+(TensorFlow's address-space reservations).
+
+**Per-submission budget** (:func:`submission_budget`): reading, checking and
+scoring one submission must end within ``submission_seconds`` (default 300 s).
+In the main thread a ``SIGALRM`` timer raises :class:`SubmissionTimeoutError`
+wherever the grader is; the scoring child gets at most the time that is left.
+``--rerun`` runs outside the budget (:func:`suspended_budget`): it has its own
+``--total-timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cifar_lab.checks import check_int, check_number
+from cifar_lab.instructor.inspection import MEGABYTE
+from cifar_lab.instructor.watchdog import ChildFailedError, LimitExceededError, run_limited
+
+MODEL_ACCURACY = "cifar_lab.instructor.claims:model_accuracy"
+__all__ = ["ChildFailedError", "LimitExceededError", "Limits", "SubmissionTimeoutError"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings for grading one submission.
+
+    Attributes:
+        model_memory_bytes: resident memory of the model-scoring child (all its processes).
+        model_seconds: wall time of the model-scoring child.
+        submission_seconds: wall time for reading, checking and scoring one
+            submission (``--rerun`` has its own ``--total-timeout``).
+    """
+
+    model_memory_bytes: int = 4096 * MEGABYTE
+    model_seconds: float = 120.0
+    submission_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        check_int("model_memory_bytes", self.model_memory_bytes, minimum=MEGABYTE)
+        for name in ("model_seconds", "submission_seconds"):
+            check_number(name, getattr(self, name), minimum=0, minimum_inclusive=False)
+
+
+class SubmissionTimeoutError(LimitExceededError):
+    """One submission used up its ``submission_seconds``."""
+
+
+@dataclass
+class Budget:
+    """The limits and deadline of the submission being graded; peaks of its children (bytes)."""
+
+    limits: Limits
+    deadline: float
+    child_peaks: list[int] = field(default_factory=list)
+
+    def seconds_left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.deadline - time.monotonic()
+
+
+_active: list[Budget] = []
+
+
+def current_budget() -> Budget:
+    """The budget of the submission being graded, or default limits with no deadline."""
+    return _active[-1] if _active else Budget(Limits(), float("inf"))
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    limit = f"{current_budget().limits.submission_seconds:g} s"
+    raise SubmissionTimeoutError(f"grading took longer than the {limit} per-submission limit")
+
+
+def _can_alarm() -> bool:
+    main = threading.current_thread() is threading.main_thread()
+    return main and hasattr(signal, "SIGALRM")
+
+
+@contextlib.contextmanager
+def submission_budget(limits: Limits) -> Iterator[Budget]:
+    """Grade one submission within ``limits.submission_seconds``.
+
+    Args:
+        limits: the ceilings of this submission.
+
+    Yields:
+        Its :class:`Budget` (read ``child_peaks`` afterwards).
+
+    Raises:
+        SubmissionTimeoutError: inside the block, when the time is up (main thread
+            only; elsewhere the scoring child still gets only the time left).
+    """
+    budget = Budget(limits, time.monotonic() + limits.submission_seconds)
+    armed = _can_alarm()
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if armed else None
+    _active.append(budget)
+    try:
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, limits.submission_seconds)
+        yield budget
+    finally:
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        _active.remove(budget)
+
+
+@contextlib.contextmanager
+def suspended_budget() -> Iterator[None]:
+    """Stop the per-submission clock inside the block (``--rerun`` has its own timeouts)."""
+    if not _active:
+        yield
+        return
+    budget, armed = _active[-1], _can_alarm()
+    if armed:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        budget.deadline += time.monotonic() - started
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, max(budget.seconds_left(), 0.001))
+
+
+def score_model(**kwargs: Any) -> float:
+    """``claims.model_accuracy(**kwargs)`` in a child under the current submission's limits.
+
+    Args:
+        **kwargs: ``model_accuracy``'s keyword arguments (picklable).
+
+    Returns:
+        The accuracy.
+
+    Raises:
+        LimitExceededError: the memory or time ceiling was passed (the message names the flag).
+        SubmissionTimeoutError: the per-submission time ran out first.
+        ChildFailedError: the model could not be loaded or evaluated.
+    """
+    budget = current_budget()
+    limits, left = budget.limits, budget.seconds_left()
+    if left <= 0:
+        raise SubmissionTimeoutError("no time was left in the per-submission limit to score it")
+    seconds = min(limits.model_seconds, left)
+    memory = limits.model_memory_bytes
+    try:
+        result = run_limited(
+            MODEL_ACCURACY, kwargs, memory_bytes=memory, seconds=seconds, what="scoring it"
+        )
+    except SubmissionTimeoutError:
+        raise
+    except ChildFailedError as error:
+        budget.child_peaks.append(error.peak_bytes)
+        raise
+    except LimitExceededError as error:
+        budget.child_peaks.append(error.peak_bytes)
+        if "memory" in str(error):
+            raise LimitExceededError(f"{error} (--model-memory-mb)") from None
+        if seconds < limits.model_seconds:
+            limit = f"{limits.submission_seconds:g} s per-submission limit"
+            raise SubmissionTimeoutError(f"scoring it used up the {limit}") from None
+        raise LimitExceededError(f"{error} (--model-seconds)") from None
+    budget.child_peaks.append(result.peak_bytes)
+    return float(result.value)

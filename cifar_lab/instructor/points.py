@@ -1,0 +1,244 @@
+"""The course's one table of points, and how each row finds its cell.
+
+Every exercise, check and written answer that nbgrader (and ``cifar_lab grade``)
+scores is one :class:`GradedCell` row below. Kinds:
+
+* ``solution``: an exercise code cell (holds ``### BEGIN SOLUTION``); 0 points,
+  nbgrader's "autograded answer";
+* ``check``: the autograded test cell after it (or a given cell whose check
+  scores the student's code); its points are earned when it runs without error;
+* ``written``: a manually graded ``**Answer:**`` markdown cell.
+
+``python -m cifar_lab.instructor.nbgrader_metadata --write`` (``--check`` in CI)
+writes the table into the notebooks' ``cell.metadata.nbgrader``; never edit that
+metadata by hand. Every other cell becomes a locked (read-only) cell. Stdlib only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cifar_lab.instructor.nbtools import cell_source
+
+KINDS = ("solution", "check", "written")
+BEGIN_SOLUTION = "### BEGIN SOLUTION"  # same spelling as release.BEGIN_SOLUTION
+ANSWER_PREFIX = "**Answer:**"
+
+
+@dataclass(frozen=True)
+class GradedCell:
+    """One row of the points table.
+
+    Attributes:
+        notebook: the notebook's file name, e.g. ``"01_preparation.ipynb"``.
+        grade_id: stable id written into ``cell.metadata.nbgrader.grade_id``.
+        kind: ``"solution"``, ``"check"`` or ``"written"`` (see the module docstring).
+        points: points of a check or written answer; 0 for solution cells.
+        anchor: text that occurs in exactly one cell of this kind in the source
+            notebook (a solution cell, an answer cell, or a code cell without a
+            solution). Empty for a check: the code cell right after the previous
+            row's solution cell.
+    """
+
+    notebook: str
+    grade_id: str
+    kind: str
+    points: int
+    anchor: str = ""
+
+
+def _exercise(notebook: str, name: str, points: int, anchor: str) -> tuple[GradedCell, ...]:
+    """A solution cell ``name`` and its check ``name_check`` (the next code cell)."""
+    return (
+        GradedCell(notebook, name, "solution", 0, anchor),
+        GradedCell(notebook, f"{name}_check", "check", points),
+    )
+
+
+def _table() -> dict[str, tuple[GradedCell, ...]]:
+    n1, n2, n3 = (
+        "01_preparation.ipynb",
+        "02_barebones_tensorflow.ipynb",
+        ("03_keras_model_subclassing.ipynb"),
+    )
+    n4, n5 = "04_keras_sequential_functional.ipynb", "05_tuning.ipynb"
+    rows = [
+        *_exercise(n1, "standardise_splits", 5, "def standardise_splits("),
+        *_exercise(n1, "minibatches", 5, "class Minibatches"),
+        *_exercise(n2, "training_step", 4, "def training_step("),
+        *_exercise(n2, "two_layer_fc_init", 3, "def two_layer_fc_init("),
+        GradedCell(n2, "two_layer_accuracy_check", "check", 3, 'val_accuracy = history[-1]["val'),
+        *_exercise(n2, "three_layer_fc", 4, "def three_layer_fc("),
+        *_exercise(n2, "three_layer_fc_init", 3, "def three_layer_fc_init("),
+        GradedCell(n2, "three_layer_accuracy_check", "check", 3, "val_accuracy_3 = history_3[-1]"),
+        *_exercise(n3, "train_step", 5, "def train_step("),
+        GradedCell(
+            n3, "subclassed_accuracy_check", "check", 2, 'record("subclassed_val_accuracy"'
+        ),
+        *_exercise(n3, "three_layer_model", 6, "class ThreeLayerFC("),
+        GradedCell(
+            n3, "three_layer_model_accuracy_check", "check", 2, 'record("three_layer_val_accuracy"'
+        ),
+        *_exercise(n4, "three_layer_sequential", 5, "def three_layer_sequential("),
+        GradedCell(n4, "sequential_accuracy_check", "check", 2, "lambda: three_layer_sequential("),
+        *_exercise(n4, "three_layer_functional", 5, "def three_layer_functional("),
+        GradedCell(
+            n4, "functional_accuracy_check", "check", 3, 'record("three_layer_fit_val_accuracy"'
+        ),
+        *_exercise(n5, "build_network", 4, "def build_network("),
+        *_exercise(n5, "architecture_search", 3, "def architecture_search("),
+        *_exercise(n5, "activation_search", 3, "def activation_search("),
+        GradedCell(n5, "answer_depth_width", "written", 2, "Can a deeper or a wider"),
+        *_exercise(n5, "initializer_search", 3, "def initializer_search("),
+        GradedCell(n5, "answer_zero_init", "written", 2, "all-zeros initialisation"),
+        *_exercise(n5, "optimizer_search", 3, "def optimizer_search("),
+        GradedCell(n5, "answer_batchnorm_speed", "written", 2, "make training faster"),
+        GradedCell(n5, "answer_batchnorm_optimizers", "written", 2, "Which optimisers benefit"),
+        *_exercise(n5, "regularisation_search", 3, "def regularisation_search("),
+        GradedCell(n5, "answer_regularisers", "written", 2, "Which regularisers helped"),
+        GradedCell(n5, "answer_ensemble", "written", 2, "How does the ensemble compare"),
+        *_exercise(n5, "final_training", 5, "def final_training("),
+        GradedCell(n5, "answer_summary", "written", 4, "Describe what you did"),
+    ]
+    table: dict[str, tuple[GradedCell, ...]] = {}
+    for row in rows:
+        table[row.notebook] = (*table.get(row.notebook, ()), row)
+    return table
+
+
+POINTS: dict[str, tuple[GradedCell, ...]] = _table()
+COURSE_MAX_POINTS = 100
+
+
+def graded_cells(notebook: str) -> tuple[GradedCell, ...]:
+    """Return the rows of one notebook, in notebook order.
+
+    Args:
+        notebook: a file name such as ``"02_barebones_tensorflow.ipynb"`` (a stem works too).
+
+    Returns:
+        Its solution, check and written-answer rows.
+
+    Raises:
+        TypeError: ``notebook`` is not a string.
+        ValueError: the course has no such notebook.
+    """
+    if not isinstance(notebook, str):
+        raise TypeError(f"notebook must be a file name string, got {type(notebook).__name__}")
+    name = notebook if notebook.endswith(".ipynb") else f"{notebook}.ipynb"
+    if name not in POINTS:
+        raise ValueError(f"no graded notebook {notebook!r}; choose one of {sorted(POINTS)}")
+    return POINTS[name]
+
+
+def max_points(notebook: str) -> int:
+    """Return the points a notebook is worth (its checks and written answers)."""
+    return sum(row.points for row in graded_cells(notebook))
+
+
+def autograded_points(notebook: str) -> int:
+    """Return the points of a notebook's checks (what autograding can award)."""
+    return sum(row.points for row in graded_cells(notebook) if row.kind == "check")
+
+
+def _candidates(cells: Sequence[dict[str, Any]], kind: str) -> list[int]:
+    """Indices of the cells a row of ``kind`` may anchor to."""
+    found = []
+    for index, cell in enumerate(cells):
+        source, code = cell_source(cell), cell.get("cell_type") == "code"
+        if kind == "written":
+            fits = not code and source.lstrip().startswith(ANSWER_PREFIX)
+        else:  # a solution holds a region; a check is any other code cell
+            fits = code and (BEGIN_SOLUTION in source) == (kind == "solution")
+        if fits:
+            found.append(index)
+    return found
+
+
+def locate_cells(cells: Sequence[dict[str, Any]], notebook: str) -> dict[str, int]:
+    """Find each row's cell in a source (instructor) notebook by its anchor.
+
+    Args:
+        cells: the notebook's cells (dicts or nbformat nodes).
+        notebook: its file name, as in :data:`POINTS`.
+
+    Returns:
+        grade_id -> cell index, for every row of the notebook.
+
+    Raises:
+        ValueError: an anchor matches no cell or several, a check has no code cell
+            after its solution, or two rows land on the same cell.
+    """
+    located: dict[str, int] = {}
+    previous: int | None = None
+    for row in graded_cells(notebook):
+        if row.anchor:
+            hits = [i for i in _candidates(cells, row.kind) if row.anchor in cell_source(cells[i])]
+            if len(hits) != 1:
+                raise ValueError(
+                    f"{notebook}: {row.grade_id} anchor {row.anchor!r} matches {len(hits)} "
+                    f"{row.kind} cells (indices {hits}); edit the anchor in points.py"
+                )
+            index = hits[0]
+        else:
+            after = [
+                i for i in _candidates(cells, "check") if previous is not None and i > previous
+            ]
+            if not after or any(
+                cells[i].get("cell_type") == "code" for i in range(previous + 1, after[0])
+            ):
+                raise ValueError(
+                    f"{notebook}: {row.grade_id} has no check cell after its solution"
+                )
+            index = after[0]
+        if index in located.values():
+            raise ValueError(f"{notebook}: {row.grade_id} lands on cell {index}, already taken")
+        located[row.grade_id] = previous = index
+    return located
+
+
+def cells_by_grade_id(cells: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+    """Group a notebook's cells by their ``metadata.nbgrader.grade_id``.
+
+    Works on any notebook carrying nbgrader metadata (source, release, submission);
+    a list longer than one means a student duplicated the cell.
+
+    Args:
+        cells: the notebook's cells (dicts or nbformat nodes).
+
+    Returns:
+        grade_id -> indices of the cells carrying it, in order.
+    """
+    found: dict[str, list[int]] = {}
+    for index, cell in enumerate(cells):
+        grade_id = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        if isinstance(grade_id, str):
+            found.setdefault(grade_id, []).append(index)
+    return found
+
+
+def points_markdown() -> str:
+    """Return the points table as Markdown, as the README shows it (a test compares them).
+
+    Returns:
+        One row per check or written answer, a total row per notebook and the course total.
+    """
+    lines = ["| notebook | graded cell (`grade_id`) | grades | points |", "|---|---|---|---|"]
+    for notebook, rows in POINTS.items():
+        exercise = None
+        for row in rows:
+            if row.kind == "solution":
+                exercise = row.grade_id
+                continue
+            if row.kind == "written":
+                what = "written answer, graded by hand"
+            elif not row.anchor and exercise:
+                what = f"exercise `{exercise}` (autograded check)"
+            else:
+                what = "training with the student's code (autograded check)"
+            lines.append(f"| {notebook[:-6]} | `{row.grade_id}` | {what} | {row.points} |")
+        lines.append(f"| **{notebook[:-6]}** | | **total** | **{max_points(notebook)}** |")
+    lines.append(f"| **course** | | **total** | **{COURSE_MAX_POINTS}** |")
+    return "\n".join(lines) + "\n"

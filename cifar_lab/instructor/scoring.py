@@ -1,0 +1,283 @@
+"""Points per submission: the library's points table, applied to what the grader can trust.
+
+The points come from :mod:`cifar_lab.instructor.points`, never from the
+notebook's own ``metadata.nbgrader`` (a student can edit it). Each graded cell
+is found by its released cell id (from the release manifest, whose ``grade_id``
+says which released cell is which) and cross-checked against the
+``grade_id`` in the submission's metadata: a graded cell that is gone, that
+appears twice (same cell id, or a copy carrying the same ``grade_id``), or
+whose metadata names another ``grade_id`` scores 0, with a finding that names it.
+
+A **check** earns its points only when all of these hold:
+
+* its source is the released one (not edited), and the notebook holds no code
+  that patches the checks or the library (:mod:`~cifar_lab.instructor.tampering`);
+* the exercise it checks no longer holds the release's stub;
+* it ran, in order (execution counts 1, 2, ... up to it), without an error;
+* it printed at least one check result and every one of them passes as
+  recomputed by :func:`~cifar_lab.instructor.trust.check_verdict`;
+* for ``final_training_check``: Part V's saved model confirms the claims.
+
+A **written** answer is ``manual``: 0 points until a person grades it, out of
+its points. Solution cells are worth 0 (their check carries the points).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cifar_lab.instructor.cell_evidence import (
+    error_text,
+    grade_id_of,
+    order_break,
+    released_cells,
+    tamper_findings,
+    verdicts,
+)
+from cifar_lab.instructor.inspection import Finding, answer_is_present, read_notebook_json
+from cifar_lab.instructor.nbtools import cell_source
+from cifar_lab.instructor.points import POINTS, graded_cells
+from cifar_lab.instructor.release import source_digest
+
+MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, OverflowError)
+
+PART5_CHECKS = ("final_training_check",)  # worth points only when the saved model verifies
+RELEASE_FIX = "start again from the release notebook and copy your work into it"
+
+
+@dataclass(frozen=True)
+class CellScore:
+    """What one graded cell earned.
+
+    Attributes:
+        grade_id: its row in the points table.
+        kind: ``"solution"``, ``"check"`` or ``"written"``.
+        points: points earned (0 for a written answer until graded by hand).
+        max_points: its points in the table.
+        status: ``"passed"``, ``"failed"``, ``"manual"``, ``"unanswered"``,
+            ``"done"``, ``"stub"`` or ``"missing"``.
+        reason: why a check did not earn its points ("" when it did).
+        message: the failing check's error message and hint, as the notebook showed it.
+    """
+
+    grade_id: str
+    kind: str
+    points: int
+    max_points: int
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class NotebookScore:
+    """The graded cells of one notebook, and the problems scoring found."""
+
+    name: str
+    cells: tuple[CellScore, ...]
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def points(self) -> int:
+        return sum(cell.points for cell in self.cells)
+
+    @property
+    def max_points(self) -> int:
+        return sum(cell.max_points for cell in self.cells)
+
+    @property
+    def manual_points(self) -> int:
+        """Points awaiting a person: the written answers."""
+        return sum(cell.max_points for cell in self.cells if cell.kind == "written")
+
+
+def _locate(row, entry: dict, context: dict) -> tuple[int | None, Finding | None]:
+    """The submission's cell for one graded row, or None and a finding naming it."""
+    name, grade_id = context["name"], row.grade_id
+    by_id = context["by_id"].get(entry["id"], [])
+    by_grade = context["by_grade"].get(grade_id, [])
+    label = f"graded cell '{grade_id}' (cell id {entry['id']})"
+    if not by_id and context["ids_missing"] and len(by_grade) == 1:
+        return by_grade[0], None  # an old Jupyter dropped the ids: the grade_id has to do
+    if not by_id and context["ids_missing"] and not by_grade:
+        message = f"{label} cannot be found: its cell has neither that id nor that grade_id"
+        return None, Finding("flagged", name, message, RELEASE_FIX)
+    if not by_id:
+        elsewhere = f" (cell {by_grade[0]} has its grade_id, not its id)" if by_grade else ""
+        message = f"{label} was deleted{elsewhere}; it scores 0"
+        return None, Finding("damaged", name, message, RELEASE_FIX)
+    copies = sorted({*by_id, *by_grade})
+    if len(copies) > 1:
+        message = f"{label} appears {len(copies)} times (cells {copies}); it scores 0"
+        return None, Finding("damaged", name, message, "delete the copies you made of it")
+    claimed = grade_id_of(context["cells"][by_id[0]])
+    if claimed is not None and claimed != grade_id:
+        message = f"{label} carries grade_id {claimed!r} in its metadata; it scores 0"
+        return None, Finding("flagged", name, message, RELEASE_FIX)
+    return by_id[0], None
+
+
+def _check_reason(index: int, entry: dict, context: dict) -> tuple[str, list[tuple]]:
+    """Why a located check cell earns nothing ("" when it earns its points)."""
+    cell = context["cells"][index]
+    if context["tampered"]:
+        return "the notebook holds code that patches the checks or the library", []
+    if source_digest(cell_source(cell)) != entry["sha256"]:
+        return "the check cell was edited", []
+    if context["stub"]:
+        return f"the exercise '{context['stub']}' still holds the release's stub", []
+    if cell.get("execution_count") is None:
+        return "the check cell did not run", []
+    if index >= context["order_break"]:
+        return "the notebook did not run in order up to this cell", []
+    if error_text(cell):
+        return "the check failed", []
+    found = verdicts(cell)
+    if not found:
+        return "the check cell printed no check result", []
+    forged = [reason for verdict, reason in found if verdict == "forged"]
+    if forged:
+        return f"a check output was edited ({forged[0]})", forged
+    failed = [reason for verdict, reason in found if verdict == "failed"]
+    return (failed[0] if failed else ""), []
+
+
+def _score_check(row, index: int, entry: dict, context: dict) -> tuple[CellScore, list[Finding]]:
+    reason, forged = _check_reason(index, entry, context)
+    if not reason and row.grade_id in PART5_CHECKS and context["part5_verified"] != "yes":
+        reason = "Part V's saved model does not confirm the claimed accuracy"
+    name, findings = context["name"], []
+    label = f"graded check '{row.grade_id}' (cell {index})"
+    if forged:
+        findings.append(Finding("flagged", name, f"{label}: {forged[0]}"))
+    if reason == "the check cell was edited" and not entry.get("has_check"):
+        findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
+    message = error_text(context["cells"][index]) if reason else ""
+    status = "failed" if reason else "passed"
+    points = 0 if reason else row.points
+    return CellScore(row.grade_id, "check", points, row.points, status, reason, message), findings
+
+
+def _context(name: str, cells: list[dict], *, tampered: bool, part5_verified: str) -> dict:
+    """What scoring one notebook needs: cells by id and by claimed grade_id, the order break."""
+    by_id: dict[str | None, list[int]] = {}
+    by_grade: dict[str, list[int]] = {}
+    for index, cell in enumerate(cells):
+        cell_id = cell.get("id")
+        by_id.setdefault(cell_id if isinstance(cell_id, str) else None, []).append(index)
+        if isinstance(grade_id := grade_id_of(cell), str):
+            by_grade.setdefault(grade_id, []).append(index)
+    return {
+        "name": name,
+        "cells": cells,
+        "by_id": by_id,
+        "by_grade": by_grade,
+        "ids_missing": None in by_id,  # some cell has no id: saved by an old Jupyter
+        "order_break": order_break(cells),
+        "stub": "",  # the current exercise, while its solution cell is the release's stub
+        "tampered": tampered,
+        "part5_verified": part5_verified,
+    }
+
+
+def score_notebook(
+    name: str, notebook: dict, expected: dict, *, part5_verified: str = "not-checked"
+) -> NotebookScore:
+    """Score one notebook (a parsed, inspected ``.ipynb``) against the points table.
+
+    Args:
+        name: notebook stem, e.g. ``"02_barebones_tensorflow"``.
+        notebook: the submission's notebook as JSON.
+        expected: its release-manifest entry.
+        part5_verified: the Part V claim check ("yes", "no", "not-checked").
+
+    Returns:
+        Its :class:`NotebookScore`.
+    """
+    cells = [cell if isinstance(cell, dict) else {} for cell in notebook["cells"]]
+    released = {entry["id"]: entry for entry in expected["cells"]}
+    findings = tamper_findings(name, cells, released)
+    context = _context(name, cells, tampered=bool(findings), part5_verified=part5_verified)
+    entries, scores = released_cells(name, expected), []
+    for row in graded_cells(name):
+        index, problem = _locate(row, entries[row.grade_id], context)
+        findings += [problem] if problem else []
+        if row.kind == "solution":
+            digest = None if index is None else source_digest(cell_source(cells[index]))
+            context["stub"] = row.grade_id if digest == entries[row.grade_id]["sha256"] else ""
+            scores.append(
+                CellScore(row.grade_id, "solution", 0, 0, "stub" if context["stub"] else "done")
+            )
+        elif index is None:
+            reason = "the cell is missing or duplicated"
+            scores.append(CellScore(row.grade_id, row.kind, 0, row.points, "missing", reason))
+        elif row.kind == "written":
+            status = "manual" if answer_is_present(cells[index]) else "unanswered"
+            scores.append(CellScore(row.grade_id, "written", 0, row.points, status))
+        else:
+            score, problems = _score_check(row, index, entries[row.grade_id], context)
+            scores.append(score)
+            findings += problems
+    return NotebookScore(name, tuple(scores), tuple(findings))
+
+
+def score_submission(
+    root: Path, inspections: list, manifest: dict | None, max_bytes: int, part5_verified: str
+) -> list[NotebookScore]:
+    """Score every graded notebook of a submission that could be read.
+
+    Args:
+        root: the folder holding the notebooks.
+        inspections: their :class:`~cifar_lab.instructor.inspection.NotebookInspection`.
+        manifest: the release manifest (None: nothing can be scored).
+        max_bytes: the notebook size limit (as inspection applied it).
+        part5_verified: the Part V claim check ("yes", "no", "not-checked").
+
+    Returns:
+        One :class:`NotebookScore` per graded notebook; an unreadable one scores 0.
+    """
+    if manifest is None:
+        return []
+    scores = []
+    for inspection in inspections:
+        name = inspection.name
+        if f"{name}.ipynb" not in POINTS or name not in manifest.get("notebooks", {}):
+            continue
+        if inspection.state != "ok":
+            scores.append(_zero(name, f"the notebook is {inspection.state}"))
+            continue
+        notebook, problem = read_notebook_json(root / f"{name}.ipynb", max_bytes)
+        try:
+            if problem is not None:  # it read once; a change since is a problem of its own
+                raise ValueError(problem.message)
+            expected = manifest["notebooks"][name]
+            scores.append(score_notebook(name, notebook, expected, part5_verified=part5_verified))
+        except MALFORMED as error:
+            message = f"cannot score the notebook ({type(error).__name__}: {str(error)[:200]})"
+            scores.append(_zero(name, message, Finding("damaged", name, message)))
+    return scores
+
+
+def _zero(name: str, reason: str, *findings: Finding) -> NotebookScore:
+    """A notebook that could not be scored: every graded cell at 0, out of its points."""
+    rows = graded_cells(name)
+    cells = [CellScore(r.grade_id, r.kind, 0, r.points, "missing", reason) for r in rows]
+    return NotebookScore(name, tuple(cells), findings)
+
+
+def score_columns(scores: list[NotebookScore], notebooks: tuple[str, ...]) -> dict[str, Any]:
+    """The report's points columns (blank when nothing was scored)."""
+    if not scores:
+        return {}
+    by_name = {score.name: score for score in scores}
+    columns: dict[str, Any] = {}
+    for name in notebooks:
+        if name in by_name:
+            columns[f"{name[:2]}_points"] = by_name[name].points
+            columns[f"{name[:2]}_max_points"] = by_name[name].max_points
+    columns["total_points"] = sum(score.points for score in scores)
+    columns["max_points"] = sum(score.max_points for score in scores)
+    columns["manual_points"] = sum(score.manual_points for score in scores)
+    return columns
