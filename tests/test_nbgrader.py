@@ -9,6 +9,7 @@ without ``CIFAR_LAB_PROFILE``: nbgrader's ``NBGRADER_EXECUTION`` picks the quick
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,10 +20,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import REAL_SOURCE, REPO_ROOT
+from instructor_fixtures import run_cli
 
 from cifar_lab.instructor.nbtools import course_notebooks
 from cifar_lab.instructor.points import POINTS, autograded_points, graded_cells
-from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release
+from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release, release
 from cifar_lab.profiles import get_profile
 
 ASSIGNMENT = "cifar_lab"
@@ -220,3 +222,27 @@ def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(co
     last = untouched / "feedback" / "untouched" / ASSIGNMENT / "05_tuning.html"
     assert "Score: 0.0 / 40.0" in last.read_text(encoding="utf-8")
     assert "NotImplementedError" in last.read_text(encoding="utf-8")
+    # our grader on the very notebooks nbgrader executed (with the part5/ folder notebook 05
+    # wrote there): the same points per notebook, and the honest quick-profile run grades ok
+    rows = {}
+    for folder, student, graded in ((model, "model", earned), (untouched, "untouched", blank)):
+        row = our_grade(folder / "autograded" / student / ASSIGNMENT, student, folder / "ours")
+        for name in POINTS:
+            assert row[f"{name[:2]}_points"] == graded[name][0], (student, name, row["problems"])
+        assert row["total_points"] == sum(graded[name][0] for name in POINTS)
+        rows[student] = row
+    assert rows["untouched"]["total_points"] == 0
+    assert rows["model"]["status"] == "ok", rows["model"]["problems"]
+
+
+def our_grade(executed: Path, student: str, work: Path) -> dict:
+    """Grade one executed submission folder with ``python -m cifar_lab grade``; its report row."""
+    batch = work / "batch"
+    shutil.copytree(executed, batch / student)
+    manifest = release(work / "release", source_dir=REPO_ROOT / "notebooks")
+    out = work / "report.csv"
+    source = str(REAL_SOURCE) if REAL_SOURCE is not None else "synthetic"
+    argv = [str(batch), "--out", str(out), "--manifest", str(manifest), "--source", source]
+    assert run_cli("grade", *argv, "--gradebook", str(work / "gradebook.csv")) == 0
+    (row,) = json.loads(out.with_suffix(".json").read_text())
+    return row
