@@ -81,8 +81,9 @@ def get_profile(name: str | None = None) -> Profile:
 def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardise: bool = True):
     """Load CIFAR-10 at the profile's sizes.
 
-    Only the quick profile may stand in synthetic data, and only when no
-    CIFAR-10 copy can be found; it prints a warning when it does.
+    Only the quick profile may stand in synthetic data, only when no CIFAR-10
+    copy can be found, and only when it was asked for (not when nbgrader's
+    ``NBGRADER_EXECUTION`` picked it); it prints a warning when it does.
 
     Args:
         profile: the active :class:`Profile`.
@@ -99,9 +100,17 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardi
     sizes = (profile.num_training, profile.num_validation, profile.num_test)
     try:
         return load_cifar10(*sizes, source=source, seed=seed, standardise=standardise)
-    except CIFAR10NotFoundError:
+    except CIFAR10NotFoundError as error:
         if profile.name != "quick":
             raise
+        if os.environ.get(NBGRADER_ENV) and not os.environ.get(PROFILE_ENV):
+            # quick was picked for nbgrader, not asked for: grading on stand-in data
+            # would score every student on images that are not CIFAR-10
+            raise CIFAR10NotFoundError(
+                f"{error}\nnbgrader is running this notebook ({NBGRADER_ENV}="
+                f"{os.environ[NBGRADER_ENV]}): export CIFAR10_SOURCE=/path/to/cifar-10 "
+                "on the grading machine before `nbgrader autograde`."
+            ) from error
         print(
             "WARNING: no CIFAR-10 copy found, so the quick profile uses SYNTHETIC "
             "stand-in data; accuracies below say nothing about CIFAR-10."

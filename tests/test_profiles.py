@@ -38,3 +38,16 @@ def test_full_profile_never_falls_back_to_synthetic(monkeypatch):
     monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
     with pytest.raises(sources.CIFAR10NotFoundError):
         profiles.load_profile_data(profiles.get_profile("full"))
+
+
+def test_quick_picked_by_nbgrader_never_grades_on_synthetic_data(monkeypatch, capsys):
+    monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
+    monkeypatch.delenv("CIFAR_LAB_PROFILE", raising=False)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    quick = profiles.get_profile()
+    assert quick.name == "quick"
+    with pytest.raises(sources.CIFAR10NotFoundError, match="export CIFAR10_SOURCE"):
+        profiles.load_profile_data(quick)
+    assert "SYNTHETIC" not in capsys.readouterr().out
+    monkeypatch.setenv("CIFAR_LAB_PROFILE", "quick")  # asked for: the stand-in is allowed
+    assert "synthetic" in profiles.load_profile_data(profiles.get_profile()).source
