@@ -25,7 +25,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cifar_lab.checks import check_int, check_number
 from cifar_lab.instructor.inspection import MEGABYTE
@@ -138,11 +141,14 @@ def suspended_budget() -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(budget.seconds_left(), 0.001))
 
 
-def score_model(**kwargs: Any) -> float:
-    """``claims.model_accuracy(**kwargs)`` in a child under the current submission's limits.
+def score_model(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: int) -> float:
+    """``claims.model_accuracy`` in a child process under the current submission's limits.
 
     Args:
-        **kwargs: ``model_accuracy``'s keyword arguments (picklable).
+        path: the submitted ``.keras`` file (untrusted).
+        images: raw pixels (N, 32, 32, 3), 0..255.
+        labels: int labels (N,).
+        max_bytes: largest accepted unpacked size of the archive.
 
     Returns:
         The accuracy.
@@ -158,6 +164,7 @@ def score_model(**kwargs: Any) -> float:
         raise SubmissionTimeoutError("no time was left in the per-submission limit to score it")
     seconds = min(limits.model_seconds, left)
     memory = limits.model_memory_bytes
+    kwargs = {"path": path, "images": images, "labels": labels, "max_bytes": max_bytes}
     try:
         result = run_limited(
             MODEL_ACCURACY, kwargs, memory_bytes=memory, seconds=seconds, what="scoring it"
