@@ -327,3 +327,30 @@ def test_models_over_the_memory_ceiling_are_flagged_and_the_batch_goes_on(course
             for p in row["problems"]
         ), row["problems"]
     assert any("1536 MB memory limit" in p for p in rows["balloon"]["problems"])
+
+
+def test_byte_identical_models_are_scored_once_per_test_set(tmp_path, monkeypatch):
+    import numpy as np
+
+    from cifar_lab.instructor import claims
+
+    calls = []
+
+    def fake_score(*, path, images, labels, max_bytes):
+        calls.append(path)
+        return 0.25 + 0.5 * (path.read_bytes() == b"other model")
+
+    monkeypatch.setattr(claims, "score_model", fake_score)
+    test_set = claims.LazyTestSet("synthetic", 10)
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    labels, other_labels = np.arange(4), np.arange(4)[::-1]
+    scored = {}
+    for name, content in (("a", b"same model"), ("b", b"same model"), ("c", b"other model")):
+        path = tmp_path / name / MODEL_FILE
+        path.parent.mkdir()
+        path.write_bytes(content)
+        scored[name] = claims._score_once(test_set, path, images, labels, 10**6)
+    assert scored == {"a": 0.25, "b": 0.25, "c": 0.75}
+    assert [p.parent.name for p in calls] == ["a", "c"]  # b's identical bytes were not re-scored
+    claims._score_once(test_set, tmp_path / "a" / MODEL_FILE, images, other_labels, 10**6)
+    assert len(calls) == 3  # other labels: another split, scored again
