@@ -18,33 +18,24 @@ def conv_stack_model(path: Path, layers: int = 400, filters: int = 4) -> Path:
     """A ``.keras`` of ``layers`` built-in Conv2D layers (400 x 4 filters: ~1.7 MB on disk)."""
     import keras
 
-    stack = [keras.layers.Conv2D(filters, 3, padding="same") for _ in range(layers)]
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            *stack,
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10),
-        ]
+    return _save_pooled(
+        [keras.layers.Conv2D(filters, 3, padding="same") for _ in range(layers)], path
     )
-    model.save(path)
-    return path
 
 
 def balloon_model(path: Path, doublings: int = 6) -> Path:
     """A ~30 KB ``.keras`` of UpSampling2D layers: 32x32 images become (32 * 2**doublings)**2."""
     import keras
 
-    ups = [keras.layers.UpSampling2D(2) for _ in range(doublings)]
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            *ups,
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10),
-        ]
-    )
-    model.save(path)
+    return _save_pooled([keras.layers.UpSampling2D(2) for _ in range(doublings)], path)
+
+
+def _save_pooled(middle: list, path: Path) -> Path:
+    """Save ``Input(32, 32, 3) -> middle -> GlobalAveragePooling2D -> Dense(10)`` to ``path``."""
+    import keras
+
+    head = [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
+    keras.Sequential([keras.Input((32, 32, 3)), *middle, *head]).save(path)
     return path
 
 

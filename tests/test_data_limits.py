@@ -41,6 +41,19 @@ def _peak_bytes(action) -> int:
     return peak
 
 
+def _refusal(action) -> tuple[str, int]:
+    """The CorruptSourceError message ``action()`` raises, and the peak allocation meanwhile."""
+    errors = []
+
+    def refused() -> None:
+        with pytest.raises(CorruptSourceError) as caught:
+            action()
+        errors.append(str(caught.value))
+
+    peak = _peak_bytes(refused)
+    return errors[0], peak
+
+
 # ------------------------------------------------------------------ truncated archives
 @pytest.mark.parametrize("packing", ["tgz", "zip"])
 @pytest.mark.parametrize("cut", [0.3, 0.6, 0.9])
@@ -66,15 +79,8 @@ def _tar_with_declared_member(path: Path, name: str, size: int) -> Path:
 
 def test_huge_declared_tar_member_is_refused_before_reading(tmp_path):
     archive = _tar_with_declared_member(tmp_path / "images.tar", "c/train/cat/0000.png", GIB)
-    errors = []
-
-    def load() -> None:
-        with pytest.raises(CorruptSourceError) as caught:
-            _load(archive)
-        errors.append(str(caught.value))
-
-    peak = _peak_bytes(load)
-    assert "1,073,741,824 bytes, over the 1,048,576-byte limit" in errors[0]
+    message, peak = _refusal(lambda: _load(archive))
+    assert "1,073,741,824 bytes, over the 1,048,576-byte limit" in message
     assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB allocated while refusing it"
 
 
@@ -82,15 +88,8 @@ def test_huge_sparse_batch_file_is_refused_before_reading(python_dir):
     folder, _ = python_dir
     with open(folder / "data_batch_2", "wb") as handle:
         handle.truncate(GIB)  # a hole: nothing is written to disk
-    errors = []
-
-    def load() -> None:
-        with pytest.raises(CorruptSourceError) as caught:
-            _load(folder, train=50)
-        errors.append(str(caught.value))
-
-    peak = _peak_bytes(load)
-    assert "data_batch_2 is 1,073,741,824 bytes, over the 67,108,864-byte limit" in errors[0]
+    message, peak = _refusal(lambda: _load(folder, train=50))
+    assert "data_batch_2 is 1,073,741,824 bytes, over the 67,108,864-byte limit" in message
     assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB allocated while refusing it"
 
 
@@ -118,16 +117,9 @@ def test_huge_png_is_refused_from_its_header(tmp_path):
     bomb = _png_claiming(12_000, 12_000)
     assert len(bomb) < 64 << 10  # a small file...
     (root / "train" / "cat" / "0000.png").write_bytes(bomb)  # ...claiming 144 megapixels
-    errors = []
-
-    def load() -> None:
-        with pytest.raises(CorruptSourceError) as caught:
-            _load(root)
-        errors.append(str(caught.value))
-
-    peak = _peak_bytes(load)
-    assert "train/cat/0000.png: the image is 12000x12000 pixels" in errors[0]
-    assert "before decoding" in errors[0]
+    message, peak = _refusal(lambda: _load(root))
+    assert "train/cat/0000.png: the image is 12000x12000 pixels" in message
+    assert "before decoding" in message
     assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB allocated while refusing it"
 
 
