@@ -10,6 +10,7 @@ them, so that no design decision lives here:
 * :class:`StageObjective` and :func:`run_stage` -- run a :class:`~cifar_lab.SweepSpec`
   with your builder; finished trials are reused only when spec, base config,
   builder and data are unchanged;
+* :func:`rung` -- a rung of the time-to-accuracy ladder for your builder;
 * :class:`TestSplit` -- the test images behind one method that logs every use;
 * :func:`save_final_model` -- ``part5/best_model.keras`` and ``part5/results.json``.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from cifar_lab.profiles import PROFILE_ENV
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.ladder import rung_config
 from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, describe_split
 from cifar_lab.tuning.stages import (  # noqa: F401  (notebook 05 uses them as part5.*)
     StageObjective,
@@ -54,7 +57,9 @@ class Part5Budget:
         initializers: example kernel initialisers (Keras names).
         coarse_train, coarse_epochs: training images and epochs of the coarse stages.
         fine_train, fine_epochs: the same for regularisation and the ensemble.
-        final_epochs: epochs of the final training on the whole training split.
+        rung_epochs, rung_train: epochs and training images of the ladder rungs that
+            :func:`rung` gives (the first full training and the final one); None
+            keeps the rung's own epochs and the whole training split.
         ensemble_members: networks in the ensemble.
         top_settings: best settings that go on to the initialiser stage.
         minutes: the wall-time budget of the whole notebook on a 2-core CPU.
@@ -68,7 +73,8 @@ class Part5Budget:
     coarse_epochs: int
     fine_train: int
     fine_epochs: int
-    final_epochs: int
+    rung_epochs: int | None
+    rung_train: int | None
     ensemble_members: int
     top_settings: int
     minutes: int
@@ -89,7 +95,8 @@ BUDGETS = {
         coarse_epochs=4,
         fine_train=20_000,
         fine_epochs=8,
-        final_epochs=15,
+        rung_epochs=None,
+        rung_train=None,
         ensemble_members=3,
         top_settings=3,
         minutes=60,
@@ -106,7 +113,8 @@ BUDGETS = {
         coarse_epochs=1,
         fine_train=1_000,
         fine_epochs=1,
-        final_epochs=1,
+        rung_epochs=2,
+        rung_train=None,
         ensemble_members=2,
         top_settings=1,
         minutes=3,
@@ -119,6 +127,25 @@ def part5_budget(profile_name: str) -> Part5Budget:
     if profile_name not in BUDGETS:
         raise ValueError(f"no Part V budget for profile {profile_name!r}; use {sorted(BUDGETS)}")
     return BUDGETS[profile_name]
+
+
+def rung(name: str, budget: Part5Budget, network: MLPConfig | None = None) -> MLPConfig:
+    """Ladder rung ``name`` of ``lab.RECIPES`` for your ``build_network``, sized to ``budget``.
+
+    Args:
+        name: ``"fast"``, ``"medium"``, ``"best"`` or ``"long"``.
+        budget: the profile's budget (its ``rung_epochs`` and ``rung_train``).
+        network: your config, whose layers, activation, initialiser, batch norm,
+            dropout and L2 replace the rung's; None keeps the rung's network.
+
+    Returns:
+        The config to pass to ``lab.train_config(..., build=build_network)``.
+    """
+    if not isinstance(budget, Part5Budget):
+        raise TypeError(f"budget must be a Part5Budget, got {type(budget).__name__}")
+    return rung_config(
+        name, network=network, epochs=budget.rung_epochs, num_train=budget.rung_train
+    )
 
 
 def hidden_units_identical(model) -> float:

@@ -47,11 +47,16 @@ BEST = BASELINE.replace(
 # BEST's settings at 18 epochs; at 44 epochs dropout 0.05 and +-3 px gave 67.8%.
 FAST = BEST.replace(dropout=0.0, translate=2, epochs=16)
 MEDIUM = BEST.replace(dropout=0.05, translate=3, epochs=44)
+# The moonshot rung, sized to the hour: at 120 epochs BEST still gains validation accuracy
+# while training accuracy pulls 6 points ahead (77% against 71%), so the long run trains
+# about three times as long with more dropout against that gap.
+LONG = BEST.replace(dropout=0.15, epochs=340)
 
 RECIPES: dict[str, MLPConfig] = {
     "fast": FAST,
     "medium": MEDIUM,
     "best": BEST,
+    "long": LONG,
     "baseline": BASELINE,
 }
 
