@@ -49,7 +49,8 @@ FAST = BEST.replace(dropout=0.0, translate=2, epochs=16)
 MEDIUM = BEST.replace(dropout=0.05, translate=3, epochs=44)
 # The moonshot rung, sized to the hour: at 120 epochs BEST still gains validation accuracy
 # while training accuracy pulls 6 points ahead (77% against 71%), so the long run trains
-# about three times as long with more dropout against that gap.
+# about three times as long with more dropout against that gap: 74.5% validation and
+# 74.6% test in 50.9 min (bfloat16, the whole command), short of the 75% aimed at.
 LONG = BEST.replace(dropout=0.15, epochs=340)
 
 RECIPES: dict[str, MLPConfig] = {
