@@ -55,7 +55,7 @@ regularisation; ``fast`` and ``medium`` in ``RECIPES`` are the two winners. For 
 candidate sized to the hour: BEST's 120-epoch run still gained on validation while its
 training accuracy pulled 6 points ahead, so 340 epochs with more dropout (its wall time is
 that of the whole ``train-best --recipe long`` command, benchmarks/time_to_accuracy.py).
-It reached 0.745 validation: its curve sat at 0.71-0.72 from epoch 140 to 240 while
+It reached 0.745 validation: its curve stayed at 0.70-0.73 from epoch 140 to 240 while
 training accuracy rose from 0.77 to 0.85, so more epochs alone will not reach 0.75.
 """
 
