@@ -354,3 +354,6 @@ def test_byte_identical_models_are_scored_once_per_test_set(tmp_path, monkeypatc
     assert [p.parent.name for p in calls] == ["a", "c"]  # b's identical bytes were not re-scored
     claims._score_once(test_set, tmp_path / "a" / MODEL_FILE, images, other_labels, 10**6)
     assert len(calls) == 3  # other labels: another split, scored again
+    cached = dict(test_set.scores)
+    claims._score_once(test_set, tmp_path / "a" / MODEL_FILE, images, labels, max_bytes=4)
+    assert len(calls) == 4 and test_set.scores == cached  # over max_bytes: loader, not hashed
