@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from cifar_lab import __version__
+
 DEFAULT = "default: %(default)s"
 
 
@@ -94,12 +96,17 @@ def _working_copies(notebooks: list[Path], out_dir: Path) -> list[Path]:
     return [Path(shutil.copyfile(path, out_dir / path.name)) for path in notebooks]
 
 
-def _run_notebooks(args: argparse.Namespace) -> int:
+def _check_source(source: str | None) -> None:
+    """Fail now, in one line, on a wrong --source or $CIFAR10_SOURCE, not in every notebook."""
     from cifar_lab.data.sources import check_configured_source
+
+    check_configured_source(source)
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
     from cifar_lab.instructor.runner import format_summary, run_all
 
-    # a wrong --source or $CIFAR10_SOURCE fails here in one line, not in every notebook
-    check_configured_source(args.source)
+    _check_source(args.source)
     if args.source:
         os.environ["CIFAR10_SOURCE"] = args.source  # the kernels inherit it
     out_dir = Path(args.out)
@@ -208,7 +215,6 @@ def build_parser(prog: str = "python -m cifar_lab") -> argparse.ArgumentParser:
     Returns:
         The parser; each sub-command sets a ``handler`` that returns the exit code.
     """
-    from cifar_lab import __version__
     from cifar_lab.instructor.cli import add_cli as add_instructor_commands
     from cifar_lab.tuning.cli import add_cli as add_recipe_command
 
