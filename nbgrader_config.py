@@ -15,9 +15,13 @@
 # instead of the ~30 min notebook 05 takes in the full profile, per student.
 # Export CIFAR_LAB_PROFILE=full before `nbgrader autograde` to grade on the full
 # assignment instead. Either way, export CIFAR10_SOURCE=/path/to/cifar-10 so the
-# kernels find the data; without any copy the quick profile falls back to synthetic
-# images (and prints a warning in the notebook).
+# kernels find the data. A CIFAR10_SOURCE that does not exist is an error in every
+# notebook; without any copy set or found, the quick profile uses synthetic images only
+# when CIFAR_LAB_PROFILE=quick was exported (with a warning), never when nbgrader's
+# NBGRADER_EXECUTION chose it.
 import os
+
+import zmq
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
@@ -30,3 +34,10 @@ c.Execute.timeout = 3600 if _FULL else 600
 # Seconds to wait for a finished cell's last outputs (nbclient's 4 s can be too short
 # on a busy grading machine, and nbgrader makes that wait an error).
 c.Execute.iopub_timeout = 30
+
+# Kernels talk to nbgrader over local TCP sockets. ipykernel >= 7 warns on every start
+# ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption") unless the
+# kernel manager hands it CurveZMQ keys; "auto" does so for kernels whose kernelspec
+# declares support (ipykernel's python3 does), and needs a pyzmq built with CurveZMQ.
+if zmq.has("curve"):
+    c.KernelManager.transport_encryption = "auto"

@@ -14,6 +14,11 @@ Every command finds the course notebooks in a checkout's ``notebooks/`` or, once
 installed from a wheel, in ``cifar_lab/notebooks/`` (see
 :func:`cifar_lab.instructor.nbtools.notebook_dir`). Option defaults and choices
 come from the library; building the parser never imports TensorFlow.
+
+An error a command raises for its user (a wrong value, a missing or unreadable
+file) is printed as one plain line, its fixes spelled as this command's options
+(see :mod:`cifar_lab.messages`), with exit code 2 for a wrong value or missing
+data, as for a wrong option, and 1 for any other operating-system error.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from cifar_lab import __version__
 
 DEFAULT = "default: %(default)s"
 
@@ -89,9 +96,17 @@ def _working_copies(notebooks: list[Path], out_dir: Path) -> list[Path]:
     return [Path(shutil.copyfile(path, out_dir / path.name)) for path in notebooks]
 
 
+def _check_source(source: str | None) -> None:
+    """Fail now, in one line, on a wrong --source or $CIFAR10_SOURCE, not in every notebook."""
+    from cifar_lab.data.sources import check_configured_source
+
+    check_configured_source(source)
+
+
 def _run_notebooks(args: argparse.Namespace) -> int:
     from cifar_lab.instructor.runner import format_summary, run_all
 
+    _check_source(args.source)
     if args.source:
         os.environ["CIFAR10_SOURCE"] = args.source  # the kernels inherit it
     out_dir = Path(args.out)
@@ -175,8 +190,27 @@ def _add_run_commands(commands) -> None:
     refresh.set_defaults(handler=_refresh_outputs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def program_name(argv0: str) -> str:
+    """Return the name the command was called by, for usage lines.
+
+    Args:
+        argv0: ``sys.argv[0]``: the console script's path (``.../bin/cifar-lab``), or
+            this file's path under ``python -m cifar_lab``.
+
+    Returns:
+        The script's file name, or ``"python -m cifar_lab"``.
+    """
+    name = Path(argv0).name
+    if not name or name.endswith(".py") or name.startswith("-"):  # -m, -c, a script
+        return "python -m cifar_lab"
+    return name
+
+
+def build_parser(prog: str = "python -m cifar_lab") -> argparse.ArgumentParser:
     """Return the argument parser for ``python -m cifar_lab``.
+
+    Args:
+        prog: the program name its usage lines show (see :func:`program_name`).
 
     Returns:
         The parser; each sub-command sets a ``handler`` that returns the exit code.
@@ -184,9 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     from cifar_lab.instructor.cli import add_cli as add_instructor_commands
     from cifar_lab.tuning.cli import add_cli as add_recipe_command
 
-    parser = argparse.ArgumentParser(
-        prog="python -m cifar_lab", description="cifar_lab course tools"
-    )
+    parser = argparse.ArgumentParser(prog=prog, description="cifar_lab course tools")
+    parser.add_argument("--version", action="version", version=f"cifar_lab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data", help="load CIFAR-10 and print a summary")
     _add_data_arguments(data)
@@ -198,17 +231,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Map each option of one sub-command to its flag: ``{"source": "--source", ...}``.
+
+    Args:
+        parser: the parser from :func:`build_parser`.
+        command: the sub-command's name, e.g. ``"data"``.
+
+    Returns:
+        Python keyword (the option's ``dest``) to its longest option string.
+    """
+    # argparse lists a parser's actions only in _actions (stable since Python 3.2)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = commands.choices[command]._actions
+    return {a.dest: max(a.option_strings, key=len) for a in actions if a.option_strings}
+
+
+def _report(error: BaseException, flags: dict[str, str]) -> None:
+    """Print an error for a command-line user: one plain line, fixes as options."""
+    from cifar_lab.messages import cli_spelling, plain_line
+
+    text = plain_line(str(error)) or type(error).__name__
+    print(f"error: {cli_spelling(text, flags)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    from cifar_lab.data.formats import CorruptSourceError
+    """Entry point; returns the process exit code.
+
+    Args:
+        argv: the arguments after the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+        The handler's exit code; 2 after a wrong value or missing data, 1 after
+        another operating-system error (each printed as one line, no traceback).
+    """
     from cifar_lab.data.sources import CIFAR10NotFoundError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser(program_name(sys.argv[0]))
+    args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (CIFAR10NotFoundError, CorruptSourceError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (CIFAR10NotFoundError, ValueError) as error:  # CorruptSourceError is a ValueError
+        _report(error, command_flags(parser, args.command))
         return 2
+    except OSError as error:
+        _report(error, command_flags(parser, args.command))
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@
   test images a smaller copy holds), one epoch per training, and the
   reference's promised accuracies.
 * ``quick`` runs every cell through the same code on a small subset of real
-  CIFAR-10, with relaxed thresholds; it is what CI runs. Without any CIFAR-10
-  copy it uses the synthetic source and says so loudly.
+  CIFAR-10, with relaxed thresholds; it is what CI runs. When no CIFAR-10 copy
+  is given (no ``source``, no ``CIFAR10_SOURCE``) and none can be found, it
+  uses the synthetic source and says so loudly; a given copy that cannot be
+  read is always an error.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardi
     """Load CIFAR-10 at the profile's sizes.
 
     Only the quick profile may stand in synthetic data, only when no CIFAR-10
-    copy can be found, and only when it was asked for (not when nbgrader's
+    copy was given (neither ``source`` nor ``$CIFAR10_SOURCE``) and none can be
+    found, and only when the profile was asked for (not when nbgrader's
     ``NBGRADER_EXECUTION`` picked it); it prints a warning when it does.
 
     Args:
@@ -93,16 +96,21 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardi
 
     Returns:
         A ``CIFAR10Splits``.
+
+    Raises:
+        CIFAR10NotFoundError: a given copy does not exist (the message names it
+            and where it came from), or none was found outside the quick profile.
     """
-    from cifar_lab.data.sources import CIFAR10NotFoundError
+    from cifar_lab.data.sources import CIFAR10NotFoundError, configured_source
     from cifar_lab.data.splits import load_cifar10
 
     sizes = (profile.num_training, profile.num_validation, profile.num_test)
+    # a given copy is the one meant: a typo in its path must fail, not load stand-in data
+    if profile.name != "quick" or configured_source(source) is not None:
+        return load_cifar10(*sizes, source=source, seed=seed, standardise=standardise)
     try:
         return load_cifar10(*sizes, source=source, seed=seed, standardise=standardise)
     except CIFAR10NotFoundError as error:
-        if profile.name != "quick":
-            raise
         if os.environ.get(NBGRADER_ENV) and not os.environ.get(PROFILE_ENV):
             # quick was picked for nbgrader, not asked for: grading on stand-in data
             # would score every student on images that are not CIFAR-10

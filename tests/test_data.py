@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -138,8 +139,27 @@ def test_truncated_archive_gives_clear_error(python_dir, tmp_path, cut):
 def test_garbage_file_gives_clear_error(tmp_path):
     junk = tmp_path / "cifar.tgz"
     junk.write_bytes(os.urandom(2000))
-    with pytest.raises(CorruptSourceError, match="truncated or corrupt"):
+    with pytest.raises(CorruptSourceError, match="truncated or corrupt") as caught:
         lab.load_cifar10(50, 10, None, source=junk, verbose=False)
+    assert "\n" not in str(caught.value)  # tarfile's several reasons, not its repr
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "notes"])
+def test_a_file_that_is_no_archive_is_named_as_not_cifar10(tmp_path, name):
+    notes = tmp_path / name
+    notes.write_text("hello\n" * 100)
+    with pytest.raises(CorruptSourceError, match="is not a CIFAR-10 copy") as caught:
+        lab.load_cifar10(source=notes, verbose=False)
+    assert str(notes) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_uncompressed_tar_without_its_suffix_is_read_as_an_archive(python_dir, tmp_path):
+    folder, truth = python_dir
+    archive = tmp_path / "cifar-copy"
+    with tarfile.open(archive, "w") as tar:  # plain tar, no suffix: found by its header
+        tar.add(folder, arcname="cifar-10-batches-py")
+    splits = lab.load_cifar10(80, 20, None, source=archive, verbose=False)
+    assert _raw_rows(splits, splits.X_test) == _rows(truth["X_test"])
 
 
 # ----------------------------------------------------------------------------- splits
@@ -267,9 +287,15 @@ def test_keras_source_reads_cached_official_copy(python_dir):
     assert _raw_rows(splits, splits.X_test) == _rows(truth["X_test"])
 
 
-def test_missing_path_and_wrong_type_are_explained(tmp_path):
-    with pytest.raises(lab.CIFAR10NotFoundError, match="does not exist"):
-        lab.load_cifar10(source=tmp_path / "nope.tgz", verbose=False)
+def test_missing_path_and_wrong_type_are_explained(tmp_path, monkeypatch):
+    missing = tmp_path / "nope.tgz"
+    with pytest.raises(lab.CIFAR10NotFoundError, match="does not exist") as caught:
+        lab.load_cifar10(source=missing, verbose=False)
+    assert f"source='{missing}'" in str(caught.value)
+    assert "source='keras'" in str(caught.value) and "source='synthetic'" in str(caught.value)
+    monkeypatch.setenv("CIFAR10_SOURCE", str(missing))
+    with pytest.raises(lab.CIFAR10NotFoundError, match=r"from \$CIFAR10_SOURCE does not"):
+        lab.load_cifar10(verbose=False)
     with pytest.raises(TypeError, match="source must be"):
         lab.load_cifar10(source=42, verbose=False)
 

@@ -51,3 +51,20 @@ def test_quick_picked_by_nbgrader_never_grades_on_synthetic_data(monkeypatch, ca
     assert "SYNTHETIC" not in capsys.readouterr().out
     monkeypatch.setenv("CIFAR_LAB_PROFILE", "quick")  # asked for: the stand-in is allowed
     assert "synthetic" in profiles.load_profile_data(profiles.get_profile()).source
+
+
+@pytest.mark.parametrize("given_by", ["argument", "CIFAR10_SOURCE"])
+def test_quick_profile_never_replaces_a_given_source(monkeypatch, capsys, tmp_path, given_by):
+    """A typo in a given path is an error naming it, not a run on stand-in data."""
+    monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
+    missing = tmp_path / "nope" / "cifar.tgz"
+    source = None
+    if given_by == "argument":
+        source = missing
+    else:
+        monkeypatch.setenv("CIFAR10_SOURCE", str(missing))
+    with pytest.raises(sources.CIFAR10NotFoundError, match="does not exist") as caught:
+        profiles.load_profile_data(profiles.get_profile("quick"), source=source)
+    assert str(missing) in str(caught.value)
+    assert ("$CIFAR10_SOURCE" in str(caught.value)) == (given_by == "CIFAR10_SOURCE")
+    assert "SYNTHETIC" not in capsys.readouterr().out

@@ -27,10 +27,31 @@ def archive_errors(path: Path) -> Iterator[None]:
     except CorruptSourceError:
         raise
     except _ARCHIVE_ERRORS as error:
+        # the first line only: tarfile lists one reason per compression it tried
+        detail = (str(error).strip().splitlines() or [""])[0].rstrip(":")
         raise CorruptSourceError(
-            f"{path}: the archive is truncated or corrupt ({error!r}). "
-            "Download or copy it again, then retry."
+            f"{path}: the archive is truncated or corrupt ({type(error).__name__}: "
+            f"{detail}). Download or copy it again, then retry."
         ) from error
+
+
+# Leading bytes of the archives tarfile and zipfile read: gzip, bzip2, xz, zip.
+_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"PK\x03\x04", b"PK\x05\x06")
+_SUFFIXES = (".tar", ".tgz", ".gz", ".tbz2", ".bz2", ".txz", ".xz", ".zip")
+_TAR_MAGIC_OFFSET = 257  # an uncompressed tar says "ustar" there
+
+
+def looks_like_archive(path: Path) -> bool:
+    """Whether a file is meant as an archive: by its name or its first bytes.
+
+    A damaged archive still counts (it is then reported as truncated or corrupt);
+    a text file or an image does not.
+    """
+    if path.name.lower().endswith(_SUFFIXES):
+        return True
+    with path.open("rb") as handle:
+        head = handle.read(_TAR_MAGIC_OFFSET + 5)
+    return head.startswith(_MAGIC) or head[_TAR_MAGIC_OFFSET:] == b"ustar"
 
 
 def open_archive(path: Path) -> tarfile.TarFile:
