@@ -112,13 +112,13 @@ def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
     assert convolution_layers(tta) == []
 
 
-def layer_classes(model: keras.Model) -> set[str]:
-    """Module-qualified class names of every layer in ``model``, nested models included."""
-    found = set()
+def all_layers(model: keras.Model) -> list:
+    """Every layer of ``model``, nested models' layers included (the models too)."""
+    found = []
     for layer in model.layers:
-        found.add(f"{type(layer).__module__}.{type(layer).__name__}")
+        found.append(layer)
         if isinstance(layer, keras.Model):
-            found |= layer_classes(layer)
+            found.extend(all_layers(layer))
     return found
 
 
@@ -135,8 +135,16 @@ def test_named_recipes_have_no_convolutions_and_only_built_in_layers():
         assert convolution_layers(network) == [], name
         # what train_best saves: plain Keras can load it without cifar_lab
         saved = raw_pixel_model(network, [120.0] * 3, [60.0] * 3, flip_tta=True)
-        classes = layer_classes(saved)
-        assert all(cls.startswith("keras.") for cls in classes), (name, classes)
+        layers = all_layers(saved)
+        modules = {type(layer).__module__ for layer in layers}
+        assert all(module.startswith("keras.") for module in modules), (name, modules)
+        # dense-only: every layer with weights but the fixed per-channel standardisation
+        # sees flat (N, F) features, so no weights are shared across pixels or patches
+        fixed = (keras.layers.Normalization, keras.Model)  # a model's layers are each listed
+        for layer in layers:
+            if layer.weights and not isinstance(layer, fixed):
+                assert len(layer.input.shape) == 2, (name, layer.name, layer.input.shape)
+        assert any(layer.name == "mirror" and not layer.weights for layer in layers)
 
 
 # Run with ``python -I`` from an empty folder, so that neither PYTHONPATH nor the
