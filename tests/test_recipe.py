@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -13,7 +17,7 @@ import cifar_lab.tuning.cli as recipe_cli
 import cifar_lab.tuning.recipes as recipe
 from cifar_lab.data.splits import load_cifar10
 from cifar_lab.tuning.config import MLPConfig
-from cifar_lab.tuning.layers import convolution_layers
+from cifar_lab.tuning.layers import convolution_layers, raw_pixel_model
 from cifar_lab.tuning.network import build_mlp
 from cifar_lab.tuning.whitening import WhiteningFit
 
@@ -94,8 +98,6 @@ def test_flip_tta_model_predicts_the_same_on_a_mirrored_image(trained):
 
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
-    from cifar_lab.tuning.layers import raw_pixel_model
-
     inner = keras.Sequential(
         [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
     )
@@ -103,12 +105,24 @@ def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
     mean, std = [120.0, 121.0, 122.0], [60.0, 61.0, 62.0]
     tta = raw_pixel_model(inner, mean, std, probabilities=False, flip_tta=True)
     plain = raw_pixel_model(inner, mean, std, probabilities=False)
-    expected = (plain.predict(raw, verbose=0) + plain.predict(raw[:, :, ::-1], verbose=0)) / 2
-    np.testing.assert_allclose(tta.predict(raw, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    logits, mirrored = plain.predict(raw, verbose=0), plain.predict(raw[:, :, ::-1], verbose=0)
+    assert not np.array_equal(logits, mirrored)  # the mirror changes the logits: a real test
+    # the mirror is exact, so the average equals NumPy's, float32 for float32
+    np.testing.assert_array_equal(tta.predict(raw, verbose=0), (logits + mirrored) / 2)
     assert convolution_layers(tta) == []
 
 
-def test_named_recipes_have_no_convolutions():
+def all_layers(model: keras.Model) -> list:
+    """Every layer of ``model``, nested models' layers included (the models too)."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(all_layers(layer))
+    return found
+
+
+def test_named_recipes_have_no_convolutions_and_only_built_in_layers():
     for name, config in recipe.RECIPES.items():
         whitening = None
         if config.whitening != "none":  # a stand-in fit: only the shapes matter here
@@ -117,7 +131,62 @@ def test_named_recipes_have_no_convolutions():
                 config.whitening, np.zeros(3072, np.float32), np.zeros((3072, units), np.float32),
                 np.ones(3072), 0.1,
             )  # fmt: skip
-        assert convolution_layers(build_mlp(config, whitening=whitening)) == [], name
+        network = build_mlp(config, whitening=whitening)
+        assert convolution_layers(network) == [], name
+        # what train_best saves: plain Keras can load it without cifar_lab
+        saved = raw_pixel_model(network, [120.0] * 3, [60.0] * 3, flip_tta=True)
+        layers = all_layers(saved)
+        modules = {type(layer).__module__ for layer in layers}
+        assert all(module.startswith("keras.") for module in modules), (name, modules)
+        # dense-only: every layer with weights but the fixed per-channel standardisation
+        # sees flat (N, F) features, so no weights are shared across pixels or patches
+        fixed = (keras.layers.Normalization, keras.Model)  # a model's layers are each listed
+        for layer in layers:
+            if layer.weights and not isinstance(layer, fixed):
+                assert len(layer.input.shape) == 2, (name, layer.name, layer.input.shape)
+        assert any(layer.name == "mirror" and not layer.weights for layer in layers)
+
+
+# Run with ``python -I`` from an empty folder, so that neither PYTHONPATH nor the
+# working directory can supply cifar_lab; the editable install's finder still
+# could, so the module is blocked first: `import cifar_lab` fails as where it is
+# not installed.
+_LOAD_WITH_PLAIN_KERAS = """
+import sys
+
+sys.modules["cifar_lab"] = None
+try:
+    import cifar_lab  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("cifar_lab is importable")
+import keras
+import numpy as np
+
+model_path, images_path, out_path = sys.argv[1:]
+model = keras.models.load_model(model_path, safe_mode=True)
+np.save(out_path, model.predict(np.load(images_path), batch_size=1024, verbose=0))
+"""
+
+
+def test_saved_model_loads_with_plain_keras_where_cifar_lab_is_not_importable(trained, tmp_path):
+    out, _ = trained
+    config = zipfile.ZipFile(out / "model.keras").read("config.json").decode()
+    assert "cifar_lab" not in config  # no class of the library is named in the file
+    raw, _ = raw_test_images()
+    np.save(tmp_path / "raw.npy", raw)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [sys.executable, "-I", "-c", _LOAD_WITH_PLAIN_KERAS, str(out / "model.keras"),
+               str(tmp_path / "raw.npy"), str(tmp_path / "predictions.npy")]  # fmt: skip
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    done = subprocess.run(command, cwd=empty, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "predictions.npy"),
+        np.load(out / "test_predictions.npz")["probabilities"],
+    )
 
 
 def test_unknown_recipe_is_explained(tmp_path):

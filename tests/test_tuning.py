@@ -9,7 +9,15 @@ import pytest
 import cifar_lab.tuning.train as mlp_training
 from cifar_lab.tuning.augment import AugmentedBatches, augment_batch
 from cifar_lab.tuning.config import ACTIVATIONS, MLPConfig
-from cifar_lab.tuning.layers import Maxout, convolution_layers, raw_pixel_model, whitening_dense
+from cifar_lab.tuning.layers import (
+    LegacyHorizontalFlip,
+    LegacyMaxout,
+    Maxout,
+    convolution_layers,
+    mirror_model,
+    raw_pixel_model,
+    whitening_dense,
+)
 from cifar_lab.tuning.network import build_mlp
 from cifar_lab.tuning.optimizers import build_optimizer, build_schedule, compile_mlp
 from cifar_lab.tuning.train import one_hot, train_config
@@ -139,6 +147,68 @@ def test_maxout_network_is_dense_then_max():
 def test_maxout_rejects_bad_pieces():
     with pytest.raises(ValueError, match="pieces"):
         Maxout(1)
+
+
+def test_maxout_rejects_features_not_divisible_by_pieces():
+    with pytest.raises(ValueError, match="divisible by 3"):
+        Maxout(3)(np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, F\)"):
+        Maxout(2)(np.zeros((2, 4, 4), np.float32))
+
+
+def keras_classes(model: keras.Model) -> set[str]:
+    """Module-qualified class names of every layer in ``model``, nested models included."""
+    found = set()
+    for layer in model.layers:
+        found.add(f"{type(layer).__module__}.{type(layer).__name__}")
+        if isinstance(layer, keras.Model):
+            found |= keras_classes(layer)
+    return found
+
+
+def test_maxout_network_uses_only_built_in_layers():
+    model = build_mlp(MLPConfig(hidden_sizes=(6, 4), activation="maxout", maxout_pieces=3))
+    classes = keras_classes(model)
+    assert all(name.startswith("keras.") for name in classes), classes
+    assert sum("GlobalMaxPooling1D" in name for name in classes) == 1  # one class, two layers
+    assert [layer.name for layer in model.layers if "maxout" in layer.name] == [
+        "maxout_0_pieces", "maxout_0", "maxout_1_pieces", "maxout_1",
+    ]  # fmt: skip
+
+
+def test_mirror_equals_numpy_flip_exactly_and_has_no_weights():
+    x = np.random.default_rng(3).normal(size=(4, 32, 32, 3)).astype(np.float32) * 1e3
+    x[0, 0, :4, 0] = [np.inf, -np.inf, np.nan, -0.0]  # copies, no arithmetic: all kept
+    x[1, 5, 7, 2] = np.float32(1e-42)  # a subnormal too
+    mirror = mirror_model()
+    got = np.asarray(mirror(x))
+    np.testing.assert_array_equal(got, x[:, :, ::-1, :])
+    assert np.signbit(got[0, 0, 31 - 3, 0]) and got[1, 5, 31 - 7, 2] == x[1, 5, 7, 2]
+    assert mirror.weights == [] and convolution_layers(mirror) == []
+    assert all(name.startswith("keras.") for name in keras_classes(mirror))
+    small = np.arange(2 * 3 * 5 * 2, dtype=np.float32).reshape(2, 3, 5, 2)
+    np.testing.assert_array_equal(mirror_model(3, 5, 2)(small), small[:, :, ::-1, :])
+
+
+def test_models_saved_with_the_old_library_classes_still_load(tmp_path):
+    # earlier versions saved maxout and the flip as cifar_lab>Maxout, cifar_lab>HorizontalFlip
+    assert keras.saving.get_registered_name(LegacyMaxout) == "cifar_lab>Maxout"
+    assert keras.saving.get_registered_name(LegacyHorizontalFlip) == "cifar_lab>HorizontalFlip"
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Flatten()(LegacyHorizontalFlip()(inputs))
+    x = LegacyMaxout(2)(keras.layers.Dense(8)(x))
+    old = keras.Model(inputs, keras.layers.Dense(10)(x))
+    old.save(tmp_path / "old.keras")
+    again = keras.models.load_model(tmp_path / "old.keras", safe_mode=True)
+    assert {type(layer) for layer in again.layers} >= {LegacyMaxout, LegacyHorizontalFlip}
+    images = np.random.default_rng(4).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(images, verbose=0), old.predict(images, verbose=0))
+    flat = images[:, :, ::-1, :].reshape(3, -1)
+    kernel, bias = old.layers[3].get_weights()
+    hidden = (flat @ kernel + bias).reshape(3, 4, 2).max(axis=2)
+    np.testing.assert_allclose(
+        keras.Model(old.input, old.layers[4].output)(images), hidden, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_zeros_initialisation_keeps_hidden_units_identical():

@@ -1,10 +1,12 @@
 """Layers for the Part V dense networks: maxout, whitening, raw-pixel input, factories.
 
-Whitening and raw-pixel standardisation use built-in Keras layers whose
-numbers are weights, so a saved ``.keras`` model carries them and reloads
-with ``keras.models.load_model(path, safe_mode=True)``; only :class:`Maxout`
-and :class:`HorizontalFlip` (flip test-time augmentation) are custom classes,
-registered, so importing ``cifar_lab.tuning.layers`` is enough to load them.
+Every model these build is made of built-in Keras layers only: whitening and
+raw-pixel standardisation keep their numbers as weights, maxout is a reshape
+and a max, the flip of test-time augmentation is crops and a concatenation.
+So a saved ``.keras`` model reloads with plain
+``keras.models.load_model(path, safe_mode=True)``, without ``cifar_lab``.
+:class:`LegacyMaxout` and :class:`LegacyHorizontalFlip` stay registered only
+so that models saved by older versions of the library still load.
 """
 
 from __future__ import annotations
@@ -21,17 +23,93 @@ from cifar_lab.tuning.whitening import WhiteningFit
 _PACKAGE = "cifar_lab"
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class Maxout(keras.layers.Layer):
-    """Max over groups of ``pieces`` consecutive features.
+class Maxout:
+    """Build a maxout activation from built-in Keras layers: max over groups of ``pieces``.
 
     Put it after a ``Dense(units * pieces)`` layer to get a maxout unit: output
     unit ``j`` is the largest of input features ``j*pieces .. j*pieces+pieces-1``.
+    Calling it adds a ``Reshape((units, pieces))`` and a
+    ``GlobalMaxPooling1D(data_format="channels_first")`` (the max over the last
+    axis, named ``name``), so a saved model needs no custom class to reload.
+    Neither layer has weights; each call adds new ones, like calling a new layer.
 
     Args:
         pieces: linear pieces per unit, at least 2.
-        **kwargs: the standard Keras layer arguments (``name``, ``dtype``); Keras
-            rejects unknown ones.
+        name: name of the max layer (the reshape is ``name + "_pieces"``); None
+            lets Keras choose.
+        dtype: Keras dtype policy of both layers, e.g. ``"mixed_bfloat16"``; None
+            for Keras' default.
+
+    Input: float (N, units * pieces). Output: float (N, units).
+    """
+
+    def __init__(self, pieces: int, *, name: str | None = None, dtype: str | None = None) -> None:
+        self.pieces = check_int("pieces", pieces, minimum=2)
+        self.name = name
+        self.dtype = dtype
+
+    def __call__(self, inputs):
+        """Apply the max to ``inputs`` (a Keras tensor, or an array for an eager result)."""
+        shape = tuple(inputs.shape)
+        if len(shape) != 2 or shape[-1] is None or shape[-1] % self.pieces:
+            raise ValueError(
+                f"Maxout with pieces={self.pieces} needs input (N, F) with F divisible by "
+                f"{self.pieces}; got shape {shape}. Use Dense(units * pieces) before it."
+            )
+        units = shape[-1] // self.pieces
+        groups_name = None if self.name is None else f"{self.name}_pieces"
+        grouped = keras.layers.Reshape((units, self.pieces), name=groups_name, dtype=self.dtype)
+        # channels_first: (N, units, pieces) is (batch, channels, steps), pooled over pieces
+        largest = keras.layers.GlobalMaxPooling1D(
+            data_format="channels_first", name=self.name, dtype=self.dtype
+        )
+        return largest(grouped(inputs))
+
+
+def mirror_model(
+    height: int = 32, width: int = 32, channels: int = 3, *, name: str = "mirror"
+) -> keras.Model:
+    """A model of built-in layers that mirrors images left to right, always and exactly.
+
+    Each column is cut out by a ``Cropping2D`` and the columns are concatenated
+    in reverse order: only copies, no arithmetic, so the result is bit-exact on
+    every device and precision (a mirror as a fixed 0/1 matrix product would be
+    rounded by TensorFloat-32 or bfloat16 matmuls), and the model has no weights.
+
+    Args:
+        height, width, channels: image shape.
+        name: model name.
+
+    Returns:
+        A ``keras.Model``: float32 (N, height, width, channels) ->
+        float32 (N, height, width, channels), ``output == input[:, :, ::-1, :]``.
+    """
+    inputs = keras.Input(shape=(height, width, channels), name=f"{name}_input")
+    columns = [
+        keras.layers.Cropping2D(
+            ((0, 0), (column, width - 1 - column)),
+            data_format="channels_last",
+            name=f"{name}_column_{column}",
+            dtype="float32",
+        )(inputs)
+        for column in reversed(range(width))
+    ]
+    concatenate = keras.layers.Concatenate(axis=2, name=f"{name}_columns", dtype="float32")
+    return keras.Model(inputs, concatenate(columns), name=name)
+
+
+# Models saved before the library built maxout and the mirror from built-in layers
+# name these two classes (cifar_lab>Maxout, cifar_lab>HorizontalFlip); they stay
+# registered, under their old names, only so that such models still load (the
+# instructor's loader allows the library's registered classes). New models never use them.
+@keras.saving.register_keras_serializable(package=_PACKAGE, name="Maxout")
+class LegacyMaxout(keras.layers.Layer):
+    """Max over groups of ``pieces`` consecutive features (old saved models only).
+
+    Args:
+        pieces: linear pieces per unit, at least 2.
+        **kwargs: the standard Keras layer arguments (``name``, ``dtype``), as a
+            saved config holds them; Keras rejects unknown ones.
 
     Input: float (N, units * pieces). Output: float (N, units).
     """
@@ -49,7 +127,7 @@ class Maxout(keras.layers.Layer):
         if features is None or features % self.pieces:
             raise ValueError(
                 f"Maxout with pieces={self.pieces} needs a feature count divisible by "
-                f"{self.pieces}; got {features}. Use Dense(units * pieces) before it."
+                f"{self.pieces}; got {features}."
             )
 
     def call(self, inputs):
@@ -62,12 +140,9 @@ class Maxout(keras.layers.Layer):
         return {**super().get_config(), "pieces": self.pieces}
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class HorizontalFlip(keras.layers.Layer):
-    """Mirror images left to right, always (not a random augmentation).
-
-    Used for flip test-time augmentation in :func:`raw_pixel_model`: the model
-    averages its logits on an image and on its mirror.
+@keras.saving.register_keras_serializable(package=_PACKAGE, name="HorizontalFlip")
+class LegacyHorizontalFlip(keras.layers.Layer):
+    """Mirror images left to right, always (old saved models only; see :func:`mirror_model`).
 
     Input: (N, H, W, C). Output: the same shape and dtype, columns reversed.
     """
@@ -139,7 +214,7 @@ def raw_pixel_model(
     standardised = standardise(inputs)
     outputs = model(standardised)
     if flip_tta:
-        mirrored = model(HorizontalFlip(name="mirror")(standardised))
+        mirrored = model(mirror_model(name="mirror")(standardised))
         outputs = keras.layers.Average(name="flip_average")([outputs, mirrored])
     if probabilities:
         outputs = keras.layers.Softmax(name="probabilities")(outputs)
@@ -198,14 +273,16 @@ def make_activation(
     """Return the activation layer called ``activation``.
 
     Args:
-        activation: one of :data:`ACTIVATIONS`; ``"maxout"`` gives :class:`Maxout`,
-            which expects ``pieces`` times as many inputs as it outputs.
+        activation: one of :data:`ACTIVATIONS`; ``"maxout"`` gives :class:`Maxout`
+            (built-in reshape and max layers), which expects ``pieces`` times as
+            many inputs as it outputs.
         pieces: maxout pieces per unit.
         name: the Keras layer name.
         dtype: Keras dtype policy, e.g. ``"mixed_bfloat16"``.
 
     Returns:
-        A Keras layer; float (N, F) -> float (N, F), or (N, F // pieces) for maxout.
+        A Keras layer, or for maxout a :class:`Maxout` called like one; float
+        (N, F) -> float (N, F), or (N, F // pieces) for maxout.
     """
     check_choice("activation", activation, ACTIVATIONS)
     if activation == "maxout":

@@ -4,8 +4,9 @@
 trains one on CIFAR-10, wraps it so it takes raw 0..255 pixels (uint8 or
 float) and standardises them itself, and saves to ``OUT``:
 
-* ``model.keras``: reload with ``keras.models.load_model(path, safe_mode=True)``
-  and call ``model.predict(raw_images)`` for class probabilities (N, 10);
+* ``model.keras``: built-in Keras layers only, so plain Keras reloads it without
+  ``cifar_lab``: ``keras.models.load_model(path, safe_mode=True)``, then
+  ``model.predict(raw_images)`` gives class probabilities (N, 10);
 * ``config.json``: the config, the data statistics, the accuracies with and
   without flip test-time augmentation, images/s and peak memory;
 * ``test_predictions.npz``: ``probabilities`` float32 (N, 10), ``predicted``
