@@ -157,7 +157,7 @@ def verify_claims(
         return None, "no", [Finding("damaged", "part5", f"{MODEL_FILE} is over the size limit")]
     split = choose_split(test_set, recorded_split)  # the split the claim was measured on
     images, labels = split.images, split.labels
-    try:  # in a child process under memory and time ceilings (limits.py)
+    try:  # in a child process under memory and time ceilings (budget.py)
         accuracy = _score_once(test_set, path, images, labels, max_bytes, budget)
     except SubmissionTimeoutError:
         raise

@@ -9,8 +9,10 @@
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
 :class:`~cifar_lab.instructor.grading.GradeSettings`,
-:class:`~cifar_lab.instructor.rerun.RerunSettings` and the library's constants,
-never restated here; none of these imports TensorFlow.
+:class:`~cifar_lab.instructor.rerun.RerunSettings`,
+:class:`~cifar_lab.instructor.budget.Limits` and the library's constants, never
+restated here; none of these imports TensorFlow. ``grade`` ends with the peak
+memory of the grader and of its largest child (:func:`peak_memory_line`).
 """
 
 from __future__ import annotations
@@ -254,7 +256,7 @@ def _add_grade(subparsers) -> None:
         help="per other file (the model), " + DEFAULT,
     )
     _add_rerun_options(grade)
-    add_limit_options(grade)
+    _add_limit_options(grade)
     _add_output_options(grade)
     grade.set_defaults(handler=_grade)
 
@@ -308,7 +310,7 @@ def add_cli(subparsers) -> None:
     _add_grade(subparsers)
 
 
-def add_limit_options(grade: argparse.ArgumentParser) -> None:
+def _add_limit_options(grade: argparse.ArgumentParser) -> None:
     """Add ``--resume``, ``--model-memory-mb``, ``--model-seconds`` and ``--submission-seconds``.
 
     Args:
