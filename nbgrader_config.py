@@ -6,7 +6,7 @@
 # Everything not set here keeps nbgrader's defaults: the solution markers
 # (### BEGIN SOLUTION / ### END SOLUTION), the stubs (# YOUR CODE HERE /
 # raise NotImplementedError(), YOUR ANSWER HERE) and the cell metadata the notebooks
-# carry (written by `python -m cifar_lab.instructor.nbgrader_metadata --write`).
+# carry (written by `python -m cifar_lab.instructor.points --write`).
 #
 # Profile: nbgrader sets NBGRADER_EXECUTION=autograde|validate in the kernels it runs.
 # When CIFAR_LAB_PROFILE is not set, cifar_lab then uses the quick profile (5,000

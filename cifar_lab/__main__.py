@@ -12,7 +12,7 @@ Commands:
 
 Every command finds the course notebooks in a checkout's ``notebooks/`` or, once
 installed from a wheel, in ``cifar_lab/notebooks/`` (see
-:func:`cifar_lab.instructor.nbtools.notebook_dir`). Option defaults and choices
+:func:`cifar_lab.instructor.notebooks.notebook_dir`). Option defaults and choices
 come from the library; building the parser never imports TensorFlow.
 
 An error a command raises for its user (a wrong value, a missing or unreadable
@@ -68,7 +68,7 @@ def _data_summary(args: argparse.Namespace) -> int:
 
 
 def _select_notebooks(prefixes: list[str] | None) -> list[Path]:
-    from cifar_lab.instructor.nbtools import course_notebooks, notebook_dir
+    from cifar_lab.instructor.notebooks import course_notebooks, notebook_dir
 
     notebooks = course_notebooks()
     chosen = [p for p in notebooks if not prefixes or any(p.stem.startswith(k) for k in prefixes)]
@@ -88,7 +88,7 @@ def _working_copies(notebooks: list[Path], out_dir: Path) -> list[Path]:
     """
     import shutil
 
-    from cifar_lab.instructor.nbtools import notebooks_installed
+    from cifar_lab.instructor.notebooks import notebooks_installed
 
     if not notebooks_installed():
         return notebooks
@@ -104,7 +104,7 @@ def _check_source(source: str | None) -> None:
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.runner import format_summary, run_all
+    from cifar_lab.instructor.notebooks import format_summary, run_all
 
     _check_source(args.source)
     if args.source:
@@ -119,7 +119,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
 
 def _refresh_outputs(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.nbtools import (
+    from cifar_lab.instructor.notebooks import (
         notebook_dir,
         notebooks_installed,
         refresh_checked_outputs,
@@ -138,7 +138,7 @@ def _copy_notebooks(args: argparse.Namespace) -> int:
     import importlib.util
     import shlex
 
-    from cifar_lab.instructor.nbtools import copy_course_notebooks, notebook_dir
+    from cifar_lab.instructor.notebooks import copy_course_notebooks, notebook_dir
 
     written = copy_course_notebooks(Path(args.out), force=args.force)
     print(f"copied {len(written)} course notebooks from {notebook_dir()}:")
@@ -164,7 +164,7 @@ def _add_notebooks_command(commands) -> None:
 
 
 def _add_run_commands(commands) -> None:
-    from cifar_lab.instructor.runner import run_all
+    from cifar_lab.instructor.notebooks import run_all
     from cifar_lab.profiles import PROFILES
 
     defaults = _defaults(run_all)

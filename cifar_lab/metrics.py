@@ -1,4 +1,8 @@
-"""Classification metrics on NumPy arrays of labels (and, for accuracy, of class scores)."""
+"""Classification metrics on NumPy arrays of labels (and, for accuracy, of class scores).
+
+:func:`evaluate_model` is the one way a model is scored on a labelled split: the
+student's Part V test accuracy and the grader's check of it both come from it.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,55 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if y_true.size == 0:
         raise ValueError("accuracy of an empty set is undefined")
     return float(np.mean(y_true == y_pred))
+
+
+EVALUATION_BATCH = 1024  # images per forward pass when a model is scored on a split
+
+
+def evaluate_model(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int = 10,
+    batch_size: int = EVALUATION_BATCH,
+) -> tuple[float, np.ndarray]:
+    """Score a model on a labelled split: batched forward passes, then :func:`accuracy`.
+
+    The student's Part V claim (``TestSplit.evaluate``) and the grader's check of
+    it call this one function, so both see the same batches and the same arithmetic.
+    Direct calls (not ``model.predict``) trace nothing per model.
+
+    Args:
+        model: a Keras model (or any callable taking ``training=False``) mapping
+            images (B, H, W, C) to class scores (B, num_classes).
+        images: the split's images (N, H, W, C) as the model takes them; fed as float32.
+        labels: int labels (N,).
+        num_classes: the number of score columns the model must return.
+        batch_size: images per forward pass.
+
+    Returns:
+        (accuracy in [0, 1] as a Python float, predicted labels int64 (N,)).
+
+    Raises:
+        ValueError: the model's scores are not (N, num_classes), or N is 0.
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    labels = np.asarray(labels)
+    scores = [
+        np.asarray(
+            model(np.asarray(images[start : start + batch_size], np.float32), training=False)
+        )
+        for start in range(0, len(labels), batch_size)
+    ]
+    scores = np.concatenate(scores) if scores else np.zeros((0, num_classes), np.float32)
+    if scores.shape != (len(labels), num_classes):
+        raise ValueError(
+            f"the model must map images to class scores (N, {num_classes}); "
+            f"got shape {scores.shape} for N = {len(labels)}"
+        )
+    predictions = scores.argmax(axis=1)
+    return accuracy(labels, predictions), predictions
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.notebooks import course_notebooks
 from cifar_lab.results import CHECK_MIME, RESULT_MIME
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 

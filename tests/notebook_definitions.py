@@ -16,7 +16,7 @@ from types import MappingProxyType
 import nbformat
 import numpy as np
 
-from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.notebooks import course_notebooks
 
 _DEFINITION = re.compile(r"^(?:def|class)\s+(\w+)", re.MULTILINE)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from cifar_lab.instructor.nbtools import cell_source
+from cifar_lab.instructor.notebooks import cell_source
 from cifar_lab.instructor.release import BEGIN_SOLUTION, part_label, release_notebook
 
 CHECK_CALL = "lab.check_"

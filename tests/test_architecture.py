@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "cifar_lab"
 FRONT_DOOR = {"cifar_lab", "cifar_lab.__main__"}  # the lazy API and the command line
 # room -> the rooms it may import from (the front door may import anything)
@@ -137,7 +135,58 @@ def test_rooms_exist_and_the_top_level_stays_small():
         assert (PACKAGE_DIR / subpackage / "__init__.py").is_file(), subpackage
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE_DIR.rglob("*.py")), ids=module_name)
-def test_modules_stay_readable(path):
-    lines = len(path.read_text(encoding="utf-8").splitlines())
-    assert lines <= 320, f"{path.name} has {lines} lines; split it by idea (about 300 at most)"
+def layout_section() -> str:
+    """The README's Layout section: from its heading to the next one."""
+    readme = (PACKAGE_DIR.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Layout\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else None]
+
+
+def listed_modules(layout: str) -> set[str]:
+    """The package's module paths the Layout's tree names, e.g. ``cifar_lab/instructor/claims.py``.
+
+    The tree is indented two spaces per folder level; a line's first word is a
+    folder (``tuning/``) or a module (``claims.py``).
+    """
+    tree = layout[layout.index("```\ncifar_lab/") + 4 :]
+    tree = tree[: tree.index("```")]
+    found, folders = set(), []
+    for line in tree.splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        word = line.split()[0]
+        folders = folders[:depth]
+        if word.endswith("/"):
+            folders.append(word.rstrip("/"))
+        elif word.endswith(".py"):
+            found.add("/".join([*folders, word]))
+    return {path for path in found if path.startswith("cifar_lab/")}
+
+
+def test_layout_reader_sees_nested_modules():
+    layout = (
+        "## Layout\n```\ncifar_lab/\n  a.py  one\n  sub/   room\n    b.py   two\n"
+        "                 continued description\n  c.py  three\n"
+        "notebooks/\nsetup.py  not ours\n```\n"
+    )
+    assert listed_modules(layout) == {
+        "cifar_lab/a.py",
+        "cifar_lab/sub/b.py",
+        "cifar_lab/c.py",
+    }
+
+
+def test_readme_layout_lists_every_module():
+    # A module holds one idea; the Layout names each one in a line, so a new module
+    # that cannot be described in one line is a sign it holds more than one.
+    modules = {
+        path.relative_to(PACKAGE_DIR.parent).as_posix()
+        for path in PACKAGE_DIR.rglob("*.py")
+        if path.name != "__init__.py" or path.parent == PACKAGE_DIR
+    }
+    listed = listed_modules(layout_section())
+    assert not modules - listed, f"missing from README's Layout: {sorted(modules - listed)}"
+    gone = sorted(listed - modules)
+    assert not gone, f"in README's Layout but not in the package: {gone}"

@@ -12,10 +12,10 @@ from conftest import REPO_ROOT
 import cifar_lab.instructor.cli as instructor_cli
 from cifar_lab.__main__ import _defaults, build_parser, main
 from cifar_lab.data.splits import load_cifar10
-from cifar_lab.instructor import nbtools
+from cifar_lab.instructor import notebooks as notebook_files
 from cifar_lab.instructor.grading import GradeSettings
+from cifar_lab.instructor.notebooks import run_all
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.instructor.runner import run_all
 from cifar_lab.instructor.submission import check_submission
 from cifar_lab.profiles import PROFILES
 from cifar_lab.tuning import recipes
@@ -81,7 +81,7 @@ def test_train_best_choices_come_from_the_library():
 def test_notebooks_copies_the_course_and_refuses_a_non_empty_folder(tmp_path, capsys):
     out = tmp_path / "my course"
     assert main(["notebooks", "--out", str(out)]) == 0
-    course = nbtools.course_notebooks()
+    course = notebook_files.course_notebooks()
     assert [p.name for p in sorted(out.iterdir())] == [p.name for p in course]
     assert all((out / p.name).read_bytes() == p.read_bytes() for p in course)
     assert f"jupyter lab '{out}'" in capsys.readouterr().out
@@ -102,9 +102,9 @@ def test_notebooks_refuses_a_file_as_out(tmp_path, capsys):
 
 
 def test_notebook_dir_finds_the_checkouts_notebooks():
-    assert nbtools.notebook_dir() == REPO_ROOT / "notebooks"
-    assert not nbtools.notebooks_installed()
-    stems = [p.stem[:2] for p in nbtools.course_notebooks()]
+    assert notebook_files.notebook_dir() == REPO_ROOT / "notebooks"
+    assert not notebook_files.notebooks_installed()
+    stems = [p.stem[:2] for p in notebook_files.course_notebooks()]
     assert stems == ["01", "02", "03", "04", "05"]
 
 
@@ -132,16 +132,16 @@ def test_run_unknown_prefix_names_the_notebooks(capsys):
 def test_installed_notebooks_run_from_copies_in_out(tmp_path, monkeypatch):
     import cifar_lab.__main__ as cli
 
-    notebooks = nbtools.course_notebooks()[:2]
+    notebooks = notebook_files.course_notebooks()[:2]
     assert cli._working_copies(notebooks, tmp_path / "a") == notebooks  # a checkout: in place
-    monkeypatch.setattr(nbtools, "notebooks_installed", lambda: True)
+    monkeypatch.setattr(notebook_files, "notebooks_installed", lambda: True)
     copies = cli._working_copies(notebooks, tmp_path / "b")
     assert copies == [tmp_path / "b" / p.name for p in notebooks]
     assert all(c.read_bytes() == p.read_bytes() for c, p in zip(copies, notebooks, strict=True))
 
 
 def test_refresh_outputs_refuses_installed_notebooks(monkeypatch, capsys):
-    monkeypatch.setattr(nbtools, "notebooks_installed", lambda: True)
+    monkeypatch.setattr(notebook_files, "notebooks_installed", lambda: True)
     assert main(["refresh-outputs"]) == 2
     assert "checkout" in capsys.readouterr().err
 
@@ -152,4 +152,4 @@ def test_refresh_outputs_refuses_installed_notebooks(monkeypatch, capsys):
 )
 def test_cell_source_joins_lists_of_lines(source, expected):
     cell = {"cell_type": "code"} if source is None else {"cell_type": "code", "source": source}
-    assert nbtools.cell_source(cell) == expected
+    assert notebook_files.cell_source(cell) == expected

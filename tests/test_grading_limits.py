@@ -36,11 +36,11 @@ from instructor_fixtures import (
     zip_folder,
 )
 
-from cifar_lab.instructor.batch import run_batch
-from cifar_lab.instructor.limits import Limits
+from cifar_lab.instructor.budget import Budget, Limits
+from cifar_lab.instructor.grading import run_batch
 from cifar_lab.instructor.release import release
-from cifar_lab.instructor.report_file import ReportFile
-from cifar_lab.instructor.watchdog import ChildFailedError, LimitExceededError, run_limited
+from cifar_lab.instructor.report import ReportFile, ReportRow
+from cifar_lab.instructor.sandbox import ChildFailedError, LimitExceededError, run_limited
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 PY = sys.executable
@@ -106,18 +106,19 @@ def test_limits_reject_nonsense():
 
 
 # ------------------------------------------------------- the batch, rows, --resume
-def _grade_letters(student: str, path: Path) -> dict:
+def _grade_letters(student: str, path: Path, budget: Budget) -> ReportRow:
     if student == "loops":
         while True:  # a check that never ends (pure Python: the alarm interrupts it)
             pass
     if student == "buggy":
         raise KeyError("boom")
-    return {"student": student, "status": "ok", "problems": []}
+    assert budget.limits.submission_seconds == 1  # the batch hands each submission its budget
+    return ReportRow(student, "ok")
 
 
 def test_each_failure_is_a_row_and_the_batch_goes_on(tmp_path):
     submissions = [(name, tmp_path) for name in ("a", "buggy", "loops", "z")]
-    report = ReportFile(tmp_path / "report.csv", ["student", "status", "problems"])
+    report = ReportFile(tmp_path / "report.csv", ())
     rows = run_batch(submissions, _grade_letters, Limits(submission_seconds=1), report=report)
     by_student = {row["student"]: row for row in rows}
     assert [row["student"] for row in rows] == ["a", "buggy", "loops", "z"]
@@ -131,18 +132,18 @@ def test_each_failure_is_a_row_and_the_batch_goes_on(tmp_path):
 CRASHING_GRADER = """
 import os, signal, sys
 from pathlib import Path
-from cifar_lab.instructor.batch import run_batch
-from cifar_lab.instructor.limits import Limits
-from cifar_lab.instructor.report_file import ReportFile
+from cifar_lab.instructor.grading import run_batch
+from cifar_lab.instructor.budget import Limits
+from cifar_lab.instructor.report import ReportFile, ReportRow
 
-def grade(student, path):
+def grade(student, path, budget):
     if student == sys.argv[2]:
         os.kill(os.getpid(), signal.SIGKILL)  # the grader dies mid-batch
     with open(sys.argv[3], "a") as log:
         log.write(student + "\\n")
-    return {"student": student, "status": "ok", "problems": []}
+    return ReportRow(student, "ok")
 
-report = ReportFile(Path(sys.argv[1]), ["student", "status", "problems"], resume=True)
+report = ReportFile(Path(sys.argv[1]), (), resume=True)
 run_batch([(s, Path(".")) for s in "abcd"], grade, Limits(), report=report)
 """
 
@@ -154,7 +155,10 @@ def test_a_killed_grader_leaves_finished_rows_and_resume_skips_them(tmp_path):
     killed = subprocess.run([PY, str(script), str(out), "c", str(log)], cwd=REPO_ROOT, check=False)
     assert killed.returncode == -signal.SIGKILL
     assert [r["student"] for r in json.loads(out.with_suffix(".json").read_text())] == ["a", "b"]
-    assert out.read_text().splitlines()[1:] == ["a,ok,", "b,ok,"]
+    assert [line.split(",")[:2] for line in out.read_text().splitlines()[1:]] == [
+        ["a", "ok"],
+        ["b", "ok"],
+    ]
     finished = subprocess.run(
         [PY, str(script), str(out), "none", str(log)], cwd=REPO_ROOT, check=False
     )
@@ -336,7 +340,7 @@ def test_byte_identical_models_are_scored_once_per_test_set(tmp_path, monkeypatc
 
     calls = []
 
-    def fake_score(*, path, images, labels, max_bytes):
+    def fake_score(*, path, images, labels, max_bytes, budget):
         calls.append(path)
         return 0.25 + 0.5 * (path.read_bytes() == b"other model")
 

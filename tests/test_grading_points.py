@@ -30,7 +30,7 @@ from instructor_fixtures import (
 )
 
 from cifar_lab.instructor.feedback import feedback_path
-from cifar_lab.instructor.nbtools import cell_source, course_notebooks
+from cifar_lab.instructor.notebooks import cell_source, course_notebooks
 from cifar_lab.instructor.points import COURSE_MAX_POINTS, POINTS
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release, release
 from cifar_lab.instructor.scoring import score_notebook

@@ -22,7 +22,7 @@ import pytest
 from conftest import REAL_SOURCE, REPO_ROOT
 from instructor_fixtures import run_cli
 
-from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.notebooks import course_notebooks
 from cifar_lab.instructor.points import POINTS, autograded_points, graded_cells
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release, release
 from cifar_lab.profiles import get_profile

@@ -27,7 +27,7 @@ import nbformat
 import pytest
 
 import cifar_lab
-from cifar_lab.instructor.nbtools import cell_source, course_notebooks
+from cifar_lab.instructor.notebooks import cell_source, course_notebooks
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION
 
 PACKAGE_DIR = Path(cifar_lab.__file__).resolve().parent

@@ -14,7 +14,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from cifar_lab.instructor.nbtools import CHECK_TAG, course_notebooks, is_checked, strip_outputs
+from cifar_lab.instructor.notebooks import CHECK_TAG, course_notebooks, is_checked, strip_outputs
 
 NOTEBOOKS = course_notebooks()
 EXPECTED = [

@@ -9,21 +9,19 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT
 
-from cifar_lab.instructor.nbgrader_metadata import (
-    disagreements,
-    expected_metadata,
-    lock_cells,
-    main,
-)
-from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.notebooks import course_notebooks
 from cifar_lab.instructor.points import (
     COURSE_MAX_POINTS,
     KINDS,
     POINTS,
     autograded_points,
     cells_by_grade_id,
+    disagreements,
+    expected_metadata,
     graded_cells,
     locate_cells,
+    lock_cells,
+    main,
     max_points,
     points_markdown,
 )

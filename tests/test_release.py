@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from instructor_fixtures import ANSWER_ID, course_source
 
-from cifar_lab.instructor.nbtools import EXECUTION_METADATA, course_notebooks
+from cifar_lab.instructor.notebooks import EXECUTION_METADATA, course_notebooks
 from cifar_lab.instructor.release import (
     ANSWER_PLACEHOLDER,
     BEGIN_SOLUTION,

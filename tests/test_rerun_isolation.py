@@ -20,6 +20,7 @@ import pytest
 
 from cifar_lab.instructor import rerun as rerun_module
 from cifar_lab.instructor.claims import compare_claims
+from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, with_pristine_checks
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.sandbox import (
     BACKENDS,
@@ -28,7 +29,6 @@ from cifar_lab.instructor.sandbox import (
     isolation_warning,
     sandbox_command,
 )
-from cifar_lab.instructor.verify import PRISTINE_TAG, with_pristine_checks
 
 QUICK = RerunSettings(profile="quick", total_timeout=180, cell_timeout=120)
 

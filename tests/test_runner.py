@@ -8,7 +8,9 @@ import sys
 import nbformat
 import pytest
 
-from cifar_lab.instructor import runner
+from cifar_lab.instructor import notebooks as runner  # the notebook runner
+from cifar_lab.instructor.findings import MEGABYTE
+from cifar_lab.instructor.sandbox import peak_resident_bytes
 
 
 def _notebook(path, *sources):
@@ -58,7 +60,7 @@ def test_summary_shows_peak_memory_per_notebook():
 def test_peak_memory_reads_vmhwm_of_a_live_process():
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc/<pid>/status")
-    own = runner.peak_memory_mb(os.getpid())
-    assert own is not None and own > 10  # this pytest process, in MB
-    assert runner.peak_memory_mb(None) is None
-    assert runner.peak_memory_mb(2**22 + 12345) is None  # above pid_max: no such process
+    own = peak_resident_bytes(os.getpid())
+    assert own is not None and own > 10 * MEGABYTE  # this pytest process
+    assert peak_resident_bytes("self") >= own  # the same process, read a moment later
+    assert peak_resident_bytes(2**22 + 12345) is None  # above pid_max: no such process

@@ -23,9 +23,8 @@ from cifar_lab.instructor.inspection import (
     read_notebook_json,
     structure_findings,
 )
-from cifar_lab.instructor.nbtools import course_notebooks
+from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, course_notebooks
 from cifar_lab.instructor.release import MANIFEST_FILE, release
-from cifar_lab.instructor.submission import COURSE_NOTEBOOKS
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 

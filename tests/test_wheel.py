@@ -101,7 +101,7 @@ def test_installed_commands_work_outside_the_checkout(installed, tmp_path):
     work.mkdir()
     python = [sys.executable, "-m", "cifar_lab"]
     code = (
-        "import cifar_lab, cifar_lab.instructor.nbtools as nb; "
+        "import cifar_lab, cifar_lab.instructor.notebooks as nb; "
         "print(cifar_lab.__file__); print(nb.notebook_dir()); print(nb.notebooks_installed())"
     )
     where = _run([sys.executable, "-c", code], cwd=work, env=env, timeout=120).splitlines()

@@ -1,13 +1,23 @@
 """Instructor tools: run the course, release it, check and grade submissions.
 
-* :mod:`~cifar_lab.instructor.nbtools`, :mod:`~cifar_lab.instructor.runner`: find and execute
-  the course notebooks (``run``, ``refresh-outputs``);
-* :mod:`~cifar_lab.instructor.release`: student notebooks without solutions, and the manifest;
-* :mod:`~cifar_lab.instructor.inspection`, :mod:`~cifar_lab.instructor.submission`: read
-  notebooks as JSON and check a submission (``submit``);
-* :mod:`~cifar_lab.instructor.grading`, :mod:`~cifar_lab.instructor.rerun`: grade a batch
-  (``grade``), optionally re-executing it;
-* :mod:`~cifar_lab.instructor.cli`: the ``release``, ``submit`` and ``grade`` commands.
+Read it in the order a submission travels:
+
+* the course: :mod:`.notebooks` (find, clean and execute the five notebooks), :mod:`.points`
+  (the points table and its nbgrader metadata), :mod:`.release` (student notebooks
+  without solutions, and the manifest);
+* :mod:`.findings`: what every stage reports (``Finding``, severities, units);
+* a submission, stage by stage: :mod:`.intake` (zip or folder into a checked working
+  copy) -> :mod:`.inspection` (each notebook read as JSON, never run) ->
+  :mod:`.tampering` (cells that patch the checks) -> :mod:`.scoring` (points per graded
+  cell) -> :mod:`.claims` (Part V's claimed accuracy, recomputed from the saved model,
+  loaded by :mod:`.model_loading`) -> :mod:`.report` (the row type; CSV, JSON,
+  gradebook) and :mod:`.feedback` (one HTML page per student);
+* beside it, ``grade --rerun``: :mod:`.rerun` re-executes the notebooks with
+  :mod:`.pristine_checks` in :mod:`.sandbox`; :mod:`.budget` holds the per-submission
+  time budget and scores a model in a child process under ceilings;
+* :mod:`.grading`: the batch, one row per submission whatever happens;
+* :mod:`.submission`: the student's ``submit`` check and zip; :mod:`.cli`: the
+  ``release``, ``submit`` and ``grade`` commands.
 
 May import the course library and :mod:`cifar_lab.tuning`; nothing imports it but the
 command line.

@@ -1,4 +1,4 @@
-"""Checking claims by recomputing them, never by trusting the numbers handed in.
+"""Claims: Part V's claimed accuracies, checked by recomputing them, never by trusting them.
 
 **Part V's saved model** (always, no student code runs): the model in
 ``part5/best_model.keras`` is loaded with Keras safe mode, which refuses to
@@ -13,31 +13,50 @@ is flagged, as is any disagreement between the two claims.
 every recorded result is compared with the re-executed value; a difference
 above the tolerance (default 0.02, since training on other hardware is not
 bit-identical), a result no longer recorded, or a notebook that fails is flagged.
+
+**The test split** the claim was measured on: ``part5/results.json`` records it
+(``test_split``: its size, the seed that drew it and a SHA-256 of its images and
+labels; see :mod:`cifar_lab.tuning.split_record`). The grader rebuilds it from its
+own CIFAR-10 copy with ``load_cifar10(num_test=size, seed=seed)`` and uses it only
+when the hash matches, so a quick-profile submission (500 test images) is re-scored
+on its own 500 images and verifies. A split the grader cannot rebuild (another copy
+of CIFAR-10, synthetic data, an unrecorded seed, a malformed record) is reported as
+such, never as a mismatch: the model is scored on the grader's own test set, and
+the claim is flagged only when it differs from that score by more than sampling
+error allows (three standard errors of the two splits, plus the tolerance).
+Submissions without a record are scored on the grader's test set.
+
+Model and claim are scored by the same function,
+:func:`cifar_lab.metrics.evaluate_model` (same batches), so they cannot drift apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cifar_lab.instructor.inspection import Finding, is_number
-from cifar_lab.instructor.limits import LimitExceededError, SubmissionTimeoutError, score_model
-from cifar_lab.instructor.test_splits import choose_split, unverifiable
-from cifar_lab.metrics import accuracy
+from cifar_lab.instructor.budget import (
+    Budget,
+    LimitExceededError,
+    SubmissionTimeoutError,
+    score_model,
+)
+from cifar_lab.instructor.findings import MEGABYTE, Finding, GradingSetupError
+from cifar_lab.instructor.inspection import finite_number, parse_json
+from cifar_lab.metrics import evaluate_model
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
+from cifar_lab.tuning.split_record import split_fingerprint
 
 DEFAULT_TOLERANCE = 0.005  # claim vs the saved model's recomputed accuracy
 DEFAULT_RERUN_TOLERANCE = 0.02  # claim vs re-execution on other hardware
 CONSISTENCY_TOLERANCE = 1e-4  # the same number written twice must agree
 CLAIMS = {"val": ("best_val_accuracy", "val_accuracy"), "test": ("test_accuracy", "test_accuracy")}
-
-
-class GradingSetupError(RuntimeError):
-    """The grader itself cannot work (e.g. no test set); not a student's problem."""
 
 
 class LazyTestSet:
@@ -78,20 +97,11 @@ def model_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes
     Returns:
         The fraction of images whose highest score is the label.
     """
-    import keras
-
     from cifar_lab.instructor.model_loading import load_submitted_model
 
     # safe mode with the library's own layers (cifar_lab>Maxout ...) and nothing else
     model = load_submitted_model(path, max_bytes=max_bytes)
-    scores = []
-    for start in range(0, len(labels), 500):  # direct calls: no tf.function retracing per model
-        batch = images[start : start + 500].astype(np.float32)
-        scores.append(keras.ops.convert_to_numpy(model(batch, training=False)))
-    scores = np.concatenate(scores) if scores else np.zeros((0, 10))
-    if scores.shape != (len(labels), 10):
-        raise ValueError(f"model returned shape {scores.shape}, expected ({len(labels)}, 10)")
-    return accuracy(labels, scores)
+    return evaluate_model(model, images, labels)[0]  # as part5's TestSplit.evaluate scores it
 
 
 def claims_of(notebook_results: dict[str, float], saved: dict | None) -> dict[str, dict]:
@@ -100,7 +110,7 @@ def claims_of(notebook_results: dict[str, float], saved: dict | None) -> dict[st
     for kind, (recorded_name, saved_name) in CLAIMS.items():
         if recorded_name in notebook_results:
             claims[kind]["05 output"] = notebook_results[recorded_name]
-        if is_number((saved or {}).get(saved_name)):
+        if finite_number((saved or {}).get(saved_name)):
             claims[kind][f"{PART5_DIR}/{RESULTS_FILE}"] = float(saved[saved_name])
     return claims
 
@@ -127,11 +137,15 @@ def verify_claims(
     tolerance: float,
     max_bytes: int,
     recorded_split: Any = None,
+    budget: Budget | None = None,
 ) -> tuple:
     """Recompute the saved model's test accuracy and compare it with the claims.
 
+    The model is scored in a child process under ``budget``'s limits (None: default
+    limits, no deadline), see :func:`~cifar_lab.instructor.budget.score_model`.
+
     ``recorded_split`` is results.json's ``test_split`` (None: absent): the model is
-    re-scored on that split when the grader can rebuild it (:mod:`.test_splits`).
+    re-scored on that split when the grader can rebuild it (see the module's docstring).
 
     Returns:
         (accuracy or None, "yes" | "no" | "not-checked", findings).
@@ -143,8 +157,8 @@ def verify_claims(
         return None, "no", [Finding("damaged", "part5", f"{MODEL_FILE} is over the size limit")]
     split = choose_split(test_set, recorded_split)  # the split the claim was measured on
     images, labels = split.images, split.labels
-    try:  # in a child process under memory and time ceilings (limits.py)
-        accuracy = _score_once(test_set, path, images, labels, max_bytes)
+    try:  # in a child process under memory and time ceilings (budget.py)
+        accuracy = _score_once(test_set, path, images, labels, max_bytes, budget)
     except SubmissionTimeoutError:
         raise
     except LimitExceededError as error:  # a model that balloons: flagged, and the batch goes on
@@ -168,21 +182,28 @@ def verify_claims(
 
 
 def _score_once(
-    test_set: LazyTestSet, path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: int
+    test_set: LazyTestSet,
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    max_bytes: int,
+    budget: Budget | None = None,
 ) -> float:
     """The model's accuracy on (images, labels), scored in a child unless these bytes were."""
     if path.stat().st_size > max_bytes:  # refused by score_model's loader; never read here
-        return score_model(path=path, images=images, labels=labels, max_bytes=max_bytes)
+        return score_model(
+            path=path, images=images, labels=labels, max_bytes=max_bytes, budget=budget
+        )
     digest = hashlib.sha256()
     with path.open("rb") as handle:  # streamed: the file is not held in the grader's memory
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
+        for chunk in iter(lambda: handle.read(MEGABYTE), b""):
             digest.update(chunk)
     digest.update(np.ascontiguousarray(images).tobytes())
     digest.update(np.ascontiguousarray(labels).tobytes())
     key = digest.hexdigest()
     if key not in test_set.scores:  # only successes are kept: failures raise before this
         test_set.scores[key] = score_model(
-            path=path, images=images, labels=labels, max_bytes=max_bytes
+            path=path, images=images, labels=labels, max_bytes=max_bytes, budget=budget
         )
     return test_set.scores[key]
 
@@ -221,3 +242,176 @@ def compare_claims(
     if not findings:
         return "reproduced", []
     return ("failed" if failed else "not-reproduced"), findings
+
+
+# ------------------------------------------------------------ what part5/ claims
+RESULTS_KEYS = ("val_accuracy", "test_accuracy")
+
+
+def read_part5_results(folder: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """Read ``part5/results.json`` under ``folder``; check its keys and values.
+
+    Returns:
+        (the parsed object or None, findings).
+    """
+    path = folder / PART5_DIR / RESULTS_FILE
+
+    def problem(severity: str, message: str) -> Finding:
+        return Finding(severity, "part5", message, "run 05_tuning to the end; it saves part5/")
+
+    if not path.is_file():
+        return None, [problem("incomplete", f"{PART5_DIR}/{RESULTS_FILE} is missing")]
+    if path.stat().st_size > MEGABYTE:
+        return None, [problem("damaged", f"{RESULTS_FILE} is over 1 MB")]
+    results, unreadable = parse_json(path.read_bytes(), RESULTS_FILE)
+    if unreadable is not None:
+        return None, [problem("damaged", unreadable)]
+    if not isinstance(results, dict):
+        return None, [problem("damaged", f"{RESULTS_FILE} is not a JSON object")]
+    findings = [
+        problem("incomplete", f"{RESULTS_FILE}: {key!r} is not a number in 0..1")
+        for key in RESULTS_KEYS
+        if not _is_accuracy(results.get(key))
+    ]
+    if not isinstance(results.get("config"), dict):
+        findings.append(problem("incomplete", f"{RESULTS_FILE}: 'config' is not an object"))
+    return results, findings
+
+
+def _is_accuracy(value: Any) -> bool:
+    return finite_number(value) and 0 <= value <= 1
+
+
+# ------------------------------------------- the test split the claim was measured on
+MAX_SPLIT_IMAGES = 100_000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class SplitChoice:
+    """The test images a model is scored on, and what the row should say about them.
+
+    Attributes:
+        images, labels: uint8 raw pixels (N, 32, 32, 3) and int labels (N,).
+        problem: why the recorded split cannot be rebuilt (None: rebuilt, or none recorded).
+        findings: notes for the row (a smaller split than the grader's own).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    problem: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def record_problem(record: Any) -> str | None:
+    """Why an (untrusted) ``test_split`` record cannot name a split, or None."""
+    if not isinstance(record, dict):
+        return "its test_split record is not an object"
+    size, seed, digest = record.get("images"), record.get("seed"), record.get("sha256")
+    if not _is_int(size) or not 1 <= size <= MAX_SPLIT_IMAGES:
+        return f"its test_split size {str(size)[:20]!r} is not a count of images"
+    if seed is None:
+        return "the split was drawn with an unrecorded seed (a Generator)"
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        return f"its test_split seed {str(seed)[:20]!r} is not a seed"
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        return "its test_split hash is not a SHA-256"
+    return None
+
+
+def rebuild(source: Any, record: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """Rebuild a recorded split from the grader's CIFAR-10 copy.
+
+    Args:
+        source: the grader's ``load_cifar10`` source.
+        record: a valid ``test_split`` record.
+
+    Returns:
+        ((images, labels), None) when the rebuilt images hash as recorded, else (None, why not).
+    """
+    from cifar_lab.data.splits import load_cifar10
+
+    size, seed = record["images"], record["seed"]
+    for num_test in (size, None):  # None: all, when the copy's classes are unbalanced
+        try:
+            splits = load_cifar10(
+                1, 0, num_test, source=source, seed=seed, standardise=False, verbose=False
+            )
+        except ValueError as error:
+            reason = str(error).split(";")[0]
+            continue
+        images, labels = splits.X_test, splits.y_test
+        if len(labels) == size and split_fingerprint(images, labels) == record["sha256"]:
+            return (images, labels), None
+        reason = (
+            "its images differ from the grader's copy of CIFAR-10 (another copy, or synthetic)"
+        )
+    return None, f"{size:,} images drawn with seed {seed}: {reason}"
+
+
+def choose_split(test_set: Any, record: Any) -> SplitChoice:
+    """The split to score on: the recorded one when it can be rebuilt, else the grader's own.
+
+    Args:
+        test_set: the grader's ``LazyTestSet`` (``arrays()``, ``source``, ``rebuilt`` cache).
+        record: ``results.json``'s ``test_split`` value, or None when absent.
+
+    Returns:
+        A :class:`SplitChoice`.
+    """
+    images, labels = test_set.arrays()
+    if record is None:
+        return SplitChoice(images, labels)
+    problem = record_problem(record)
+    if problem is not None:
+        return SplitChoice(images, labels, problem)
+    key = (record["images"], record["seed"], record["sha256"])
+    cache = test_set.__dict__.setdefault("rebuilt", {})
+    if key not in cache:
+        cache[key] = rebuild(test_set.source, record)
+    rebuilt, problem = cache[key]
+    if rebuilt is None:
+        return SplitChoice(images, labels, problem)
+    notes = []
+    if len(rebuilt[1]) < len(labels):
+        message = (
+            f"test accuracy measured and re-scored on {len(rebuilt[1]):,} test images "
+            f"(the split results.json records), not the grader's {len(labels):,}"
+        )
+        notes.append(Finding("warning", "part5", message))
+    return SplitChoice(*rebuilt, None, notes)
+
+
+def unverifiable(
+    claims: dict[str, float], accuracy: float, choice: SplitChoice, tolerance: float
+) -> tuple[str, list[Finding]]:
+    """Findings for claims measured on a split the grader cannot rebuild.
+
+    Args:
+        claims: {where: claimed test accuracy}.
+        accuracy: the model's accuracy on the grader's own test set.
+        choice: the split choice (its ``problem`` is set).
+        tolerance: the grader's tolerance.
+
+    Returns:
+        ("not-checked" or "no", findings): a warning when every claim lies within
+        sampling error of ``accuracy``, a flag otherwise.
+    """
+    n = len(choice.labels)
+    spread = math.sqrt(max(accuracy * (1 - accuracy), 0.01) * 2 / n)  # both splits ~n images
+    findings = []
+    for where, value in claims.items():
+        close = abs(value - accuracy) <= tolerance + 3 * spread
+        head = f"{where} claims test accuracy {value:.4f} on a split the grader cannot rebuild"
+        tail = f"on the grader's {n:,} test images the model scores {accuracy:.4f}"
+        verdict = "within sampling error; not verified" if close else "beyond sampling error"
+        severity = "warning" if close else "flagged"
+        findings.append(
+            Finding(severity, "part5", f"{head} ({choice.problem}); {tail}, {verdict}")
+        )
+    verified = "no" if any(f.severity == "flagged" for f in findings) else "not-checked"
+    return verified, findings

@@ -9,8 +9,10 @@
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
 :class:`~cifar_lab.instructor.grading.GradeSettings`,
-:class:`~cifar_lab.instructor.rerun.RerunSettings` and the library's constants,
-never restated here; none of these imports TensorFlow.
+:class:`~cifar_lab.instructor.rerun.RerunSettings`,
+:class:`~cifar_lab.instructor.budget.Limits` and the library's constants, never
+restated here; none of these imports TensorFlow. ``grade`` ends with the peak
+memory of the grader and of its largest child (:func:`peak_memory_line`).
 """
 
 from __future__ import annotations
@@ -18,21 +20,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
+import resource
 import sys
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.gradebook import GradeOutputs
+from cifar_lab.instructor.budget import Limits
+from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.grading import GradeSettings
-from cifar_lab.instructor.inspection import MEGABYTE
-from cifar_lab.instructor.limit_options import (
-    add_limit_options,
-    limits_from_args,
-    peak_memory_line,
-)
+from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
 from cifar_lab.instructor.release import MANIFEST_FILE
+from cifar_lab.instructor.report import GradeOutputs
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.instructor.submission import DEFAULT_MAX_NOTEBOOK_BYTES
+from cifar_lab.instructor.sandbox import peak_resident_bytes
 from cifar_lab.profiles import PROFILES
 
 DEFAULT = "default: %(default)s"
@@ -93,7 +93,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _grade_manifest(args: argparse.Namespace) -> dict | None:
-    from cifar_lab.instructor.nbtools import notebook_dir
+    from cifar_lab.instructor.notebooks import notebook_dir
     from cifar_lab.instructor.release import build_release, load_manifest
 
     if args.manifest:
@@ -146,10 +146,9 @@ def grade_settings(args: argparse.Namespace, manifest: dict | None) -> GradeSett
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from cifar_lab.instructor.claims import GradingSetupError
+    from cifar_lab.instructor.findings import GradingSetupError
     from cifar_lab.instructor.grading import grade_folder
-    from cifar_lab.instructor.report import report_columns
-    from cifar_lab.instructor.report_file import ReportFile
+    from cifar_lab.instructor.report import ReportFile
 
     outputs = grade_outputs(args)
     settings = grade_settings(args, _grade_manifest(args))
@@ -157,7 +156,7 @@ def _grade(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, feedback_dir=feedback)
     if not Path(args.submissions).is_dir():
         raise ValueError(f"submissions folder {args.submissions} does not exist; pass a folder")
-    report = ReportFile(Path(args.out), report_columns(settings.notebooks), resume=args.resume)
+    report = ReportFile(Path(args.out), settings.notebooks, resume=args.resume)
     try:  # each row is on disk as soon as it is final
         rows = grade_folder(Path(args.submissions), settings, report=report)
     except GradingSetupError as error:
@@ -174,7 +173,7 @@ def _grade(args: argparse.Namespace) -> int:
     if feedback is not None:
         print(f"feedback for each student in {feedback}")
     if outputs.gradebook is not None:
-        from cifar_lab.instructor.gradebook import write_gradebook
+        from cifar_lab.instructor.report import write_gradebook
 
         print(f"wrote {write_gradebook(csv_path, Path(outputs.gradebook))}")
     return 0
@@ -187,7 +186,7 @@ def grade_outputs(args: argparse.Namespace) -> GradeOutputs:
         args: parsed ``grade`` options.
 
     Returns:
-        A :class:`~cifar_lab.instructor.gradebook.GradeOutputs`.
+        A :class:`~cifar_lab.instructor.report.GradeOutputs`.
     """
     feedback_dir = None if args.no_feedback else args.feedback_dir
     return GradeOutputs(gradebook=args.gradebook, feedback_dir=feedback_dir)
@@ -211,7 +210,7 @@ def _add_output_options(grade: argparse.ArgumentParser) -> None:
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
+        if not value > 0:  # NaN too
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
 
@@ -257,7 +256,7 @@ def _add_grade(subparsers) -> None:
         help="per other file (the model), " + DEFAULT,
     )
     _add_rerun_options(grade)
-    add_limit_options(grade)
+    _add_limit_options(grade)
     _add_output_options(grade)
     grade.set_defaults(handler=_grade)
 
@@ -309,3 +308,55 @@ def add_cli(subparsers) -> None:
     )
     submit.set_defaults(handler=_submit)
     _add_grade(subparsers)
+
+
+def _add_limit_options(grade: argparse.ArgumentParser) -> None:
+    """Add ``--resume``, ``--model-memory-mb``, ``--model-seconds`` and ``--submission-seconds``.
+
+    Args:
+        grade: the ``grade`` sub-command's parser.
+    """
+    limits = Limits()
+    grade.add_argument(
+        "--resume", action="store_true", help="keep the rows in --out's report.json; skip them"
+    )
+    grade.add_argument(
+        "--model-memory-mb",
+        type=_positive(float),
+        default=limits.model_memory_bytes / MEGABYTE,
+        help="memory of the process that scores a model (killed above), " + DEFAULT,
+    )
+    grade.add_argument(
+        "--model-seconds",
+        type=_positive(float),
+        default=limits.model_seconds,
+        help="wall time to load and score a model, " + DEFAULT,
+    )
+    grade.add_argument(
+        "--submission-seconds",
+        type=_positive(float),
+        default=limits.submission_seconds,
+        help="wall time to read, check and score one submission (not --rerun), " + DEFAULT,
+    )
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """Return the :class:`Limits` the parsed ``grade`` options ask for."""
+    return Limits(
+        model_memory_bytes=int(args.model_memory_mb * MEGABYTE),
+        model_seconds=args.model_seconds,
+        submission_seconds=args.submission_seconds,
+    )
+
+
+def peak_memory_line() -> str:
+    """This process's peak resident memory and its largest child's, in MB (Linux and macOS)."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    # VmHWM where there is /proc: unlike ru_maxrss, it does not carry over across exec the
+    # peak of a large process that forked this one (Linux keeps that in ru_maxrss).
+    own = peak_resident_bytes("self")
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    own /= MEGABYTE
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / MEGABYTE
+    return f"peak memory: grader {own:.0f} MB, largest child process {child:.0f} MB"

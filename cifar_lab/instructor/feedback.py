@@ -1,4 +1,4 @@
-"""Per-student feedback: ``feedback/<student>.html``, written as each row is final.
+"""Feedback: ``feedback/<student>.html``, one HTML page per student, written from the row.
 
 HTML, like nbgrader's ``generate_feedback``, so it opens in any browser and
 uploads to an LMS as it is; every text in it is escaped (check messages and
@@ -9,7 +9,8 @@ printed them; the written answers awaiting a person; the problems found; and
 Part V's claimed accuracies next to the test accuracy the grader recomputed
 from the saved model. It holds no cell source, so no solution text, and
 nothing the student could not see in their own notebook apart from the
-grader's verdicts.
+grader's verdicts. Which report columns it shows, and their labels, the row
+type declares (:class:`~cifar_lab.instructor.report.ReportRow`).
 """
 
 from __future__ import annotations
@@ -17,22 +18,15 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import Any
 
-from cifar_lab.instructor.inspection import Finding
-from cifar_lab.instructor.scoring import CellScore, NotebookScore, score_columns
+from cifar_lab.instructor.report import ReportRow, feedback_items
+from cifar_lab.instructor.scoring import CellScore, NotebookScore
 
 STYLE = (
     "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
     "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em .5em;"
     "text-align:left;vertical-align:top}pre{white-space:pre-wrap;margin:.3em 0}"
     ".passed{color:#060}.failed{color:#a00}"
-)
-PART5_ROWS = (
-    ("part5_claimed_val_accuracy", "claimed validation accuracy"),
-    ("part5_claimed_test_accuracy", "claimed test accuracy"),
-    ("part5_model_test_accuracy", "test accuracy of your saved model, recomputed by the grader"),
-    ("part5_claim_verified", "claims confirmed by the saved model"),
 )
 
 
@@ -66,16 +60,20 @@ def _notebook_section(score: NotebookScore) -> str:
     return f"<h2>{title}</h2><table>{header}{rows}</table>"
 
 
-def _part5_section(row: dict[str, Any]) -> str:
-    items = "".join(
-        f"<tr><td>{label}</td><td>{html.escape(str(row.get(key, '')) or 'none')}</td></tr>"
-        for key, label in PART5_ROWS
+def _results_section(row: ReportRow) -> str:
+    """The columns the row type labels for students (Part V's claims and their check)."""
+    items = feedback_items(row)
+    if all(value == "" for _, value in items):  # not graded that far
+        return ""
+    cells = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{html.escape(str(value)) or 'none'}</td></tr>"
+        for label, value in items
     )
-    return f"<h2>Part V</h2><table>{items}</table>"
+    return f"<h2>Part V</h2><table>{cells}</table>"
 
 
 def render_feedback(
-    row: dict[str, Any], scores: list[NotebookScore], fixes: dict[str, str] | None = None
+    row: ReportRow, scores: list[NotebookScore], fixes: dict[str, str] | None = None
 ) -> str:
     """The feedback page of one student.
 
@@ -88,17 +86,16 @@ def render_feedback(
         A complete, self-contained HTML document.
     """
     fixes = fixes or {}
-    student = html.escape(str(row.get("student", "")))
+    student = html.escape(row.student)
     parts = [f"<h1>cifar_lab feedback: {student}</h1>"]
     if scores:
-        total, most = row.get("total_points", ""), row.get("max_points", "")
-        manual = row.get("manual_points", 0)
+        total, most, manual = row.total_points, row.max_points, row.manual_points
         parts.append(
             f"<p>Points so far: <b>{total} of {most}</b>. {manual} of the {most} are for "
             "written answers, which a person grades after this.</p>"
         )
-    parts.append(f"<p>Status: <b>{html.escape(str(row.get('status', '')))}</b></p>")
-    problems = row.get("problems") or []
+    parts.append(f"<p>Status: <b>{html.escape(row.status)}</b></p>")
+    problems = row.problems
     if problems:
         items = "".join(
             f"<li>{html.escape(p)}" + (f"<br>fix: {html.escape(fixes[p])}" if fixes.get(p) else "")
@@ -106,9 +103,8 @@ def render_feedback(
         )
         parts.append(f"<h2>Problems</h2><ul>{items}</ul>")
     parts += [_notebook_section(score) for score in scores]
-    if "part5_claim_verified" in row:
-        parts.append(_part5_section(row))
-    body = "\n".join(parts)
+    parts.append(_results_section(row))
+    body = "\n".join(part for part in parts if part)
     head = f'<meta charset="utf-8"><title>cifar_lab feedback: {student}</title>'
     head += f"<style>{STYLE}</style>"
     return f"<!DOCTYPE html>\n<html><head>{head}</head>\n<body>\n{body}\n</body></html>\n"
@@ -116,39 +112,12 @@ def render_feedback(
 
 def write_feedback(
     folder: Path,
-    row: dict[str, Any],
+    row: ReportRow,
     scores: list[NotebookScore],
     fixes: dict[str, str] | None = None,
 ) -> Path:
     """Write ``folder/<student>.html`` (see :func:`render_feedback`); returns its path."""
-    path = feedback_path(folder, str(row.get("student", "")))
+    path = feedback_path(folder, row.student)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_feedback(row, scores, fixes), encoding="utf-8")
     return path
-
-
-def finish_row(
-    row: dict[str, Any],
-    scores: list[NotebookScore],
-    findings: list[Finding],
-    *,
-    notebooks: tuple[str, ...],
-    feedback_dir: Path | None,
-) -> dict[str, Any]:
-    """Add the points columns to a finished report row and write the student's feedback.
-
-    Args:
-        row: the report row, otherwise final.
-        scores: the notebooks' scores (empty: none could be scored).
-        findings: the problems behind ``row["problems"]`` (for their fixes).
-        notebooks: the report's notebooks, in order.
-        feedback_dir: where ``<student>.html`` goes (None: no feedback).
-
-    Returns:
-        The row with ``NN_points``, ``NN_max_points``, ``total_points``,
-        ``max_points`` and ``manual_points`` (blank when nothing was scored).
-    """
-    row = row | score_columns(scores, notebooks)
-    if feedback_dir is not None:
-        write_feedback(feedback_dir, row, scores, {str(f): f.fix for f in findings if f.fix})
-    return row

@@ -15,52 +15,66 @@ count, path traversal, per-file and total uncompressed size, and sizes that
 lie); notebooks over the size limit are refused unread; the model is loaded
 with Keras safe mode, which refuses to deserialise code (``Lambda`` layers).
 Any problem with one submission lands in its row and the batch goes on.
+
+**The batch**: one row per submission, whatever happens, written as soon as it is final.
+
+Each submission is graded inside a :func:`~cifar_lab.instructor.budget.submission_budget`
+(reading, checking and scoring within ``submission_seconds``). Anything that
+goes wrong becomes that student's row with a reason, never the end of the
+batch: a time limit, a ``RecursionError`` or ``MemoryError`` from a hostile
+file, or a grader bug. Only :class:`~cifar_lab.instructor.findings.GradingSetupError`
+(the grader cannot work at all, e.g. no test set) stops the batch. With a
+:class:`~cifar_lab.instructor.report.ReportFile`, each row is on disk
+before the next submission starts, and students already in it are skipped
+(``grade --resume``).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import tempfile
-import zipfile
-import zlib
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from cifar_lab.checks import check_int, check_number, check_optional_int
-from cifar_lab.instructor.batch import find_submissions, run_batch
+from cifar_lab.instructor.budget import (
+    Budget,
+    Limits,
+    SubmissionTimeoutError,
+    submission_budget,
+    suspended_budget,
+)
 from cifar_lab.instructor.claims import (
     DEFAULT_TOLERANCE,
     LazyTestSet,
     claim_findings,
     claims_of,
     compare_claims,
+    read_part5_results,
     verify_claims,
 )
-from cifar_lab.instructor.feedback import finish_row
-from cifar_lab.instructor.inspection import (
+from cifar_lab.instructor.feedback import write_feedback
+from cifar_lab.instructor.findings import (
     MEGABYTE,
     Finding,
+    GradingSetupError,
+    status_of,
+)
+from cifar_lab.instructor.inspection import (
+    DEFAULT_MAX_NOTEBOOK_BYTES,
     NotebookInspection,
     inspect_file,
-    megabytes,
 )
-from cifar_lab.instructor.limits import Limits, suspended_budget
-from cifar_lab.instructor.report import first_claim, notebook_columns, status_of
-from cifar_lab.instructor.report_file import ReportFile
+from cifar_lab.instructor.intake import copy_folder, extract_zip, notebook_root
+from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, PART5_NOTEBOOK
+from cifar_lab.instructor.report import NotebookColumns, ReportFile, ReportRow, first_claim
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
-from cifar_lab.instructor.scoring import score_submission
-from cifar_lab.instructor.submission import (
-    COURSE_NOTEBOOKS,
-    DEFAULT_MAX_NOTEBOOK_BYTES,
-    read_part5_results,
-)
-from cifar_lab.instructor.submission_files import copy_folder, duplicate_member
+from cifar_lab.instructor.scoring import NotebookScore, score_submission
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 from cifar_lab.tuning.split_record import SPLIT_KEY
-
-MAX_ZIP_MEMBERS = 200
-PART5_NOTEBOOK = "05_tuning"
 
 
 @dataclass(frozen=True)
@@ -103,74 +117,6 @@ class GradeSettings:
         return tuple((self.manifest or {}).get("notebooks", {})) or COURSE_NOTEBOOKS
 
 
-def _zip_problem(members: list[zipfile.ZipInfo], settings: GradeSettings) -> str | None:
-    """Why a zip must not be extracted at all, or None."""
-    if len(members) > MAX_ZIP_MEMBERS:
-        return f"zip holds {len(members)} files (more than {MAX_ZIP_MEMBERS})"
-    if duplicate := duplicate_member(members):  # the last copy would win silently
-        return duplicate
-    for member in members:
-        parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-        if member.filename.startswith(("/", "\\")) or ".." in parts or ":" in member.filename:
-            return f"zip member {member.filename!r} has an unsafe path"
-    total = sum(member.file_size for member in members)
-    if total > settings.max_total_bytes:
-        limit = megabytes(settings.max_total_bytes)
-        return f"zip unpacks to {megabytes(total)}, over the {limit} limit (zip bomb?)"
-    return None
-
-
-def _copy_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path) -> None:
-    """Extract one member, trusting neither its path nor its declared size."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with archive.open(member) as source, open(target, "wb") as out:
-        while chunk := source.read(MEGABYTE):
-            written += len(chunk)
-            if written > member.file_size:
-                raise ValueError(f"{member.filename} unpacks to more than its declared size")
-            out.write(chunk)
-
-
-def extract_zip(path: Path, dest: Path, settings: GradeSettings) -> dict[str, Finding]:
-    """Safely extract a submission zip into ``dest``.
-
-    Files over their size limit are left out; an unreadable or dangerous zip
-    is not extracted at all (its finding is keyed ``""``).
-
-    Returns:
-        ``damaged`` findings by the file name they concern (empty: all extracted).
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            problem = _zip_problem(members, settings)
-            if problem:
-                return {"": Finding("damaged", "submission", problem)}
-            refused = {}
-            for member in members:
-                name = PurePosixPath(member.filename.replace("\\", "/"))
-                notebook = name.suffix == ".ipynb"
-                limit = settings.max_notebook_bytes if notebook else settings.max_file_bytes
-                if member.file_size <= limit:
-                    _copy_member(archive, member, dest.joinpath(*name.parts))
-                    continue
-                size, limit_text = megabytes(member.file_size), megabytes(limit)
-                message = f"{name.name} is {size}, over the {limit_text} limit; not read"
-                where = name.stem if notebook else PART5_DIR
-                refused[name.name] = Finding("damaged", where, message)
-            return refused
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as error:
-        message = f"{path.name} is not a readable zip ({error})"
-        return {"": Finding("damaged", "submission", message)}
-
-
-def notebook_root(folder: Path, names: tuple[str, ...]) -> Path:
-    """The folder holding the notebooks: ``folder`` or one folder inside it."""
-    candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
-    return max(candidates, key=lambda c: sum((c / f"{n}.ipynb").is_file() for n in names))
-
-
 def _inspect_all(root: Path, settings: GradeSettings, refused: dict[str, Finding]) -> list:
     """Inspect each expected notebook; files refused at extraction count as damaged."""
     manifest = (settings.manifest or {}).get("notebooks", {})
@@ -191,6 +137,7 @@ def _part5(
     settings: GradeSettings,
     test_set: LazyTestSet,
     refused: dict[str, Finding],
+    budget: Budget | None,
 ) -> tuple:
     """(claims, recomputed accuracy, verified, findings) for Part V."""
     saved, findings = read_part5_results(root)
@@ -203,6 +150,7 @@ def _part5(
         tolerance=settings.tolerance,
         max_bytes=settings.max_file_bytes,
         recorded_split=(saved or {}).get(SPLIT_KEY),  # re-scored on the split claimed on
+        budget=budget,
     )
     if MODEL_FILE in refused:  # left out at extraction, so "missing" would mislead
         findings.append(refused[MODEL_FILE])
@@ -224,8 +172,9 @@ def grade_root(
     settings: GradeSettings,
     test_set: LazyTestSet,
     refused: dict[str, Finding] | None = None,
-) -> dict[str, Any]:
-    """Grade one submission whose files are in ``root``.
+    budget: Budget | None = None,
+) -> ReportRow:
+    """Grade one submission whose files are in ``root``: inspection, scoring, claims, rerun.
 
     Args:
         student: the row's name.
@@ -233,13 +182,16 @@ def grade_root(
         settings: limits, tolerance and rerun settings.
         test_set: the shared, lazily loaded test set.
         refused: findings for files left out at extraction, by file name.
+        budget: the submission's time budget (None: no deadline).
 
     Returns:
-        The report row (``problems`` as a list of strings).
+        The report row; the student's feedback page is written when settings ask for one.
     """
     refused = refused or {}
     inspections = _inspect_all(root, settings, refused)
-    claims, accuracy, verified, part5 = _part5(root, inspections, settings, test_set, refused)
+    claims, accuracy, verified, part5 = _part5(
+        root, inspections, settings, test_set, refused, budget
+    )
     scores = score_submission(
         root, inspections, settings.manifest, settings.max_notebook_bytes, verified
     )
@@ -247,45 +199,67 @@ def grade_root(
     findings += [f for score in scores for f in score.findings]  # tampering, graded cells
     rerun_state = "not-run"
     if settings.rerun is not None:
-        with suspended_budget():  # re-runs have their own --total-timeout
+        with suspended_budget(budget):  # re-runs have their own --total-timeout
             rerun_state, rerun_findings = _rerun(root, inspections, settings.rerun)
         findings += rerun_findings
     present, expected = (sum(i.answers[k] for i in inspections) for k in (0, 1))
-    row = {
-        "student": student,
-        "status": status_of(findings),
-        "problems": [str(f) for f in findings],
-    }
-    for inspection in inspections:
-        row.update(notebook_columns(inspection))
-    row |= {
-        "part5_claimed_val_accuracy": first_claim(claims["val"]),
-        "part5_claimed_test_accuracy": first_claim(claims["test"]),
-        "part5_model_test_accuracy": "" if accuracy is None else round(accuracy, 4),
-        "part5_claim_verified": verified,
-        "answers_present": f"{present}/{expected}",
-        "rerun": rerun_state,
-    }
-    return finish_row(
-        row, scores, findings, notebooks=settings.notebooks, feedback_dir=settings.feedback_dir
+    by_name = {score.name: score for score in scores}
+    row = ReportRow(
+        student=student,
+        status=status_of(findings),
+        problems=tuple(str(f) for f in findings),
+        notebooks=tuple(
+            NotebookColumns.from_inspection(i, by_name.get(i.name)) for i in inspections
+        ),
+        **_points(scores),
+        part5_claimed_val_accuracy=first_claim(claims["val"]),
+        part5_claimed_test_accuracy=first_claim(claims["test"]),
+        part5_model_test_accuracy="" if accuracy is None else round(accuracy, 4),
+        part5_claim_verified=verified,
+        answers_present=f"{present}/{expected}",
+        rerun=rerun_state,
     )
+    return _with_feedback(row, scores, findings, settings.feedback_dir)
+
+
+def _points(scores: list[NotebookScore]) -> dict[str, int]:
+    """The row's points columns (none when nothing was scored: they stay blank)."""
+    if not scores:
+        return {}
+    return {
+        "total_points": sum(score.points for score in scores),
+        "max_points": sum(score.max_points for score in scores),
+        "manual_points": sum(score.manual_points for score in scores),
+    }
+
+
+def _with_feedback(
+    row: ReportRow, scores: list[NotebookScore], findings: list[Finding], folder: Path | None
+) -> ReportRow:
+    """Write the student's feedback page (when ``folder`` is given); return the row."""
+    if folder is not None:
+        write_feedback(folder, row, scores, {str(f): f.fix for f in findings if f.fix})
+    return row
 
 
 def grade_submission(
-    student: str, path: Path, settings: GradeSettings, test_set: LazyTestSet
-) -> dict[str, Any]:
+    student: str,
+    path: Path,
+    settings: GradeSettings,
+    test_set: LazyTestSet,
+    budget: Budget | None = None,
+) -> ReportRow:
     """Grade one ``<student>.zip`` or ``<student>/`` folder; returns its report row."""
     with tempfile.TemporaryDirectory(prefix="cifar_lab_grade_") as temporary:
         if path.is_dir():  # copied, never following a link out of the submission
-            refused = copy_folder(path, Path(temporary), settings, MAX_ZIP_MEMBERS)
+            refused = copy_folder(path, Path(temporary), settings)
         else:
             refused = extract_zip(path, Path(temporary), settings)
         if "" in refused:
-            row = {"student": student, "status": "damaged", "problems": [str(refused[""])]}
-            feedback = settings.feedback_dir
-            return finish_row(row, [], [refused[""]], notebooks=(), feedback_dir=feedback)
+            row = ReportRow(student, "damaged", problems=(str(refused[""]),))
+            return _with_feedback(row, [], [refused[""]], settings.feedback_dir)
         root = notebook_root(Path(temporary), settings.notebooks)
-        return grade_root(student, root, settings, test_set, refused)
+        return grade_root(student, root, settings, test_set, refused, budget)
 
 
 def grade_folder(
@@ -311,5 +285,110 @@ def grade_folder(
     for path in ignored:
         print(f"ignored {path.name}: not a .zip or a folder")
     test_set = LazyTestSet(settings.source, settings.num_test)
-    grade_one = functools.partial(grade_submission, settings=settings, test_set=test_set)
+
+    def grade_one(student: str, path: Path, budget: Budget) -> ReportRow:
+        return grade_submission(student, path, settings, test_set, budget)
+
     return run_batch(submissions, grade_one, settings.limits, report=report, verbose=verbose)
+
+
+MAX_PROBLEMS = 50  # per row; a notebook of 300k failing cells must not make a 30 MB cell
+
+
+def find_submissions(folder: Path) -> tuple[list[tuple[str, Path]], list[Path]]:
+    """List (student, path) for each ``*.zip`` and sub-folder; also the ignored entries."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"submissions folder {folder} does not exist; pass a folder of zips")
+    found, ignored = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir() or path.suffix.lower() == ".zip":
+            found.append((path.stem if path.is_file() else path.name, path))
+        else:
+            ignored.append(path)
+    return found, ignored
+
+
+def error_row(student: str, status: str, problem: str) -> ReportRow:
+    """A row with only a status and one problem (the other columns stay blank)."""
+    return ReportRow(student, status, problems=(problem,))
+
+
+def _grader_error(error: BaseException) -> str:
+    """Name a grader exception and where it happened (the innermost cifar_lab frame)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "cifar_lab" in f.filename]
+    where = f" in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"grader error{where}: {type(error).__name__}: {str(error)[:300]}"
+
+
+GradeOne = Callable[[str, Path, Budget], ReportRow]  # (student, path, budget) -> the row
+
+
+def grade_safely(
+    student: str, path: Path, grade_one: GradeOne, limits: Limits
+) -> tuple[ReportRow, list[int]]:
+    """Grade one submission within its budget; any failure becomes its row.
+
+    Returns:
+        (the row, the peak resident bytes of each child process it started).
+    """
+    peaks: list[int] = []
+    try:
+        with submission_budget(limits) as budget:
+            peaks = budget.child_peaks
+            row = grade_one(student, path, budget)
+    except GradingSetupError:
+        raise
+    except SubmissionTimeoutError as error:
+        problem = f"submission: not graded: {error} (--submission-seconds)"
+        row = error_row(student, "flagged", problem)
+    except RecursionError:
+        row = error_row(student, "damaged", "submission: a file nests too deeply to be read")
+    except MemoryError:
+        row = error_row(student, "damaged", "submission: the grader ran out of memory reading it")
+    except Exception as error:  # a grader bug must not sink the batch; it is in the row
+        row = error_row(student, "damaged", _grader_error(error))
+    if len(row.problems) > MAX_PROBLEMS:
+        hidden = len(row.problems) - MAX_PROBLEMS
+        problems = (*row.problems[:MAX_PROBLEMS], f"... and {hidden} more problems")
+        row = dataclasses.replace(row, problems=problems)
+    return row, peaks
+
+
+def run_batch(
+    submissions: list[tuple[str, Path]],
+    grade_one: GradeOne,
+    limits: Limits,
+    *,
+    report: ReportFile | None = None,
+    verbose: bool = True,
+) -> list[dict[str, Any]]:
+    """Grade each submission in turn; write each row as soon as it is final.
+
+    Args:
+        submissions: (student, path) pairs, in report order.
+        grade_one: returns the row of one submission, graded within the budget it is given.
+        limits: the per-submission limits.
+        report: where rows go as they finish (None: only returned); students
+            already in it are skipped.
+        verbose: print one line per student.
+
+    Returns:
+        Every row as ``report.json`` holds it (:meth:`ReportRow.record`): those already
+        in ``report`` first, then the new ones.
+    """
+    done = report.students if report is not None else set()
+    rows = list(report.rows) if report is not None else []
+    for student, path in submissions:
+        if student in done:
+            if verbose:
+                print(f"skipped {student}: already in the report (--resume)", flush=True)
+            continue
+        row, peaks = grade_safely(student, path, grade_one, limits)
+        rows.append(report.add(row) if report is not None else row.record())
+        if verbose:
+            child = f" (scoring peak {max(peaks) / MEGABYTE:.0f} MB)" if peaks else ""
+            print(f"graded {student}: {row.status}{child}", flush=True)
+    return rows

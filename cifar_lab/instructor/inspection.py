@@ -1,60 +1,142 @@
-"""Read an executed notebook without running it, and list what is wrong with it.
+"""Inspection: read a handed-in notebook without running it, and list what is wrong with it.
 
 Shared by ``python -m cifar_lab submit`` (student side) and ``grade``. Notebooks
 are read as plain JSON, never executed, and refused unread above a size limit.
-Each problem is a :class:`Finding` with a severity, in the order the report
-uses for a submission's status: ``damaged`` (cannot be graded as handed in:
-unreadable, too large, cells deleted/duplicated/reordered, files missing),
-``flagged`` (needs a person: claims that disagree, edited checks, structure
-that cannot be verified), ``incomplete`` (not executed in order, errors,
-failed checks, Part V outputs missing); ``warning`` never changes it.
+Everything in them is text a student can edit, so nothing is taken as written:
+
+* **JSON** (:func:`parse_json`): every way Python's parser can fail becomes a
+  sentence, never a traceback: nesting deeper than the recursion limit
+  (``RecursionError``), integers longer than ``sys.get_int_max_str_digits()``
+  (``ValueError``), bytes that are not UTF-8. Integers that do parse may still be
+  too large for a float; :func:`finite_number` answers False for them.
+* **Check payloads** (:func:`check_verdict`): a payload's ``passed`` field is
+  never trusted. ``lab.check_at_least`` payloads carry ``value`` and
+  ``minimum``: the check passes only when ``value >= minimum`` is recomputed
+  here, the claimed ``passed`` agrees, and ``minimum`` is no lower than the
+  lowest promise any profile makes (a lowered threshold is a doctored output);
+  ``lab.check_that`` / ``lab.check_close`` payloads carry only ``what`` and
+  ``passed``, which must be the JSON value ``true`` (only ``grade --rerun`` can
+  verify these further).
+* **Structure and execution** (:func:`inspect_notebook`): cells compared with
+  the release manifest, the execution order (:func:`first_out_of_order`), error
+  outputs (:func:`error_text`), recorded results, written answers.
+
+Each problem is a :class:`~cifar_lab.instructor.findings.Finding`.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.nbtools import cell_source
+from cifar_lab.instructor.findings import MEGABYTE, Finding, megabytes
+from cifar_lab.instructor.notebooks import cell_source
 from cifar_lab.instructor.release import (
     ANSWER_PLACEHOLDER,
     ANSWER_PREFIX,
     is_answer_cell,
     source_digest,
 )
-from cifar_lab.instructor.trust import check_passed
-from cifar_lab.instructor.untrusted import finite_number, parse_json
+from cifar_lab.profiles import PROFILES
 from cifar_lab.results import read_outputs
 
-MEGABYTE = 1024 * 1024
-SEVERITIES = ("damaged", "flagged", "incomplete", "warning")
-RESTART_FIX = "re-run {name} from the top (Kernel > Restart Kernel and Run All Cells), then save"
 
+# ------------------------------------------------------------ values a student wrote
+def parse_json(data: bytes, name: str) -> tuple[Any, str | None]:
+    """Parse untrusted JSON bytes.
 
-@dataclass(frozen=True)
-class Finding:
-    """One problem with a submission.
+    Args:
+        data: the file's bytes.
+        name: the file's name, for the message.
 
-    Attributes:
-        severity: one of :data:`SEVERITIES`.
-        where: notebook stem, ``"part5"`` or ``"submission"``.
-        message: what is wrong.
-        fix: what the student should do about it.
+    Returns:
+        (the parsed value, None), or (None, what is wrong with it in words).
     """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        where = f"byte 0x{data[error.start]:02x} at position {error.start}"
+        return None, f"{name} is not UTF-8 text ({where}); save it again as UTF-8"
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        depth = sys.getrecursionlimit()
+        return None, f"{name} nests lists or objects too deeply to read (over ~{depth} levels)"
+    except json.JSONDecodeError as error:
+        return None, f"{name} is not valid JSON ({error})"
+    except ValueError as error:  # int longer than the int-to-str digit limit
+        if "digits" in str(error):
+            limit = sys.get_int_max_str_digits()
+            return None, f"{name} holds an integer with more than {limit} digits"
+        return None, f"{name} is not valid JSON ({error})"
+    except MemoryError:
+        return None, f"{name} is too large to read"
 
-    severity: str
-    where: str
-    message: str
-    fix: str = ""
 
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+def finite_number(value: Any) -> bool:
+    """True for a finite int or float (not a bool); False for ints too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # e.g. a 400-digit integer
+        return False
 
-    def __str__(self) -> str:
-        return f"{self.where[:2] if self.where[:2].isdigit() else self.where}: {self.message}"
+
+# the lowest accuracy promise of any profile: a check_at_least minimum below it is doctored
+TRUSTED_MINIMUM = min(min(p.min_val_accuracy, p.min_fit_accuracy) for p in PROFILES.values())
+VERDICTS = ("passed", "failed", "forged")
+
+
+def check_verdict(payload: Any) -> tuple[str, str]:
+    """Recompute whether one check payload passed.
+
+    Args:
+        payload: the decoded JSON of one check output (any JSON value).
+
+    Returns:
+        (verdict, reason): verdict is ``"passed"``, ``"failed"`` (the check says
+        it failed, or its numbers say so) or ``"forged"`` (it claims to pass but
+        its own numbers contradict it, or the threshold was lowered); reason is
+        "" for ``"passed"``, else one sentence.
+    """
+    if not isinstance(payload, dict):
+        return "forged", "the check output is not a JSON object"
+    claimed = payload.get("passed")
+    what = str(payload.get("what", "?"))[:200]
+    if "value" not in payload and "minimum" not in payload:
+        if claimed is True:
+            return "passed", ""
+        return "failed", f"check failed: {what}"
+    value, minimum = payload.get("value"), payload.get("minimum")
+    if not (finite_number(value) and finite_number(minimum)):
+        return "forged", f"check '{what}' has no numeric value and minimum"
+    if minimum < TRUSTED_MINIMUM:
+        message = f"check '{what}' has minimum {minimum:.4f}, below every profile's promise"
+        return "forged", f"{message} ({TRUSTED_MINIMUM:.2f}): the output was edited"
+    if value < minimum:
+        if claimed is True:
+            message = f"check '{what}' claims to pass but {value:.4f} < minimum {minimum:.4f}"
+            return "forged", message + ": the output was edited"
+        return "failed", f"check failed: {what}: {value:.4f} < {minimum:.4f}"
+    if claimed is not True:
+        return "forged", f"check '{what}' says it failed although {value:.4f} >= {minimum:.4f}"
+    return "passed", ""
+
+
+def check_passed(payload: Any) -> bool:
+    """True when :func:`check_verdict` recomputes a pass."""
+    return check_verdict(payload)[0] == "passed"
+
+
+# ------------------------------------------------------------------ one notebook
+DEFAULT_MAX_NOTEBOOK_BYTES = 20 * MEGABYTE
+RESTART_FIX = "re-run {name} from the top (Kernel > Restart Kernel and Run All Cells), then save"
 
 
 @dataclass
@@ -84,11 +166,6 @@ class NotebookInspection:
     findings: list[Finding] = field(default_factory=list)
 
 
-def megabytes(size: int) -> str:
-    """Format a byte count for messages, e.g. "20.0 MB"."""
-    return f"{size / MEGABYTE:.1f} MB"
-
-
 def read_notebook_json(path: Path, max_bytes: int) -> tuple[dict | None, Finding | None]:
     """Read a notebook as JSON, refusing files over ``max_bytes`` before parsing them.
 
@@ -112,34 +189,57 @@ def read_notebook_json(path: Path, max_bytes: int) -> tuple[dict | None, Finding
     return notebook, None
 
 
-def _order_finding(name: str, cells: list[dict]) -> Finding | None:
-    """The first code cell that breaks the 1, 2, 3, ... execution counts, if any."""
+def first_out_of_order(cells: list[dict]) -> tuple[int, int] | None:
+    """The one walk of the execution order: where the counts 1, 2, 3, ... first break.
+
+    Args:
+        cells: the notebook's cells (JSON objects).
+
+    Returns:
+        (index of the first code cell whose execution count is not the next one,
+        the count it should have had), or None when every code cell ran in order.
+    """
     expected = 1
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or not cell_source(cell).strip():
             continue  # Jupyter does not count empty cells
-        count = cell.get("execution_count")
-        label = f"cell {index} (id {cell.get('id', '?')})"
-        if count is None:
-            message = f"{label} was never run"
-        elif count != expected:
-            message = f"{label} ran out of order (execution count {count}, expected {expected})"
-        else:
-            expected += 1
-            continue
-        return Finding("incomplete", name, message, RESTART_FIX.format(name=name))
+        if cell.get("execution_count") != expected:
+            return index, expected
+        expected += 1
     return None
 
 
+def error_texts(cell: dict, max_chars: int = 600) -> list[str]:
+    """The one reader of error outputs: ``"Name: value"`` of each, values cut at ``max_chars``."""
+    return [
+        f"{output.get('ename', 'Error')}: {str(output.get('evalue', ''))[:max_chars]}"
+        for output in cell.get("outputs") or []
+        if isinstance(output, dict) and output.get("output_type") == "error"
+    ]
+
+
+def _order_finding(name: str, cells: list[dict]) -> Finding | None:
+    """The first code cell that breaks the 1, 2, 3, ... execution counts, if any."""
+    broken = first_out_of_order(cells)
+    if broken is None:
+        return None
+    index, expected = broken
+    count = cells[index].get("execution_count")
+    label = f"cell {index} (id {cells[index].get('id', '?')})"
+    if count is None:
+        message = f"{label} was never run"
+    else:
+        message = f"{label} ran out of order (execution count {count}, expected {expected})"
+    return Finding("incomplete", name, message, RESTART_FIX.format(name=name))
+
+
 def _error_findings(name: str, cells: list[dict]) -> list[Finding]:
-    findings = []
-    for index, cell in enumerate(cells):
-        for output in cell.get("outputs") or []:
-            if isinstance(output, dict) and output.get("output_type") == "error":
-                error = f"{output.get('ename', 'Error')}: {str(output.get('evalue', ''))[:200]}"
-                fix = "fix the code, then " + RESTART_FIX.format(name=name)
-                findings.append(Finding("incomplete", name, f"cell {index} raised {error}", fix))
-    return findings
+    fix = "fix the code, then " + RESTART_FIX.format(name=name)
+    return [
+        Finding("incomplete", name, f"cell {index} raised {error}", fix)
+        for index, cell in enumerate(cells)
+        for error in error_texts(cell, max_chars=200)  # a problem line, not the whole message
+    ]
 
 
 def _check_findings(name: str, notebook: dict, expected: dict | None) -> tuple[int, int, list]:
@@ -165,7 +265,7 @@ def recorded_results(notebook: dict) -> dict[str, float]:
     found = {}
     for result in read_outputs(notebook)["results"]:
         value = result.get("value")
-        if isinstance(result.get("name"), str) and is_number(value):
+        if isinstance(result.get("name"), str) and finite_number(value):
             found[result["name"]] = float(value)
     return found
 
@@ -271,8 +371,3 @@ def inspect_file(path: Path, expected: dict | None, max_bytes: int) -> NotebookI
     if problem is not None:
         return NotebookInspection(path.stem, state="damaged", findings=[problem])
     return inspect_notebook(path.stem, notebook, expected)
-
-
-def is_number(value: Any) -> bool:
-    """True for a finite int or float (not a bool), as JSON from students may hold anything."""
-    return finite_number(value)

@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.inspection import MEGABYTE, Finding, megabytes
+from cifar_lab.instructor.findings import MEGABYTE, Finding, megabytes
 
 # Every module of the package that registers Keras classes (tests/test_model_loading.py
 # checks this list against the source, so a new registered layer cannot be forgotten).

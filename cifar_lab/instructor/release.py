@@ -35,14 +35,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.nbgrader_metadata import lock_cells
-from cifar_lab.instructor.nbtools import (
+from cifar_lab.instructor.notebooks import (
     cell_source,
     course_notebooks,
     join_source,
     notebook_dir,
     strip_outputs,
 )
+from cifar_lab.instructor.points import lock_cells
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -151,9 +151,9 @@ def release_notebook(notebook, *, part: str, name: str = "notebook"):
 
     Returns:
         A new notebook: solutions stubbed; outputs, execution counts and execution
-        metadata (timestamps, see :func:`~cifar_lab.instructor.nbtools.strip_outputs`) cleared;
+        metadata (timestamps, see :func:`~cifar_lab.instructor.notebooks.strip_outputs`) cleared;
         ``metadata.nbgrader`` kept, and ``deletable``/``editable`` set as nbgrader's
-        ``generate_assignment`` does (:func:`~cifar_lab.instructor.nbgrader_metadata.lock_cells`).
+        ``generate_assignment`` does (:func:`~cifar_lab.instructor.points.lock_cells`).
     """
     released = strip_outputs(notebook, keep_checked=False)
     for index, cell in enumerate(released.cells):
@@ -211,7 +211,7 @@ def build_release(source_dir: Path | None = None) -> tuple[dict[str, Any], dict[
 
     Args:
         source_dir: folder with the solution notebooks ``NN_name.ipynb``
-            (``None``: the course's own, see :func:`~cifar_lab.instructor.nbtools.notebook_dir`).
+            (``None``: the course's own, see :func:`~cifar_lab.instructor.notebooks.notebook_dir`).
 
     Returns:
         (released notebooks by stem, manifest).

@@ -1,76 +1,393 @@
-"""The grade report: one row per student, as CSV and JSON, and its columns."""
+"""The grade report: :class:`ReportRow`, the one row type, and every file written from it.
+
+**The row** (:class:`ReportRow`, with one :class:`NotebookColumns` per notebook)
+declares every column once, in report order, with its type and its meaning
+(:func:`about`); a column may also name its gradebook column and its label on
+the feedback page. ``report.csv`` and ``report.json`` (:func:`report_columns`,
+:meth:`ReportRow.record`), the gradebook (:func:`gradebook_rows`) and the
+feedback page (:mod:`~cifar_lab.instructor.feedback`) all read that declaration,
+so a column added there appears in all four.
+
+**On disk** (:class:`ReportFile`): written row by row, so that a crash or a kill loses no
+finished row. Each row is appended to ``report.csv`` (flushed and ``fsync``-ed) as soon as
+it is final, then ``report.json`` (every row so far) is rewritten atomically: a
+temporary file, ``fsync``, ``os.replace``. ``report.json`` is therefore always
+complete, valid JSON, and it is what ``grade --resume`` reads: students already
+in it are skipped, and ``report.csv`` is rewritten from it (dropping a CSV row
+whose JSON write a kill interrupted; that student is graded again).
+
+**The gradebook** (:func:`write_gradebook`): one row per student (student, total, max,
+status), ready for an LMS upload. ``grade --gradebook gradebook.csv`` writes it after
+the batch, from the report on disk, so students kept from an earlier run
+(``--resume``) are in it too. ``total`` is the autograded points (written answers
+count 0 until a person grades them); ``max`` is the course's maximum; a submission
+that could not be scored at all has total 0.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.inspection import SEVERITIES, Finding, NotebookInspection
-from cifar_lab.instructor.report_file import ReportFile
+from cifar_lab.instructor.inspection import NotebookInspection
+from cifar_lab.instructor.points import COURSE_MAX_POINTS
+from cifar_lab.instructor.scoring import NotebookScore
+
+Blank = str  # "" where a value is unknown or does not apply
 
 
-def status_of(findings: list[Finding]) -> str:
-    """The worst severity among ``findings`` (damaged > flagged > incomplete), else "ok"."""
-    severities = {finding.severity for finding in findings}
-    return next((s for s in SEVERITIES[:3] if s in severities), "ok")
+def about(
+    meaning: str,
+    *,
+    gradebook: tuple[int, str] | None = None,
+    if_blank: int | None = None,
+    feedback: str | None = None,
+) -> dict[str, Any]:
+    """The metadata of one report column: its meaning, and where else it goes.
+
+    Args:
+        meaning: what the column holds, in one sentence.
+        gradebook: its (position, name) in the gradebook (None: not in the gradebook).
+        if_blank: the gradebook's integer for a blank value (None: copied as it is).
+        feedback: its label on the student's feedback page (None: not shown there).
+
+    Returns:
+        The ``metadata`` of its dataclass field.
+    """
+    return {"meaning": meaning, "gradebook": gradebook, "if_blank": if_blank, "feedback": feedback}
 
 
-def notebook_columns(inspection: NotebookInspection) -> dict[str, Any]:
-    """The report's ``NN_*`` columns for one inspected notebook."""
-    key = inspection.name[:2]
-    if inspection.state != "ok":
-        blank = dict.fromkeys(("errors", "checks_passed", "checks_failed", "edited_cells"), "")
-        return {
-            f"{key}_executed_in_order": inspection.state,
-            **{f"{key}_{k}": v for k, v in blank.items()},
-        }
-    return {
-        f"{key}_executed_in_order": "yes" if inspection.executed_in_order else "no",
-        f"{key}_errors": inspection.errors,
-        f"{key}_checks_passed": inspection.checks_passed,
-        f"{key}_checks_failed": inspection.checks_failed,
-        f"{key}_edited_cells": len(inspection.edited_cells),
-    }
+@dataclass(frozen=True)
+class NotebookColumns:
+    """The ``NN_*`` columns of one notebook (``NN``: its two-digit number)."""
+
+    name: str = field(metadata=about("the notebook's stem; its first two characters prefix"))
+    executed_in_order: str = field(
+        default="", metadata=about('"yes", "no", or the notebook\'s state: "missing", "damaged"')
+    )
+    errors: int | Blank = field(default="", metadata=about("cells with an error output"))
+    checks_passed: int | Blank = field(
+        default="", metadata=about("check outputs that pass, as recomputed")
+    )
+    checks_failed: int | Blank = field(
+        default="", metadata=about("check outputs that fail, or were forged")
+    )
+    edited_cells: int | Blank = field(
+        default="", metadata=about("given (non-solution) cells edited since the release")
+    )
+    points: int | Blank = field(
+        default="", metadata=about("autograded points earned, from the points table")
+    )
+    max_points: int | Blank = field(
+        default="", metadata=about("its points, written answers (graded by hand) included")
+    )
+
+    @classmethod
+    def from_inspection(
+        cls, inspection: NotebookInspection, score: NotebookScore | None
+    ) -> NotebookColumns:
+        """The columns of one inspected (and, when ``score`` is given, scored) notebook."""
+        points = {} if score is None else {"points": score.points, "max_points": score.max_points}
+        if inspection.state != "ok":
+            return cls(inspection.name, inspection.state, **points)
+        return cls(
+            inspection.name,
+            "yes" if inspection.executed_in_order else "no",
+            inspection.errors,
+            inspection.checks_passed,
+            inspection.checks_failed,
+            len(inspection.edited_cells),
+            **points,
+        )
 
 
-def report_columns(notebooks: tuple[str, ...]) -> list[str]:
-    """The report's columns, in order."""
-    per_notebook = [
-        "executed_in_order",
-        "errors",
-        "checks_passed",
-        "checks_failed",
-        "edited_cells",
-        "points",  # autograded points earned, from the points table (see scoring.py)
-        "max_points",  # including written answers, graded by hand
-    ]
-    columns = ["student", "status", "total_points", "max_points", "manual_points", "problems"]
-    columns += [f"{name[:2]}_{field}" for name in notebooks for field in per_notebook]
-    columns += [
-        "part5_claimed_val_accuracy",
-        "part5_claimed_test_accuracy",
-        "part5_model_test_accuracy",
-        "part5_claim_verified",
-        "answers_present",
-        "rerun",
-    ]
+@dataclass(frozen=True)
+class ReportRow:
+    """One student's row of the report; its fields are the columns, in report order."""
+
+    student: str = field(
+        default="",
+        metadata=about("the submission: <student>.zip or <student>/", gradebook=(0, "student")),
+    )
+    status: str = field(
+        default="",
+        metadata=about(
+            'the worst finding: "damaged", "flagged", "incomplete"; else "ok"',
+            gradebook=(3, "status"),
+        ),
+    )
+    total_points: int | Blank = field(
+        default="",
+        metadata=about(
+            "autograded points earned (written answers count 0 until graded by hand)",
+            gradebook=(1, "total"),
+            if_blank=0,
+        ),
+    )
+    max_points: int | Blank = field(
+        default="",
+        metadata=about(
+            "the course's maximum, written answers included",
+            gradebook=(2, "max"),
+            if_blank=COURSE_MAX_POINTS,
+        ),
+    )
+    manual_points: int | Blank = field(
+        default="", metadata=about("points of the written answers, graded by hand")
+    )
+    problems: tuple[str, ...] = field(
+        default=(), metadata=about("every finding, one sentence each")
+    )
+    notebooks: tuple[NotebookColumns, ...] = field(
+        default=(), metadata=about("the NN_* columns of each notebook, in course order")
+    )
+    part5_claimed_val_accuracy: float | Blank = field(
+        default="",
+        metadata=about(
+            "validation accuracy claimed in 05's output or part5/results.json",
+            feedback="claimed validation accuracy",
+        ),
+    )
+    part5_claimed_test_accuracy: float | Blank = field(
+        default="",
+        metadata=about(
+            "test accuracy claimed in 05's output or part5/results.json",
+            feedback="claimed test accuracy",
+        ),
+    )
+    part5_model_test_accuracy: float | Blank = field(
+        default="",
+        metadata=about(
+            "test accuracy of part5/best_model.keras, recomputed by the grader",
+            feedback="test accuracy of your saved model, recomputed by the grader",
+        ),
+    )
+    part5_claim_verified: str = field(
+        default="",
+        metadata=about(
+            '"yes", "no" or "not-checked": whether the saved model confirms the claims',
+            feedback="claims confirmed by the saved model",
+        ),
+    )
+    answers_present: str = field(
+        default="", metadata=about("written answers present / expected, e.g. 9/9")
+    )
+    rerun: str = field(
+        default="",
+        metadata=about('--rerun: "not-run", "reproduced", "not-reproduced" or "failed"'),
+    )
+
+    def record(self) -> dict[str, Any]:
+        """The row as ``report.json`` holds it: column name -> value (``problems`` a list)."""
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "notebooks":
+                values |= {
+                    f"{notebook.name[:2]}_{name}": getattr(notebook, name)
+                    for notebook in value
+                    for name in _notebook_fields()
+                }
+            else:
+                values[spec.name] = list(value) if isinstance(value, tuple) else value
+        return values
+
+
+def _notebook_fields() -> list[str]:
+    return [spec.name for spec in dataclasses.fields(NotebookColumns) if spec.name != "name"]
+
+
+def report_columns(notebooks: tuple[str, ...], row_type: type[ReportRow] = ReportRow) -> list[str]:
+    """The report's columns, in order: the fields of ``row_type``, ``notebooks`` expanded.
+
+    Args:
+        notebooks: notebook stems, in course order.
+        row_type: :class:`ReportRow` or a subclass with further columns.
+    """
+    columns = []
+    for spec in dataclasses.fields(row_type):
+        if spec.name == "notebooks":
+            columns += [f"{name[:2]}_{each}" for name in notebooks for each in _notebook_fields()]
+        else:
+            columns.append(spec.name)
     return columns
 
 
-def first_claim(values: dict[str, float]) -> float | str:
+def feedback_items(row: ReportRow) -> list[tuple[str, Any]]:
+    """(label, value) of every column the feedback page shows, in column order."""
+    return [
+        (spec.metadata["feedback"], getattr(row, spec.name))
+        for spec in dataclasses.fields(row)
+        if spec.metadata.get("feedback")
+    ]
+
+
+def first_claim(values: dict[str, float]) -> float | Blank:
     """The first claimed value, rounded for the report, or "" when none was claimed."""
     return round(next(iter(values.values())), 4) if values else ""
 
 
-def write_report(rows: list[dict], out: Path, notebooks: tuple[str, ...]) -> tuple[Path, Path]:
-    """Write the rows as CSV to ``out`` and as JSON next to it (``.json``).
+def _csv_text(rows: list[dict], columns: list[str], *, header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="raise")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "problems": "; ".join(row.get("problems", []))})
+    return buffer.getvalue()
 
-    ``grade`` itself writes each row as it finishes (:class:`ReportFile`); this
-    writes a finished list the same way.
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def read_rows(json_path: Path) -> list[dict[str, Any]]:
+    """The rows of an existing ``report.json``.
+
+    Raises:
+        ValueError: the file is not a report this tool wrote (the message names it).
+    """
+    try:
+        rows = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot resume from {json_path}: {error}") from error
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and isinstance(row.get("student"), str) for row in rows
+    ):
+        raise ValueError(f"cannot resume from {json_path}: it is not a list of report rows")
+    return rows
+
+
+class ReportFile:
+    """``report.csv`` and ``report.json``, one row added at a time.
+
+    Args:
+        out: the CSV path; the JSON goes next to it (``.json``).
+        notebooks: the notebooks whose ``NN_*`` columns the CSV has, in order.
+        row_type: :class:`ReportRow` or a subclass; its fields are the columns.
+        resume: keep the rows already in ``report.json`` (else start empty).
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        notebooks: tuple[str, ...],
+        *,
+        row_type: type[ReportRow] = ReportRow,
+        resume: bool = False,
+    ) -> None:
+        self.csv_path = Path(out)
+        self.json_path = self.csv_path.with_suffix(".json")
+        self.columns = report_columns(notebooks, row_type)
+        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        resumable = resume and self.json_path.is_file()
+        self.rows: list[dict[str, Any]] = read_rows(self.json_path) if resumable else []
+        _replace(self.csv_path, _csv_text(self.rows, self.columns, header=True))
+        self._write_json()
+
+    @property
+    def students(self) -> set[str]:
+        """Students that already have a row."""
+        return {row["student"] for row in self.rows}
+
+    def add(self, row: ReportRow) -> dict[str, Any]:
+        """Append one final row to both files, durably, before returning its record."""
+        record = row.record()
+        text = _csv_text([record], self.columns, header=False)  # raises first on bad keys
+        with open(
+            self.csv_path, "a", encoding="utf-8", errors="backslashreplace", newline=""
+        ) as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.rows.append(record)
+        self._write_json()
+        return record
+
+    def _write_json(self) -> None:
+        _replace(self.json_path, json.dumps(self.rows, indent=1) + "\n")
+
+
+@dataclass(frozen=True)
+class GradeOutputs:
+    """What ``grade`` writes besides ``report.csv`` and ``report.json``.
+
+    Attributes:
+        gradebook: path of the gradebook CSV (None: no gradebook).
+        feedback_dir: folder for ``<student>.html`` feedback, relative to the
+            report's folder unless absolute (None: no feedback).
+    """
+
+    gradebook: str | None = None
+    feedback_dir: str | None = "feedback"
+
+    def feedback_folder(self, report: Path) -> Path | None:
+        """The feedback folder for a report written to ``report`` (None: none)."""
+        if self.feedback_dir is None:
+            return None
+        return Path(report).parent / self.feedback_dir  # an absolute feedback_dir wins
+
+
+def gradebook_columns(row_type: type[ReportRow] = ReportRow) -> list[dataclasses.Field]:
+    """The row's fields that go into the gradebook, in gradebook order."""
+    chosen = [spec for spec in dataclasses.fields(row_type) if spec.metadata.get("gradebook")]
+    return sorted(chosen, key=lambda spec: spec.metadata["gradebook"][0])
+
+
+def gradebook_rows(
+    report_rows: list[dict], row_type: type[ReportRow] = ReportRow
+) -> list[dict[str, object]]:
+    """One gradebook row per report row (as ``report.csv`` reads back), in the report's order."""
+    specs = gradebook_columns(row_type)
+    rows = []
+    for row in report_rows:
+        entry: dict[str, object] = {}
+        for spec in specs:
+            value, if_blank = row.get(spec.name, ""), spec.metadata["if_blank"]
+            if if_blank is not None:  # a number, or the stated value when blank
+                value = int(value) if str(value).strip() else if_blank
+            entry[spec.metadata["gradebook"][1]] = value
+        rows.append(entry)
+    return rows
+
+
+def write_gradebook(report_csv: Path, out: Path, row_type: type[ReportRow] = ReportRow) -> Path:
+    """Write the gradebook for the report at ``report_csv``.
+
+    Args:
+        report_csv: the ``report.csv`` that ``grade`` wrote.
+        out: the gradebook CSV to write.
+        row_type: the report's row type (its fields say which columns go in).
 
     Returns:
-        (csv path, json path).
+        ``out``.
     """
-    report = ReportFile(Path(out), report_columns(notebooks))
-    report.extend(rows)
-    return report.csv_path, report.json_path
+    with open(report_csv, newline="", encoding="utf-8") as handle:
+        report_rows = list(csv.DictReader(handle))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        names = [spec.metadata["gradebook"][1] for spec in gradebook_columns(row_type)]
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(gradebook_rows(report_rows, row_type))
+    return out

@@ -25,7 +25,7 @@ non-dumpable so that a kernel cannot open it through ``/proc``); no pid, path
 or verdict is read from the working folder. The grader kills the tree it started by
 walking ``/proc`` from the runner's pid, and the pid namespace takes whatever
 is left. Checks are verified with the grader's own check functions, see
-:mod:`cifar_lab.instructor.verify` for how, and what that does not stop.
+:mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop.
 :func:`cifar_lab.instructor.claims.compare_claims` then compares every recorded
 result with the re-executed value.
 """
@@ -50,7 +50,10 @@ from typing import Any
 
 from cifar_lab.checks import check_int, check_number
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
+from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.inspection import recorded_results
+from cifar_lab.instructor.notebooks import notebook_client
+from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, is_check_cell, with_pristine_checks
 from cifar_lab.instructor.sandbox import (
     choose_backend,
     clean_environment,
@@ -58,10 +61,9 @@ from cifar_lab.instructor.sandbox import (
     kill_descendants,
     sandbox_command,
 )
-from cifar_lab.instructor.verify import PRISTINE_TAG, is_check_cell, with_pristine_checks
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 
-MAX_STATUS_BYTES = 1 << 24  # the runner's report; more is cut off, not read into memory
+MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
 
 
@@ -220,7 +222,6 @@ def _parse_status(data: bytes) -> dict[str, dict]:
 def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
     """Run one notebook with cleared outputs and the grader's checks; return its record."""
     import nbformat
-    from nbclient import NotebookClient
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
     notebook, verified = None, {"checks": 0}
@@ -230,12 +231,7 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
             if cell.cell_type == "code":  # a claim must not survive unless recomputed
                 cell.outputs, cell.execution_count = [], None
         notebook = with_pristine_checks(notebook)
-        client = NotebookClient(
-            notebook,
-            timeout=cell_timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
+        client = notebook_client(notebook, path.parent, cell_timeout)
         client.on_cell_executed = functools.partial(_count_check, verified)
         client.execute()
     except Exception as error:  # cell error, timeout, dead kernel: all mean "failed"

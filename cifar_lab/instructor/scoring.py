@@ -15,7 +15,7 @@ A **check** earns its points only when all of these hold:
 * the exercise it checks no longer holds the release's stub;
 * it ran, in order (execution counts 1, 2, ... up to it), without an error;
 * it printed at least one check result and every one of them passes as
-  recomputed by :func:`~cifar_lab.instructor.trust.check_verdict`;
+  recomputed by :func:`~cifar_lab.instructor.inspection.check_verdict`;
 * for ``final_training_check``: Part V's saved model confirms the claims.
 
 A **written** answer is ``manual``: 0 points until a person grades it, out of
@@ -24,22 +24,31 @@ its points. Solution cells are worth 0 (their check carries the points).
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.cell_evidence import (
-    error_text,
-    grade_id_of,
-    order_break,
-    released_cells,
-    tamper_findings,
-    verdicts,
+from cifar_lab.instructor.findings import Finding, GradingSetupError
+from cifar_lab.instructor.inspection import (
+    answer_is_present,
+    check_verdict,
+    error_texts,
+    first_out_of_order,
+    read_notebook_json,
 )
-from cifar_lab.instructor.inspection import Finding, answer_is_present, read_notebook_json
-from cifar_lab.instructor.nbtools import cell_source
-from cifar_lab.instructor.points import POINTS, graded_cells
+from cifar_lab.instructor.notebooks import cell_source, notebook_dir
+from cifar_lab.instructor.points import (
+    POINTS,
+    GradedCell,
+    cells_by_grade_id,
+    graded_cells,
+    locate_cells,
+)
 from cifar_lab.instructor.release import source_digest
+from cifar_lab.instructor.tampering import tamper_findings
+from cifar_lab.results import CHECK_MIME
 
 MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, OverflowError)
 
@@ -93,15 +102,62 @@ class NotebookScore:
         return sum(cell.max_points for cell in self.cells if cell.kind == "written")
 
 
-def _locate(row, entry: dict, context: dict) -> tuple[int | None, Finding | None]:
+@dataclass(frozen=True)
+class NotebookCells:
+    """What scoring one notebook reads: its cells, found by id and by claimed ``grade_id``.
+
+    Attributes:
+        name: notebook stem.
+        cells: the submission's cells (a non-object cell is ``{}``).
+        by_id: cell id -> indices of the cells carrying it (None: cells without an id).
+        by_grade: claimed ``metadata.nbgrader.grade_id`` -> indices of the cells carrying it.
+        order_break: index of the first code cell that broke the execution order
+            (``len(cells)`` when none did).
+        tampered: the notebook holds code that patches the checks or the library.
+        part5_verified: the Part V claim check ("yes", "no", "not-checked").
+    """
+
+    name: str
+    cells: list[dict]
+    by_id: dict[str | None, list[int]]
+    by_grade: dict[str, list[int]]
+    order_break: int
+    tampered: bool
+    part5_verified: str
+
+    @property
+    def ids_missing(self) -> bool:
+        """Some cell has no id: saved by an old Jupyter."""
+        return None in self.by_id
+
+    @classmethod
+    def read(
+        cls, name: str, cells: list[dict], *, tampered: bool, part5_verified: str
+    ) -> NotebookCells:
+        """Index ``cells`` by id and by claimed grade_id; find the order break."""
+        by_id: dict[str | None, list[int]] = {}
+        by_grade: dict[str, list[int]] = {}
+        for index, cell in enumerate(cells):
+            cell_id = cell.get("id")
+            by_id.setdefault(cell_id if isinstance(cell_id, str) else None, []).append(index)
+            if isinstance(grade_id := grade_id_of(cell), str):
+                by_grade.setdefault(grade_id, []).append(index)
+        broken = first_out_of_order(cells)
+        order_break = len(cells) if broken is None else broken[0]
+        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified)
+
+
+def _locate(
+    row: GradedCell, entry: dict, notebook: NotebookCells
+) -> tuple[int | None, Finding | None]:
     """The submission's cell for one graded row, or None and a finding naming it."""
-    name, grade_id = context["name"], row.grade_id
-    by_id = context["by_id"].get(entry["id"], [])
-    by_grade = context["by_grade"].get(grade_id, [])
+    name, grade_id = notebook.name, row.grade_id
+    by_id = notebook.by_id.get(entry["id"], [])
+    by_grade = notebook.by_grade.get(grade_id, [])
     label = f"graded cell '{grade_id}' (cell id {entry['id']})"
-    if not by_id and context["ids_missing"] and len(by_grade) == 1:
+    if not by_id and notebook.ids_missing and len(by_grade) == 1:
         return by_grade[0], None  # an old Jupyter dropped the ids: the grade_id has to do
-    if not by_id and context["ids_missing"] and not by_grade:
+    if not by_id and notebook.ids_missing and not by_grade:
         message = f"{label} cannot be found: its cell has neither that id nor that grade_id"
         return None, Finding("flagged", name, message, RELEASE_FIX)
     if not by_id:
@@ -112,27 +168,33 @@ def _locate(row, entry: dict, context: dict) -> tuple[int | None, Finding | None
     if len(copies) > 1:
         message = f"{label} appears {len(copies)} times (cells {copies}); it scores 0"
         return None, Finding("damaged", name, message, "delete the copies you made of it")
-    claimed = grade_id_of(context["cells"][by_id[0]])
+    claimed = grade_id_of(notebook.cells[by_id[0]])
     if claimed is not None and claimed != grade_id:
         message = f"{label} carries grade_id {claimed!r} in its metadata; it scores 0"
         return None, Finding("flagged", name, message, RELEASE_FIX)
     return by_id[0], None
 
 
-def _check_reason(index: int, entry: dict, context: dict) -> tuple[str, list[tuple]]:
-    """Why a located check cell earns nothing ("" when it earns its points)."""
-    cell = context["cells"][index]
-    if context["tampered"]:
+def _check_reason(
+    index: int, entry: dict, notebook: NotebookCells, stub: str
+) -> tuple[str, list[str]]:
+    """Why a located check cell earns nothing ("" when it earns its points).
+
+    ``stub`` is the exercise before this check while its solution cell is still the
+    release's stub ("" otherwise).
+    """
+    cell = notebook.cells[index]
+    if notebook.tampered:
         return "the notebook holds code that patches the checks or the library", []
     if source_digest(cell_source(cell)) != entry["sha256"]:
         return "the check cell was edited", []
-    if context["stub"]:
-        return f"the exercise '{context['stub']}' still holds the release's stub", []
+    if stub:
+        return f"the exercise '{stub}' still holds the release's stub", []
     if cell.get("execution_count") is None:
         return "the check cell did not run", []
-    if index >= context["order_break"]:
+    if index >= notebook.order_break:
         return "the notebook did not run in order up to this cell", []
-    if error_text(cell):
+    if error_texts(cell):
         return "the check failed", []
     found = verdicts(cell)
     if not found:
@@ -144,42 +206,22 @@ def _check_reason(index: int, entry: dict, context: dict) -> tuple[str, list[tup
     return (failed[0] if failed else ""), []
 
 
-def _score_check(row, index: int, entry: dict, context: dict) -> tuple[CellScore, list[Finding]]:
-    reason, forged = _check_reason(index, entry, context)
-    if not reason and row.grade_id in PART5_CHECKS and context["part5_verified"] != "yes":
+def _score_check(
+    row: GradedCell, index: int, entry: dict, notebook: NotebookCells, stub: str
+) -> tuple[CellScore, list[Finding]]:
+    reason, forged = _check_reason(index, entry, notebook, stub)
+    if not reason and row.grade_id in PART5_CHECKS and notebook.part5_verified != "yes":
         reason = "Part V's saved model does not confirm the claimed accuracy"
-    name, findings = context["name"], []
+    name, findings = notebook.name, []
     label = f"graded check '{row.grade_id}' (cell {index})"
     if forged:
         findings.append(Finding("flagged", name, f"{label}: {forged[0]}"))
     if reason == "the check cell was edited" and not entry.get("has_check"):
         findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
-    message = error_text(context["cells"][index]) if reason else ""
+    message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
     status = "failed" if reason else "passed"
     points = 0 if reason else row.points
     return CellScore(row.grade_id, "check", points, row.points, status, reason, message), findings
-
-
-def _context(name: str, cells: list[dict], *, tampered: bool, part5_verified: str) -> dict:
-    """What scoring one notebook needs: cells by id and by claimed grade_id, the order break."""
-    by_id: dict[str | None, list[int]] = {}
-    by_grade: dict[str, list[int]] = {}
-    for index, cell in enumerate(cells):
-        cell_id = cell.get("id")
-        by_id.setdefault(cell_id if isinstance(cell_id, str) else None, []).append(index)
-        if isinstance(grade_id := grade_id_of(cell), str):
-            by_grade.setdefault(grade_id, []).append(index)
-    return {
-        "name": name,
-        "cells": cells,
-        "by_id": by_id,
-        "by_grade": by_grade,
-        "ids_missing": None in by_id,  # some cell has no id: saved by an old Jupyter
-        "order_break": order_break(cells),
-        "stub": "",  # the current exercise, while its solution cell is the release's stub
-        "tampered": tampered,
-        "part5_verified": part5_verified,
-    }
 
 
 def score_notebook(
@@ -199,17 +241,18 @@ def score_notebook(
     cells = [cell if isinstance(cell, dict) else {} for cell in notebook["cells"]]
     released = {entry["id"]: entry for entry in expected["cells"]}
     findings = tamper_findings(name, cells, released)
-    context = _context(name, cells, tampered=bool(findings), part5_verified=part5_verified)
+    notebook_cells = NotebookCells.read(
+        name, cells, tampered=bool(findings), part5_verified=part5_verified
+    )
     entries, scores = released_cells(name, expected), []
+    stub = ""  # the current exercise, while its solution cell is the release's stub
     for row in graded_cells(name):
-        index, problem = _locate(row, entries[row.grade_id], context)
+        index, problem = _locate(row, entries[row.grade_id], notebook_cells)
         findings += [problem] if problem else []
         if row.kind == "solution":
             digest = None if index is None else source_digest(cell_source(cells[index]))
-            context["stub"] = row.grade_id if digest == entries[row.grade_id]["sha256"] else ""
-            scores.append(
-                CellScore(row.grade_id, "solution", 0, 0, "stub" if context["stub"] else "done")
-            )
+            stub = row.grade_id if digest == entries[row.grade_id]["sha256"] else ""
+            scores.append(CellScore(row.grade_id, "solution", 0, 0, "stub" if stub else "done"))
         elif index is None:
             reason = "the cell is missing or duplicated"
             scores.append(CellScore(row.grade_id, row.kind, 0, row.points, "missing", reason))
@@ -217,7 +260,7 @@ def score_notebook(
             status = "manual" if answer_is_present(cells[index]) else "unanswered"
             scores.append(CellScore(row.grade_id, "written", 0, row.points, status))
         else:
-            score, problems = _score_check(row, index, entries[row.grade_id], context)
+            score, problems = _score_check(row, index, entries[row.grade_id], notebook_cells, stub)
             scores.append(score)
             findings += problems
     return NotebookScore(name, tuple(scores), tuple(findings))
@@ -267,17 +310,57 @@ def _zero(name: str, reason: str, *findings: Finding) -> NotebookScore:
     return NotebookScore(name, tuple(cells), findings)
 
 
-def score_columns(scores: list[NotebookScore], notebooks: tuple[str, ...]) -> dict[str, Any]:
-    """The report's points columns (blank when nothing was scored)."""
-    if not scores:
-        return {}
-    by_name = {score.name: score for score in scores}
-    columns: dict[str, Any] = {}
-    for name in notebooks:
-        if name in by_name:
-            columns[f"{name[:2]}_points"] = by_name[name].points
-            columns[f"{name[:2]}_max_points"] = by_name[name].max_points
-    columns["total_points"] = sum(score.points for score in scores)
-    columns["max_points"] = sum(score.max_points for score in scores)
-    columns["manual_points"] = sum(score.manual_points for score in scores)
-    return columns
+def _course_grade_ids(name: str) -> dict[str, str]:
+    """grade_id -> cell id in the course's own notebook (for manifests without grade ids)."""
+    notebook = json.loads((notebook_dir() / f"{name}.ipynb").read_text(encoding="utf-8"))
+    cells = notebook["cells"]
+    found = {gid: cells[i[0]].get("id") for gid, i in cells_by_grade_id(cells).items()}
+    if not all(row.grade_id in found for row in graded_cells(name)):
+        found = {gid: cells[i].get("id") for gid, i in locate_cells(cells, name).items()}
+    return found
+
+
+@functools.lru_cache(maxsize=16)
+def _course_grade_ids_cached(name: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_course_grade_ids(name).items())
+
+
+def released_cells(name: str, expected: dict) -> dict[str, dict]:
+    """grade_id -> manifest entry of each graded cell of one notebook.
+
+    Raises:
+        GradingSetupError: the manifest does not hold every graded cell (an instructor problem).
+    """
+    entries = {e["grade_id"]: e for e in expected["cells"] if e.get("grade_id")}
+    if not all(row.grade_id in entries for row in graded_cells(name)):  # an older manifest
+        by_id = {entry["id"]: entry for entry in expected["cells"]}
+        try:
+            ids = dict(_course_grade_ids_cached(name))
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            raise GradingSetupError(
+                f"cannot locate the graded cells of {name}: {error}"
+            ) from error
+        entries = {gid: by_id[cid] for gid, cid in ids.items() if cid in by_id}
+    missing = [row.grade_id for row in graded_cells(name) if row.grade_id not in entries]
+    if missing:
+        raise GradingSetupError(
+            f"the release manifest has no cell for {name}'s graded cells {missing}; "
+            "release the course again (python -m cifar_lab release) and pass its manifest"
+        )
+    return entries
+
+
+def grade_id_of(cell: dict) -> Any:
+    """The cell's ``metadata.nbgrader.grade_id`` (None when absent), whatever the JSON holds."""
+    metadata = cell.get("metadata")
+    block = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return block.get("grade_id") if isinstance(block, dict) else None
+
+
+def verdicts(cell: dict) -> list[tuple[str, str]]:
+    found = []
+    for output in cell.get("outputs") or []:
+        data = output.get("data") if isinstance(output, dict) else None
+        if isinstance(data, dict) and CHECK_MIME in data:
+            found.append(check_verdict(data[CHECK_MIME]))
+    return found

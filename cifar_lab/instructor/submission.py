@@ -13,70 +13,25 @@ Notebook 05 also records ``lab.record("test_accuracy", x, key=True)`` and
 ``lab.record("best_val_accuracy", y)``.
 
 Notebooks are inspected with :mod:`cifar_lab.instructor.inspection` (read as JSON, never
-executed); each problem is a :class:`~cifar_lab.instructor.inspection.Finding`.
+executed); each problem is a :class:`~cifar_lab.instructor.findings.Finding`.
 """
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any
 
+from cifar_lab.instructor.claims import read_part5_results
+from cifar_lab.instructor.findings import Finding
 from cifar_lab.instructor.inspection import (
-    MEGABYTE,
-    Finding,
+    DEFAULT_MAX_NOTEBOOK_BYTES,
     NotebookInspection,
     inspect_file,
-    is_number,
 )
 from cifar_lab.instructor.model_loading import model_finding
+from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
 from cifar_lab.instructor.release import ANSWER_PLACEHOLDER, ANSWER_PREFIX
-from cifar_lab.instructor.untrusted import parse_json
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
-
-RESULTS_KEYS = ("val_accuracy", "test_accuracy")
-COURSE_NOTEBOOKS = (
-    "01_preparation",
-    "02_barebones_tensorflow",
-    "03_keras_model_subclassing",
-    "04_keras_sequential_functional",
-    "05_tuning",
-)
-DEFAULT_MAX_NOTEBOOK_BYTES = 20 * MEGABYTE
-
-
-def read_part5_results(folder: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
-    """Read ``part5/results.json`` under ``folder``; check its keys and values.
-
-    Returns:
-        (the parsed object or None, findings).
-    """
-    path = folder / PART5_DIR / RESULTS_FILE
-
-    def problem(severity: str, message: str) -> Finding:
-        return Finding(severity, "part5", message, "run 05_tuning to the end; it saves part5/")
-
-    if not path.is_file():
-        return None, [problem("incomplete", f"{PART5_DIR}/{RESULTS_FILE} is missing")]
-    if path.stat().st_size > MEGABYTE:
-        return None, [problem("damaged", f"{RESULTS_FILE} is over 1 MB")]
-    results, unreadable = parse_json(path.read_bytes(), RESULTS_FILE)
-    if unreadable is not None:
-        return None, [problem("damaged", unreadable)]
-    if not isinstance(results, dict):
-        return None, [problem("damaged", f"{RESULTS_FILE} is not a JSON object")]
-    findings = [
-        problem("incomplete", f"{RESULTS_FILE}: {key!r} is not a number in 0..1")
-        for key in RESULTS_KEYS
-        if not _is_accuracy(results.get(key))
-    ]
-    if not isinstance(results.get("config"), dict):
-        findings.append(problem("incomplete", f"{RESULTS_FILE}: 'config' is not an object"))
-    return results, findings
-
-
-def _is_accuracy(value: Any) -> bool:
-    return is_number(value) and 0 <= value <= 1
 
 
 def check_submission(

@@ -30,6 +30,10 @@ import ast
 import re
 from collections.abc import Iterable
 
+from cifar_lab.instructor.findings import Finding
+from cifar_lab.instructor.notebooks import cell_source
+from cifar_lab.instructor.release import source_digest
+
 PROTECTED_MODULES = frozenset(
     {"cifar_lab", "numpy", "tensorflow", "keras", "IPython", "builtins", "sys", "math"}
     | {"importlib", "json"}
@@ -289,3 +293,23 @@ def find_patches(cells: Iterable[tuple[str, bool]]) -> dict[int, list[Patch]]:
         if patches:
             found[position] = sorted(set(patches))[:MAX_PER_CELL]
     return found
+
+
+def tamper_findings(name: str, cells: list[dict], released: dict) -> list[Finding]:
+    """Flag every added or edited code cell that patches the checks or the library."""
+    code = [i for i, cell in enumerate(cells) if cell.get("cell_type") == "code"]
+
+    def scan(cell: dict) -> bool:  # unedited given cells are the release's own code
+        entry = released.get(cell.get("id"))
+        given = entry is not None and entry["kind"] == "given"
+        return not (given and source_digest(cell_source(cell)) == entry["sha256"])
+
+    patches = find_patches((cell_source(cells[i]), scan(cells[i])) for i in code)
+    findings = []
+    for position, found in patches.items():
+        index = code[position]
+        what = "; ".join(f"line {line}: {text}" for line, text in found)
+        message = f"cell {index} (id {cells[index].get('id', '?')}) may patch the checks: {what}"
+        fix = "remove that code; a notebook that patches the checks scores 0 for its checks"
+        findings.append(Finding("flagged", name, message, fix))
+    return findings

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_lab.metrics import evaluate_model
 from cifar_lab.profiles import PROFILE_ENV
 from cifar_lab.tuning.config import MLPConfig
 from cifar_lab.tuning.ladder import rung_config
@@ -231,14 +232,11 @@ class TestSplit:
 
     def evaluate(self, model) -> TestEvaluation:
         """Accuracy of ``model`` (raw 0..255 pixels -> class scores (N, 10)) on the test split."""
-        scores = np.asarray(model.predict(self._X, batch_size=1024, verbose=0))
-        if scores.shape != (len(self._y), 10):
-            raise ValueError(f"the model must map raw images to (N, 10); got {scores.shape}")
-        predictions = scores.argmax(axis=1)
-        accuracy = float(np.mean(predictions == self._y))
-        evaluation = TestEvaluation(accuracy, predictions, weights_fingerprint(model))
+        accuracy, predictions = evaluate_model(model, self._X, self._y)  # as the grader scores it
+        evaluation = TestEvaluation(
+            _SplitAccuracy(accuracy, self), predictions, weights_fingerprint(model)
+        )
         self._log.append(evaluation)
-        _LAST_EVALUATED[:] = [(accuracy, self)]  # save_final_model records this split
         return evaluation
 
     def take_log(self) -> list[TestEvaluation]:
@@ -247,7 +245,13 @@ class TestSplit:
         return log
 
 
-_LAST_EVALUATED: list[tuple[float, TestSplit]] = []  # the latest TestSplit.evaluate
+class _SplitAccuracy(float):
+    """A test accuracy that remembers its split, for ``save_final_model`` to record."""
+
+    def __new__(cls, value: float, split: TestSplit) -> _SplitAccuracy:
+        accuracy = super().__new__(cls, value)
+        accuracy.split = split
+        return accuracy
 
 
 def save_final_model(
@@ -272,8 +276,8 @@ def save_final_model(
         val_accuracy, test_accuracy: measured accuracies in [0, 1].
         folder: destination (created).
         test_split: the split ``test_accuracy`` was measured on; None means the
-            :class:`TestSplit` whose latest ``evaluate`` gave ``test_accuracy``
-            (not recorded when there is none).
+            :class:`TestSplit` whose ``evaluate`` gave ``test_accuracy`` (not recorded
+            when it did not come from one).
 
     Returns:
         The folder.
@@ -288,8 +292,8 @@ def save_final_model(
         "config": described,
         PROFILE_KEY: os.environ.get(PROFILE_ENV, "full"),
     }
-    if test_split is None and _LAST_EVALUATED and _LAST_EVALUATED[0][0] == float(test_accuracy):
-        test_split = _LAST_EVALUATED[0][1]
+    if test_split is None:
+        test_split = getattr(test_accuracy, "split", None)
     if test_split is not None:
         results[SPLIT_KEY] = test_split.record()
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))

@@ -1,12 +1,12 @@
 """Ceilings for grading: a per-submission time budget, and model scoring in a limited child.
 
 **Scoring a saved model** (:func:`score_model`) runs ``claims.model_accuracy``
-in a child process through :func:`~cifar_lab.instructor.watchdog.run_limited`:
+in a child process through :func:`~cifar_lab.instructor.sandbox.run_limited`:
 an RSS watchdog kills the child's whole session once it passes
 ``model_memory_bytes`` (default 4 GB) or ``model_seconds`` (default 120 s).
 The grader never loads a model itself, so a model that balloons takes only its
-child down, and the row says which limit it passed. The watchdog module says
-why resident memory is watched rather than capped with ``RLIMIT_AS``
+child down, and the row says which limit it passed. :mod:`~cifar_lab.instructor.sandbox`
+says why resident memory is watched rather than capped with ``RLIMIT_AS``
 (TensorFlow's address-space reservations).
 
 **Per-submission budget** (:func:`submission_budget`): reading, checking and
@@ -14,7 +14,7 @@ scoring one submission must end within ``submission_seconds`` (default 300 s).
 In the main thread a ``SIGALRM`` timer raises :class:`SubmissionTimeoutError`
 wherever the grader is; the scoring child gets at most the time that is left.
 ``--rerun`` runs outside the budget (:func:`suspended_budget`): it has its own
-``--total-timeout``.
+``--total-timeout``. The budget is passed down as an argument, never kept in a global.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from cifar_lab.checks import check_int, check_number
-from cifar_lab.instructor.inspection import MEGABYTE
-from cifar_lab.instructor.watchdog import ChildFailedError, LimitExceededError, run_limited
+from cifar_lab.instructor.findings import MEGABYTE
+from cifar_lab.instructor.sandbox import ChildFailedError, LimitExceededError, run_limited
 
 MODEL_ACCURACY = "cifar_lab.instructor.claims:model_accuracy"
 __all__ = ["ChildFailedError", "LimitExceededError", "Limits", "SubmissionTimeoutError"]
@@ -75,18 +75,10 @@ class Budget:
         """Seconds until the deadline (negative once it has passed)."""
         return self.deadline - time.monotonic()
 
-
-_active: list[Budget] = []
-
-
-def current_budget() -> Budget:
-    """The budget of the submission being graded, or default limits with no deadline."""
-    return _active[-1] if _active else Budget(Limits(), float("inf"))
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    limit = f"{current_budget().limits.submission_seconds:g} s"
-    raise SubmissionTimeoutError(f"grading took longer than the {limit} per-submission limit")
+    @classmethod
+    def unlimited(cls) -> Budget:
+        """Default limits and no deadline: for work done outside a batch."""
+        return cls(Limits(), float("inf"))
 
 
 def _can_alarm() -> bool:
@@ -109,9 +101,13 @@ def submission_budget(limits: Limits) -> Iterator[Budget]:
             only; elsewhere the scoring child still gets only the time left).
     """
     budget = Budget(limits, time.monotonic() + limits.submission_seconds)
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        limit = f"{limits.submission_seconds:g} s"
+        raise SubmissionTimeoutError(f"grading took longer than the {limit} per-submission limit")
+
     armed = _can_alarm()
-    previous = signal.signal(signal.SIGALRM, _on_alarm) if armed else None
-    _active.append(budget)
+    previous = signal.signal(signal.SIGALRM, on_alarm) if armed else None
     try:
         if armed:
             signal.setitimer(signal.ITIMER_REAL, limits.submission_seconds)
@@ -120,16 +116,19 @@ def submission_budget(limits: Limits) -> Iterator[Budget]:
         if armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-        _active.remove(budget)
 
 
 @contextlib.contextmanager
-def suspended_budget() -> Iterator[None]:
-    """Stop the per-submission clock inside the block (``--rerun`` has its own timeouts)."""
-    if not _active:
+def suspended_budget(budget: Budget | None) -> Iterator[None]:
+    """Stop the per-submission clock inside the block (``--rerun`` has its own timeouts).
+
+    Args:
+        budget: the submission's budget (None: no clock runs, nothing to stop).
+    """
+    if budget is None:
         yield
         return
-    budget, armed = _active[-1], _can_alarm()
+    armed = _can_alarm()
     if armed:
         signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
@@ -141,7 +140,13 @@ def suspended_budget() -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(budget.seconds_left(), 0.001))
 
 
-def score_model(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: int) -> float:
+def score_model(
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    max_bytes: int,
+    budget: Budget | None = None,
+) -> float:
     """``claims.model_accuracy`` in a child process under the current submission's limits.
 
     Args:
@@ -149,6 +154,8 @@ def score_model(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: i
         images: raw pixels (N, 32, 32, 3), 0..255.
         labels: int labels (N,).
         max_bytes: largest accepted unpacked size of the archive.
+        budget: the submission's budget, whose limits apply and whose time is left
+            (None: default limits, no deadline); the child's peak memory is added to it.
 
     Returns:
         The accuracy.
@@ -158,7 +165,7 @@ def score_model(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: i
         SubmissionTimeoutError: the per-submission time ran out first.
         ChildFailedError: the model could not be loaded or evaluated.
     """
-    budget = current_budget()
+    budget = budget if budget is not None else Budget.unlimited()
     limits, left = budget.limits, budget.seconds_left()
     if left <= 0:
         raise SubmissionTimeoutError("no time was left in the per-submission limit to score it")
