@@ -20,7 +20,8 @@ from conftest import (
 import cifar_lab as lab
 from cifar_lab.data import cache, sources
 from cifar_lab.data.formats import CLASS_NAMES, CorruptSourceError
-from cifar_lab.data.splits import balanced_subset, channel_stats
+from cifar_lab.data.sources import CIFAR10NotFoundError
+from cifar_lab.data.splits import CIFAR10Splits, balanced_subset, channel_stats
 
 
 def _rows(X: np.ndarray) -> set[bytes]:
@@ -28,7 +29,7 @@ def _rows(X: np.ndarray) -> set[bytes]:
     return {image.tobytes() for image in X}
 
 
-def _raw_rows(splits: lab.CIFAR10Splits, X: np.ndarray) -> set[bytes]:
+def _raw_rows(splits: CIFAR10Splits, X: np.ndarray) -> set[bytes]:
     return _rows(splits.denormalise(X))
 
 
@@ -246,7 +247,7 @@ def test_resolution_order_argument_then_env_then_keras_cache(python_dir, image_d
 
 def test_offline_without_copy_names_every_fix(monkeypatch):
     monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
-    with pytest.raises(lab.CIFAR10NotFoundError) as caught:
+    with pytest.raises(CIFAR10NotFoundError) as caught:
         lab.load_cifar10(verbose=False)
     message = str(caught.value)
     keras_dir = str(sources.keras_dataset_dir())
@@ -256,7 +257,7 @@ def test_offline_without_copy_names_every_fix(monkeypatch):
 
 def test_keras_source_offline_raises_instead_of_falling_back(monkeypatch):
     monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
-    with pytest.raises(lab.CIFAR10NotFoundError, match="synthetic"):
+    with pytest.raises(CIFAR10NotFoundError, match="synthetic"):
         lab.load_cifar10(source="keras", verbose=False)
 
 
@@ -268,7 +269,7 @@ def test_keras_source_reads_cached_official_copy(python_dir):
 
 
 def test_missing_path_and_wrong_type_are_explained(tmp_path):
-    with pytest.raises(lab.CIFAR10NotFoundError, match="does not exist"):
+    with pytest.raises(CIFAR10NotFoundError, match="does not exist"):
         lab.load_cifar10(source=tmp_path / "nope.tgz", verbose=False)
     with pytest.raises(TypeError, match="source must be"):
         lab.load_cifar10(source=42, verbose=False)
@@ -287,7 +288,7 @@ def test_source_used_is_printed(python_dir, capsys):
 
 
 # ------------------------------------------------------------------------------- cache
-def _load_archive(archive: Path, cache_dir: Path) -> lab.CIFAR10Splits:
+def _load_archive(archive: Path, cache_dir: Path) -> CIFAR10Splits:
     return lab.load_cifar10(100, 20, None, source=archive, cache_dir=cache_dir, verbose=False)
 
 
