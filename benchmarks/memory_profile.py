@@ -2,7 +2,7 @@
 
 Runs a grid of trials (5 architectures x 3 activations by default, each on a
 5,000-image subset of 10,000 real training images, 1 epoch, Adam: notebook 05's
-stage 1 in small) in one process through :func:`cifar_lab.run_sweep` with an
+stage 1 in small) in one process through :func:`cifar_lab.tuning.sweeps.run_sweep` with an
 in-memory Optuna storage, and prints the resident set size (``VmRSS``) after
 each trial, the peak (``VmHWM``), and the growth from trial 3 to the last. Each
 variant runs in its own child process, so each starts from a clean RSS::
@@ -142,6 +142,8 @@ def child(args: argparse.Namespace) -> None:
     import optuna
 
     import cifar_lab as lab
+    from cifar_lab.tuning.sweeps import run_sweep
+    from cifar_lab.tuning.train import MLPObjective
 
     _switch_off_fix(args.variant)
     trim = ctypes.CDLL("libc.so.6").malloc_trim if args.variant == "trim" else None
@@ -149,7 +151,7 @@ def child(args: argparse.Namespace) -> None:
     base = lab.MLPConfig(
         optimizer="adam", epochs=args.epochs, batch_size=256, num_train=args.train
     )
-    objective = lab.MLPObjective(base, X_train, y_train, X_val, y_val)
+    objective = MLPObjective(base, X_train, y_train, X_val, y_val)
     architectures = list(ARCHITECTURES[: args.architectures])
     spec = lab.SweepSpec(
         "memory_profile",
@@ -180,7 +182,7 @@ def child(args: argparse.Namespace) -> None:
     original = lab_sweeps._trial_printer
     lab_sweeps._trial_printer = lambda spec: after_trial  # one line per trial, ours
     try:
-        lab.run_sweep(spec, objective, storage=optuna.storages.InMemoryStorage())
+        run_sweep(spec, objective, storage=optuna.storages.InMemoryStorage())
     finally:
         lab_sweeps._trial_printer = original
     result = {

@@ -4,8 +4,9 @@ Measures in one process, interleaved round by round so that load changes on
 the machine hit every method alike:
 
 - the reference's eager GradientTape loop (with its loss/accuracy metrics);
-- the ``train_part34`` step (``cifar_lab.compiled_step.TrainStep``, as train_part34
-  runs it, including the per-step ``float(loss)`` of the divergence check);
+- the ``train_part34`` step (``cifar_lab.training.gradient_step`` compiled by
+  ``cifar_lab.compiled_step.TrainStep``, as train_part34 runs it, including the
+  per-step ``float(loss)`` of the divergence check);
 - Keras ``fit`` (steady state: the first step and fit's set-up are excluded);
 - the "GEMM floor": the step's five matrix products alone, at the same shapes.
 
@@ -22,6 +23,7 @@ median is printed beside it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -35,13 +37,16 @@ import tensorflow as tf
 
 import cifar_lab as lab
 from cifar_lab.compiled_step import TrainStep
+from cifar_lab.devices import resolve_device
+from cifar_lab.models import classification_loss, compile_model, two_layer_sequential
+from cifar_lab.training import gradient_step
 
 INPUT_SHAPE, NUM_CLASSES, LEARNING_RATE = (32, 32, 3), 10, 1e-2
 TARGETS = {"vs_eager": 1.25, "vs_fit": 1.0, "vs_floor": 1.3}
 
 
 def new_model(hidden_size: int) -> keras.Model:
-    return lab.two_layer_sequential(INPUT_SHAPE, hidden_size, NUM_CLASSES, seed=0)
+    return two_layer_sequential(INPUT_SHAPE, hidden_size, NUM_CLASSES, seed=0)
 
 
 def eager_loop(hidden_size: int, batches: list) -> Callable[[], None]:
@@ -66,9 +71,10 @@ def eager_loop(hidden_size: int, batches: list) -> Callable[[], None]:
 
 
 def part34_step(hidden_size: int, batches: list, jit_compile) -> Callable[[], None]:
-    step = TrainStep(
-        new_model(hidden_size), keras.optimizers.SGD(LEARNING_RATE), jit_compile=jit_compile
-    )
+    accuracy = keras.metrics.SparseCategoricalAccuracy()
+    plain = functools.partial(gradient_step, loss_fn=classification_loss(), accuracy=accuracy)
+    model, optimizer = new_model(hidden_size), keras.optimizers.SGD(LEARNING_RATE)
+    step = TrainStep(plain, model, optimizer, jit_compile=jit_compile)
 
     def run() -> None:
         for x, y in batches:
@@ -89,7 +95,7 @@ class _SteadyTimer(keras.callbacks.Callback):
 
 
 def keras_fit(hidden_size: int, batches: list, jit_compile) -> Callable[[], float]:
-    model = lab.compile_model(
+    model = compile_model(
         new_model(hidden_size), keras.optimizers.SGD(LEARNING_RATE), jit_compile=jit_compile
     )
     X = np.concatenate([x for x, _ in batches])
@@ -228,7 +234,7 @@ def main() -> None:
         (X[i : i + args.batch_size], y[i : i + args.batch_size])
         for i in range(0, len(y), args.batch_size)
     ]
-    device = lab.resolve_device(None)
+    device = resolve_device(None)
     print(
         f"{args.hidden_size}-unit two-layer net, batch {args.batch_size}, {args.steps} steps x "
         f"{args.rounds} rounds on {device} ({os.cpu_count()} CPUs), TF {tf.__version__}, "

@@ -1,11 +1,13 @@
-"""The compiled steps behind Parts III-IV: a training step and an evaluation step.
+"""How Parts III-IV compile their steps: the training step and an evaluation step.
 
-Both are traced once by ``tf.function``. XLA is asked for where it helps.
-Keras leaves it off on CPU-only machines; on a GPU the whole step is compiled
-with XLA. On a CPU the matrix products run faster in TensorFlow's own oneDNN
-kernels than in XLA:CPU's, so only the optimizer update, a memory-bound
-element-wise pass over every weight, is compiled with XLA, which fuses it into
-a single pass. ``benchmarks/train_speed.py`` measures these choices.
+The training step is plain code (:func:`cifar_lab.training.gradient_step`);
+:class:`TrainStep` traces it once with ``tf.function``, and :class:`Evaluator`
+does the same for evaluation. XLA is asked for where it helps. Keras leaves it
+off on CPU-only machines; on a GPU the whole step is compiled with XLA. On a
+CPU the matrix products run faster in TensorFlow's own oneDNN kernels than in
+XLA:CPU's, so only the optimizer update, a memory-bound element-wise pass over
+every weight, is compiled with XLA, which fuses it into a single pass.
+``benchmarks/train_speed.py`` measures these choices.
 
 Some ops have no XLA kernel (``tf.strings``, ``tf.py_function``, the image
 transform behind ``keras.layers.RandomTranslation``). Then the step falls back
@@ -25,7 +27,7 @@ import tensorflow as tf
 
 from cifar_lab.checks import check_bool_or_auto
 from cifar_lab.devices import is_gpu
-from cifar_lab.models import FROM_LOGITS, classification_loss
+from cifar_lab.models import FROM_LOGITS
 
 JitCompile = bool | str  # True, False or "auto"
 
@@ -81,47 +83,39 @@ class XlaFallback:
 
 
 class TrainStep:
-    """The compiled training step of ``train_part34``: forward, loss, gradients, update.
-
-    Also accumulates the epoch's running training accuracy in ``accuracy_metric``
-    (reset it with :meth:`reset_metrics`).
+    """A plain training step, traced once by ``tf.function``, with XLA where it helps.
 
     Args:
+        step: ``step(model, optimizer, x, y) -> loss``, plain TensorFlow code
+            (:func:`cifar_lab.training.gradient_step` with its options bound).
         model: a Keras model returning logits (N, C).
         optimizer: a Keras optimizer; it is built for the model's variables.
-        is_training: passed to the model as ``training=`` (dropout, batch norm).
         jit_compile: True (XLA for the whole step), False (no XLA) or "auto"
             (whole step on a GPU; only the optimizer update on a CPU).
         device: the device the step runs on; only used by ``jit_compile="auto"``.
 
     Calling it with (x, y), float32 (N, ...) inputs and int (N,) labels, runs
-    one step and returns the batch's mean loss as a scalar tensor.
+    one step and returns what ``step`` returns, the batch's mean loss.
     """
 
     def __init__(
         self,
+        step: Callable,
         model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         *,
-        is_training: bool = True,
         jit_compile: JitCompile = "auto",
         device: str = "/CPU:0",
     ) -> None:
         check_bool_or_auto("jit_compile", jit_compile)
-        self.model, self.optimizer, self.is_training = model, optimizer, bool(is_training)
+        self.step, self.model, self.optimizer = step, model, optimizer
         self.plan = _xla_plan(jit_compile, device)  # "step", "update" or "none"
-        self.loss_fn = classification_loss()
-        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self._compiled: XlaFallback | None = None
 
     @property
     def uses_xla(self) -> bool:
         """Whether XLA compiles part of the step (False after a fallback)."""
         return self.plan != "none" and (self._compiled is None or self._compiled.uses_xla)
-
-    def reset_metrics(self) -> None:
-        """Start a new running average of the training accuracy."""
-        self.accuracy_metric.reset_state()
 
     def __call__(self, x, y) -> tf.Tensor:
         if self._compiled is None:  # build variables eagerly: a retrace must not create any
@@ -132,25 +126,28 @@ class TrainStep:
         return self._compiled(x, y)
 
     def _build(self, use_xla: bool) -> Callable:
-        variables = self.model.trainable_variables
-
-        def apply(gradients):
-            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-
+        optimizer = self.optimizer
         if use_xla and self.plan == "update":
-            apply = _tf_function(apply, jit_compile=True)
-
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                scores = self.model(x, training=self.is_training)
-                loss = self.loss_fn(y, scores)
-                if self.model.losses:  # regularisation terms added by layers
-                    loss += tf.add_n(self.model.losses)
-            apply(tape.gradient(loss, variables))
-            self.accuracy_metric.update_state(y, scores)
-            return loss
-
+            optimizer = _XlaUpdate(optimizer, self.model.trainable_variables)
+        step = functools.partial(self.step, self.model, optimizer)
         return _tf_function(step, jit_compile=use_xla and self.plan == "step")
+
+
+class _XlaUpdate:
+    """The optimizer as the step sees it, with only its update compiled by XLA.
+
+    On a CPU the update is a memory-bound element-wise pass over every weight;
+    XLA fuses it into one pass (the matrix products stay in oneDNN).
+    """
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer, variables: list) -> None:
+        def update(gradients):
+            optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+        self._update = _tf_function(update, jit_compile=True)
+
+    def apply_gradients(self, pairs: Iterable) -> None:
+        self._update([gradient for gradient, _ in pairs])
 
 
 class Evaluator:

@@ -1,8 +1,9 @@
 """Parts III-IV: the custom training loop for Keras models, and evaluation.
 
-:func:`train_part34` runs the reference's GradientTape loop, one compiled
-:class:`~cifar_lab.compiled_step.TrainStep` per minibatch; that module says
-where XLA is used and how the step falls back when XLA cannot compile it. The
+:func:`train_part34` runs the reference's GradientTape loop: :func:`gradient_step`,
+plain code, once per minibatch. :class:`~cifar_lab.compiled_step.TrainStep` traces it
+once with ``tf.function``; that module says where XLA is used and how the step falls
+back when XLA cannot compile it. The
 bookkeeping (seeding, the NaN check, the validation schedule, the records) is
 :class:`~cifar_lab.history.TrainingLog`'s, shared with Part II's ``train_part2``.
 """
@@ -16,16 +17,46 @@ import keras
 import tensorflow as tf
 
 from cifar_lab.checks import check_bool_or_auto, check_int, check_optional_int
-from cifar_lab.compiled_step import (
-    Evaluation,
-    Evaluator,
-    JitCompile,
-    TrainStep,
-)
+from cifar_lab.compiled_step import Evaluation, Evaluator, JitCompile, TrainStep
 from cifar_lab.devices import resolve_device
 from cifar_lab.history import History, TrainingLog
+from cifar_lab.models import classification_loss
 
-__all__ = ["Evaluation", "TrainStep", "evaluate", "train_part34"]
+__all__ = ["Evaluation", "evaluate", "gradient_step", "train_part34"]
+
+
+def gradient_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    x: tf.Tensor,
+    y: tf.Tensor,
+    *,
+    loss_fn: Callable,
+    accuracy: keras.metrics.Metric,
+    is_training: bool = True,
+) -> tf.Tensor:
+    """One step of gradient descent on the batch (x, y): forward, loss, gradients, update.
+
+    Args:
+        model: a Keras model mapping float32 x (N, ...) to logits (N, C).
+        optimizer: a Keras optimizer; it updates ``model.trainable_variables``.
+        x: float32 inputs (N, ...); y: int labels (N,).
+        loss_fn: ``loss_fn(y, logits)``, the scalar mean over the batch.
+        accuracy: a ``SparseCategoricalAccuracy`` the batch is added to.
+        is_training: passed to the model as ``training=`` (dropout, batch norm).
+
+    Returns:
+        The batch's scalar loss, computed with the weights before the update.
+    """
+    with tf.GradientTape() as tape:
+        scores = model(x, training=is_training)
+        loss = loss_fn(y, scores)
+        if model.losses:  # regularisation terms added by layers
+            loss += tf.add_n(model.losses)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+    accuracy.update_state(y, scores)
+    return loss
 
 
 def evaluate(
@@ -81,7 +112,7 @@ def train_part34(
         print_every: validate (and print, when verbose) every this many iterations.
         device: TensorFlow device; None picks the GPU when visible, else the CPU.
         seed: if given, seeds Python, NumPy, TensorFlow and Keras first.
-        jit_compile: True, False or "auto" (see :class:`TrainStep`).
+        jit_compile: True, False or "auto" (see :class:`~cifar_lab.compiled_step.TrainStep`).
         verbose: print a line at each validation.
         progress: show a progress line; None follows ``verbose``.
 
@@ -105,24 +136,34 @@ def train_part34(
     with tf.device(device), log:
         model = _checked(model_init_fn(), keras.Model, "model_init_fn")  # after the seeding
         optimizer = _checked(optimizer_init_fn(), keras.optimizers.Optimizer, "optimizer_init_fn")
-        step = TrainStep(
-            model, optimizer, is_training=is_training, jit_compile=jit_compile, device=device
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        plain_step = functools.partial(
+            gradient_step,
+            loss_fn=classification_loss(),
+            accuracy=accuracy,
+            is_training=is_training,
         )
+        step = TrainStep(plain_step, model, optimizer, jit_compile=jit_compile, device=device)
         evaluator = Evaluator(model, jit_compile=jit_compile, device=device)
-        validate = functools.partial(_validation, step, evaluator, val_dset)
+        validate = functools.partial(_validation, accuracy, evaluator, val_dset)
         learning_rate = functools.partial(_learning_rate, optimizer)
         for _epoch in log.epochs(validate, learning_rate=learning_rate):
-            step.reset_metrics()  # the training accuracy is a running mean per epoch
+            accuracy.reset_state()  # the training accuracy is a running mean per epoch
             for x_batch, y_batch in train_dset:
                 loss = step(x_batch, y_batch)
                 log.step(loss, len(y_batch))  # stops on NaN; validates when due
     return model, log.history
 
 
-def _validation(step: TrainStep, evaluator: Evaluator, val_dset: Iterable) -> dict[str, float]:
+def _validation(
+    accuracy: keras.metrics.Metric, evaluator: Evaluator, val_dset: Iterable
+) -> dict[str, float]:
     val_loss, val_accuracy = evaluator(val_dset)
-    accuracy = float(step.accuracy_metric.result())
-    return {"accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy}
+    return {
+        "accuracy": float(accuracy.result()),
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+    }
 
 
 def _learning_rate(optimizer: keras.optimizers.Optimizer) -> float | None:

@@ -128,9 +128,9 @@ def test_dependencies_point_one_way():
     assert not wrong, "imports against the rooms' direction:\n" + "\n".join(wrong)
 
 
-def test_rooms_exist_and_the_top_level_stays_small():
-    top_level = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
-    assert len(top_level) <= 16, f"{len(top_level)} top-level modules: {top_level}"
+def test_rooms_exist():
+    # How many modules a room holds is a judgement, not a number to test (README, Layout);
+    # the Layout test below keeps every module named and described.
     for subpackage in ("data", "tuning", "instructor"):
         assert (PACKAGE_DIR / subpackage / "__init__.py").is_file(), subpackage
 

@@ -16,6 +16,7 @@ from notebook_definitions import barebones as notebook
 
 import cifar_lab as lab
 from cifar_lab import barebones, barebones_training
+from cifar_lab.barebones_training import check_accuracy
 
 EXERCISES = ("training_step", "two_layer_fc_init", "three_layer_fc", "three_layer_fc_init")
 
@@ -173,7 +174,7 @@ def test_check_accuracy_counts_and_prints(capsys):
     predictions = two_layer_np(x, *[p.numpy() for p in params]).argmax(axis=1)
     num_correct = int((predictions == y).sum())
 
-    accuracy = lab.check_accuracy(lab.Dataset(x, y, 16), lab.two_layer_fc, params)
+    accuracy = check_accuracy(lab.Dataset(x, y, 16), lab.two_layer_fc, params)
 
     assert accuracy == pytest.approx(num_correct / 50)
     assert (
@@ -237,9 +238,9 @@ def test_train_part2_and_check_accuracy_reject_bad_inputs():
     step = notebook("training_step")["training_step"]
     params = tiny_init()
     with pytest.raises(ValueError, match="x has 4 examples but y has 3 labels"):
-        lab.check_accuracy([(x, y[:3])], lab.two_layer_fc, params)
+        check_accuracy([(x, y[:3])], lab.two_layer_fc, params)
     with pytest.raises(ValueError, match="1-D integer"):
-        lab.check_accuracy([(x, y.astype(np.float32))], lab.two_layer_fc, params)
+        check_accuracy([(x, y.astype(np.float32))], lab.two_layer_fc, params)
     with pytest.raises(TypeError, match=r"init_fn must return a list of tf\.Variable"):
         tensors = lambda: [p.read_value() for p in params]  # noqa: E731
         lab.train_part2(lab.two_layer_fc, tensors, 1e-2, [(x, y)], [(x, y)], step_fn=step)

@@ -22,8 +22,13 @@ import cifar_lab as lab
 from cifar_lab import checks
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.tuning.augment import AugmentedBatches
+from cifar_lab.metrics import confusion_matrix
+from cifar_lab.models import TwoLayerFC, compile_model, two_layer_sequential
+from cifar_lab.tuning.augment import AugmentedBatches, augment_batch
 from cifar_lab.tuning.optimizers import build_schedule
+from cifar_lab.tuning.recipes import train_best
+from cifar_lab.tuning.sweeps import run_workers
+from cifar_lab.tuning.whitening import fit_whitening
 
 # ---------------------------------------------------------------- checks.py itself
 
@@ -151,7 +156,7 @@ class Case(NamedTuple):
 
 
 def _fit_whitening(components):
-    return lab.fit_whitening(X4 + np.arange(4)[:, None], components=components)
+    return fit_whitening(X4 + np.arange(4)[:, None], components=components)
 
 
 def _train_part2(num_epochs=1, print_every=1, seed=None, learning_rate=1e-2):
@@ -181,10 +186,10 @@ INT_CASES = [
     Case("seed", lambda v: lab.set_seed(v), -1),
     Case("shape[1]", lambda v: lab.kaiming_normal((3, v)), 0),
     Case("seed", lambda v: lab.kaiming_normal((3, 2), seed=v), -1),
-    Case("hidden_size", lambda v: lab.TwoLayerFC(v, 10), 0),
-    Case("num_classes", lambda v: lab.two_layer_sequential((4,), 8, v), 0),
+    Case("hidden_size", lambda v: TwoLayerFC(v, 10), 0),
+    Case("num_classes", lambda v: two_layer_sequential((4,), 8, v), 0),
     Case("input_shape[0]", lambda v: lab.two_layer_functional((v,), 8, 10), 0),
-    Case("seed", lambda v: lab.two_layer_sequential((4,), 8, 10, seed=v), -1),
+    Case("seed", lambda v: two_layer_sequential((4,), 8, 10, seed=v), -1),
     Case("num_epochs", lambda v: _train_part2(num_epochs=v), 0),
     Case("print_every", lambda v: _train_part2(print_every=v), 0),
     Case("seed", lambda v: _train_part2(seed=v), -1),
@@ -195,7 +200,7 @@ INT_CASES = [
     Case("num_validation", lambda v: lab.load_cifar10(10, v, source=NOWHERE), -1),
     Case("num_test", lambda v: lab.load_cifar10(10, 10, v, source=NOWHERE), -1),
     Case("seed", lambda v: lab.load_cifar10(10, 10, 10, source=NOWHERE, seed=v), -1),
-    Case("num_classes", lambda v: lab.confusion_matrix(Y4, Y4, v), 0),
+    Case("num_classes", lambda v: confusion_matrix(Y4, Y4, v), 0),
     Case(
         "samples_per_class",
         lambda v: lab.show_class_samples(
@@ -220,9 +225,7 @@ INT_CASES = [
         "whitening_components", lambda v: lab.MLPConfig(whitening="pca", whitening_components=v), 0
     ),
     Case("hidden_sizes[1]", lambda v: lab.MLPConfig(hidden_sizes=(8, v)), 0),
-    Case(
-        "translate", lambda v: lab.augment_batch(IMAGES, np.random.default_rng(0), translate=v), -1
-    ),
+    Case("translate", lambda v: augment_batch(IMAGES, np.random.default_rng(0), translate=v), -1),
     Case("batch_size", lambda v: AugmentedBatches(IMAGES, Y4, v), 0),
     Case("seed", lambda v: AugmentedBatches(IMAGES, Y4, 2, seed=v), -1),
     Case("components", _fit_whitening, 0),
@@ -242,7 +245,7 @@ INT_CASES = [
     Case("seed", lambda v: lab.SweepSpec("s", {"x": [1]}, seed=v), -1),
     Case(
         "processes",
-        lambda v: lab.run_workers(
+        lambda v: run_workers(
             lab.SweepSpec("s", {"x": [1]}), _never, storage="sqlite://", processes=v
         ),
         0,
@@ -250,10 +253,10 @@ INT_CASES = [
     Case("top", lambda v: lab.plot_top_curves(None, v), 0),
     Case(
         "num_training",
-        lambda v: lab.train_best("unused", num_training=v, source=NOWHERE, verbose=False),
+        lambda v: train_best("unused", num_training=v, source=NOWHERE, verbose=False),
         0,
     ),
-    Case("epochs", lambda v: lab.train_best("unused", epochs=v, verbose=False), 0),
+    Case("epochs", lambda v: train_best("unused", epochs=v, verbose=False), 0),
     Case("cell_timeout", lambda v: RerunSettings(cell_timeout=v), 0),
     Case("max_file_bytes", lambda v: GradeSettings(max_file_bytes=v), 0),
     Case("num_test", lambda v: GradeSettings(num_test=v), 0),
@@ -266,10 +269,10 @@ NUMBER_CASES = [
     Case("momentum", lambda v: lab.MLPConfig(momentum=v), -0.5),
     Case(
         "noise_std",
-        lambda v: lab.augment_batch(IMAGES, np.random.default_rng(0), noise_std=v),
+        lambda v: augment_batch(IMAGES, np.random.default_rng(0), noise_std=v),
         -0.1,
     ),
-    Case("epsilon", lambda v: lab.fit_whitening(X4, epsilon=v), 0.0),
+    Case("epsilon", lambda v: fit_whitening(X4, epsilon=v), 0.0),
     Case("tolerance", lambda v: RerunSettings(tolerance=v), 1.0),
     Case("tolerance", lambda v: GradeSettings(tolerance=v), -0.1),
 ]
@@ -331,4 +334,4 @@ def test_check_bool_or_auto():
     with pytest.raises(ValueError, match="unknown jit_compile 'yes'"):
         check_bool_or_auto("jit_compile", "yes")
     with pytest.raises(TypeError, match="jit_compile"):
-        lab.compile_model(None, None, jit_compile=1.0)
+        compile_model(None, None, jit_compile=1.0)

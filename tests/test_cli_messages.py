@@ -17,6 +17,7 @@ from conftest import REPO_ROOT
 
 import cifar_lab
 from cifar_lab.__main__ import main, program_name
+from cifar_lab.data.sources import CIFAR10NotFoundError
 from cifar_lab.messages import cli_spelling, plain_line
 
 
@@ -71,7 +72,7 @@ def test_fixes_are_spelled_as_options_for_the_cli(tmp_path):
     assert f"--source '{missing}'" in line and "--source keras" in line
     assert "source='" not in line
     # the library keeps Python's spelling of the same fix
-    with pytest.raises(cifar_lab.CIFAR10NotFoundError) as caught:
+    with pytest.raises(CIFAR10NotFoundError) as caught:
         cifar_lab.load_cifar10(source=missing, verbose=False)
     assert "source='keras'" in str(caught.value) and "--source" not in str(caught.value)
 

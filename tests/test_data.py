@@ -21,7 +21,8 @@ from conftest import (
 import cifar_lab as lab
 from cifar_lab.data import cache, sources
 from cifar_lab.data.formats import CLASS_NAMES, CorruptSourceError
-from cifar_lab.data.splits import balanced_subset, channel_stats
+from cifar_lab.data.sources import CIFAR10NotFoundError
+from cifar_lab.data.splits import CIFAR10Splits, balanced_subset, channel_stats
 
 
 def _rows(X: np.ndarray) -> set[bytes]:
@@ -29,7 +30,7 @@ def _rows(X: np.ndarray) -> set[bytes]:
     return {image.tobytes() for image in X}
 
 
-def _raw_rows(splits: lab.CIFAR10Splits, X: np.ndarray) -> set[bytes]:
+def _raw_rows(splits: CIFAR10Splits, X: np.ndarray) -> set[bytes]:
     return _rows(splits.denormalise(X))
 
 
@@ -266,7 +267,7 @@ def test_resolution_order_argument_then_env_then_keras_cache(python_dir, image_d
 
 def test_offline_without_copy_names_every_fix(monkeypatch):
     monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
-    with pytest.raises(lab.CIFAR10NotFoundError) as caught:
+    with pytest.raises(CIFAR10NotFoundError) as caught:
         lab.load_cifar10(verbose=False)
     message = str(caught.value)
     keras_dir = str(sources.keras_dataset_dir())
@@ -276,7 +277,7 @@ def test_offline_without_copy_names_every_fix(monkeypatch):
 
 def test_keras_source_offline_raises_instead_of_falling_back(monkeypatch):
     monkeypatch.setattr(sources, "_is_online", lambda *a, **k: False)
-    with pytest.raises(lab.CIFAR10NotFoundError, match="synthetic"):
+    with pytest.raises(CIFAR10NotFoundError, match="synthetic"):
         lab.load_cifar10(source="keras", verbose=False)
 
 
@@ -289,12 +290,12 @@ def test_keras_source_reads_cached_official_copy(python_dir):
 
 def test_missing_path_and_wrong_type_are_explained(tmp_path, monkeypatch):
     missing = tmp_path / "nope.tgz"
-    with pytest.raises(lab.CIFAR10NotFoundError, match="does not exist") as caught:
+    with pytest.raises(CIFAR10NotFoundError, match="does not exist") as caught:
         lab.load_cifar10(source=missing, verbose=False)
     assert f"source='{missing}'" in str(caught.value)
     assert "source='keras'" in str(caught.value) and "source='synthetic'" in str(caught.value)
     monkeypatch.setenv("CIFAR10_SOURCE", str(missing))
-    with pytest.raises(lab.CIFAR10NotFoundError, match=r"from \$CIFAR10_SOURCE does not"):
+    with pytest.raises(CIFAR10NotFoundError, match=r"from \$CIFAR10_SOURCE does not"):
         lab.load_cifar10(verbose=False)
     with pytest.raises(TypeError, match="source must be"):
         lab.load_cifar10(source=42, verbose=False)
@@ -313,7 +314,7 @@ def test_source_used_is_printed(python_dir, capsys):
 
 
 # ------------------------------------------------------------------------------- cache
-def _load_archive(archive: Path, cache_dir: Path) -> lab.CIFAR10Splits:
+def _load_archive(archive: Path, cache_dir: Path) -> CIFAR10Splits:
     return lab.load_cifar10(100, 20, None, source=archive, cache_dir=cache_dir, verbose=False)
 
 

@@ -104,7 +104,7 @@ INITIALIZER_SEARCH = [
     Mutation(
         "another setting than the best ones",
         '"setting": list(top), "initializer"',
-        '"setting": [part5.setting(hidden_sizes="32", activation="relu")], "initializer"',
+        '"setting": [lab.setting(hidden_sizes="32", activation="relu")], "initializer"',
     ),
 ]
 
@@ -134,26 +134,26 @@ OPTIMIZER_SEARCH = [
 REGULARISATION_SEARCH = [
     Mutation(
         "no baseline without regulariser",
-        '        part5.setting(batch_norm="none"),\n',
+        '        lab.setting(batch_norm="none"),\n',
         "",
     ),
     Mutation(
         "no augmentation",
-        'part5.setting(batch_norm="none", flip=True, translate=2, noise_std=0.05),',
-        'part5.setting(batch_norm="none", l2=1e-3),',
+        'lab.setting(batch_norm="none", flip=True, translate=2, noise_std=0.05),',
+        'lab.setting(batch_norm="none", l2=1e-3),',
     ),
     Mutation(
         "dropout only together with L2",
-        'dropout=0.3),\n        part5.setting(batch_norm="before")',
-        'dropout=0.3, l2=1e-4),\n        part5.setting(batch_norm="before")',
+        'dropout=0.3),\n        lab.setting(batch_norm="before")',
+        'dropout=0.3, l2=1e-4),\n        lab.setting(batch_norm="before")',
     ),
 ]
 
 FINAL_TRAINING = [
     Mutation(
         "saves the model that expects standardised images",
-        "part5.save_final_model(raw_model, final,",
-        "part5.save_final_model(trained.model, final,",
+        "lab.save_final_model(raw_model, final,",
+        "lab.save_final_model(trained.model, final,",
     ),
     Mutation(
         "validation accuracy of the raw-pixel model on standardised images",
@@ -169,7 +169,8 @@ FINAL_TRAINING = [
     Mutation(
         "test accuracy computed around test_split",
         "test = test_split.evaluate(raw_model)",
-        "test = part5.TestEvaluation(lab.accuracy(data.y_test, raw_model.predict("
+        "from cifar_lab.tuning.part5 import TestEvaluation\n"
+        "    test = TestEvaluation(lab.accuracy(data.y_test, raw_model.predict("
         'data.denormalise(data.X_test), verbose=0)), None, "")',
     ),
 ]

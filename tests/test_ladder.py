@@ -9,7 +9,7 @@ import pytest
 import cifar_lab as lab
 from cifar_lab.tuning import part5
 from cifar_lab.tuning.ladder import NETWORK_FIELDS, rung_config
-from cifar_lab.tuning.recipes import RECIPES
+from cifar_lab.tuning.recipes import RECIPES, train_best
 
 STUDENT = lab.MLPConfig(
     hidden_sizes="512-256", activation="gelu", initializer="lecun_uniform", batch_norm="after",
@@ -22,7 +22,7 @@ def test_the_ladder_has_its_four_named_rungs_and_best_stays_the_default():
     assert {"fast", "medium", "best", "long"} <= set(RECIPES)
     epochs = [RECIPES[name].epochs for name in ("fast", "medium", "best", "long")]
     assert epochs == sorted(epochs) and len(set(epochs)) == 4
-    assert lab.train_best.__kwdefaults__["recipe"] == "best"
+    assert train_best.__kwdefaults__["recipe"] == "best"
 
 
 @pytest.mark.parametrize("rung", sorted(RECIPES))

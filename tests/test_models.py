@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 
 import cifar_lab as lab
+from cifar_lab.models import TwoLayerFC, two_layer_sequential
 
 INPUT_SHAPE = (32, 32, 3)
 
 
 def build_all(hidden_size: int, seeds: tuple[int | None, int | None, int | None]) -> list:
     """Subclassed, Sequential and functional models, each built."""
-    subclassed = lab.TwoLayerFC(hidden_size, 10, seed=seeds[0])
+    subclassed = TwoLayerFC(hidden_size, 10, seed=seeds[0])
     subclassed(np.zeros((1, *INPUT_SHAPE), np.float32))  # a subclassed model builds on first call
     return [
         subclassed,
-        lab.two_layer_sequential(INPUT_SHAPE, hidden_size, 10, seed=seeds[1]),
+        two_layer_sequential(INPUT_SHAPE, hidden_size, 10, seed=seeds[1]),
         lab.two_layer_functional(INPUT_SHAPE, hidden_size, 10, seed=seeds[2]),
     ]
 
@@ -59,7 +60,7 @@ def test_forward_pass_matches_numpy_and_returns_logits():
 
 
 def test_he_initialisation_scale():
-    kernel, bias, second, _ = lab.two_layer_sequential(INPUT_SHAPE, 400, 10, seed=0).get_weights()
+    kernel, bias, second, _ = two_layer_sequential(INPUT_SHAPE, 400, 10, seed=0).get_weights()
     # 1.2M samples: the std is within 0.5% of sqrt(2 / fan_in) (truncated normal, rescaled).
     assert kernel.std() == pytest.approx(np.sqrt(2 / 3072), rel=0.005)
     assert second.std() == pytest.approx(np.sqrt(2 / 400), rel=0.05)
@@ -78,12 +79,12 @@ def test_classification_loss_uses_logits():
 
 
 def test_subclassed_config_round_trip():
-    model = lab.TwoLayerFC(32, 5, seed=3)
-    clone = lab.TwoLayerFC.from_config(model.get_config())
+    model = TwoLayerFC(32, 5, seed=3)
+    clone = TwoLayerFC.from_config(model.get_config())
     assert (clone.hidden_size, clone.num_classes, clone.seed) == (32, 5, 3)
 
 
-@pytest.mark.parametrize("builder", [lab.two_layer_sequential, lab.two_layer_functional])
+@pytest.mark.parametrize("builder", [two_layer_sequential, lab.two_layer_functional])
 def test_builders_reject_bad_arguments(builder):
     with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
         builder(INPUT_SHAPE, 0, 10)
@@ -94,4 +95,4 @@ def test_builders_reject_bad_arguments(builder):
     with pytest.raises(ValueError, match="leave out the batch dimension"):
         builder((None, 32, 32, 3), 8, 10)
     with pytest.raises(ValueError, match="hidden_size must be >= 1"):
-        lab.TwoLayerFC(-4, 10)
+        TwoLayerFC(-4, 10)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import cifar_lab as lab
-from cifar_lab.tuning import part5
+from cifar_lab.tuning import part5, stages
 from cifar_lab.tuning.part5 import MODEL_FILE, RESULTS_FILE
 
 
@@ -29,33 +29,34 @@ def test_budgets_cover_the_protocol():
 
 
 def test_setting_packs_fields_and_expand_unpacks_them():
-    packed = part5.setting(hidden_sizes="1024-512", learning_rate=3e-3, flip=True, num_train=None)
+    packed = stages.setting(hidden_sizes="1024-512", learning_rate=3e-3, flip=True, num_train=None)
     assert packed == "hidden_sizes=1024-512, learning_rate=0.003, flip=true, num_train=null"
-    fields = part5.expand({"setting": packed, "activation": "gelu"})
+    fields = stages.expand({"setting": packed, "activation": "gelu"})
     assert fields == {
         "hidden_sizes": "1024-512", "learning_rate": 0.003, "flip": True, "num_train": None,
         "activation": "gelu",
     }  # fmt: skip
     # one hidden layer stays text, not the number 512; tuples are written as text
-    assert part5.expand({"setting": part5.setting(hidden_sizes=(512,))}) == {"hidden_sizes": "512"}
-    assert part5.expand({"optimizer_setting": "optimizer=sgd, learning_rate=0.03"}) == {
+    one_layer = stages.setting(hidden_sizes=(512,))
+    assert stages.expand({"setting": one_layer}) == {"hidden_sizes": "512"}
+    assert stages.expand({"optimizer_setting": "optimizer=sgd, learning_rate=0.03"}) == {
         "optimizer": "sgd", "learning_rate": 0.03,
     }  # fmt: skip
     with pytest.raises(ValueError, match="set twice"):
-        part5.expand({"setting": "activation=relu", "activation": "tanh"})
+        stages.expand({"setting": "activation=relu", "activation": "tanh"})
     with pytest.raises(ValueError, match="not like"):
-        part5.expand({"setting": "activation relu"})
+        stages.expand({"setting": "activation relu"})
     with pytest.raises(ValueError, match="may not contain"):
-        part5.setting(activation="a,b")
+        stages.setting(activation="a,b")
     with pytest.raises(ValueError, match="at least one field"):
-        part5.setting()
+        stages.setting()
 
 
 def test_candidate_configs_of_grids_and_sampled_spaces():
     base = lab.MLPConfig(epochs=1)
     grid = lab.SweepSpec("g", {"setting": ["hidden_sizes=64, learning_rate=0.01"],
                                "activation": ["relu", "tanh"]})  # fmt: skip
-    configs = part5.candidate_configs(grid, base)
+    configs = stages.candidate_configs(grid, base)
     assert [(c.hidden_sizes, c.learning_rate, c.activation) for c in configs] == [
         ((64,), 0.01, "relu"), ((64,), 0.01, "tanh"),
     ]  # fmt: skip
@@ -64,10 +65,10 @@ def test_candidate_configs_of_grids_and_sampled_spaces():
               "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
         sampler="random", n_trials=5,
     )  # fmt: skip
-    rates = {(c.hidden_sizes, c.learning_rate) for c in part5.candidate_configs(sampled, base)}
+    rates = {(c.hidden_sizes, c.learning_rate) for c in stages.candidate_configs(sampled, base)}
     assert rates == {((64,), 1e-4), ((64,), 1e-2), ((32, 16), 1e-4), ((32, 16), 1e-2)}
     with pytest.raises(ValueError, match="hidden_size"):
-        part5.candidate_configs(lab.SweepSpec("t", {"hidden_size": ["64"]}), base)
+        stages.candidate_configs(lab.SweepSpec("t", {"hidden_size": ["64"]}), base)
 
 
 def _builder(calls):
@@ -91,22 +92,22 @@ def test_run_stage_trains_with_your_builder_and_reuses_only_unchanged_trials(
     data = lab.load_cifar10(200, 50, 50, source="synthetic", verbose=False)
     base = lab.MLPConfig(hidden_sizes=(8,), epochs=1, batch_size=64)
     calls = []
-    objective = part5.StageObjective(base, data, build=_builder(calls))
+    objective = stages.StageObjective(base, data, build=_builder(calls))
     spec = lab.SweepSpec(
         "stage", {"setting": ["hidden_sizes=8, learning_rate=0.01", "hidden_sizes=4-4"],
                   "activation": ["relu", "tanh"]}, pruner="none",
     )  # fmt: skip
-    frame = part5.run_stage(spec, objective, verbose=False)
+    frame = stages.run_stage(spec, objective, verbose=False)
     assert len(frame) == 4 and len(calls) == 4
     assert sorted(frame["hidden_sizes"]) == ["4-4", "4-4", "8", "8"]
     assert set(frame["learning_rate"]) == {0.01, base.learning_rate}
     assert frame["val_accuracy"].is_monotonic_decreasing
-    part5.run_stage(spec, objective, verbose=False)  # same spec, base, builder, data: reused
+    stages.run_stage(spec, objective, verbose=False)  # same spec, base, builder, data: reused
     assert len(calls) == 4
-    other = part5.StageObjective(base.replace(epochs=2), data, build=_builder(calls))
-    assert len(part5.run_stage(spec, other, verbose=False)) == 4 and len(calls) == 8
+    other = stages.StageObjective(base.replace(epochs=2), data, build=_builder(calls))
+    assert len(stages.run_stage(spec, other, verbose=False)) == 4 and len(calls) == 8
     with pytest.raises(TypeError, match="StageObjective"):
-        part5.run_stage(spec, lambda trial, params: 0.0)
+        stages.run_stage(spec, lambda trial, params: 0.0)
 
 
 def test_top_configs_ranks_distinct_settings():
@@ -117,13 +118,13 @@ def test_top_configs_ranks_distinct_settings():
             "val_accuracy": [0.5, 0.45, 0.4, 0.55],
         }
     )
-    top = part5.top_configs(frame, ["hidden_sizes", "activation"], 2)
+    top = stages.top_configs(frame, ["hidden_sizes", "activation"], 2)
     assert top == [
         {"hidden_sizes": "2048", "activation": "tanh"},
         {"hidden_sizes": "512", "activation": "relu"},
     ]
     with pytest.raises(ValueError, match="optimizer"):
-        part5.top_configs(frame, ["optimizer"], 1)
+        stages.top_configs(frame, ["optimizer"], 1)
 
 
 def test_zeros_initialisation_keeps_hidden_units_identical():

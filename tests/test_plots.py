@@ -13,6 +13,7 @@ import pytest
 from kernel_messages import MessageKernel
 
 import cifar_lab as lab
+from cifar_lab.data.formats import CLASS_NAMES
 from cifar_lab.history import RECORD_KEYS, TrainingLog
 from cifar_lab.plots import TRAINING_LABEL
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 import cifar_lab as lab
+from cifar_lab.data.formats import CLASS_NAMES
 
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
@@ -41,12 +43,12 @@ frame = pd.DataFrame(
 )
 """
 CALLS = {
-    "show_class_samples": "lab.show_class_samples(images, labels, lab.CLASS_NAMES, "
+    "show_class_samples": "lab.show_class_samples(images, labels, CLASS_NAMES, "
     "samples_per_class=2)",
     "plot_history": "lab.plot_history(history)",
-    "plot_confusion_matrix": "lab.plot_confusion_matrix(labels, predictions, lab.CLASS_NAMES)",
+    "plot_confusion_matrix": "lab.plot_confusion_matrix(labels, predictions, CLASS_NAMES)",
     "show_misclassified": "lab.show_misclassified(images, labels, predictions, "
-    "lab.CLASS_NAMES, num_images=3)",
+    "CLASS_NAMES, num_images=3)",
     "plot_accuracy_heatmap": "lab.plot_accuracy_heatmap(frame, 'hidden_sizes', 'activation')",
     "plot_top_curves": "lab.plot_top_curves(frame, top=2)",
     "plot_optimizer_batchnorm": "lab.plot_optimizer_batchnorm(frame)",
@@ -112,10 +114,10 @@ def test_outside_jupyter_plots_stay_open_and_save_to_files(tmp_path):
     labels = np.arange(20) % 10
     history = [{"iteration": i, "loss": 1.0 / (i + 1), "val_accuracy": 0.1 * i} for i in range(3)]
     figures = [
-        lab.show_class_samples(images, labels, lab.CLASS_NAMES, samples_per_class=1),
+        lab.show_class_samples(images, labels, CLASS_NAMES, samples_per_class=1),
         lab.plot_history(history),
-        lab.plot_confusion_matrix(labels, (labels + 1) % 10, lab.CLASS_NAMES),
-        lab.show_misclassified(images, labels, (labels + 1) % 10, lab.CLASS_NAMES),
+        lab.plot_confusion_matrix(labels, (labels + 1) % 10, CLASS_NAMES),
+        lab.show_misclassified(images, labels, (labels + 1) % 10, CLASS_NAMES),
         lab.plot_accuracy_heatmap(frame_for_sweeps()).figure,
         lab.plot_top_curves(frame_for_sweeps()).figure,
     ]

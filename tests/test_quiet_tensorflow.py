@@ -20,9 +20,9 @@ ABSL_BANNER = (
 FAKE_TENSORFLOW_LOG = """
 import os
 
-import cifar_lab
+from cifar_lab.quiet_tensorflow import tensorflow_log_filter
 
-with cifar_lab._tensorflow_log_filter():
+with tensorflow_log_filter():
     os.write(2, b"%s\\n" % BANNER)
     for severity in "IWEF":
         os.write(2, b"%s0000 00:00:1795939068.873586   11634 port.cc:153] %s line\\n" % (

@@ -18,6 +18,7 @@ from conftest import REAL_SOURCE, requires_real_data
 from notebook_definitions import barebones
 
 import cifar_lab as lab
+from cifar_lab.models import TwoLayerFC, compile_model, two_layer_sequential
 
 HIDDEN_SIZE, LEARNING_RATE, BATCH_SIZE = 4000, 1e-2, 64
 INPUT_SHAPE = (32, 32, 3)
@@ -31,8 +32,8 @@ CACHE_DIR = os.environ.get("CIFAR_LAB_CACHE")
 pytestmark = [pytest.mark.slow, requires_real_data]
 
 KERAS_MODELS = {
-    "subclassed": lambda: lab.TwoLayerFC(HIDDEN_SIZE, 10),
-    "sequential": lambda: lab.two_layer_sequential(INPUT_SHAPE, HIDDEN_SIZE, 10),
+    "subclassed": lambda: TwoLayerFC(HIDDEN_SIZE, 10),
+    "sequential": lambda: two_layer_sequential(INPUT_SHAPE, HIDDEN_SIZE, 10),
     "functional": lambda: lab.two_layer_functional(INPUT_SHAPE, HIDDEN_SIZE, 10),
 }
 
@@ -90,7 +91,7 @@ def test_keras_custom_loop_reaches_40_percent(cifar10, variant):
 def fit_once(splits, seed: int) -> tuple[float, float]:
     """One epoch of compile/fit; returns (validation accuracy, test accuracy)."""
     keras.utils.set_random_seed(seed)
-    model = lab.compile_model(
+    model = compile_model(
         KERAS_MODELS["sequential"](), keras.optimizers.SGD(learning_rate=LEARNING_RATE)
     )
     model.fit(splits.X_train, splits.y_train, batch_size=BATCH_SIZE, epochs=1, verbose=2)

@@ -1,7 +1,7 @@
 """The README's many-machine recipe against a real PostgreSQL server.
 
 Each test starts worker processes that run exactly the README's lines,
-``lab.open_study(spec, storage=url)`` once and ``lab.run_worker(spec, objective,
+``open_study(spec, storage=url)`` once and ``run_worker(spec, objective,
 storage=url)`` per worker, on a fresh database of a throw-away server
 (tests/postgres_server.py). Objectives are tiny (no training); each finished
 call appends one JSON line (pid, tag, point) to a per-process log file, so a
@@ -22,6 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 import cifar_lab as lab
+from cifar_lab.tuning.plots import results_frame
+from cifar_lab.tuning.sweeps import open_study, run_worker
 
 pytestmark = pytest.mark.postgres
 GRID = {"x": [0, 1, 2, 3, 4, 5], "y": [0, 1]}  # 12 points
@@ -95,7 +97,7 @@ def join_objective(log_dir: str, tag: str, trial, params) -> float:
 
 def worker(spec, objective, url: str) -> None:
     """One worker process, as on each machine in the README."""
-    lab.run_worker(spec, objective, storage=url)
+    run_worker(spec, objective, storage=url)
 
 
 @pytest.fixture
@@ -129,7 +131,7 @@ def completed_points(study) -> list[tuple]:
 
 def test_three_workers_complete_every_grid_point_once(postgres_url, tmp_path, start_worker):
     spec = lab.SweepSpec("shared", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
-    study = lab.open_study(spec, storage=postgres_url)
+    study = open_study(spec, storage=postgres_url)
     objective = functools.partial(quorum_objective, str(tmp_path), 3)
     workers = [start_worker(spec, objective, postgres_url) for _ in range(3)]
     assert finish(*workers) == [0, 0, 0]
@@ -137,7 +139,7 @@ def test_three_workers_complete_every_grid_point_once(postgres_url, tmp_path, st
     assert points(calls) == ALL_POINTS  # every point ran, none twice
     assert {call["pid"] for call in calls} == {process.pid for process in workers}
     assert completed_points(study) == ALL_POINTS
-    frame = lab.results_frame(study)
+    frame = results_frame(study)
     assert len(frame) == 12 and set(frame["state"]) == {"COMPLETE"}
     assert sorted(zip(frame["x"], frame["y"], strict=True)) == ALL_POINTS
     others = [t for t in study.trials if t.state != TrialState.COMPLETE]
@@ -146,7 +148,7 @@ def test_three_workers_complete_every_grid_point_once(postgres_url, tmp_path, st
 
 def test_a_killed_workers_point_is_retaken_by_another(postgres_url, tmp_path, start_worker):
     spec = lab.SweepSpec("killed", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
-    study = lab.open_study(spec, storage=postgres_url)
+    study = open_study(spec, storage=postgres_url)
     victim = (0, 0)  # first in the queue: taken at once
     objective = functools.partial(victim_objective, str(tmp_path), victim)
     workers = [start_worker(spec, objective, postgres_url) for _ in range(3)]
@@ -171,7 +173,7 @@ def test_a_killed_workers_point_is_retaken_by_another(postgres_url, tmp_path, st
 
 def test_a_worker_joining_halfway_takes_only_what_is_left(postgres_url, tmp_path, start_worker):
     spec = lab.SweepSpec("joined", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
-    study = lab.open_study(spec, storage=postgres_url)
+    study = open_study(spec, storage=postgres_url)
     first = start_worker(spec, functools.partial(join_objective, str(tmp_path), "first"),
                          postgres_url)  # fmt: skip
     wait_until((tmp_path / "half").exists, "the first worker to finish half the grid")
@@ -190,7 +192,7 @@ def test_a_worker_started_after_all_died_retakes_the_lost_point(
     postgres_url, tmp_path, start_worker
 ):
     spec = lab.SweepSpec("restarted", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
-    study = lab.open_study(spec, storage=postgres_url)
+    study = open_study(spec, storage=postgres_url)
     objective = functools.partial(victim_objective, str(tmp_path), (0, 1))  # the second point
     only = start_worker(spec, objective, postgres_url)
     wait_until((tmp_path / "victim.pid").exists, "the only worker to start the victim point")

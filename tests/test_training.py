@@ -3,6 +3,8 @@ the XLA fallback, devices, progress and History."""
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -13,13 +15,15 @@ from notebook_definitions import barebones
 import cifar_lab as lab
 from cifar_lab import compiled_step
 from cifar_lab.compiled_step import TrainStep, XlaFallback
-from cifar_lab.devices import visible_devices
-from cifar_lab.history import RECORD_KEYS, TrainingLog
+from cifar_lab.devices import resolve_device, visible_devices
+from cifar_lab.history import RECORD_KEYS, History, TrainingDivergedError, TrainingLog
+from cifar_lab.models import TwoLayerFC, classification_loss, compile_model, two_layer_sequential
+from cifar_lab.training import evaluate, gradient_step
 
 INPUT_SHAPE = (32, 32, 3)
 MODEL_INITS = {
-    "subclassed": lambda: lab.TwoLayerFC(64, 10, seed=0),
-    "sequential": lambda: lab.two_layer_sequential(INPUT_SHAPE, 64, 10, seed=0),
+    "subclassed": lambda: TwoLayerFC(64, 10, seed=0),
+    "sequential": lambda: two_layer_sequential(INPUT_SHAPE, 64, 10, seed=0),
     "functional": lambda: lab.two_layer_functional(INPUT_SHAPE, 64, 10, seed=0),
 }
 
@@ -57,7 +61,7 @@ def test_train_part34_learns_synthetic_data(synthetic, variant, capsys):
     assert history[-1]["val_loss"] < history[0]["val_loss"] / 2
     assert history[-1]["val_accuracy"] >= 0.8
     # the returned model is the trained one
-    assert lab.evaluate(model, val).accuracy == pytest.approx(history[-1]["val_accuracy"])
+    assert evaluate(model, val).accuracy == pytest.approx(history[-1]["val_accuracy"])
     assert "Iteration 25, Epoch 1, Loss: " in capsys.readouterr().out
 
 
@@ -128,10 +132,38 @@ def test_training_log_rejects_unknown_fields_and_quotes_the_current_learning_rat
     rates = iter([0.5, 2.0])
     log = TrainingLog([1], num_epochs=1, print_every=1, verbose=False)
     next(log.epochs(dict, learning_rate=lambda: next(rates)))
-    with pytest.raises(
-        lab.TrainingDivergedError, match=r"at iteration 0\. The learning rate 0\.5"
-    ):
+    with pytest.raises(TrainingDivergedError, match=r"at iteration 0\. The learning rate 0\.5"):
         log.step(float("inf"), 8)
+
+
+def compiled_train_step(model: keras.Model, learning_rate: float, jit_compile) -> TrainStep:
+    """train_part34's step: the plain gradient_step with its loss and metric, compiled."""
+    accuracy = keras.metrics.SparseCategoricalAccuracy()
+    step = functools.partial(gradient_step, loss_fn=classification_loss(), accuracy=accuracy)
+    return TrainStep(step, model, keras.optimizers.SGD(learning_rate), jit_compile=jit_compile)
+
+
+def test_gradient_step_is_one_sgd_step_on_the_mean_loss():
+    """The plain step, uncompiled: the loss before the update, then W -= lr * dL/dW."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    x = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 1.0]], np.float32)
+    y = np.array([1, 0])
+    kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    scores = x @ kernel + bias
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    dscores = probs.copy()
+    dscores[np.arange(2), y] -= 1
+    dscores /= 2
+    accuracy = keras.metrics.SparseCategoricalAccuracy()
+    loss = gradient_step(
+        model, keras.optimizers.SGD(0.5), x, y, loss_fn=classification_loss(), accuracy=accuracy
+    )
+    np.testing.assert_allclose(float(loss), -np.mean(np.log(probs[np.arange(2), y])), rtol=1e-5)
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(new_kernel, kernel - 0.5 * x.T @ dscores, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(new_bias, bias - 0.5 * dscores.sum(axis=0), rtol=1e-4, atol=1e-6)
+    assert float(accuracy.result()) == np.mean(scores.argmax(axis=1) == y)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -139,8 +171,8 @@ def test_compilation_modes_compute_the_same_updates(synthetic, jit_compile):
     x, y = synthetic.X_train[:64], synthetic.y_train[:64]
     reference, other = MODEL_INITS["sequential"](), MODEL_INITS["sequential"]()
     steps = [
-        TrainStep(reference, keras.optimizers.SGD(0.05), jit_compile="auto"),
-        TrainStep(other, keras.optimizers.SGD(0.05), jit_compile=jit_compile),
+        compiled_train_step(reference, 0.05, jit_compile="auto"),
+        compiled_train_step(other, 0.05, jit_compile=jit_compile),
     ]
     for _ in range(3):
         for step in steps:
@@ -168,7 +200,7 @@ def test_falls_back_when_xla_cannot_compile(synthetic, no_xla_kernel):
     model = keras.Sequential(
         [keras.Input(INPUT_SHAPE), no_xla_kernel(), *MODEL_INITS["sequential"]().layers]
     )
-    step = TrainStep(model, keras.optimizers.SGD(1e-2), jit_compile=True)
+    step = compiled_train_step(model, 1e-2, jit_compile=True)
     x, y = synthetic.X_train[:64], synthetic.y_train[:64]
     before = model.get_weights()
     with pytest.warns(RuntimeWarning, match="InvalidArgumentError.*falling back to tf.function"):
@@ -245,7 +277,7 @@ def test_train_step_falls_back_on_a_simulated_compile_failure(synthetic, monkeyp
 
     monkeypatch.setattr(compiled_step, "_tf_function", failing_when_compiled)
     model = MODEL_INITS["sequential"]()
-    step = TrainStep(model, keras.optimizers.SGD(1e-2), jit_compile=True)
+    step = compiled_train_step(model, 1e-2, jit_compile=True)
     with pytest.warns(RuntimeWarning, match="falling back"):
         loss = float(step(synthetic.X_train[:64], synthetic.y_train[:64]))
     assert np.isfinite(loss) and not step.uses_xla
@@ -295,7 +327,7 @@ class OverflowOnPass:
         self.passes += 1
 
 
-def run_loop(loop: str, train, val, *, learning_rate: float = 0.1, **kwargs) -> lab.History:
+def run_loop(loop: str, train, val, *, learning_rate: float = 0.1, **kwargs) -> History:
     """A two-layer net (hidden 16) on the tiny data with either loop; returns its History.
 
     The initial weights come from the global seeds (no seed of their own)."""
@@ -316,7 +348,7 @@ def run_loop(loop: str, train, val, *, learning_rate: float = 0.1, **kwargs) -> 
             **kwargs,
         )
     _, history = lab.train_part34(
-        lambda: lab.two_layer_sequential(TINY_SHAPE, 16, TINY_CLASSES),
+        lambda: two_layer_sequential(TINY_SHAPE, 16, TINY_CLASSES),
         sgd(learning_rate),
         train,
         val,
@@ -354,7 +386,7 @@ def test_both_loops_stop_at_the_iteration_whose_loss_is_nan(loop):
     batches = tiny_batches()
     train = OverflowOnPass(batches, epoch=1, index=1)  # the 2nd step of the 2nd epoch: iteration 6
     with pytest.raises(
-        lab.TrainingDivergedError, match=r"became nan at iteration 6\. The learning rate 0\.1 "
+        TrainingDivergedError, match=r"became nan at iteration 6\. The learning rate 0\.1 "
     ):
         run_loop(loop, train, batches, num_epochs=3, print_every=2, seed=0)
     assert train.passes == 1  # stopped in the 2nd pass, before finishing it
@@ -363,7 +395,7 @@ def test_both_loops_stop_at_the_iteration_whose_loss_is_nan(loop):
 @pytest.mark.parametrize("loop", LOOPS)
 def test_both_loops_stop_on_a_huge_learning_rate(loop):
     batches = tiny_batches()
-    with pytest.raises(lab.TrainingDivergedError, match="learning rate 1e\\+12") as error:
+    with pytest.raises(TrainingDivergedError, match="learning rate 1e\\+12") as error:
         run_loop(loop, batches, batches, learning_rate=1e12, num_epochs=20, seed=0)
     # the loss of iteration 0 is computed before any update, so it is always finite
     assert int(str(error.value).split("at iteration ")[1].split(".")[0]) >= 1
@@ -395,20 +427,18 @@ def test_evaluate_matches_numpy(synthetic):
     model = MODEL_INITS["functional"]()
     X, y = synthetic.X_val[:150], synthetic.y_val[:150]
     expected_loss, expected_accuracy = numpy_loss_and_accuracy(model.predict(X, verbose=0), y)
-    loss, accuracy = lab.evaluate(model, lab.Dataset(X, y, 64))  # batches 64, 64, 22
+    loss, accuracy = evaluate(model, lab.Dataset(X, y, 64))  # batches 64, 64, 22
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     assert accuracy == pytest.approx(expected_accuracy)
     with pytest.raises(ValueError, match="empty"):
-        lab.evaluate(model, [])
+        evaluate(model, [])
 
 
 def test_fit_with_compile_model_agrees_with_evaluate(synthetic):
-    model = lab.compile_model(
-        MODEL_INITS["sequential"](), keras.optimizers.SGD(learning_rate=1e-2)
-    )
+    model = compile_model(MODEL_INITS["sequential"](), keras.optimizers.SGD(learning_rate=1e-2))
     model.fit(synthetic.X_train, synthetic.y_train, batch_size=64, epochs=1, verbose=0)
     keras_loss, keras_accuracy = model.evaluate(synthetic.X_test, synthetic.y_test, verbose=0)
-    loss, accuracy = lab.evaluate(model, lab.Dataset(synthetic.X_test, synthetic.y_test, 64))
+    loss, accuracy = evaluate(model, lab.Dataset(synthetic.X_test, synthetic.y_test, 64))
     assert accuracy >= 0.8
     assert (loss, accuracy) == (pytest.approx(keras_loss, rel=1e-4), pytest.approx(keras_accuracy))
 
@@ -453,12 +483,12 @@ def test_bfloat16_detection_reads_cpu_flags():
 
 def test_resolve_device():
     has_gpu = bool(visible_devices("GPU"))
-    assert lab.resolve_device(None) == ("/GPU:0" if has_gpu else "/CPU:0")
-    assert lab.resolve_device("cpu") == "/CPU:0"
-    assert lab.resolve_device("/device:CPU:0") == "/CPU:0"
+    assert resolve_device(None) == ("/GPU:0" if has_gpu else "/CPU:0")
+    assert resolve_device("cpu") == "/CPU:0"
+    assert resolve_device("/device:CPU:0") == "/CPU:0"
     with pytest.raises(ValueError, match="not understood"):
-        lab.resolve_device("tpu")
+        resolve_device("tpu")
     with pytest.raises(ValueError, match="CPU:5"):
-        lab.resolve_device("/CPU:5")
+        resolve_device("/CPU:5")
     with pytest.raises(TypeError, match="must be a string"):
-        lab.resolve_device(0)
+        resolve_device(0)

@@ -1,14 +1,16 @@
 """Part V: one frozen :class:`MLPConfig` names every choice of a dense network.
 
 Free of TensorFlow, so configs, recipes and the command line load in
-milliseconds. :func:`cifar_lab.tuning.config.network.build_mlp` turns a config into
-a Keras model, :mod:`cifar_lab.tuning.config.optimizers` compiles it and
-:func:`cifar_lab.tuning.config.train.train_config` trains it.
+milliseconds. :func:`cifar_lab.tuning.network.build_mlp` turns a config into
+a Keras model, :mod:`cifar_lab.tuning.optimizers` compiles it and
+:func:`cifar_lab.tuning.train.train_config` trains it.
 
 Example::
 
+    from cifar_lab.tuning.network import build_mlp
+
     config = lab.MLPConfig(hidden_sizes=(512, 256), activation="gelu", batch_norm="before")
-    model = lab.build_mlp(config)
+    model = build_mlp(config)
 """
 
 from __future__ import annotations

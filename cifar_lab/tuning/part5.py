@@ -1,15 +1,11 @@
-"""Part V plumbing: budgets, sweep stages of your own design, the sealed test split, saving.
+"""Part V plumbing: budgets, the ladder for your network, the sealed test split, saving.
 
 Notebook 05 is an open lab: the student writes the network builder, the search
 spaces and the final training; this module holds only the bookkeeping around
-them, so that no design decision lives here:
+them, so that no design decision lives here (the sweep stages are in
+:mod:`cifar_lab.tuning.stages`; the notebook reaches both as ``lab.*``):
 
 * :class:`Part5Budget` -- how much data and training each stage gets per profile;
-* :func:`setting` / :func:`expand` -- several config fields in one grid value,
-  e.g. an architecture together with the learning rate tuned for it;
-* :class:`StageObjective` and :func:`run_stage` -- run a :class:`~cifar_lab.SweepSpec`
-  with your builder; finished trials are reused only when spec, base config,
-  builder and data are unchanged;
 * :func:`rung` -- a rung of the time-to-accuracy ladder for your builder;
 * :class:`TestSplit` -- the test images behind one method that logs every use;
 * :func:`save_final_model` -- ``part5/best_model.keras`` and ``part5/results.json``.
@@ -30,14 +26,6 @@ from cifar_lab.profiles import PROFILE_ENV
 from cifar_lab.tuning.config import MLPConfig
 from cifar_lab.tuning.ladder import rung_config
 from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, describe_split
-from cifar_lab.tuning.stages import (  # noqa: F401  (notebook 05 uses them as part5.*)
-    StageObjective,
-    candidate_configs,
-    expand,
-    run_stage,
-    setting,
-    top_configs,
-)
 
 # Where notebook 05 saves its outputs, next to the notebooks; `submit` and `grade` read them.
 PART5_DIR = "part5"
@@ -203,7 +191,7 @@ class TestSplit:
     on the final model. The log lets a check verify that.
 
     Args:
-        data: the :class:`cifar_lab.CIFAR10Splits`; its test images are kept as
+        data: the :class:`cifar_lab.data.splits.CIFAR10Splits`; its test images are kept as
             raw uint8 pixels (N, 32, 32, 3), the input of a saved Part V model.
     """
 

@@ -1,8 +1,8 @@
 """Sweep results: a pandas DataFrame, three plots, and optional TensorBoard HParams logs.
 
-Example::
+Example (:func:`results_frame` is imported from this module)::
 
-    frame = lab.results_frame(study)
+    frame = results_frame(study)
     lab.plot_accuracy_heatmap(frame, rows="hidden_sizes", columns="activation")
     lab.plot_top_curves(frame, top=5)
     lab.plot_optimizer_batchnorm(frame)

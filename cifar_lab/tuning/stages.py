@@ -8,7 +8,7 @@
 * :func:`candidate_configs` -- every config a spec can train, for checks;
 * :func:`top_configs` -- the best distinct settings of a results table.
 
-Notebook 05 reaches these through :mod:`cifar_lab.tuning.part5`.
+Notebook 05 reaches these as ``lab.setting``, ``lab.run_stage``, ...
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def expand(params: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         is_setting = name == SETTING_PARAM or name.endswith("_" + SETTING_PARAM)
         if is_setting and not isinstance(value, str):
-            raise ValueError(f"{name} must be a string from part5.setting(...), got {value!r}")
+            raise ValueError(f"{name} must be a string from lab.setting(...), got {value!r}")
         pairs = [part.split("=", 1) for part in value.split(", ")] if is_setting else [[name]]
         for pair in pairs:
             if is_setting and len(pair) != 2:
@@ -88,14 +88,15 @@ def expand(params: Mapping[str, Any]) -> dict[str, Any]:
 class StageObjective:
     """Sweep objective: train ``base`` changed by a trial's (expanded) parameters.
 
-    Like :class:`cifar_lab.MLPObjective`, with two additions: parameters named
+    Like :class:`cifar_lab.tuning.train.MLPObjective`, with two additions: parameters named
     ``setting`` or ``*_setting`` are unpacked with :func:`expand`, and ``build``
     (your ``build(config) -> keras.Model``) builds every network.
 
     Args:
         base: the config every trial starts from (its budget: epochs, subset size).
-        data: the :class:`cifar_lab.CIFAR10Splits`; trials use train and validation only.
-        build: network builder, or None for :func:`cifar_lab.build_mlp`.
+        data: the :class:`~cifar_lab.data.splits.CIFAR10Splits`; trials use only train and
+            validation.
+        build: network builder, or None for :func:`cifar_lab.tuning.network.build_mlp`.
     """
 
     def __init__(self, base, data, *, build: Callable | None = None) -> None:
@@ -177,13 +178,13 @@ def run_stage(spec, objective: StageObjective, *, verbose: bool = True):
         verbose: one line per trial.
 
     Returns:
-        :func:`cifar_lab.results_frame` of the study (config fields as columns).
+        :func:`cifar_lab.tuning.plots.results_frame` of the study (config fields as columns).
     """
     from cifar_lab.tuning.plots import results_frame
     from cifar_lab.tuning.sweeps import run_sweep
 
     if not isinstance(objective, StageObjective):
-        raise TypeError(f"objective must be a part5.StageObjective, got {objective!r}")
+        raise TypeError(f"objective must be a lab.StageObjective, got {objective!r}")
     candidate_configs(spec, objective.base)  # a typo fails now, not after an hour of trials
     what = repr((spec.name, dict(spec.space), spec.sampler, spec.n_trials, spec.pruner,
                  spec.warmup_steps, spec.startup_trials, spec.seed))  # fmt: skip
@@ -219,7 +220,7 @@ def top_configs(frame, columns: list[str], count: int) -> list[dict[str, Any]]:
     """The ``count`` best distinct settings of ``columns`` in a sweep's results.
 
     Args:
-        frame: a DataFrame from :func:`cifar_lab.results_frame` (any order).
+        frame: a DataFrame from :func:`cifar_lab.tuning.plots.results_frame` (any order).
         columns: the fields that define a setting, e.g. ``["hidden_sizes", "activation"]``.
         count: how many settings to return.
 

@@ -124,7 +124,7 @@ def train_config(
         seed=config.seed,
     )  # fmt: skip
     if build is not None and whitening is not None:
-        raise ValueError("whitening needs lab.build_mlp; with build= set whitening='none'")
+        raise ValueError("whitening needs build_mlp; with build= set whitening='none'")
     network = build_mlp(config, whitening=whitening) if build is None else build(config)
     model = compile_mlp(network, config, len(batches))
     history = History()
