@@ -21,7 +21,7 @@ def _notebook(path, *sources):
     return path
 
 
-def test_run_all_reports_results_failures_and_writes_copies(tmp_path, capsys):
+def test_run_all_reports_results_failures_and_writes_copies(tmp_path, capfd):
     good = _notebook(
         tmp_path / "01_good.ipynb",
         "import os, cifar_lab as lab\nprint(os.environ['CIFAR_LAB_PROFILE'])",
@@ -32,13 +32,17 @@ def test_run_all_reports_results_failures_and_writes_copies(tmp_path, capsys):
     runs = runner.run_all([good, bad], out, profile="quick", cell_timeout=120)
     assert [r.status for r in runs] == ["ok", "failed"]
     assert runs[0].key_result == ("val_accuracy", 0.5)
-    assert runs[1].failed_cell == 1 and "boom" in runs[1].error
+    # one numbering: the failure names the cell as the progress lines do, in plain text
+    assert runs[1].failed_cell == "2/3" and "boom" in runs[1].error
+    assert "\x1b[" not in runs[1].error and "\n" not in runs[1].error
     executed = nbformat.read(out / "01_good.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"].strip() == "quick"
     assert (out / "02_bad.html").exists()
     summary = runner.format_summary(runs)
-    assert "val_accuracy = 0.5000" in summary and "FAILED: 02_bad, cell 1" in summary
-    assert "02_bad cell 2/3" in capsys.readouterr().out  # per-cell progress lines
+    assert "val_accuracy = 0.5000" in summary and "FAILED: 02_bad, cell 2/3" in summary
+    captured = capfd.readouterr()  # file descriptors: the kernels write there
+    assert "02_bad cell 2/3" in captured.out  # per-cell progress lines
+    assert "without encryption" not in captured.err  # kernels get CurveZMQ keys
     if sys.platform.startswith("linux"):  # the kernel's VmHWM, read from /proc
         # a kernel that imported cifar_lab holds tens of MB, far below a GB
         assert all(10 < run.peak_memory_mb < 4096 for run in runs), runs

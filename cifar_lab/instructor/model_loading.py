@@ -183,7 +183,7 @@ def model_finding(path: Path, *, max_bytes: int = 512 * MEGABYTE) -> Finding | N
             "no classes of your own), then re-run final_training"
             if unsafe
             else "re-run final_training in 05_tuning, which saves the raw-pixel model with "
-            "part5.save_final_model(lab.raw_pixel_model(...), ...)"
+            "lab.save_final_model(lab.raw_pixel_model(...), ...)"
         )
         message = f"{path.name} cannot be loaded the way the grader loads it ({reason})"
         return Finding("flagged", "part5", message, fix)

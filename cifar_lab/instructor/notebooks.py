@@ -28,6 +28,7 @@ from typing import Any
 
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.sandbox import peak_resident_bytes
+from cifar_lab.messages import plain_line
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 from cifar_lab.results import read_outputs
 
@@ -187,13 +188,21 @@ def notebook_client(notebook, folder: Path, cell_timeout: int, **hooks: Callable
     Returns:
         The client; call ``execute()``.
     """
+    import zmq
     from nbclient import NotebookClient
+    from traitlets.config import Config
 
+    config = Config()
+    # Without CurveZMQ keys every kernel warns "... TCP without encryption" on stderr;
+    # "auto" hands keys to kernels that support them (ipykernel does), as nbgrader_config.py.
+    if zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
     return NotebookClient(
         notebook,
         timeout=cell_timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(folder)}},
+        config=config,
         **hooks,
     )
 
@@ -226,7 +235,8 @@ class NotebookRun:
         status: ``"ok"`` or ``"failed"``.
         seconds: wall time of the execution.
         key_result: (name, value) of the headline result, if one was recorded.
-        failed_cell: index of the cell that raised, if any.
+        failed_cell: the code cell that raised, as the progress lines number it
+            (``"2/3"``: the second of three code cells), if any.
         error: the error's last line, if any.
         peak_memory_mb: the kernel process's peak resident memory (``VmHWM``) in MB,
             read after each cell; None where ``/proc`` is missing (not Linux).
@@ -236,7 +246,7 @@ class NotebookRun:
     status: str
     seconds: float
     key_result: tuple[str, float] | None = None
-    failed_cell: int | None = None
+    failed_cell: str | None = None
     error: str | None = None
     peak_memory_mb: float | None = None
 
@@ -274,7 +284,9 @@ def _progress_hooks(name: str, notebook, start: float, verbose: bool, failure: d
             )
 
     def on_cell_error(cell, cell_index, execute_reply):
-        failure.setdefault("cell", cell_index)
+        # the numbering of the progress lines: position among the code cells, from 1
+        position = code_cells.index(cell_index) + 1 if cell_index in code_cells else "?"
+        failure.setdefault("cell", f"{position}/{len(code_cells)}")
 
     return {"on_cell_execute": on_cell_execute, "on_cell_error": on_cell_error}
 
@@ -317,9 +329,10 @@ def run_notebook(
     try:
         client.execute()
     except CellExecutionError as caught:
-        error = (str(caught).strip().splitlines() or ["error"])[-1]
+        # IPython colours its tracebacks: keep the last line, as plain text
+        error = plain_line((str(caught).strip().splitlines() or ["error"])[-1])
     except Exception as caught:  # kernel death, timeout: still save what ran
-        error = f"{type(caught).__name__}: {caught}"
+        error = plain_line(f"{type(caught).__name__}: {caught}")
     seconds = time.perf_counter() - start
     _save(notebook, out_dir, path.stem)
     key = next((r for r in read_outputs(notebook)["results"] if r.get("key")), None)
