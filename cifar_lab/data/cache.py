@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_lab.data.formats import RawCIFAR
+from cifar_lab.data.limits import MEGABYTE
 
 CACHE_ENV = "CIFAR_LAB_CACHE"
 _CACHE_VERSION = "v1"  # bump when the decoded layout changes
@@ -35,7 +36,7 @@ def fingerprint(source: Path) -> str:
     digest = hashlib.sha256(_CACHE_VERSION.encode())
     if source.is_file():
         with source.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
+            for block in iter(lambda: handle.read(MEGABYTE), b""):
                 digest.update(block)
     else:
         for path in sorted(p for p in source.rglob("*") if p.is_file()):

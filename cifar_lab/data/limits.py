@@ -21,10 +21,10 @@ import warnings
 
 from cifar_lab.data.errors import CorruptSourceError
 
-MEBIBYTE = 1 << 20
-MAX_BATCH_BYTES = 64 * MEBIBYTE
-MAX_IMAGE_BYTES = MEBIBYTE
-MAX_IMAGES_BYTES = 1024 * MEBIBYTE
+MEGABYTE = 1 << 20  # the one byte unit of the package (limits, messages): 2**20 bytes
+MAX_BATCH_BYTES = 64 * MEGABYTE
+MAX_IMAGE_BYTES = MEGABYTE
+MAX_IMAGES_BYTES = 1024 * MEGABYTE
 IMAGE_SIZE = (32, 32)
 MAX_PICKLE_DEPTH = 32
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MEGABYTE = 1024 * 1024  # the one byte unit of the instructor tools (limits, messages)
+from cifar_lab.data.limits import MEGABYTE  # the one byte unit (2**20)
+
 SEVERITIES = ("damaged", "flagged", "incomplete", "warning")
 
 
