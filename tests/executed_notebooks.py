@@ -147,6 +147,8 @@ class ExecutedNotebook:
             copy under the source's name and every file the notebook wrote.
         problem: nbclient's report of the first cell that raised, or None.
         kernel: the kernel, still up while a mutation test needs it, else None.
+        exercises: indices of the exercise cells; the kernel saved its namespace just
+            before running each (:meth:`namespace_key`).
     """
 
     source: Path
@@ -200,6 +202,8 @@ def execute_notebook(
             if run.problem is not None:
                 run.problem = f"{source.name} cell {index}: {run.problem}"
                 break
+    except Exception as error:  # a dead kernel: every test of this notebook reports it
+        run.problem = f"{source.name}: the run stopped: {type(error).__name__}: {error}"
     finally:
         # the executed copy; the kernel keeps its working notebook and scratch cell
         run.notebook = copy.deepcopy(working)
