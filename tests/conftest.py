@@ -29,6 +29,25 @@ requires_real_data = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session")
+def executed_notebooks(request, tmp_path_factory):
+    """The course notebooks, each executed once in this session (tests/executed_notebooks.py).
+
+    ``executed_notebooks["01_preparation"]`` runs the notebook when first asked for; a
+    kernel stays up for the notebook's mutation test when one was collected.
+    """
+    from executed_notebooks import ExecutedNotebooks, mutation_tests_collected
+
+    runs = ExecutedNotebooks(
+        REPO_ROOT / "notebooks",
+        tmp_path_factory.mktemp("executed_notebooks"),
+        REAL_SOURCE,
+        mutation_tests_collected(request.session.items),
+    )
+    yield runs
+    runs.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
     """Keep every test away from the user's caches and data settings."""

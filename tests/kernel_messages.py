@@ -12,8 +12,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from notebook_harness import KernelSession
-
 OUTPUT_TYPES = ("display_data", "update_display_data", "execute_result", "stream", "error")
 
 
@@ -41,13 +39,24 @@ class CellOutput:
         )
 
 
-class MessageKernel(KernelSession):
+class MessageKernel:
     """A kernel (inline matplotlib backend, as Jupyter starts it) that records outputs."""
 
     def __init__(self, cwd: Path, *, unset: tuple[str, ...] = (), timeout: float = 120) -> None:
+        from jupyter_client import KernelManager
+
         # MPLBACKEND from a test run (e.g. Agg) would override the kernel's inline backend
         env = {k: v for k, v in os.environ.items() if k not in {"MPLBACKEND", *unset}}
-        super().__init__(cwd, env, timeout)
+        self.timeout = timeout
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.start_kernel(cwd=str(cwd), env=env)
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=120)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
 
     def execute(self, code: str) -> CellOutput:
         cell = CellOutput()

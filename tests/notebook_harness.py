@@ -1,26 +1,25 @@
-"""Run a course notebook cell by cell in one kernel, swapping wrong answers into its exercises.
+"""Swap wrong answers into a notebook's exercises and expect each exercise's check to fail.
 
 A check in a notebook is only as good as the wrong answers it catches. The
-mutation tests use :func:`run_with_mutations`: the notebook runs top to
-bottom in the quick profile; at every exercise cell (one with a solution
-region) it first runs the released stub and expects the next check cell to
-stop with the stub's ``NotImplementedError``, then runs each wrong answer
-and expects the check to fail, and finally runs the real solution and
-expects the check to pass before going on.
+notebook runs once per test session (:mod:`executed_notebooks`), which saves
+the kernel's namespace just before each exercise cell (one with a solution
+region). :func:`run_with_mutations` then goes back to each exercise in that
+same kernel: it restores the saved namespace, runs the released stub and
+expects the next check cell to stop with the stub's ``NotImplementedError``;
+it restores again before each wrong answer and expects the check to fail; and
+it restores once more, runs the real solution and expects the check to pass,
+so a wrong answer cannot pass for failing in a state the restore left broken.
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nbformat
+from executed_notebooks import ExecutedNotebook, NotebookKernel, Outcome
 
 from cifar_lab.instructor.notebooks import cell_source
-from cifar_lab.instructor.release import BEGIN_SOLUTION, part_label, release_notebook
+from cifar_lab.instructor.release import part_label, release_notebook
 
 CHECK_CALL = "lab.check_"
 
@@ -39,51 +38,6 @@ class Mutation:
 
 
 @dataclass
-class Outcome:
-    """What running one piece of code in the kernel gave."""
-
-    ok: bool
-    ename: str = ""
-    evalue: str = ""
-    stdout: str = ""
-
-
-class KernelSession:
-    """One Python kernel that runs code strings and reports errors by type and message."""
-
-    def __init__(self, cwd: Path, env: dict[str, str], timeout: float) -> None:
-        from jupyter_client import KernelManager
-
-        self.timeout = timeout
-        self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(cwd=str(cwd), env=env)
-        self.client = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=120)
-
-    def run(self, code: str) -> Outcome:
-        chunks: list[str] = []
-
-        def keep_output(message: dict) -> None:
-            if message["msg_type"] == "stream":
-                chunks.append(message["content"]["text"])
-
-        try:
-            reply = self.client.execute_interactive(
-                code, timeout=self.timeout, output_hook=keep_output, store_history=False
-            )
-        except (TimeoutError, queue.Empty):
-            return Outcome(False, "Timeout", f"no reply within {self.timeout} s", "".join(chunks))
-        content = reply["content"]
-        ok = content["status"] == "ok"
-        return Outcome(ok, content.get("ename", ""), content.get("evalue", ""), "".join(chunks))
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
-
-
-@dataclass
 class MutationReport:
     """What :func:`run_with_mutations` saw, for the test's assertions and failure messages."""
 
@@ -91,14 +45,6 @@ class MutationReport:
     # exercise -> {mutation name -> the check's outcome (or the mutated cell's, if it failed)}
     caught: dict[str, dict[str, Outcome]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-def kernel_environment(source: Path | None) -> dict[str, str]:
-    """The environment of the kernel: the quick profile, quiet TensorFlow, the real data."""
-    env = {**os.environ, "CIFAR_LAB_PROFILE": "quick", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if source is not None:
-        env["CIFAR10_SOURCE"] = str(source)
-    return env
 
 
 def exercise_name(source: str) -> str:
@@ -128,76 +74,73 @@ def _apply(source: str, mutation: Mutation) -> str:
     return source.replace(mutation.old, mutation.new)
 
 
-def _exercise(session, cells, index, stub, mutations, report) -> None:
-    """Stub, each wrong answer, then the solution, each followed by the check cell."""
+def _exercise(kernel: NotebookKernel, key: str, cells, index, stub, mutations, report) -> None:
+    """Stub, each wrong answer, then the solution, each from the saved namespace, each checked."""
     source, name = cell_source(cells[index]), exercise_name(cell_source(cells[index]))
     check = cell_source(cells[check_cell_after(cells, index)])
-    if not session.run(stub).ok:
+    kernel.restore_namespace(key)
+    if not kernel.run(stub).ok:
         report.problems.append(f"{name}: the released stub itself fails to run")
-    report.stubs[name] = session.run(check)
+    report.stubs[name] = kernel.run(check)
     caught = report.caught.setdefault(name, {})
     for mutation in (m for m in mutations if m.old in source):
-        ran = session.run(_apply(source, mutation))
-        caught[mutation.name] = session.run(check) if ran.ok else ran
-    solved = session.run(source)
-    if not solved.ok:
-        report.problems.append(f"{name}: the solution fails: {solved.ename}: {solved.evalue}")
+        kernel.restore_namespace(key)
+        ran = kernel.run(_apply(source, mutation))
+        caught[mutation.name] = kernel.run(check) if ran.ok else ran
+    kernel.restore_namespace(key)
+    solved = kernel.run(source)
+    checked = kernel.run(check) if solved.ok else solved
+    if not checked.ok:
+        report.problems.append(
+            f"{name}: after the wrong answers the solution fails its check: "
+            f"{checked.ename}: {checked.evalue}"
+        )
 
 
-def run_with_mutations(
-    path: Path, mutations: list[Mutation], work_dir: Path, *, source: Path | None
-) -> MutationReport:
-    """Run notebook ``path`` in the quick profile, trying its stubs and ``mutations``.
+def run_with_mutations(run: ExecutedNotebook, mutations: list[Mutation]) -> MutationReport:
+    """Try the stubs and ``mutations`` of executed notebook ``run`` in its kernel.
 
     Args:
-        path: an instructor notebook (with solution regions).
+        run: the session's execution of an instructor notebook, kernel still up.
         mutations: wrong answers; each applies to the exercise cell holding its ``old``.
-        work_dir: an empty folder; the notebook runs there (it may write files).
-        source: CIFAR-10 copy for the kernel, or None for the profile's default.
 
     Returns:
         The report: per exercise the check's outcome on the stub, per mutation
         the check's outcome, and any cell that failed when it should not have.
+        The kernel is shut down afterwards.
     """
-    notebook = nbformat.read(path, as_version=4)
-    released = release_notebook(notebook, part=part_label(path.stem), name=path.name)
+    report = MutationReport()
+    if run.problem is not None:
+        report.problems.append(f"the notebook did not run: {run.problem}")
+        return report
+    assert run.kernel is not None, f"{run.source.name}: its kernel is gone (already mutated?)"
+    notebook = nbformat.read(run.source, as_version=4)
+    name = run.source.name
+    released = release_notebook(notebook, part=part_label(run.source.stem), name=name)
     stubs = {cell.get("id"): cell_source(cell) for cell in released.cells}
     cells = notebook.cells
-    exercises = [i for i, c in enumerate(cells) if BEGIN_SOLUTION in cell_source(c)]
-    last = max(check_cell_after(cells, i) for i in exercises if cells[i].cell_type == "code")
-    shutil.copy(path, work_dir / path.name)
-    session = KernelSession(work_dir, kernel_environment(source), timeout=900)
-    report = MutationReport()
     try:
-        for index, cell in enumerate(cells[: last + 1]):
-            if cell.cell_type != "code":
-                continue
-            if index in exercises:
-                _exercise(session, cells, index, stubs[cell.get("id")], mutations, report)
-                continue
-            outcome = session.run(cell_source(cell))
-            if not outcome.ok:
-                report.problems.append(f"cell {index}: {outcome.ename}: {outcome.evalue}")
-                break
+        for index in run.exercises:
+            stub = stubs[cells[index].get("id")]
+            _exercise(run.kernel, run.namespace_key(index), cells, index, stub, mutations, report)
     finally:
-        session.close()
+        run.close_kernel()
     return report
 
 
 MIN_MUTATIONS_PER_EXERCISE = 2
 
 
-def assert_checks_catch(path: Path, mutations: list[Mutation], work_dir: Path, source) -> None:
+def assert_checks_catch(run: ExecutedNotebook, mutations: list[Mutation]) -> None:
     """The assertions of a notebook's mutation test (see the module docstring).
 
     Args:
-        path: the instructor notebook.
+        run: the session's execution of the instructor notebook.
         mutations: at least two wrong answers per exercise cell.
-        work_dir: an empty folder to run in.
-        source: CIFAR-10 copy for the kernel, or None.
     """
-    report = run_with_mutations(path, mutations, work_dir, source=source)
+    report = run_with_mutations(run, mutations)
     assert not report.problems, report.problems
+    assert report.stubs, f"{run.source.name}: no exercise found"
     for exercise, outcome in report.stubs.items():
         assert outcome.ename == "NotImplementedError", f"{exercise}: stub gave {outcome}"
         assert exercise in outcome.evalue, f"{exercise}: stub message {outcome.evalue!r}"

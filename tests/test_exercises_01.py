@@ -1,7 +1,8 @@
 """Notebook 01: every exercise's check catches plausible wrong answers; every stub stops it.
 
-The notebook runs once, in the quick profile, in one kernel
-(:func:`notebook_harness.run_with_mutations`). At each exercise the released
+The notebook runs once per session, in the quick profile, in one kernel
+(:mod:`executed_notebooks`); :func:`notebook_harness.run_with_mutations` then
+returns to each exercise in that kernel. At each exercise the released
 stub must make the following check cell raise ``NotImplementedError`` naming
 the exercise; each wrong answer below must make the check fail; the real
 solution must pass it.
@@ -9,7 +10,7 @@ solution must pass it.
 
 from __future__ import annotations
 
-from conftest import REAL_SOURCE, REPO_ROOT
+from conftest import REPO_ROOT
 from notebook_harness import Mutation, assert_checks_catch
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_preparation.ipynb"
@@ -109,6 +110,5 @@ MINIBATCHES = [
 MUTATIONS = STANDARDISE_SPLITS + MINIBATCHES
 
 
-def test_wrong_answers_fail_their_checks_and_stubs_stop(tmp_path):
-    source = REAL_SOURCE
-    assert_checks_catch(NOTEBOOK, MUTATIONS, tmp_path, source)
+def test_wrong_answers_fail_their_checks_and_stubs_stop(executed_notebooks):
+    assert_checks_catch(executed_notebooks[NOTEBOOK.stem], MUTATIONS)

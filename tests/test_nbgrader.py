@@ -1,10 +1,12 @@
 """Real nbgrader on a temporary course folder, with the shipped ``nbgrader_config.py``.
 
-generate_assignment runs once per module (seconds); the slow test autogrades the
-instructor notebooks submitted as one student (full autograded points) and, at the
-same time in a copy of the course folder, the untouched release as another (0
-everywhere), then writes feedback. Kernels run
-without ``CIFAR_LAB_PROFILE``: nbgrader's ``NBGRADER_EXECUTION`` picks the quick profile.
+generate_assignment runs once per module (seconds) on all five notebooks. The slow
+test has nbgrader grade the five notebooks as this session executed them
+(``executed_notebooks``: full autograded points, without running them again) and, at
+the same time in a copy of the course folder, run two notebooks itself: model
+notebook 01, and the untouched release of 01 and 05 (0 everywhere); then it writes
+feedback. nbgrader's kernels run without ``CIFAR_LAB_PROFILE``: its
+``NBGRADER_EXECUTION`` picks the quick profile.
 """
 
 from __future__ import annotations
@@ -160,30 +162,47 @@ def test_shipped_config_sets_course_timeouts(monkeypatch):
     assert config.Execute.timeout == 3600
 
 
-def submit(course: Path, student: str, folder: Path) -> Path:
-    """A copy of ``course`` (release and gradebook included) holding one student's submission.
+def course_copy(course: Path, name: str) -> Path:
+    """A copy of ``course`` (release and gradebook included) for one autograde run.
 
-    Each student gets their own course folder, so the two autogrades can run at
-    once without sharing one SQLite gradebook.
+    Each run gets its own course folder, so two autogrades can run at once without
+    sharing one SQLite gradebook.
     """
-    copy = course.parent / f"{course.name}_{student}"
+    copy = course.parent / f"{course.name}_{name}"
     shutil.copytree(course, copy)
-    target = copy / "submitted" / student / ASSIGNMENT
-    target.mkdir(parents=True)
-    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
-        shutil.copy(path, target / path.name)
     return copy
 
 
-def autograde_at_once(courses: list[Path], timeout: float) -> None:
-    """``nbgrader autograde`` in each course folder, all running together."""
+def submit(course: Path, student: str, paths: list[Path]) -> None:
+    """Put ``paths`` (notebooks, and folders such as ``part5/``) in ``student``'s submission."""
+    target = course / "submitted" / student / ASSIGNMENT
+    target.mkdir(parents=True)
+    for path in paths:
+        if path.is_dir():
+            shutil.copytree(path, target / path.name)
+        else:
+            shutil.copy(path, target / path.name)
+
+
+def executed_submission(executed_notebooks) -> list[Path]:
+    """The session's five executed notebooks with every file they wrote (``part5/``)."""
+    paths = []
+    for stem in (name[:-6] for name in POINTS):
+        folder = executed_notebooks[stem].folder
+        assert executed_notebooks[stem].problem is None, executed_notebooks[stem].problem
+        paths += [p for p in folder.iterdir() if p.suffix != ".ipynb" or p.stem == stem]
+    return paths
+
+
+def autograde_at_once(runs: list[tuple[Path, tuple[str, ...]]], timeout: float) -> None:
+    """``nbgrader autograde [OPTIONS]`` in each course folder, all running together."""
     env = {k: v for k, v in os.environ.items() if k != "CIFAR10_SOURCE"}
     if REAL_SOURCE is not None:
         env["CIFAR10_SOURCE"] = str(REAL_SOURCE)
-    logs = [folder / "autograde.log" for folder in courses]
+    logs = [folder / "autograde.log" for folder, _ in runs]
     running = []
-    for folder, log in zip(courses, logs, strict=True):
-        command = nbgrader_command(folder, "autograde", ASSIGNMENT, env=env)
+    for (folder, options), log in zip(runs, logs, strict=True):
+        command = nbgrader_command(folder, "autograde", ASSIGNMENT, *options, env=env)
         with log.open("w") as out:
             running.append(subprocess.Popen(**command, stdout=out, stderr=subprocess.STDOUT))
     codes = [process.wait(timeout=timeout) for process in running]
@@ -204,12 +223,32 @@ def scores(course: Path, student: str) -> dict:
         return found
 
 
+# nbgrader grades the outputs a submission already has: no re-execution, no clearing
+GRADE_AS_SUBMITTED = ("--Execute.enabled=False", "--ClearOutput.enabled=False")
+FIRST = "01_preparation.ipynb"
+LAST = "05_tuning.ipynb"
+
+
 @pytest.mark.slow
-def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(course):
-    model = submit(course, "model", REPO_ROOT / "notebooks")
-    untouched = submit(course, "untouched", course / "release" / ASSIGNMENT)
-    autograde_at_once([model, untouched], timeout=1800)
-    earned, blank = scores(model, "model"), scores(untouched, "untouched")
+def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(
+    course, executed_notebooks
+):
+    """nbgrader grades the session's executed notebooks and runs 01 and 05 itself.
+
+    Course ``graded``: student ``model`` submits the five notebooks as this session
+    executed them (``executed_notebooks``), with ``part5/``; nbgrader reads their
+    outputs without running them again. Course ``run``: nbgrader's own execution
+    (``NBGRADER_EXECUTION`` picks the quick profile) of model notebook 01 (student
+    ``first``) and of the untouched release of 01 and 05 (student ``untouched``).
+    A notebook missing from a submission counts 0 in both graders.
+    """
+    graded, run = course_copy(course, "graded"), course_copy(course, "run")
+    submit(graded, "model", executed_submission(executed_notebooks))
+    submit(run, "first", [REPO_ROOT / "notebooks" / FIRST])
+    submit(run, "untouched", [course / "release" / ASSIGNMENT / n for n in (FIRST, LAST)])
+    autograde_at_once([(graded, GRADE_AS_SUBMITTED), (run, ())], timeout=1800)
+    earned, first = scores(graded, "model"), scores(run, "first")
+    blank = scores(run, "untouched")
     for name in POINTS:
         rows = [row for row in graded_cells(name) if row.kind != "solution"]
         assert earned[name][:2] == (autograded_points(name),) * 2, f"{name}: {earned[name]}"
@@ -219,21 +258,28 @@ def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(co
             assert blank[row.grade_id][0] == 0, row
             if row.kind == "check":
                 assert earned[row.grade_id][0] == row.points, f"the model answer fails {row}"
-    for folder in (model, untouched):
+    # nbgrader's own run of a model answer gives it every point
+    assert first[FIRST][:2] == (autograded_points(FIRST),) * 2, first[FIRST]
+    assert all(first[name][0] == 0 for name in POINTS if name != FIRST)  # not submitted
+    for folder in (graded, run):
         nbgrader(folder, "generate_feedback", ASSIGNMENT)
-    first = model / "feedback" / "model" / ASSIGNMENT / "01_preparation.html"
-    assert "Score: 10.0 / 10.0" in first.read_text(encoding="utf-8")
-    last = untouched / "feedback" / "untouched" / ASSIGNMENT / "05_tuning.html"
+    feedback = run / "feedback" / "first" / ASSIGNMENT / FIRST.replace(".ipynb", ".html")
+    assert "Score: 10.0 / 10.0" in feedback.read_text(encoding="utf-8")
+    last = run / "feedback" / "untouched" / ASSIGNMENT / LAST.replace(".ipynb", ".html")
     assert "Score: 0.0 / 40.0" in last.read_text(encoding="utf-8")
     assert "NotImplementedError" in last.read_text(encoding="utf-8")
-    # our grader on the very notebooks nbgrader executed (with the part5/ folder notebook 05
-    # wrote there): the same points per notebook, and the honest quick-profile run grades ok
+    # our grader on the very notebooks nbgrader graded (with the part5/ folder notebook 05
+    # wrote): the same points per notebook, and the honest quick-profile run grades ok
     rows = {}
-    for folder, student, graded in ((model, "model", earned), (untouched, "untouched", blank)):
-        row = our_grade(folder / "autograded" / student / ASSIGNMENT, student, folder / "ours")
+    for folder, student, points in (
+        (graded, "model", earned),
+        (run, "first", first),
+        (run, "untouched", blank),
+    ):
+        row = our_grade(folder / "autograded" / student / ASSIGNMENT, student, folder / student)
         for name in POINTS:
-            assert row[f"{name[:2]}_points"] == graded[name][0], (student, name, row["problems"])
-        assert row["total_points"] == sum(graded[name][0] for name in POINTS)
+            assert row[f"{name[:2]}_points"] == points[name][0], (student, name, row["problems"])
+        assert row["total_points"] == sum(points[name][0] for name in POINTS)
         rows[student] = row
     assert rows["untouched"]["total_points"] == 0
     assert rows["model"]["status"] == "ok", rows["model"]["problems"]

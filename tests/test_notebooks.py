@@ -1,22 +1,38 @@
-"""Notebook policy and agreement between notebook cells and the library.
+"""The notebooks run top to bottom and show their committed outputs; notebook policy.
 
-nbval executes the notebooks themselves (see the README's test command);
-these tests check what is committed and that code a notebook re-implements
-for teaching computes the same as the library version.
+Each notebook executes once per session (``executed_notebooks``, see
+tests/executed_notebooks.py). Here every code cell must have run without an
+error, and each cell tagged ``nbval-check-output`` must show its committed
+output, compared as nbval compares it (``--nbval-lax``, with the sanitisers of
+notebooks/nbval_sanitize.cfg) by nbval's own functions. The other tests check
+what is committed and that code a notebook re-implements for teaching computes
+the same as the library version.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
+import difflib
 import re
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
+from nbval.plugin import (
+    IPyNbCell,
+    coalesce_streams,
+    get_sanitize_patterns,
+    nocolors,
+    transform_streams_for_comparison,
+)
 
 from cifar_lab.instructor.notebooks import CHECK_TAG, course_notebooks, is_checked, strip_outputs
 
 NOTEBOOKS = course_notebooks()
+SANITIZE_FILE = REPO_ROOT / "notebooks" / "nbval_sanitize.cfg"
 EXPECTED = [
     "01_preparation",
     "02_barebones_tensorflow",
@@ -72,6 +88,117 @@ def test_strip_outputs_keeps_only_checked_cells():
     assert [c.execution_count for c in cleaned.cells] == [3, None]
     assert len(notebook.cells[1].outputs) == 1  # the original is untouched
     assert [len(c.outputs) for c in strip_outputs(notebook, keep_checked=False).cells] == [0, 0]
+
+
+# --------------------------------------------------------------- executed notebooks
+# nbval's IPyNbFile.skip_compare without --nbdime: keys and MIME types never compared
+SKIP_COMPARE = (
+    "metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
+    "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg",
+)  # fmt: skip
+
+
+class NbvalComparison:
+    """nbval's comparison of a cell's outputs (``IPyNbCell.compare_outputs``) on given outputs.
+
+    nbval's methods run unchanged on this stand-in for its pytest item; only pytest's
+    assertion rewriting is left out, so a mismatch is shown as nbval's plain
+    reference-versus-test listing.
+    """
+
+    compare_outputs = IPyNbCell.compare_outputs
+    format_output_compare = IPyNbCell.format_output_compare
+    sanitize = IPyNbCell.sanitize
+    colors = nocolors
+
+    def __init__(self, patterns: list[tuple[str, str]]) -> None:
+        self.parent = SimpleNamespace(skip_compare=SKIP_COMPARE, sanitize_patterns=dict(patterns))
+        self.ihook = SimpleNamespace(pytest_assertrepr_compare=lambda **_: [])
+        self.config = None
+        self.comparison_traceback: list[str] = []
+
+
+def output_difference(executed: list, committed: list, patterns) -> str | None:
+    """None when nbval would accept ``executed`` for ``committed``; else what differs.
+
+    Args:
+        executed: the outputs of the cell in this session's run.
+        committed: the outputs in the repository's notebook.
+        patterns: (regex, replacement) pairs applied to both before comparing.
+    """
+    executed, committed = (
+        coalesce_streams(copy.deepcopy(executed)),
+        coalesce_streams(copy.deepcopy(committed)),
+    )
+    comparison = NbvalComparison(patterns)
+    if comparison.compare_outputs(executed, committed):
+        return None
+
+    def text(outputs) -> list[str]:
+        shown = [str(v) for o in transform_streams_for_comparison(outputs) for v in o.values()]
+        return comparison.sanitize("\n".join(shown)).splitlines()
+
+    diff = difflib.unified_diff(
+        text(committed), text(executed), "committed", "executed", lineterm=""
+    )
+    return "\n".join([*comparison.comparison_traceback, "", *diff])
+
+
+def _checked_cells() -> list[tuple]:
+    return [
+        pytest.param(path, index, id=f"{path.stem}-cell{index}-{cell.id}")
+        for path in NOTEBOOKS
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        if is_checked(cell)
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom_without_an_error(path, executed_notebooks):
+    run = executed_notebooks[path.stem]
+    assert run.problem is None, run.problem
+    code = [c for c in run.notebook.cells if c.cell_type == "code" and c.source.strip()]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+
+
+@pytest.mark.parametrize(("path", "index"), _checked_cells())
+def test_checked_cell_shows_its_committed_output(path, index, executed_notebooks):
+    run = executed_notebooks[path.stem]
+    assert run.problem is None, run.problem
+    committed = nbformat.read(path, as_version=4).cells[index]
+    # nbval compares only cells whose committed copy ran (and fails an unrun one with outputs)
+    assert committed.execution_count is not None, f"{path.name} cell {index}: never run"
+    patterns = get_sanitize_patterns(SANITIZE_FILE.read_text(encoding="utf-8"))
+    difference = output_difference(run.notebook.cells[index].outputs, committed.outputs, patterns)
+    assert difference is None, (
+        f"{path.name} cell {index} ({committed.id}): outputs differ\n"
+        f"{committed.source}\n{difference}"
+    )
+
+
+def test_output_comparison_is_nbvals():
+    patterns = get_sanitize_patterns(SANITIZE_FILE.read_text(encoding="utf-8"))
+    stream = nbformat.v4.new_output
+    committed = [stream("stream", name="stdout", text="(64, 10)\nat 0x1f\n")]
+    split = [stream("stream", name="stdout", text=t) for t in ("(64, ", "10)\nat 0xabc\n")]
+    assert output_difference(split, committed, patterns) is None  # coalesced, sanitised
+    log = "E0000 00:00:1795 2318 cuda_platform.cc:52] no GPU\n"
+    logged = [stream("stream", name="stdout", text=log + "(64, 10)\nat 0x1\n")]
+    relogged = [
+        stream("stream", name="stdout", text=log.replace("2318", "7") + "(64, 10)\nat 0x1\n")
+    ]
+    assert output_difference(relogged, logged, patterns) is None
+    wrong = [stream("stream", name="stdout", text="(64, 11)\nat 0x1\n")]
+    difference = output_difference(wrong, committed, patterns)
+    assert "mismatch 'stdout'" in difference and "+(64, 11)" in difference
+    extra = [*committed, stream("stream", name="stderr", text="warning\n")]
+    assert "Unexpected output fields" in output_difference(extra, committed, patterns)
+    picture = {"image/png": "iVBOR", "text/plain": "<Figure>"}
+    shown = nbformat.v4.new_output("display_data", data=picture)
+    other = nbformat.v4.new_output("display_data", data={**picture, "image/png": "AAAA"})
+    assert output_difference([shown], [other], patterns) is None  # images are not compared
 
 
 # --------------------------------------------------------------- notebook vs library
