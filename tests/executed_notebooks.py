@@ -89,6 +89,9 @@ class NotebookKernel:
         from nbclient.exceptions import CellTimeoutError
 
         cell = nbformat.v4.new_code_cell(code, metadata={"tags": ["raises-exception"]})
+        # nbclient maps display ids to (cell index, output index); the scratch index is
+        # reused with fresh outputs, so its old entries would point past their end
+        self.client.clear_display_id_mapping(self.scratch)
         try:
             self.client.execute_cell(cell, self.scratch, store_history=False)
         except CellTimeoutError:
