@@ -46,6 +46,7 @@ from typing import Any
 from cifar_lab.instructor.class_view.similarity import Similarity, SimilaritySettings, find_similar
 from cifar_lab.instructor.class_view.sources import collect_sources, course_references
 from cifar_lab.instructor.feedback import feedback_path
+from cifar_lab.instructor.inspection import finite_number
 
 HTML_FILE = "class_report.html"
 CSV_FILE = "class_report.csv"
@@ -212,7 +213,7 @@ def number(value: Any) -> float | None:
         converted = float(value)
     except (TypeError, ValueError):
         return None
-    return converted if converted == converted and abs(converted) != float("inf") else None
+    return converted if finite_number(converted) else None
 
 
 def check_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -486,7 +487,11 @@ def problems_section(rows: list[dict[str, Any]], feedback_dir: str | None) -> st
 def timing_section(rows: list[dict[str, Any]]) -> str:
     """Grading time per student (row field ``grading_seconds``) and the total."""
     parts = ['<section id="timing"><h2>Grading time</h2>']
-    timed = [(str(r.get("student")), t) for r in rows if (t := number(r.get("grading_seconds")))]
+    timed = [
+        (str(r.get("student")), t)
+        for r in rows
+        if (t := number(r.get("grading_seconds"))) is not None  # 0.0 s is a time too
+    ]
     if not timed:
         parts.append(
             '<p class="note">Grading time was not recorded (row field '
