@@ -176,7 +176,22 @@ def _grade(args: argparse.Namespace) -> int:
         from cifar_lab.instructor.report import write_gradebook
 
         print(f"wrote {write_gradebook(csv_path, Path(outputs.gradebook))}")
+    print("class report: similar solutions across the class, plots, leaderboard ...")
+    html_path, class_csv = _class_report(args, rows, csv_path.parent, feedback)
+    print(f"wrote {html_path} and {class_csv}")
     return 0
+
+
+def _class_report(
+    args: argparse.Namespace, rows: list[dict], out_dir: Path, feedback: Path | None
+) -> tuple[Path, Path]:
+    """Write class_report.html and class_report.csv beside the report, for every row."""
+    import os
+
+    from cifar_lab.instructor.class_view.report import write_batch_report
+
+    links = None if feedback is None else os.path.relpath(feedback, out_dir)
+    return write_batch_report(rows, Path(args.submissions), out_dir, feedback_dir=links)
 
 
 def grade_outputs(args: argparse.Namespace) -> GradeOutputs:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -335,6 +336,7 @@ def grade_safely(
         (the row, the peak resident bytes of each child process it started).
     """
     peaks: list[int] = []
+    start = time.perf_counter()
     try:
         with submission_budget(limits) as budget:
             peaks = budget.child_peaks
@@ -354,6 +356,7 @@ def grade_safely(
         hidden = len(row.problems) - MAX_PROBLEMS
         problems = (*row.problems[:MAX_PROBLEMS], f"... and {hidden} more problems")
         row = dataclasses.replace(row, problems=problems)
+    row = dataclasses.replace(row, grading_seconds=round(time.perf_counter() - start, 1))
     return row, peaks
 
 

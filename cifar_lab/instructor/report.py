@@ -183,6 +183,9 @@ class ReportRow:
         default="",
         metadata=about('--rerun: "not-run", "reproduced", "not-reproduced" or "failed"'),
     )
+    grading_seconds: float | Blank = field(
+        default="", metadata=about("wall seconds this submission took to grade, all of it")
+    )
 
     def record(self) -> dict[str, Any]:
         """The row as ``report.json`` holds it: column name -> value (``problems`` a list)."""
