@@ -89,8 +89,9 @@ class NotebookKernel:
         from nbclient.exceptions import CellTimeoutError
 
         cell = nbformat.v4.new_code_cell(code, metadata={"tags": ["raises-exception"]})
-        # nbclient maps display ids to (cell index, output index); the scratch index is
-        # reused with fresh outputs, so its old entries would point past their end
+        # nbclient updates a display (the library's progress line) in the notebook's cell
+        # at the index it ran under: make that cell this one, with no stale display ids
+        self.client.nb.cells[self.scratch] = cell
         self.client.clear_display_id_mapping(self.scratch)
         try:
             self.client.execute_cell(cell, self.scratch, store_history=False)

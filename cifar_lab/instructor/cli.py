@@ -177,7 +177,11 @@ def _grade(args: argparse.Namespace) -> int:
 
         print(f"wrote {write_gradebook(csv_path, Path(outputs.gradebook))}")
     print("class report: similar solutions across the class, plots, leaderboard ...")
-    html_path, class_csv = _class_report(args, rows, csv_path.parent, feedback)
+    try:
+        html_path, class_csv = _class_report(args, rows, csv_path.parent, feedback)
+    except Exception as error:  # the rows are final and on disk: say so, and what failed
+        print(f"error: class report not written: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {html_path} and {class_csv}")
     return 0
 
