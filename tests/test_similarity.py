@@ -22,6 +22,7 @@ from similarity_fixtures import (
 from cifar_lab.instructor.class_view.fingerprints import normalised_text
 from cifar_lab.instructor.class_view.similarity import Reference, SimilaritySettings, find_similar
 from cifar_lab.instructor.class_view.sources import collect_sources, course_references
+from cifar_lab.instructor.intake import MAX_ZIP_MEMBERS
 from cifar_lab.tuning.part5 import MODEL_FILE
 
 CLASS_SIZE = 40
@@ -233,3 +234,17 @@ def test_collect_sources_reads_folders_and_zips(tmp_path, references):
     assert list(found.problems) == ["carol"]
     small = collect_sources(tmp_path / "sub", max_bytes=10)
     assert small.sources["alice"] == {} and "over the size limit" in small.problems["alice"][0]
+
+
+def test_collect_sources_stops_at_the_graders_file_count(tmp_path):
+    """A zip or folder of more files than the grader accepts is not read at all."""
+    (tmp_path / "sub" / "dave").mkdir(parents=True)
+    for number in range(MAX_ZIP_MEMBERS + 1):
+        (tmp_path / "sub" / "dave" / f"f{number}.txt").write_text("x")
+    with zipfile.ZipFile(tmp_path / "sub" / "erin.zip", "w") as archive:
+        for number in range(MAX_ZIP_MEMBERS + 1):
+            archive.writestr(f"f{number}.txt", "x")
+    found = collect_sources(tmp_path / "sub")
+    for student in ("dave", "erin"):
+        assert found.sources[student] == {}
+        assert f"more than {MAX_ZIP_MEMBERS} files" in found.problems[student][0]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cifar_lab.instructor.class_view.similarity import Reference
+from cifar_lab.instructor.intake import MAX_ZIP_MEMBERS
 from cifar_lab.instructor.release import part_label, stub_code
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
@@ -117,11 +118,16 @@ def _files(path: Path, max_bytes: int) -> tuple[dict[str, bytes], list[str]]:
     """Notebooks and the Part V model of one submission, by relative path; and problems."""
     found: dict[str, bytes] = {}
     problems: list[str] = []
+    too_many = f"holds more than {MAX_ZIP_MEMBERS} files (the grader's limit); not compared"
     if path.is_dir():
+        paths = []
+        for p in path.rglob("*"):  # stops at the limit: a folder may hold millions
+            if len(paths) == MAX_ZIP_MEMBERS:
+                return found, [too_many]
+            if p.is_file() and not p.is_symlink() and len(p.relative_to(path).parts) <= 3:
+                paths.append(p)
         members = [
-            (p.relative_to(path).as_posix(), p.stat().st_size, p.read_bytes)
-            for p in sorted(path.rglob("*"))
-            if p.is_file() and not p.is_symlink() and len(p.relative_to(path).parts) <= 3
+            (p.relative_to(path).as_posix(), p.stat().st_size, p.read_bytes) for p in sorted(paths)
         ]
         for name, size, read in members:
             if _wanted(name):
@@ -131,6 +137,8 @@ def _files(path: Path, max_bytes: int) -> tuple[dict[str, bytes], list[str]]:
                     found[name] = read()
         return found, problems
     with zipfile.ZipFile(path) as archive:
+        if len(archive.infolist()) > MAX_ZIP_MEMBERS:
+            return found, [too_many]
         for member in archive.infolist():
             name = member.filename.replace("\\", "/")
             if member.is_dir() or ".." in PurePosixPath(name).parts or not _wanted(name):
