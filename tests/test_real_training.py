@@ -1,4 +1,4 @@
-"""Real CIFAR-10, the reference's settings: one epoch of each two-layer variant (slow).
+"""Real CIFAR-10, the reference's settings: one epoch of the two-layer network in each loop (slow).
 
 Hidden size 4000, SGD with learning rate 1e-2, batch size 64, a 49,000 /
 1,000 train/validation split. The assignment promises at least 40% validation
@@ -72,8 +72,15 @@ def test_barebones_two_layer_reaches_40_percent(cifar10):
     assert history[-1]["val_accuracy"] >= 0.40
 
 
-@pytest.mark.parametrize("variant", list(KERAS_MODELS))
-def test_keras_custom_loop_reaches_40_percent(cifar10, variant):
+def test_keras_custom_loop_reaches_40_percent(cifar10):
+    """The Sequential variant, for all three.
+
+    Subclassed, Sequential and functional train to bit-identical weights from
+    the same seed (tests/test_training.py::
+    test_the_three_keras_variants_train_to_the_same_weights), so one full-data
+    run keeps the promise for the three; the other two would repeat its arithmetic.
+    """
+    variant = "sequential"
     train, val = datasets(cifar10)
     _, history = lab.train_part34(
         KERAS_MODELS[variant],

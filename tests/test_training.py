@@ -65,6 +65,37 @@ def test_train_part34_learns_synthetic_data(synthetic, variant, capsys):
     assert "Iteration 25, Epoch 1, Loss: " in capsys.readouterr().out
 
 
+def test_the_three_keras_variants_train_to_the_same_weights(synthetic):
+    """Same seed, same data order: subclassed, Sequential and functional end bit-identical.
+
+    This is why tests/test_real_training.py trains only the Sequential variant on
+    the full 49,000 images: the other two would repeat the same arithmetic.
+    """
+    unseeded = {
+        "subclassed": lambda: TwoLayerFC(40, 10),
+        "sequential": lambda: two_layer_sequential(INPUT_SHAPE, 40, 10),
+        "functional": lambda: lab.two_layer_functional(INPUT_SHAPE, 40, 10),
+    }
+    trained = {}
+    for variant, model_init in unseeded.items():
+        train, val = datasets(synthetic)
+        model, history = lab.train_part34(
+            model_init, sgd(), train, val, num_epochs=1, print_every=10, seed=3, progress=False
+        )
+        trained[variant] = (model.get_weights(), history.column("loss"))
+    weights, losses = trained["sequential"]
+    assert len(weights) == 4 and len(losses) == len(train)
+    for variant in ("subclassed", "functional"):
+        for mine, theirs in zip(trained[variant][0], weights, strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+        assert trained[variant][1] == losses
+    # the seed decides the initial weights: another seed trains to other weights
+    other_model, _ = lab.train_part34(
+        unseeded["sequential"], sgd(), *datasets(synthetic), num_epochs=1, seed=4, progress=False
+    )
+    assert not np.array_equal(other_model.get_weights()[0], weights[0])
+
+
 def test_history_to_dataframe(synthetic):
     train, val = datasets(synthetic)
     _, history = lab.train_part34(MODEL_INITS["sequential"], sgd(), train, val, verbose=False)
