@@ -409,15 +409,18 @@ def test_class_names_are_cifar_order():
 
 # ---------------------------------------------------------------------------- real data
 @pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"{SHARED_ARCHIVE} is not present")
-def test_shared_archive_loads_in_full():
-    raw, _ = sources.read_source(SHARED_ARCHIVE, cache_dir=None, num_train=0, num_test=0)
+def test_shared_archive_loads_in_full(tmp_path):
+    # The first read decodes the 55,000 JPEGs into tmp_path's cache; the loads below read it.
+    raw, _ = sources.read_source(SHARED_ARCHIVE, cache_dir=tmp_path, num_train=0, num_test=0)
     assert raw.X_train.shape == (50_000, 32, 32, 3) and raw.X_train.dtype == np.uint8
     assert raw.X_test.shape == (5_000, 32, 32, 3)
     assert np.bincount(raw.y_train, minlength=10).tolist() == [5_000] * 10
-    splits = lab.load_cifar10(num_test=None, source=SHARED_ARCHIVE, verbose=False)
+    splits = lab.load_cifar10(
+        num_test=None, source=SHARED_ARCHIVE, cache_dir=tmp_path, verbose=False
+    )
     X_train, y_train, X_val, y_val, X_test, y_test = splits
     assert X_train.shape == (49_000, 32, 32, 3) and X_train.dtype == np.float32
     assert (X_val.shape, X_test.shape) == ((1_000, 32, 32, 3), (5_000, 32, 32, 3))
     assert y_train.dtype == np.int32 and np.bincount(y_val, minlength=10).tolist() == [100] * 10
     with pytest.raises(ValueError, match="holds 5000 test images"):
-        lab.load_cifar10(source=SHARED_ARCHIVE, verbose=False)
+        lab.load_cifar10(source=SHARED_ARCHIVE, cache_dir=tmp_path, verbose=False)
