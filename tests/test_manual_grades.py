@@ -10,6 +10,7 @@ points filled in.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import os
@@ -30,11 +31,13 @@ from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.manual_grades import (
     MANUAL_COLUMNS,
     MANUAL_FILE,
+    ManualEntry,
     read_manual_csv,
     written_cells,
 )
 from cifar_lab.instructor.notebooks import course_notebooks
 from cifar_lab.instructor.release import release
+from cifar_lab.instructor.report import ReportFile, ReportRow
 from cifar_lab.instructor.spreadsheet import read_csv_rows
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
@@ -269,3 +272,16 @@ def test_colliding_names_have_their_own_feedback(batch):
     assert len(set(pages.values())) == len(STUDENTS)
     for student, page in pages.items():
         assert f"feedback: {html.escape(student)}</h1>" in page.read_text()
+
+
+def test_resume_keeps_the_written_answers_of_students_kept(tmp_path):
+    out, manual = tmp_path / "report.csv", tmp_path / MANUAL_FILE
+    entry = ManualEntry("ada", "answer_summary", "Describe", "I tuned it", 4, 3, "good")
+    ReportFile(out, (), manual_csv=manual).add(ReportRow("ada", "ok", manual=(entry,)))
+    kept = ReportFile(out, (), resume=True, manual_csv=manual)
+    assert read_csv_rows(manual) == [{k: str(v) for k, v in entry.record().items()}]
+    later = dataclasses.replace(entry, student="bob", points="")
+    kept.add(ReportRow("bob", "ok", manual=(later,)))
+    assert [row["student"] for row in read_csv_rows(manual)] == ["ada", "bob"]
+    ReportFile(out, (), manual_csv=manual)  # a fresh batch starts an empty file
+    assert read_csv_rows(manual) == []
