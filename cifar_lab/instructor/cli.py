@@ -254,7 +254,7 @@ def _add_output_options(grade: argparse.ArgumentParser) -> None:
     grade.add_argument(
         "--feedback-dir",
         default=outputs["feedback_dir"],
-        help="<student>.html feedback, relative to --out's folder, " + DEFAULT,
+        help="<student_id>.html feedback, relative to --out's folder, " + DEFAULT,
     )
     grade.add_argument("--no-feedback", action="store_true", help="write no feedback files")
     by_hand = grade.add_mutually_exclusive_group()

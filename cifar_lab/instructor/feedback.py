@@ -135,7 +135,7 @@ def write_feedback(
     scores: list[NotebookScore],
     fixes: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``folder/<student>.html`` (see :func:`render_feedback`); returns its path."""
+    """Write ``folder/<student_id>.html`` (see :func:`render_feedback`); returns its path."""
     path = feedback_path(folder, row.student)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_feedback(row, scores, fixes), encoding="utf-8")

@@ -48,6 +48,7 @@ MAX_MANUAL_BYTES = 64 * 1024 * 1024  # a manual.csv larger than this is refused 
 MAX_ERRORS_SHOWN = 20
 DEFAULT_ASSIGNMENT = "cifar_lab"  # the assignment name the README's nbgrader course uses
 FIX = "correct it in the file and run grade again"
+SAVE_AS = "saved as CSV (UTF-8, comma-separated)"
 
 
 @dataclass(frozen=True)
@@ -261,12 +262,12 @@ def read_manual_csv(path: Path, students: set[str]) -> ManualGrades:
             missing = {"student", "grade_id", "points"} - set(reader.fieldnames or ())
             if missing:
                 raise ValueError(
-                    f"--manual {path} has no column {sorted(missing)}; "
-                    "pass the manual.csv grade wrote, with points filled in"
+                    f"--manual {path} has no column {sorted(missing)}; pass the manual.csv "
+                    f"grade wrote, with points filled in, {SAVE_AS}"
                 )
             rows = [{k: cell_value(v or "") for k, v in r.items() if k} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"--manual {path} cannot be read: {error}") from error
+        raise ValueError(f"--manual {path} cannot be read ({error}); {SAVE_AS}") from error
     most, grades, errors, seen = written_cells(), {}, [], {}
     for number, row in enumerate(rows, start=2):
         if not any(value.strip() for value in row.values()):

@@ -417,7 +417,7 @@ class GradeOutputs:
 
     Attributes:
         gradebook: path of the gradebook CSV (None: no gradebook).
-        feedback_dir: folder for ``<student>.html`` feedback, relative to the
+        feedback_dir: folder for ``<student_id>.html`` feedback, relative to the
             report's folder unless absolute (None: no feedback).
     """
 
