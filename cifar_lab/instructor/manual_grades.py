@@ -222,7 +222,7 @@ def parse_points(text: str, most: int) -> int | float | None:
     return tidy_points(value)
 
 
-def _grade_of(row: dict[str, str], students: set[str], most: dict[str, tuple]) -> tuple:
+def _grade_of(row: dict[str, str], students: set[str], written: dict[str, tuple]) -> tuple:
     """(student, grade_id, grade) of one ``manual.csv`` row; ValueError naming the problem."""
     student, grade_id = row.get("student", ""), row.get("grade_id", "")
     if student not in students:
@@ -230,9 +230,9 @@ def _grade_of(row: dict[str, str], students: set[str], most: dict[str, tuple]) -
             f"student {student!r} has no submission in this batch; "
             "write the name as its <student>.zip or folder is named, or delete the row"
         )
-    if grade_id not in most:
-        raise ValueError(f"{grade_id!r} is not a written answer; use one of {sorted(most)}")
-    points = parse_points(row.get("points", ""), most[grade_id][1])
+    if grade_id not in written:
+        raise ValueError(f"{grade_id!r} is not a written answer; use one of {sorted(written)}")
+    points = parse_points(row.get("points", ""), written[grade_id][1])
     return student, grade_id, ManualGrade(points, row.get("comment", "").strip())
 
 
@@ -268,12 +268,12 @@ def read_manual_csv(path: Path, students: set[str]) -> ManualGrades:
             rows = [{k: cell_value(v or "") for k, v in r.items() if k} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"--manual {path} cannot be read ({error}); {SAVE_AS}") from error
-    most, grades, errors, seen = written_cells(), {}, [], {}
+    written, grades, errors, seen = written_cells(), {}, [], {}
     for number, row in enumerate(rows, start=2):
         if not any(value.strip() for value in row.values()):
             continue  # an empty line
         try:
-            student, grade_id, grade = _grade_of(row, students, most)
+            student, grade_id, grade = _grade_of(row, students, written)
         except ValueError as error:
             errors.append(f"row {number}: {error}")
             continue
