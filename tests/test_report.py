@@ -65,9 +65,11 @@ def test_every_column_has_a_type_and_a_meaning():
 def test_columns_and_record_come_from_the_row_type():
     record = _row().record()
     assert list(record) == report_columns(NOTEBOOKS)
-    assert report_columns(NOTEBOOKS)[:6] == [
-        "student", "status", "total_points", "max_points", "manual_points", "problems",
+    assert report_columns(NOTEBOOKS)[:8] == [
+        "student", "status", "total_points", "max_points", "manual_points", "manual_score",
+        "manual_ungraded", "problems",
     ]  # fmt: skip
+    assert report_columns(NOTEBOOKS)[-1] == "student_id" and "manual" not in record
     assert record["01_executed_in_order"] == "yes" and record["01_edited_cells"] == 1
     assert record["02_executed_in_order"] == "missing" and record["02_errors"] == ""
     assert record["problems"] == ["01: cell 3 raised ValueError: no"]  # a list in JSON

@@ -5,6 +5,7 @@
     python -m cifar_lab release --out student_release/
     python -m cifar_lab submit --notebook-dir notebooks --out alice.zip
     python -m cifar_lab grade submissions/ --out report.csv [--rerun] [--gradebook gradebook.csv]
+        [--manual manual.csv | --nbgrader-db gradebook.db]
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
@@ -29,6 +30,7 @@ from cifar_lab.instructor.budget import Limits
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
+from cifar_lab.instructor.manual_grades import DEFAULT_ASSIGNMENT, MANUAL_FILE, ManualGrades
 from cifar_lab.instructor.release import MANIFEST_FILE
 from cifar_lab.instructor.report import GradeOutputs
 from cifar_lab.instructor.rerun import RerunSettings
@@ -156,7 +158,11 @@ def _grade(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, feedback_dir=feedback)
     if not Path(args.submissions).is_dir():
         raise ValueError(f"submissions folder {args.submissions} does not exist; pass a folder")
-    report = ReportFile(Path(args.out), settings.notebooks, resume=args.resume)
+    manual_csv = Path(args.out).parent / MANUAL_FILE
+    settings = dataclasses.replace(settings, manual=manual_grades(args, manual_csv))
+    report = ReportFile(
+        Path(args.out), settings.notebooks, resume=args.resume, manual_csv=manual_csv
+    )
     try:  # each row is on disk as soon as it is final
         rows = grade_folder(Path(args.submissions), settings, report=report)
     except GradingSetupError as error:
@@ -172,6 +178,7 @@ def _grade(args: argparse.Namespace) -> int:
     print(peak_memory_line())
     if feedback is not None:
         print(f"feedback for each student in {feedback}")
+    print(f"written answers to grade by hand: {manual_csv} (then grade --manual {manual_csv})")
     if outputs.gradebook is not None:
         from cifar_lab.instructor.report import write_gradebook
 
@@ -184,6 +191,32 @@ def _grade(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {html_path} and {class_csv}")
     return 0
+
+
+def manual_grades(args: argparse.Namespace, manual_csv: Path) -> ManualGrades | None:
+    """Read the grades ``--manual`` or ``--nbgrader-db`` names, before grading anything.
+
+    Args:
+        args: parsed ``grade`` options.
+        manual_csv: the ``manual.csv`` this batch writes (refused if it would lose grades).
+
+    Returns:
+        The grades (None: neither option given).
+    """
+    from cifar_lab.instructor.grading import find_submissions
+    from cifar_lab.instructor.manual_grades import load_grades, protect_filled, summary
+
+    protect_filled(manual_csv, args.manual and Path(args.manual), resume=args.resume)
+    students = {student for student, _ in find_submissions(Path(args.submissions))[0]}
+    grades = load_grades(
+        students,
+        manual=args.manual and Path(args.manual),
+        nbgrader_db=args.nbgrader_db and Path(args.nbgrader_db),
+        assignment=args.nbgrader_assignment,
+    )
+    if grades is not None:
+        print(summary(grades))
+    return grades
 
 
 def _class_report(
@@ -221,9 +254,22 @@ def _add_output_options(grade: argparse.ArgumentParser) -> None:
     grade.add_argument(
         "--feedback-dir",
         default=outputs["feedback_dir"],
-        help="<student>.html feedback, relative to --out's folder, " + DEFAULT,
+        help="<student_id>.html feedback, relative to --out's folder, " + DEFAULT,
     )
     grade.add_argument("--no-feedback", action="store_true", help="write no feedback files")
+    by_hand = grade.add_mutually_exclusive_group()
+    by_hand.add_argument(
+        "--manual",
+        help=f"merge the points and comments filled into the {MANUAL_FILE} grade wrote",
+    )
+    by_hand.add_argument(
+        "--nbgrader-db", help="merge the written answers' manual grades in nbgrader's gradebook.db"
+    )
+    grade.add_argument(
+        "--nbgrader-assignment",
+        default=DEFAULT_ASSIGNMENT,
+        help="the assignment in --nbgrader-db, " + DEFAULT,
+    )
 
 
 def _positive(kind):

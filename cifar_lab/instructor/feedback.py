@@ -1,25 +1,30 @@
-"""Feedback: ``feedback/<student>.html``, one HTML page per student, written from the row.
+"""Feedback: ``feedback/<student_id>.html``, one HTML page per student, written from the row.
 
 HTML, like nbgrader's ``generate_feedback``, so it opens in any browser and
 uploads to an LMS as it is; every text in it is escaped (check messages and
 problems come from the student's own notebook). It lists, per notebook, each
 graded check with the points earned out of its points and, when it earned
 nothing, why, with the failing check's message and hint as the notebook
-printed them; the written answers awaiting a person; the problems found; and
+printed them; the written answers, with the points and comment a person gave
+(``grade --manual``) or as awaiting a person; the problems found; and
 Part V's claimed accuracies next to the test accuracy the grader recomputed
 from the saved model. It holds no cell source, so no solution text, and
 nothing the student could not see in their own notebook apart from the
 grader's verdicts. Which report columns it shows, and their labels, the row
 type declares (:class:`~cifar_lab.instructor.report.ReportRow`).
+
+The file is named by the row's ``student_id``
+(:func:`~cifar_lab.instructor.report.student_id`), unique per student name, so
+"dup name" and "dup_name", or "Ada" and "ada" on a case-insensitive file system,
+get pages of their own.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 
-from cifar_lab.instructor.report import ReportRow, feedback_items
+from cifar_lab.instructor.report import ReportRow, feedback_items, student_id
 from cifar_lab.instructor.scoring import CellScore, NotebookScore
 
 STYLE = (
@@ -31,9 +36,8 @@ STYLE = (
 
 
 def feedback_path(folder: Path, student: str) -> Path:
-    """``folder/<student>.html``; characters other than letters, digits, ``.-_`` become ``_``."""
-    safe = re.sub(r"[^\w.-]", "_", student).lstrip(".") or "student"
-    return Path(folder) / f"{safe}.html"
+    """``folder/<student_id>.html``: a file of its own for each student name."""
+    return Path(folder) / f"{student_id(student)}.html"
 
 
 def _cell_row(cell: CellScore) -> str:
@@ -41,8 +45,11 @@ def _cell_row(cell: CellScore) -> str:
     if cell.kind == "written":
         result = {
             "manual": "answered; awaiting manual grading",
+            "graded": "graded by hand",
             "unanswered": "not answered",
         }.get(cell.status, html.escape(cell.reason or cell.status))
+        if cell.message:  # the comment of the person who graded it
+            result += f"<pre>{html.escape(cell.message)}</pre>"
         return f"<tr><td>{html.escape(cell.grade_id)}</td><td>{points}</td><td>{result}</td></tr>"
     if cell.status == "passed":
         result = '<span class="passed">passed</span>'
@@ -72,6 +79,22 @@ def _results_section(row: ReportRow) -> str:
     return f"<h2>Part V</h2><table>{cells}</table>"
 
 
+def _points_line(row: ReportRow, scores: list[NotebookScore]) -> str:
+    """The points so far, and what the written answers still await."""
+    total, most, manual = row.total_points, row.max_points, row.manual_points
+    written = [cell for score in scores for cell in score.cells if cell.kind == "written"]
+    waiting = sum(cell.status == "manual" for cell in written)
+    if not any(cell.status == "graded" for cell in written):
+        return (
+            f"<p>Points so far: <b>{total} of {most}</b>. {manual} of the {most} are for "
+            "written answers, which a person grades after this.</p>"
+        )
+    line = f"<p>Points: <b>{total} of {most}</b>, written answers graded by hand included."
+    if waiting:
+        line += f" {waiting} written answer(s) still await a person."
+    return line + "</p>"
+
+
 def render_feedback(
     row: ReportRow, scores: list[NotebookScore], fixes: dict[str, str] | None = None
 ) -> str:
@@ -89,11 +112,7 @@ def render_feedback(
     student = html.escape(row.student)
     parts = [f"<h1>cifar_lab feedback: {student}</h1>"]
     if scores:
-        total, most, manual = row.total_points, row.max_points, row.manual_points
-        parts.append(
-            f"<p>Points so far: <b>{total} of {most}</b>. {manual} of the {most} are for "
-            "written answers, which a person grades after this.</p>"
-        )
+        parts.append(_points_line(row, scores))
     parts.append(f"<p>Status: <b>{html.escape(row.status)}</b></p>")
     problems = row.problems
     if problems:
@@ -116,7 +135,7 @@ def write_feedback(
     scores: list[NotebookScore],
     fixes: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``folder/<student>.html`` (see :func:`render_feedback`); returns its path."""
+    """Write ``folder/<student_id>.html`` (see :func:`render_feedback`); returns its path."""
     path = feedback_path(folder, row.student)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_feedback(row, scores, fixes), encoding="utf-8")

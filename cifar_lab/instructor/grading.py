@@ -70,6 +70,13 @@ from cifar_lab.instructor.inspection import (
     inspect_file,
 )
 from cifar_lab.instructor.intake import copy_folder, extract_zip, notebook_root
+from cifar_lab.instructor.manual_grades import (
+    ManualGrades,
+    manual_entries,
+    manual_totals,
+    merge_manual,
+    tidy_points,
+)
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, PART5_NOTEBOOK
 from cifar_lab.instructor.report import NotebookColumns, ReportFile, ReportRow, first_claim
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
@@ -92,7 +99,9 @@ class GradeSettings:
         num_test: test images (None: all the source holds).
         rerun: re-execution settings, or None to execute nothing.
         limits: memory and time ceilings per submission and for scoring its model.
-        feedback_dir: write ``<student>.html`` feedback there (None: no feedback).
+        feedback_dir: write ``<student_id>.html`` feedback there (None: no feedback).
+        manual: written answers graded by hand, student -> grade_id -> grade
+            (:mod:`~cifar_lab.instructor.manual_grades`; None: none given).
     """
 
     manifest: dict | None = None
@@ -105,6 +114,7 @@ class GradeSettings:
     rerun: RerunSettings | None = None
     limits: Limits = field(default_factory=Limits)
     feedback_dir: Path | None = None
+    manual: ManualGrades | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_notebook_bytes", "max_file_bytes", "max_total_bytes"):
@@ -196,6 +206,7 @@ def grade_root(
     scores = score_submission(
         root, inspections, settings.manifest, settings.max_notebook_bytes, verified
     )
+    scores = merge_manual(scores, (settings.manual or {}).get(student))
     findings = [f for i in inspections for f in i.findings] + part5
     findings += [f for score in scores for f in score.findings]  # tampering, graded cells
     rerun_state = "not-run"
@@ -219,18 +230,20 @@ def grade_root(
         part5_claim_verified=verified,
         answers_present=f"{present}/{expected}",
         rerun=rerun_state,
+        manual=manual_entries(student, scores),
     )
     return _with_feedback(row, scores, findings, settings.feedback_dir)
 
 
-def _points(scores: list[NotebookScore]) -> dict[str, int]:
+def _points(scores: list[NotebookScore]) -> dict[str, int | float]:
     """The row's points columns (none when nothing was scored: they stay blank)."""
     if not scores:
         return {}
     return {
-        "total_points": sum(score.points for score in scores),
+        "total_points": tidy_points(sum(score.points for score in scores)),
         "max_points": sum(score.max_points for score in scores),
         "manual_points": sum(score.manual_points for score in scores),
+        **manual_totals(scores),
     }
 
 

@@ -19,26 +19,37 @@ whose JSON write a kill interrupted; that student is graded again).
 **The gradebook** (:func:`write_gradebook`): one row per student (student, total, max,
 status), ready for an LMS upload. ``grade --gradebook gradebook.csv`` writes it after
 the batch, from the report on disk, so students kept from an earlier run
-(``--resume``) are in it too. ``total`` is the autograded points (written answers
-count 0 until a person grades them); ``max`` is the course's maximum; a submission
-that could not be scored at all has total 0.
+(``--resume``) are in it too. ``total`` is the autograded points plus the written
+answers' points given by hand (``grade --manual``; an answer not graded yet counts 0);
+``max`` is the course's maximum; a submission that could not be scored at all has total 0.
+
+**Written answers** (``manual.csv``, :mod:`~cifar_lab.instructor.manual_grades`): each row
+carries its student's written answers (not a column); :class:`ReportFile` appends them
+to ``manual.csv`` beside the report as the row is added.
+
+**Every CSV cell** goes through :func:`~cifar_lab.instructor.spreadsheet.spreadsheet_cell`
+(text a spreadsheet would run as a formula is quoted), and each student's files are
+named by :func:`student_id`, unique per name (``feedback/<student_id>.html``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cifar_lab.instructor.inspection import NotebookInspection
+from cifar_lab.instructor.manual_grades import MANUAL_COLUMNS, ManualEntry, tidy_points
 from cifar_lab.instructor.points import COURSE_MAX_POINTS
 from cifar_lab.instructor.scoring import NotebookScore
+from cifar_lab.instructor.spreadsheet import read_csv_rows, write_csv_rows
 
 Blank = str  # "" where a value is unknown or does not apply
 
@@ -49,6 +60,7 @@ def about(
     gradebook: tuple[int, str] | None = None,
     if_blank: int | None = None,
     feedback: str | None = None,
+    column: bool = True,
 ) -> dict[str, Any]:
     """The metadata of one report column: its meaning, and where else it goes.
 
@@ -57,11 +69,39 @@ def about(
         gradebook: its (position, name) in the gradebook (None: not in the gradebook).
         if_blank: the gradebook's integer for a blank value (None: copied as it is).
         feedback: its label on the student's feedback page (None: not shown there).
+        column: False for a field the row carries that is no report column.
 
     Returns:
         The ``metadata`` of its dataclass field.
     """
-    return {"meaning": meaning, "gradebook": gradebook, "if_blank": if_blank, "feedback": feedback}
+    return {
+        "meaning": meaning,
+        "gradebook": gradebook,
+        "if_blank": if_blank,
+        "feedback": feedback,
+        "column": column,
+    }
+
+
+STUDENT_ID_HASH = 10  # hex digits of sha256(name): 40 bits, no collision in any class
+
+
+def student_id(student: str) -> str:
+    """A file-safe id, unique per student name: the name's safe characters and a hash.
+
+    Two names that differ only in characters a file name cannot hold ("dup name",
+    "dup_name") or only in case ("Ada", "ada", on a case-insensitive file system)
+    get different ids, since the hash is of the exact name.
+
+    Args:
+        student: the row's student name (any text).
+
+    Returns:
+        ``<safe part>-<10 hex digits>``: ASCII letters, digits, ``.``, ``_`` and ``-``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", student).lstrip(".")[:60] or "student"
+    digest = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{safe}-{digest[:STUDENT_ID_HASH]}"
 
 
 @dataclass(frozen=True)
@@ -123,10 +163,10 @@ class ReportRow:
             gradebook=(3, "status"),
         ),
     )
-    total_points: int | Blank = field(
+    total_points: float | Blank = field(
         default="",
         metadata=about(
-            "autograded points earned (written answers count 0 until graded by hand)",
+            "points earned: autograded, plus written answers graded by hand (--manual)",
             gradebook=(1, "total"),
             if_blank=0,
         ),
@@ -140,7 +180,13 @@ class ReportRow:
         ),
     )
     manual_points: int | Blank = field(
-        default="", metadata=about("points of the written answers, graded by hand")
+        default="", metadata=about("the written answers' share of max_points, graded by hand")
+    )
+    manual_score: float | Blank = field(
+        default="", metadata=about("points given by hand to the written answers (--manual)")
+    )
+    manual_ungraded: int | Blank = field(
+        default="", metadata=about("answered written answers not graded by hand yet")
     )
     problems: tuple[str, ...] = field(
         default=(), metadata=about("every finding, one sentence each")
@@ -186,11 +232,23 @@ class ReportRow:
     grading_seconds: float | Blank = field(
         default="", metadata=about("wall seconds this submission took to grade, all of it")
     )
+    student_id: str = field(
+        init=False,
+        default="",
+        metadata=about("unique, file-safe id of the student: feedback/<student_id>.html"),
+    )
+    manual: tuple[ManualEntry, ...] = field(
+        default=(),
+        metadata=about("the written answers, for manual.csv (no column)", column=False),
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "student_id", student_id(self.student))
 
     def record(self) -> dict[str, Any]:
         """The row as ``report.json`` holds it: column name -> value (``problems`` a list)."""
         values: dict[str, Any] = {}
-        for spec in dataclasses.fields(self):
+        for spec in columns_of(self):
             value = getattr(self, spec.name)
             if spec.name == "notebooks":
                 values |= {
@@ -201,6 +259,11 @@ class ReportRow:
             else:
                 values[spec.name] = list(value) if isinstance(value, tuple) else value
         return values
+
+
+def columns_of(row_type) -> list[dataclasses.Field]:
+    """The fields of a row type (or row) that are report columns, in order."""
+    return [spec for spec in dataclasses.fields(row_type) if spec.metadata.get("column", True)]
 
 
 def _notebook_fields() -> list[str]:
@@ -215,7 +278,7 @@ def report_columns(notebooks: tuple[str, ...], row_type: type[ReportRow] = Repor
         row_type: :class:`ReportRow` or a subclass with further columns.
     """
     columns = []
-    for spec in dataclasses.fields(row_type):
+    for spec in columns_of(row_type):
         if spec.name == "notebooks":
             columns += [f"{name[:2]}_{each}" for name in notebooks for each in _notebook_fields()]
         else:
@@ -227,7 +290,7 @@ def feedback_items(row: ReportRow) -> list[tuple[str, Any]]:
     """(label, value) of every column the feedback page shows, in column order."""
     return [
         (spec.metadata["feedback"], getattr(row, spec.name))
-        for spec in dataclasses.fields(row)
+        for spec in columns_of(row)
         if spec.metadata.get("feedback")
     ]
 
@@ -239,11 +302,9 @@ def first_claim(values: dict[str, float]) -> float | Blank:
 
 def _csv_text(rows: list[dict], columns: list[str], *, header: bool) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="raise")
-    if header:
-        writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "problems": "; ".join(row.get("problems", []))})
+    if "problems" in columns:
+        rows = [{**row, "problems": "; ".join(row.get("problems", []))} for row in rows]
+    write_csv_rows(buffer, columns, rows, header=header)
     return buffer.getvalue()
 
 
@@ -261,6 +322,14 @@ def _replace(path: Path, text: str) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _append(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` durably (flushed and ``fsync``-ed)."""
+    with open(path, "a", encoding="utf-8", errors="backslashreplace", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_rows(json_path: Path) -> list[dict[str, Any]]:
@@ -288,6 +357,8 @@ class ReportFile:
         notebooks: the notebooks whose ``NN_*`` columns the CSV has, in order.
         row_type: :class:`ReportRow` or a subclass; its fields are the columns.
         resume: keep the rows already in ``report.json`` (else start empty).
+        manual_csv: append each row's written answers there (None: not written);
+            with ``resume``, the rows of students kept are kept.
     """
 
     def __init__(
@@ -297,6 +368,7 @@ class ReportFile:
         *,
         row_type: type[ReportRow] = ReportRow,
         resume: bool = False,
+        manual_csv: Path | None = None,
     ) -> None:
         self.csv_path = Path(out)
         self.json_path = self.csv_path.with_suffix(".json")
@@ -306,6 +378,17 @@ class ReportFile:
         self.rows: list[dict[str, Any]] = read_rows(self.json_path) if resumable else []
         _replace(self.csv_path, _csv_text(self.rows, self.columns, header=True))
         self._write_json()
+        self.manual_csv = None if manual_csv is None else Path(manual_csv)
+        if self.manual_csv is not None:
+            kept = []
+            if resume and self.manual_csv.is_file():  # the students kept keep their answers
+                earlier = read_csv_rows(self.manual_csv)
+                kept = [
+                    {k: v for k, v in row.items() if k in MANUAL_COLUMNS}
+                    for row in earlier
+                    if row.get("student") in self.students
+                ]
+            _replace(self.manual_csv, _csv_text(kept, list(MANUAL_COLUMNS), header=True))
 
     @property
     def students(self) -> set[str]:
@@ -316,12 +399,10 @@ class ReportFile:
         """Append one final row to both files, durably, before returning its record."""
         record = row.record()
         text = _csv_text([record], self.columns, header=False)  # raises first on bad keys
-        with open(
-            self.csv_path, "a", encoding="utf-8", errors="backslashreplace", newline=""
-        ) as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _append(self.csv_path, text)
+        if self.manual_csv is not None and row.manual:
+            entries = [entry.record() for entry in row.manual]
+            _append(self.manual_csv, _csv_text(entries, list(MANUAL_COLUMNS), header=False))
         self.rows.append(record)
         self._write_json()
         return record
@@ -336,7 +417,7 @@ class GradeOutputs:
 
     Attributes:
         gradebook: path of the gradebook CSV (None: no gradebook).
-        feedback_dir: folder for ``<student>.html`` feedback, relative to the
+        feedback_dir: folder for ``<student_id>.html`` feedback, relative to the
             report's folder unless absolute (None: no feedback).
     """
 
@@ -352,7 +433,7 @@ class GradeOutputs:
 
 def gradebook_columns(row_type: type[ReportRow] = ReportRow) -> list[dataclasses.Field]:
     """The row's fields that go into the gradebook, in gradebook order."""
-    chosen = [spec for spec in dataclasses.fields(row_type) if spec.metadata.get("gradebook")]
+    chosen = [spec for spec in columns_of(row_type) if spec.metadata.get("gradebook")]
     return sorted(chosen, key=lambda spec: spec.metadata["gradebook"][0])
 
 
@@ -367,10 +448,15 @@ def gradebook_rows(
         for spec in specs:
             value, if_blank = row.get(spec.name, ""), spec.metadata["if_blank"]
             if if_blank is not None:  # a number, or the stated value when blank
-                value = int(value) if str(value).strip() else if_blank
+                value = _number(value) if str(value).strip() else if_blank
             entry[spec.metadata["gradebook"][1]] = value
         rows.append(entry)
     return rows
+
+
+def _number(value: Any) -> int | float:
+    """A report number (int, float or its CSV text) as an int when whole (7.0 -> 7)."""
+    return tidy_points(float(value))
 
 
 def write_gradebook(report_csv: Path, out: Path, row_type: type[ReportRow] = ReportRow) -> Path:
@@ -384,13 +470,10 @@ def write_gradebook(report_csv: Path, out: Path, row_type: type[ReportRow] = Rep
     Returns:
         ``out``.
     """
-    with open(report_csv, newline="", encoding="utf-8") as handle:
-        report_rows = list(csv.DictReader(handle))
+    report_rows = read_csv_rows(Path(report_csv))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as handle:
         names = [spec.metadata["gradebook"][1] for spec in gradebook_columns(row_type)]
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        writer.writerows(gradebook_rows(report_rows, row_type))
+        write_csv_rows(handle, names, gradebook_rows(report_rows, row_type), header=True)
     return out

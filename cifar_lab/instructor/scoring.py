@@ -19,7 +19,8 @@ A **check** earns its points only when all of these hold:
 * for ``final_training_check``: Part V's saved model confirms the claims.
 
 A **written** answer is ``manual``: 0 points until a person grades it, out of
-its points. Solution cells are worth 0 (their check carries the points).
+its points (:mod:`~cifar_lab.instructor.manual_grades` merges those grades).
+Solution cells are worth 0 (their check carries the points).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, Overfl
 
 PART5_CHECKS = ("final_training_check",)  # worth points only when the saved model verifies
 RELEASE_FIX = "start again from the release notebook and copy your work into it"
+MAX_ANSWER_SOURCE = 20_000  # characters of a written answer kept for manual grading
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,22 @@ class CellScore:
         kind: ``"solution"``, ``"check"`` or ``"written"``.
         points: points earned (0 for a written answer until graded by hand).
         max_points: its points in the table.
-        status: ``"passed"``, ``"failed"``, ``"manual"``, ``"unanswered"``,
-            ``"done"``, ``"stub"`` or ``"missing"``.
+        status: ``"passed"``, ``"failed"``, ``"manual"`` (awaiting a person),
+            ``"graded"`` (by a person), ``"unanswered"``, ``"done"``, ``"stub"`` or ``"missing"``.
         reason: why a check did not earn its points ("" when it did).
-        message: the failing check's error message and hint, as the notebook showed it.
+        message: the failing check's error message and hint, as the notebook showed it;
+            for a written answer, the comment of the person who graded it.
+        answer: a written answer's cell source as handed in (cut to ``MAX_ANSWER_SOURCE``).
     """
 
     grade_id: str
     kind: str
-    points: int
+    points: int | float
     max_points: int
     status: str
     reason: str = ""
     message: str = ""
+    answer: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class NotebookScore:
     findings: tuple[Finding, ...] = ()
 
     @property
-    def points(self) -> int:
+    def points(self) -> int | float:
         return sum(cell.points for cell in self.cells)
 
     @property
@@ -258,7 +263,8 @@ def score_notebook(
             scores.append(CellScore(row.grade_id, row.kind, 0, row.points, "missing", reason))
         elif row.kind == "written":
             status = "manual" if answer_is_present(cells[index]) else "unanswered"
-            scores.append(CellScore(row.grade_id, "written", 0, row.points, status))
+            answer = cell_source(cells[index])[:MAX_ANSWER_SOURCE]
+            scores.append(CellScore(row.grade_id, "written", 0, row.points, status, answer=answer))
         else:
             score, problems = _score_check(row, index, entries[row.grade_id], notebook_cells, stub)
             scores.append(score)

@@ -47,6 +47,7 @@ from cifar_lab.instructor.class_view.similarity import Similarity, SimilaritySet
 from cifar_lab.instructor.class_view.sources import collect_sources, course_references
 from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.inspection import finite_number
+from cifar_lab.instructor.spreadsheet import spreadsheet_cell
 
 HTML_FILE = "class_report.html"
 CSV_FILE = "class_report.csv"
@@ -129,15 +130,8 @@ def write_class_report(
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for entry in check_table([row for row in rows if isinstance(row, dict)]):
-            writer.writerow({key: _spreadsheet_safe(entry.get(key, "")) for key in CSV_COLUMNS})
+            writer.writerow({key: spreadsheet_cell(entry.get(key, "")) for key in CSV_COLUMNS})
     return html_path, csv_path
-
-
-def _spreadsheet_safe(value: Any) -> Any:
-    """Text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) gets a ``'``."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def write_batch_report(
