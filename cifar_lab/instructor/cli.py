@@ -94,13 +94,13 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _grade_manifest(args: argparse.Namespace) -> dict | None:
     from cifar_lab.instructor.notebooks import notebook_dir
-    from cifar_lab.instructor.release import build_release, load_manifest
+    from cifar_lab.instructor.release import course_manifest, load_manifest
 
     if args.manifest:
         return load_manifest(Path(args.manifest))
     course = notebook_dir()
     print(f"note: cell structure compared with a release of {course} (see --manifest)")
-    return build_release(course)[1]
+    return course_manifest()
 
 
 def rerun_settings(args: argparse.Namespace) -> RerunSettings | None:
