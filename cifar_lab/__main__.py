@@ -6,6 +6,7 @@ Commands:
     run              the main job: execute the notebooks headless and summarise them
                      (--notebooks DIR: a student's own folder)
     refresh-outputs  maintainers: refresh the committed outputs of checked cells
+    nbgrader-config  instructors: write the course's nbgrader_config.py into a folder
     train-best       train and evaluate the best no-convolution recipe (Part V)
     release          instructors: write student notebooks without solutions
     submit           students: check executed notebooks and zip them
@@ -35,6 +36,7 @@ from pathlib import Path
 from cifar_lab import __version__
 
 DEFAULT = "default: %(default)s"
+NBGRADER_CONFIG = "nbgrader_config.py"  # shipped in cifar_lab/instructor/
 
 
 def _defaults(function) -> dict:
@@ -176,6 +178,40 @@ def _add_notebooks_command(commands) -> None:
     notebooks.set_defaults(handler=_copy_notebooks)
 
 
+def _write_nbgrader_config(args: argparse.Namespace) -> int:
+    import shutil
+
+    import cifar_lab.instructor
+
+    shipped = Path(cifar_lab.instructor.__file__).parent / NBGRADER_CONFIG
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; pass your nbgrader course folder as --out")
+    target = out_dir / NBGRADER_CONFIG
+    if target.exists() and not args.force:
+        raise ValueError(f"{target} exists; pass --force to overwrite it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shipped, target)
+    print(f"wrote {target}")
+    print(
+        "next: copy the five source notebooks (with their solutions) from the repository's "
+        f"notebooks/ into {out_dir / 'source' / 'cifar_lab'}/; they are not in the package"
+    )
+    return 0
+
+
+def _add_nbgrader_config_command(commands) -> None:
+    config = commands.add_parser(
+        "nbgrader-config",
+        help="instructors: write the course's nbgrader_config.py into a folder",
+        description=f"Write the course's {NBGRADER_CONFIG} (execution timeouts, kernel "
+        "set-up) into an nbgrader course folder.",
+    )
+    config.add_argument("--out", required=True, help="the nbgrader course folder (created)")
+    config.add_argument("--force", action="store_true", help="overwrite an existing config")
+    config.set_defaults(handler=_write_nbgrader_config)
+
+
 def _add_run_commands(commands) -> None:
     from cifar_lab.instructor.notebooks import run_all
     from cifar_lab.profiles import PROFILES
@@ -244,6 +280,7 @@ def build_parser(prog: str = "python -m cifar_lab") -> argparse.ArgumentParser:
     data.set_defaults(handler=_data_summary)
     _add_notebooks_command(commands)
     _add_run_commands(commands)
+    _add_nbgrader_config_command(commands)
     add_recipe_command(commands)
     add_instructor_commands(commands)
     return parser

@@ -170,3 +170,22 @@ def test_refresh_outputs_refuses_installed_notebooks(monkeypatch, capsys):
 def test_cell_source_joins_lists_of_lines(source, expected):
     cell = {"cell_type": "code"} if source is None else {"cell_type": "code", "source": source}
     assert notebook_files.cell_source(cell) == expected
+
+
+def test_nbgrader_config_writes_the_shipped_config(tmp_path, capsys):
+    shipped = REPO_ROOT / "cifar_lab" / "instructor" / "nbgrader_config.py"
+    course = tmp_path / "course"
+    assert main(["nbgrader-config", "--out", str(course)]) == 0
+    assert (course / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
+    printed = capsys.readouterr().out
+    assert "source notebooks" in printed and str(course / "source" / "cifar_lab") in printed
+    assert "c.Execute.timeout" in shipped.read_text()  # the course's settings, not a stub
+
+    (course / "nbgrader_config.py").write_text("# mine")
+    assert main(["nbgrader-config", "--out", str(course)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (course / "nbgrader_config.py").read_text() == "# mine"
+    assert main(["nbgrader-config", "--out", str(course), "--force"]) == 0
+    assert (course / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
+    assert main(["nbgrader-config", "--out", str(shipped)]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -214,6 +214,10 @@ def test_installed_commands_work_outside_the_checkout(installed, tmp_path):
     assert sorted(manifest["notebooks"]) == stems
     assert manifest == json.loads((edition / MANIFEST_FILE).read_text())
 
+    _run([*python, "nbgrader-config", "--out", "nbcourse"], cwd=work, env=env, timeout=120)
+    shipped = target / "cifar_lab" / "instructor" / "nbgrader_config.py"
+    assert (work / "nbcourse" / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
+
     (work / "submissions").mkdir()
     grade = [*python, "grade", "submissions", "--out", "report.csv"]
     printed = _run(grade, cwd=work, env=env, timeout=300)

@@ -38,7 +38,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cifar_lab import __version__
 from cifar_lab.checks import check_pattern
 from cifar_lab.instructor.claims import read_part5_results
 from cifar_lab.instructor.findings import Finding
@@ -126,6 +125,20 @@ def student_id(explicit: str | None, environ: Mapping[str, str]) -> str:
     )
 
 
+def package_version() -> str:
+    """The installed cifar_lab's version (``"unknown"`` when run from an uninstalled tree).
+
+    Read from the distribution's metadata: an instructor module never imports the
+    package's front door, ``cifar_lab.__version__`` (tests/test_architecture.py).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cifar_lab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def submission_record(student: str, *, profile: str, when: datetime) -> dict[str, Any]:
     """Return the ``submission.json`` that ``submit`` writes into the zip.
 
@@ -140,7 +153,7 @@ def submission_record(student: str, *, profile: str, when: datetime) -> dict[str
     return {
         "format": RECORD_FORMAT,
         "student": student,
-        "cifar_lab_version": __version__,
+        "cifar_lab_version": package_version(),
         "profile": profile,
         "submitted_at": when.isoformat(timespec="seconds"),
     }
