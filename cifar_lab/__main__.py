@@ -2,18 +2,21 @@
 
 Commands:
     data             load CIFAR-10 and print a summary of the splits
-    notebooks        copy the five course notebooks into a folder, to start working
+    notebooks        copy the student edition of the five notebooks into a folder
     run              the main job: execute the notebooks headless and summarise them
+                     (--notebooks DIR: a student's own folder)
     refresh-outputs  maintainers: refresh the committed outputs of checked cells
+    nbgrader-config  instructors: write the course's nbgrader_config.py into a folder
     train-best       train and evaluate the best no-convolution recipe (Part V)
     release          instructors: write student notebooks without solutions
     submit           students: check executed notebooks and zip them
     grade            instructors: grade a folder of submissions into a report
 
-Every command finds the course notebooks in a checkout's ``notebooks/`` or, once
-installed from a wheel, in ``cifar_lab/notebooks/`` (see
-:func:`cifar_lab.instructor.notebooks.notebook_dir`). Option defaults and choices
-come from the library; building the parser never imports TensorFlow.
+Every command finds the course notebooks in a checkout's ``notebooks/`` (the
+instructor's, with solutions) or, once installed from a wheel, the student edition in
+``cifar_lab/student_edition/`` (see :func:`cifar_lab.instructor.notebooks.notebook_dir`).
+Option defaults and choices come from the library; building the parser never imports
+TensorFlow.
 
 An error a command raises for its user (a wrong value, a missing or unreadable
 file) is printed as one plain line, its fixes spelled as this command's options
@@ -33,6 +36,7 @@ from pathlib import Path
 from cifar_lab import __version__
 
 DEFAULT = "default: %(default)s"
+NBGRADER_CONFIG = "nbgrader_config.py"  # shipped in cifar_lab/instructor/
 
 
 def _defaults(function) -> dict:
@@ -67,33 +71,41 @@ def _data_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _select_notebooks(prefixes: list[str] | None) -> list[Path]:
+def _select_notebooks(prefixes: list[str] | None, folder: Path | None = None) -> list[Path]:
     from cifar_lab.instructor.notebooks import course_notebooks, notebook_dir
 
-    notebooks = course_notebooks()
+    folder = notebook_dir() if folder is None else folder
+    notebooks = course_notebooks(folder)
+    if not notebooks:
+        raise ValueError(f"no NN_name.ipynb notebooks in {folder}; pass your notebooks' folder")
     chosen = [p for p in notebooks if not prefixes or any(p.stem.startswith(k) for k in prefixes)]
     if not chosen:
         raise ValueError(
-            f"no notebooks matched --only {' '.join(prefixes or [])} in {notebook_dir()}; "
+            f"no notebooks matched --only {' '.join(prefixes or [])} in {folder}; "
             f"use prefixes of {', '.join(p.stem for p in notebooks)}"
         )
     return chosen
 
 
-def _working_copies(notebooks: list[Path], out_dir: Path) -> list[Path]:
-    """Copy installed notebooks into ``out_dir``: kernels write next to their notebook.
+def _notebooks_to_run(folder: str | None) -> Path | None:
+    """The folder ``run`` executes: --notebooks, else the checkout's (None).
 
-    Notebook 05 writes ``part5/`` and ``runs/`` into its own folder, which must not
-    be the installed package; in a checkout the notebooks run where they are.
+    Installed, the course's own notebooks are the student edition, whose exercises
+    stop at their stubs: a student runs their own copy, named with --notebooks.
     """
-    import shutil
-
     from cifar_lab.instructor.notebooks import notebooks_installed
 
-    if not notebooks_installed():
-        return notebooks
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copyfile(path, out_dir / path.name)) for path in notebooks]
+    if folder is not None:
+        if not Path(folder).is_dir():
+            raise ValueError(f"--notebooks {folder} is not a folder; pass your notebooks' folder")
+        return Path(folder)
+    if notebooks_installed():
+        raise ValueError(
+            "this installed cifar_lab holds the student edition, whose exercises are yours to "
+            "write: copy it with `cifar-lab notebooks --out DIR`, work in DIR, then pass "
+            "--notebooks DIR"
+        )
+    return None
 
 
 def _check_source(source: str | None) -> None:
@@ -110,7 +122,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     if args.source:
         os.environ["CIFAR10_SOURCE"] = args.source  # the kernels inherit it
     out_dir = Path(args.out)
-    notebooks = _working_copies(_select_notebooks(args.only), out_dir)
+    notebooks = _select_notebooks(args.only, _notebooks_to_run(args.notebooks))
     runs = run_all(notebooks, out_dir, profile=args.profile, cell_timeout=args.cell_timeout)
     print()
     print(format_summary(runs))
@@ -138,29 +150,66 @@ def _copy_notebooks(args: argparse.Namespace) -> int:
     import importlib.util
     import shlex
 
-    from cifar_lab.instructor.notebooks import copy_course_notebooks, notebook_dir
+    from cifar_lab.instructor.release import MANIFEST_FILE, copy_student_edition
 
-    written = copy_course_notebooks(Path(args.out), force=args.force)
-    print(f"copied {len(written)} course notebooks from {notebook_dir()}:")
+    written = copy_student_edition(Path(args.out), force=args.force)
+    print(
+        f"copied the student edition of the {len(written)} course notebooks "
+        f"(exercises to fill in, no solutions) and {MANIFEST_FILE}:"
+    )
     for path in written:
         print(f"  {path}")
     print(f"next: jupyter lab {shlex.quote(args.out)}")
     if importlib.util.find_spec("jupyterlab") is None:
         print("      (JupyterLab is not installed: pip install 'cifar_lab[student]')")
+    print(f"check your work with: cifar-lab run --notebooks {shlex.quote(args.out)}")
     return 0
 
 
 def _add_notebooks_command(commands) -> None:
     notebooks = commands.add_parser(
         "notebooks",
-        help="copy the five course notebooks into a folder, to start working",
-        description="Copy the five course notebooks (with their reference solutions; "
-        "instructors: `release` writes the student version) into --out, "
-        "then open them with `jupyter lab OUT`.",
+        help="copy the student edition of the five course notebooks into a folder",
+        description="Copy the student edition of the five course notebooks (exercises "
+        "to fill in, no solutions) into --out, then open them with `jupyter lab OUT`.",
     )
     notebooks.add_argument("--out", required=True, help="folder to copy them into (created)")
     notebooks.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     notebooks.set_defaults(handler=_copy_notebooks)
+
+
+def _write_nbgrader_config(args: argparse.Namespace) -> int:
+    import shutil
+
+    import cifar_lab.instructor
+
+    shipped = Path(cifar_lab.instructor.__file__).parent / NBGRADER_CONFIG
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; pass your nbgrader course folder as --out")
+    target = out_dir / NBGRADER_CONFIG
+    if target.exists() and not args.force:
+        raise ValueError(f"{target} exists; pass --force to overwrite it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shipped, target)
+    print(f"wrote {target}")
+    print(
+        "next: copy the five source notebooks (with their solutions) from the repository's "
+        f"notebooks/ into {out_dir / 'source' / 'cifar_lab'}/; they are not in the package"
+    )
+    return 0
+
+
+def _add_nbgrader_config_command(commands) -> None:
+    config = commands.add_parser(
+        "nbgrader-config",
+        help="instructors: write the course's nbgrader_config.py into a folder",
+        description=f"Write the course's {NBGRADER_CONFIG} (execution timeouts, kernel "
+        "set-up) into an nbgrader course folder.",
+    )
+    config.add_argument("--out", required=True, help="the nbgrader course folder (created)")
+    config.add_argument("--force", action="store_true", help="overwrite an existing config")
+    config.set_defaults(handler=_write_nbgrader_config)
 
 
 def _add_run_commands(commands) -> None:
@@ -176,6 +225,11 @@ def _add_run_commands(commands) -> None:
         "--out", default="outputs", help="folder for executed copies and HTML, " + DEFAULT
     )
     run.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
+    run.add_argument(
+        "--notebooks",
+        default=None,
+        help="run the notebooks of this folder, in place (default: a checkout's notebooks/)",
+    )
     run.add_argument(
         "--cell-timeout", type=int, default=defaults["cell_timeout"], help="seconds, " + DEFAULT
     )
@@ -226,6 +280,7 @@ def build_parser(prog: str = "python -m cifar_lab") -> argparse.ArgumentParser:
     data.set_defaults(handler=_data_summary)
     _add_notebooks_command(commands)
     _add_run_commands(commands)
+    _add_nbgrader_config_command(commands)
     add_recipe_command(commands)
     add_instructor_commands(commands)
     return parser

@@ -16,6 +16,7 @@ Free of TensorFlow, so the data layer and the configs stay cheap to import.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -218,3 +219,26 @@ def _int_hint(value: Any) -> str:
         except ValueError:  # not a number written as text: no hint beats a wrong one
             return ""
     return ""
+
+
+def check_pattern(name: str, value: Any, pattern: re.Pattern[str], description: str) -> str:
+    """Return ``value`` if it is a str that ``pattern`` matches in full, else raise.
+
+    Args:
+        name: the argument's name, quoted in the error.
+        value: the text to check.
+        pattern: a compiled regular expression the whole text must match.
+        description: what ``pattern`` accepts, in words, for the error.
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        TypeError: ``value`` is not a str.
+        ValueError: ``value`` does not match ``pattern``.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str ({description}), got {_describe(value)}")
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{name} {value[:80]!r} is not valid: use {description}")
+    return value

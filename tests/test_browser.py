@@ -1,17 +1,25 @@
 """A student's first hour, end to end, in a real browser (slow).
 
-What a student does after ``pip install``: copy the course with
+What a student does after ``pip install``: copy the student edition with
 ``python -m cifar_lab notebooks --out course/``, start JupyterLab on it, open
-``01_preparation.ipynb``, choose Run > Run All Cells and look at the outputs.
-Here JupyterLab runs on a random free port of 127.0.0.1 with a token, the
-kernel gets ``CIFAR_LAB_PROFILE=quick`` and the real CIFAR-10 archive, and
-headless Chromium (Debian's ``/usr/bin/chromium``) is driven by Playwright.
+``01_preparation.ipynb`` and choose Run > Run All Cells. Here JupyterLab runs on a
+random free port of 127.0.0.1 with a token, the kernel gets
+``CIFAR_LAB_PROFILE=quick`` and the real CIFAR-10 archive, and headless Chromium
+(Debian's ``/usr/bin/chromium``) is driven by Playwright.
 
-The test checks that every code cell ran, that the class-sample grid rendered
-as an image, that no cell shows a Python traceback (TensorFlow's log lines on
-stderr are fine), and that the notebook saved from the browser holds no
-``error`` output. A full-page screenshot is written to the test's tmp folder
-(its path is printed) and copied to ``$CIFAR_LAB_SCREENSHOT_DIR`` when set.
+The student's path, step by step (screenshots of steps 2-4):
+
+2. Run All stops at the first exercise, its ``NotImplementedError`` hint visible.
+3. A wrong solution, typed into the exercise cell through the keyboard, runs with
+   its check: the check's hint appears.
+4. The right solutions, typed the same way, pass their checks ("check passed"), and
+   Run All goes to the end: every code cell ran, the class-sample grid is drawn, no
+   cell shows a Python traceback (TensorFlow's log lines on stderr are fine), and
+   the notebook saved from the browser holds no ``error`` output.
+5. ``cifar-lab submit`` in the folder refuses, naming the unfinished notebooks.
+
+Screenshots are written to the test's tmp folder (their paths are printed) and
+copied to ``$CIFAR_LAB_SCREENSHOT_DIR`` when set.
 
 Skips, with the reason, where the real archive, ``/usr/bin/chromium``,
 Playwright or JupyterLab is missing; ``.ci/run`` installs them and reports
@@ -40,6 +48,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import REAL_SOURCE, requires_real_data
+
+from cifar_lab.instructor.release import CODE_PLACEHOLDER
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "01_preparation.ipynb"
@@ -95,7 +105,11 @@ def _copy_course(out: Path) -> None:
 def _write_lab_settings(settings_dir: Path) -> None:
     """User settings: every cell in the DOM (no windowing), no news or update checks."""
     settings = {
-        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+        "@jupyterlab/notebook-extension/tracker": {
+            "windowingMode": "none",
+            # typed code as a student types it: no closing bracket added for them
+            "codeCellConfig": {"autoClosingBrackets": False},
+        },
         "@jupyterlab/apputils-extension/notification": {
             "fetchNews": "false",
             "checkForUpdates": False,
@@ -302,7 +316,7 @@ SCROLLER_JS = (
 )
 
 
-def _screenshot(page, tmp_path: Path, name: str = "01_preparation_run_all.png") -> Path:
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
     """Full-page PNG: the viewport grown until the whole notebook shows, scrolled to the top."""
     height = page.evaluate(f"() => {SCROLLER_JS}?.scrollHeight ?? 0")
     page.set_viewport_size({"width": 1280, "height": max(900, min(int(height) + 150, 12_000))})
@@ -319,8 +333,87 @@ def _screenshot(page, tmp_path: Path, name: str = "01_preparation_run_all.png") 
     return path
 
 
-def _open_and_run_all(page, lab: Lab) -> dict:
-    """Open the notebook, wait for its kernel, Run > Run All Cells, wait, save (Ctrl+S)."""
+# Typed into notebook 01's exercise cells: a wrong first solution (per-pixel statistics,
+# shape (32, 32, 3), where the check wants one value per channel), then the right ones.
+WRONG_STANDARDISE = """def standardise_splits(X_train, X_val, X_test):
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    return X_train, X_val, X_test, mean, std"""
+WRONG_HINT = "Hint: reduce over axes (0, 1, 2)"
+RIGHT_STANDARDISE = """def standardise_splits(X_train, X_val, X_test):
+    mean = X_train.mean(axis=(0, 1, 2), dtype=np.float64).astype(np.float32)
+    std = X_train.std(axis=(0, 1, 2), dtype=np.float64).astype(np.float32)
+    out = [(X.astype(np.float32) - mean) / std for X in (X_train, X_val, X_test)]
+    return out[0], out[1], out[2], mean, std"""
+RIGHT_MINIBATCHES = """class Minibatches:
+    def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+        self.X, self.y = X, y
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self):
+        N = len(self.X)
+        order = self.rng.permutation(N) if self.shuffle else np.arange(N)
+        for start in range(0, N, self.batch_size):
+            batch = order[start : start + self.batch_size]
+            yield self.X[batch], self.y[batch]"""
+CELLS = "document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')"
+OUTPUT_HAS_JS = f"([i, text]) => ({CELLS}[i]?.querySelector('.jp-OutputArea')?.textContent ?? '')"
+OUTPUT_HAS_JS += ".includes(text)"
+
+
+def _exercise_cells(notebook: Path) -> dict[str, int]:
+    """Index of each exercise cell (a stub ``release`` wrote) by the name it defines."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    found = {}
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code" and CODE_PLACEHOLDER in cell.source:
+            match = re.search(r"^(?:def|class) (\w+)", cell.source, re.M)
+            found[match.group(1)] = index
+    return found
+
+
+def _type_into_cell(page, index: int, code: str) -> None:
+    """Replace a cell's code by typing ``code`` on the keyboard, line by line.
+
+    The editor indents each new line itself; the typed line replaces that
+    indentation (selected with Shift+Home), so the code keeps its own.
+    """
+    cell = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    for number, line in enumerate(code.splitlines()):
+        if number:
+            page.keyboard.press("Enter")
+            page.keyboard.press("Shift+Home")
+        if line:
+            page.keyboard.type(line)
+    typed = cell.locator(".cm-content").inner_text()
+    lines = [line.rstrip() for line in typed.replace("\u00a0", " ").splitlines()]
+    expected = code.splitlines()
+    assert [ln for ln in lines if ln] == [ln for ln in expected if ln], (
+        f"the editor holds:\n{typed}"
+    )
+
+
+def _run_cell_and_check(page, index: int, expect: str, timeout_s: float = 120) -> str:
+    """Shift+Enter twice from the exercise cell: it runs, then its check; wait for ``expect``."""
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(OUTPUT_HAS_JS, arg=[index + 1, expect], timeout=timeout_s * 1000)
+    return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index + 1).inner_text()
+
+
+def _run_all(page) -> dict:
+    """Run > Run All Cells, as a student clicks it, and wait until nothing runs."""
+    initial_prompts = page.evaluate(NOTEBOOK_STATE_JS)["prompts"]
+    page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    return _wait_for_run_all(page, initial_prompts, RUN_ALL_S)
+
+
+def _open_notebook(page, lab: Lab) -> None:
+    """Open the notebook and wait until every cell is shown and the kernel is idle."""
     started = time.monotonic()
     page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}")
 
@@ -336,29 +429,63 @@ def _open_and_run_all(page, lab: Lab) -> dict:
         timeout=120_000
     )
     _wait_for_kernel_connection(lab, timeout_s=60)
-    initial_prompts = page.evaluate(NOTEBOOK_STATE_JS)["prompts"]
     print(f"\nnotebook open, kernel idle after {time.monotonic() - started:.0f} s")
 
-    # Run > Run All Cells, as a student clicks it.
-    page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    state = _wait_for_run_all(page, initial_prompts, RUN_ALL_S)
-    print(f"Run All finished after {time.monotonic() - started:.0f} s")
 
-    # Save from the browser; the tab loses its unsaved-changes mark once the file is written.
-    page.locator(".jp-NotebookPanel .jp-Notebook").click(position={"x": 5, "y": 5})
+def _save(page) -> None:
+    """Ctrl+S; the tab loses its unsaved-changes mark once the file is written."""
+    page.keyboard.press("Escape")  # command mode: Ctrl+S saves the notebook
     page.keyboard.press("Control+s")
     page.wait_for_function(
         "() => !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')",
         timeout=30_000,
     )
-    return state
 
 
-def test_student_runs_notebook_01_in_jupyterlab(lab_server: Lab, browser_page, tmp_path):
+def _first_hour(page, lab: Lab, tmp_path: Path) -> tuple[dict, list[Path]]:
+    """Steps 2-4 of the module docstring; returns the last Run All's state and screenshots."""
+    exercises = _exercise_cells(lab.root / NOTEBOOK)
+    assert list(exercises) == ["standardise_splits", "Minibatches"], exercises
+    first = exercises["standardise_splits"]
+    _open_notebook(page, lab)
+
+    # 2. Run All stops at the first exercise with its hint
+    state = _run_all(page)
+    stopped = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(first).inner_text()
+    assert "NotImplementedError" in stopped and "implement `standardise_splits`" in stopped
+    assert "hint: reduce X_train over axes (0, 1, 2)" in stopped, stopped
+    shots = [_screenshot(page, tmp_path, "01_step2_stopped_at_the_exercise.png")]
+
+    # 3. a wrong solution, typed; its check's hint appears
+    _type_into_cell(page, first, WRONG_STANDARDISE)
+    text = _run_cell_and_check(page, first, WRONG_HINT)
+    assert "check FAILED" in text and "check passed" not in text.split("check FAILED")[-1]
+    shots.append(_screenshot(page, tmp_path, "01_step3_hint_for_a_wrong_solution.png"))
+
+    # 4. the right solutions, typed; checks pass and Run All goes to the end
+    _type_into_cell(page, first, RIGHT_STANDARDISE)
+    text = _run_cell_and_check(page, first, "check passed: on 5,000 real training images")
+    assert "FAILED" not in text and "Hint:" not in text, text
+    _type_into_cell(page, exercises["Minibatches"], RIGHT_MINIBATCHES)
+    state = _run_all(page)
+    _save(page)
+    shots.append(_screenshot(page, tmp_path, "01_step4_checks_passed.png"))
+    return state, shots
+
+
+def _submit_refuses(course: Path) -> str:
+    """Step 5: ``cifar-lab submit`` in the course folder, as the student runs it."""
+    cmd = [sys.executable, "-m", "cifar_lab", "submit", "--student", "student1"]
+    env = {**os.environ, "CIFAR_LAB_PROFILE": "quick"}
+    done = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, f"submit exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def test_student_types_solutions_into_notebook_01(lab_server: Lab, browser_page, tmp_path):
     page = browser_page
     try:
-        state = _open_and_run_all(page, lab_server)
+        state, shots = _first_hour(page, lab_server, tmp_path)
     except BaseException:
         print(f"\nJupyterLab log (tail):\n{lab_server.log_tail()}")
         try:
@@ -366,7 +493,7 @@ def test_student_runs_notebook_01_in_jupyterlab(lab_server: Lab, browser_page, t
         except Exception as exc:
             print(f"no screenshot at failure: {exc}")
         raise
-    screenshot = _screenshot(page, tmp_path)
+    screenshot = shots[-1]
 
     tracebacks = [text for text in state["stderr"] if TRACEBACK.search(text)]
     assert not tracebacks, f"a cell raised (screenshot {screenshot}):\n" + "\n".join(tracebacks)
@@ -377,15 +504,24 @@ def test_student_runs_notebook_01_in_jupyterlab(lab_server: Lab, browser_page, t
     drawn = [i for i in state["images"] if i["complete"] and i["w"] > 100 and i["h"] > 100]
     assert drawn, f"no sample-grid image rendered: {state['images']} (screenshot {screenshot})"
     body = page.locator(".jp-NotebookPanel .jp-Notebook").inner_text()
-    for expected in ("TensorFlow", "classes: airplane", "num_training"):
+    for expected in ("TensorFlow", "classes: airplane", "num_training", "check passed"):
         assert expected in body, f"{expected!r} not shown (screenshot {screenshot})"
+    assert "check FAILED" not in body, f"a check failed (screenshot {screenshot})"
 
-    # The notebook as the browser saved it: every code cell ran, none has an error output,
-    # and the sample-grid cell holds a PNG.
+    # The notebook as the browser saved it: the typed solutions, every code cell ran, none
+    # has an error output, and the sample-grid cell holds a PNG.
     saved = nbformat.read(lab_server.root / NOTEBOOK, as_version=4)
     code = [cell for cell in saved.cells if cell.cell_type == "code"]
+    typed = [[line.rstrip() for line in cell.source.splitlines()] for cell in code]
+    assert RIGHT_MINIBATCHES.splitlines() in typed, "the typed code was not saved"
     assert all(cell.execution_count for cell in code), "saved notebook: a cell did not run"
     errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
     assert not errors, f"saved notebook has error outputs: {[e.get('ename') for e in errors]}"
     grid = next(cell for cell in code if "show_class_samples" in cell.source)
     assert any("image/png" in o.get("data", {}) for o in grid.outputs), grid.outputs
+
+    # 5. submit refuses while the other notebooks are unfinished, and names them
+    printed = _submit_refuses(lab_server.root)
+    for stem in ("02", "03", "04", "05"):
+        assert re.search(rf"\[problem\] {stem}:", printed), f"{stem} not named:\n{printed}"
+    assert not re.search(r"\[problem\] 01:.*(error|NotImplementedError)", printed), printed

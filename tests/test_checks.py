@@ -335,3 +335,16 @@ def test_check_bool_or_auto():
         check_bool_or_auto("jit_compile", "yes")
     with pytest.raises(TypeError, match="jit_compile"):
         compile_model(None, None, jit_compile=1.0)
+
+
+def test_check_pattern_wants_a_str_that_matches_in_full():
+    import re
+
+    from cifar_lab.checks import check_pattern
+
+    word = re.compile(r"[a-z]+")
+    assert check_pattern("name", "abc", word, "lower-case letters") == "abc"
+    with pytest.raises(TypeError, match="name must be a str"):
+        check_pattern("name", 3, word, "lower-case letters")
+    with pytest.raises(ValueError, match="use lower-case letters"):
+        check_pattern("name", "abc1", word, "lower-case letters")  # a prefix match is not enough

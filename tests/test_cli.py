@@ -15,6 +15,7 @@ from cifar_lab.data.splits import load_cifar10
 from cifar_lab.instructor import notebooks as notebook_files
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.notebooks import run_all
+from cifar_lab.instructor.release import BEGIN_SOLUTION, MANIFEST_FILE
 from cifar_lab.instructor.rerun import RerunSettings
 from cifar_lab.instructor.submission import check_submission
 from cifar_lab.profiles import PROFILES
@@ -78,20 +79,25 @@ def test_train_best_choices_come_from_the_library():
     assert tuple(_option("train-best", "precision").choices) == PRECISIONS
 
 
-def test_notebooks_copies_the_course_and_refuses_a_non_empty_folder(tmp_path, capsys):
+def test_notebooks_copies_the_student_edition_and_refuses_a_non_empty_folder(tmp_path, capsys):
     out = tmp_path / "my course"
     assert main(["notebooks", "--out", str(out)]) == 0
-    course = notebook_files.course_notebooks()
-    assert [p.name for p in sorted(out.iterdir())] == [p.name for p in course]
-    assert all((out / p.name).read_bytes() == p.read_bytes() for p in course)
-    assert f"jupyter lab '{out}'" in capsys.readouterr().out
+    edition = notebook_files.course_notebooks(notebook_files.STUDENT_EDITION)
+    expected = sorted([p.name for p in edition] + [MANIFEST_FILE])
+    assert sorted(p.name for p in out.iterdir()) == expected
+    assert [p.stem for p in edition] == [p.stem for p in notebook_files.course_notebooks()]
+    assert all((out / p.name).read_bytes() == p.read_bytes() for p in edition)
+    assert not any(BEGIN_SOLUTION in (out / p.name).read_text() for p in edition)
+    printed = capsys.readouterr().out
+    assert "student edition" in printed and "no solutions" in printed
+    assert f"jupyter lab '{out}'" in printed and f"run --notebooks '{out}'" in printed
 
     assert main(["notebooks", "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "not empty" in error and "--force" in error
-    (out / course[0].name).write_text("edited")
+    (out / edition[0].name).write_text("edited")
     assert main(["notebooks", "--out", str(out), "--force"]) == 0
-    assert (out / course[0].name).read_bytes() == course[0].read_bytes()
+    assert (out / edition[0].name).read_bytes() == edition[0].read_bytes()
 
 
 def test_notebooks_refuses_a_file_as_out(tmp_path, capsys):
@@ -108,13 +114,15 @@ def test_notebook_dir_finds_the_checkouts_notebooks():
     assert stems == ["01", "02", "03", "04", "05"]
 
 
-def test_pyproject_ships_the_notebooks_inside_the_package():
+def test_pyproject_ships_the_student_edition_not_the_instructor_notebooks():
     """What the slow wheel test checks by building; here from the configuration alone."""
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "cifar_lab.notebooks" in config["packages"]
-    assert config["package-dir"]["cifar_lab.notebooks"] == "notebooks"
-    assert "*.ipynb" in config["package-data"]["cifar_lab.notebooks"]
+    assert "cifar_lab.student_edition" in config["packages"]
+    assert "*.ipynb" in config["package-data"]["cifar_lab.student_edition"]
+    assert MANIFEST_FILE in config["package-data"]["cifar_lab.student_edition"]
+    # the instructor notebooks/ (with the solutions) are mapped into no package
+    assert "notebooks" not in config.get("package-dir", {}).values()
     on_disk = {
         ".".join(p.parent.relative_to(REPO_ROOT).parts)
         for p in (REPO_ROOT / "cifar_lab").rglob("*.py")
@@ -129,15 +137,24 @@ def test_run_unknown_prefix_names_the_notebooks(capsys):
     assert "--only 99" in error and "01_preparation" in error
 
 
-def test_installed_notebooks_run_from_copies_in_out(tmp_path, monkeypatch):
-    import cifar_lab.__main__ as cli
+def test_run_notebooks_selects_from_the_given_folder(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "01_mine.ipynb").write_text("{}")
+    assert main(["run", "--notebooks", str(folder), "--only", "02"]) == 2
+    error = capsys.readouterr().err
+    assert str(folder) in error and "01_mine" in error and "01_preparation" not in error
+    assert main(["run", "--notebooks", str(tmp_path / "absent")]) == 2
+    assert "--notebooks" in capsys.readouterr().err
+    assert main(["run", "--notebooks", str(tmp_path)]) == 2  # no NN_name.ipynb there
+    assert "no NN_name.ipynb" in capsys.readouterr().err
 
-    notebooks = notebook_files.course_notebooks()[:2]
-    assert cli._working_copies(notebooks, tmp_path / "a") == notebooks  # a checkout: in place
+
+def test_installed_run_asks_for_the_students_folder(monkeypatch, capsys):
     monkeypatch.setattr(notebook_files, "notebooks_installed", lambda: True)
-    copies = cli._working_copies(notebooks, tmp_path / "b")
-    assert copies == [tmp_path / "b" / p.name for p in notebooks]
-    assert all(c.read_bytes() == p.read_bytes() for c, p in zip(copies, notebooks, strict=True))
+    assert main(["run"]) == 2
+    error = capsys.readouterr().err
+    assert "student edition" in error and "--notebooks" in error and "notebooks --out" in error
 
 
 def test_refresh_outputs_refuses_installed_notebooks(monkeypatch, capsys):
@@ -153,3 +170,22 @@ def test_refresh_outputs_refuses_installed_notebooks(monkeypatch, capsys):
 def test_cell_source_joins_lists_of_lines(source, expected):
     cell = {"cell_type": "code"} if source is None else {"cell_type": "code", "source": source}
     assert notebook_files.cell_source(cell) == expected
+
+
+def test_nbgrader_config_writes_the_shipped_config(tmp_path, capsys):
+    shipped = REPO_ROOT / "cifar_lab" / "instructor" / "nbgrader_config.py"
+    course = tmp_path / "course"
+    assert main(["nbgrader-config", "--out", str(course)]) == 0
+    assert (course / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
+    printed = capsys.readouterr().out
+    assert "source notebooks" in printed and str(course / "source" / "cifar_lab") in printed
+    assert "c.Execute.timeout" in shipped.read_text()  # the course's settings, not a stub
+
+    (course / "nbgrader_config.py").write_text("# mine")
+    assert main(["nbgrader-config", "--out", str(course)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (course / "nbgrader_config.py").read_text() == "# mine"
+    assert main(["nbgrader-config", "--out", str(course), "--force"]) == 0
+    assert (course / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
+    assert main(["nbgrader-config", "--out", str(shipped)]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -20,6 +20,9 @@ from cifar_lab.__main__ import main, program_name
 from cifar_lab.data.sources import CIFAR10NotFoundError
 from cifar_lab.messages import cli_spelling, plain_line
 
+# the course's nbgrader config, shipped in the package (cifar-lab nbgrader-config)
+SHIPPED_CONFIG = REPO_ROOT / "cifar_lab" / "instructor" / "nbgrader_config.py"
+
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m cifar_lab ARGS`` with this test's environment plus ``env``."""
@@ -129,7 +132,7 @@ def test_nbgrader_kernels_start_without_the_tcp_warning(tmp_path):
         "import nbformat\n"
         "from nbgrader.preprocessors import Execute\n"
         "from traitlets.config.loader import PyFileConfigLoader\n"
-        f"loader = PyFileConfigLoader('nbgrader_config.py', path={str(REPO_ROOT)!r})\n"
+        f"loader = PyFileConfigLoader('nbgrader_config.py', path={str(SHIPPED_CONFIG.parent)!r})\n"
         "config = loader.load_config()\n"
         "notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('print(6 * 7)')])\n"
         "Execute(config=config).preprocess(notebook, {})\n"

@@ -275,7 +275,15 @@ def test_submit_lists_problems_and_never_prints_a_traceback(course, tmp_path, ca
     if not root.is_dir():
         _submission(course, "deep_json", tmp_path, HOSTILE["deep_json"][0])
     _part5_results(root, huge_int())
-    code = run_cli("submit", "--notebook-dir", str(root), "--out", str(tmp_path / "x.zip"))
+    code = run_cli(
+        "submit",
+        "--student",
+        "alice",
+        "--notebook-dir",
+        str(root),
+        "--out",
+        str(tmp_path / "x.zip"),
+    )
     printed = capsys.readouterr()
     assert code == 1
     assert "Traceback" not in printed.out + printed.err
@@ -292,7 +300,13 @@ def test_submit_turns_an_unexpected_error_into_a_problem(course, tmp_path, capsy
 
     monkeypatch.setattr(submission, "check_submission", broken)
     code = run_cli(
-        "submit", "--notebook-dir", str(course["source"]), "--out", str(tmp_path / "x.zip")
+        "submit",
+        "--student",
+        "alice",
+        "--notebook-dir",
+        str(course["source"]),
+        "--out",
+        str(tmp_path / "x.zip"),
     )
     printed = capsys.readouterr()
     assert code == 1 and "Traceback" not in printed.out + printed.err

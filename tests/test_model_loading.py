@@ -148,7 +148,18 @@ def test_submit_refuses_a_model_the_grader_cannot_load_and_names_the_fix(tmp_pat
     _dense(keras.layers.Lambda(lambda x: x / 255.0)).save(tmp_path / "lambda.keras")
     source = course_source(tmp_path / "source")
     root = write_submission(tmp_path / "nb", source, tmp_path / "lambda.keras", 0.5)
-    assert run_cli("submit", "--notebook-dir", str(root), "--out", str(tmp_path / "a.zip")) == 1
+    assert (
+        run_cli(
+            "submit",
+            "--student",
+            "alice",
+            "--notebook-dir",
+            str(root),
+            "--out",
+            str(tmp_path / "a.zip"),
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "best_model.keras cannot be loaded the way the grader loads it" in out
     assert "fix: build the network from keras.layers" in out

@@ -24,10 +24,14 @@ import pytest
 from conftest import REAL_SOURCE, REPO_ROOT
 from instructor_fixtures import run_cli
 
+from cifar_lab.__main__ import main
 from cifar_lab.instructor.notebooks import course_notebooks
 from cifar_lab.instructor.points import POINTS, autograded_points, graded_cells
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release, release
 from cifar_lab.profiles import get_profile
+
+# the course's nbgrader config, shipped in the package (cifar-lab nbgrader-config)
+SHIPPED_CONFIG = REPO_ROOT / "cifar_lab" / "instructor" / "nbgrader_config.py"
 
 ASSIGNMENT = "cifar_lab"
 NOTEBOOKS = course_notebooks(REPO_ROOT / "notebooks")
@@ -68,7 +72,7 @@ def course(tmp_path_factory):
     """A course folder with the shipped config, the notebooks in source/, and the release."""
     pytest.importorskip("nbgrader", reason="install the extra: pip install -e '.[nbgrader]'")
     root = tmp_path_factory.mktemp("course")
-    shutil.copy(REPO_ROOT / "nbgrader_config.py", root)
+    assert main(["nbgrader-config", "--out", str(root)]) == 0  # as an instructor would
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     for path in NOTEBOOKS:
         shutil.copy(path, root / "source" / ASSIGNMENT / path.name)
@@ -155,10 +159,14 @@ def test_nbgrader_execution_selects_the_quick_profile(monkeypatch):
 def test_shipped_config_sets_course_timeouts(monkeypatch):
     loader = pytest.importorskip("traitlets.config.loader")
     monkeypatch.delenv("CIFAR_LAB_PROFILE", raising=False)
-    config = loader.PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    config = loader.PyFileConfigLoader(
+        "nbgrader_config.py", path=str(SHIPPED_CONFIG.parent)
+    ).load_config()
     assert config.Execute.timeout == 600 > 30  # nbgrader's default is 30 s
     monkeypatch.setenv("CIFAR_LAB_PROFILE", "full")
-    config = loader.PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    config = loader.PyFileConfigLoader(
+        "nbgrader_config.py", path=str(SHIPPED_CONFIG.parent)
+    ).load_config()
     assert config.Execute.timeout == 3600
 
 

@@ -16,6 +16,9 @@ so a library name that happens to match is no answer.
 No module of ``cifar_lab`` (every ``.py`` under the package, read with
 :mod:`ast`) may define one of them at module level, and ``cifar_lab.__all__``
 may not export one, so ``lab.<answer>`` never exists for a student to call.
+
+A region's *distinctive lines* (:func:`distinctive_solution_lines`, for code and
+for written answers) are what tests/test_wheel.py looks for in the built wheel.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import pytest
 
 import cifar_lab
 from cifar_lab.instructor.notebooks import cell_source, course_notebooks
-from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION
+from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, HINT_PREFIX, build_release
 
 PACKAGE_DIR = Path(cifar_lab.__file__).resolve().parent
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -51,6 +54,37 @@ def _regions(lines: list[str]) -> list[tuple[int, int]]:
             regions.append((begin + 1, number - 1))
             begin = None
     return regions
+
+
+# A solution line shorter than this (`return x`, `)`) says nothing about the answer.
+MIN_DISTINCTIVE = 12
+
+
+def distinctive_solution_lines(source_dir: Path) -> dict[str, str]:
+    """Lines of the solution regions and model answers that the student edition lacks.
+
+    Args:
+        source_dir: the instructor notebooks.
+
+    Returns:
+        Each stripped line of a region (code or written answer) of at least
+        :data:`MIN_DISTINCTIVE` characters that appears nowhere in the release of
+        ``source_dir`` (the given code and text) -> the notebook cell it is from.
+        ``### HINT:`` lines are left out: release puts their text into the stub.
+    """
+    released, _ = build_release(source_dir)
+    given = "\n".join(cell_source(c) for nb in released.values() for c in nb.cells)
+    found = {}
+    for path in course_notebooks(source_dir):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            lines = cell_source(cell).splitlines()
+            for first, last in _regions(lines):
+                for line in (ln.strip() for ln in lines[first - 1 : last]):
+                    if len(line) < MIN_DISTINCTIVE or line.startswith(HINT_PREFIX):
+                        continue
+                    if line not in given:
+                        found.setdefault(line, f"{path.stem} cell {index}")
+    return found
 
 
 def _assigned(node: ast.stmt) -> list[str]:

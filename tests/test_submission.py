@@ -16,8 +16,11 @@ from instructor_fixtures import (
     edit_notebook,
     run_cli,
     write_submission,
+    zip_folder,
 )
 
+from cifar_lab import __version__
+from cifar_lab.__main__ import main
 from cifar_lab.instructor.inspection import (
     inspect_notebook,
     read_notebook_json,
@@ -25,6 +28,14 @@ from cifar_lab.instructor.inspection import (
 )
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, course_notebooks
 from cifar_lab.instructor.release import MANIFEST_FILE, release
+from cifar_lab.instructor.submission import (
+    MAX_RECORD_BYTES,
+    RECORD_FILE,
+    STUDENT_ENV,
+    read_submission_record,
+    submission_identity,
+    submission_name,
+)
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 
@@ -56,12 +67,18 @@ def test_course_notebook_names_match_the_repository():
 
 def test_submit_zips_a_complete_submission(student_dir, tmp_path, capsys):
     out = tmp_path / "alice.zip"
-    assert run_cli("submit", "--notebook-dir", str(student_dir), "--out", str(out)) == 0
+    assert (
+        run_cli(
+            "submit", "--student", "alice", "--notebook-dir", str(student_dir), "--out", str(out)
+        )
+        == 0
+    )
     assert "all checks passed" in capsys.readouterr().out
     with zipfile.ZipFile(out) as archive:
         names = sorted(archive.namelist())
     expected = [f"{n}.ipynb" for n in COURSE_NOTEBOOKS]
-    assert names == sorted([*expected, f"{PART5_DIR}/{RESULTS_FILE}", f"{PART5_DIR}/{MODEL_FILE}"])
+    part5 = [f"{PART5_DIR}/{RESULTS_FILE}", f"{PART5_DIR}/{MODEL_FILE}"]
+    assert names == sorted([*expected, *part5, RECORD_FILE])
 
 
 def _break(notebook: dict) -> None:
@@ -80,7 +97,12 @@ def test_submit_lists_every_problem_with_a_fix_and_writes_nothing(student_dir, t
         student_dir, "05_tuning", lambda nb: nb["cells"][-1].update(source="**Answer:**\n")
     )
     out = tmp_path / "alice.zip"
-    assert run_cli("submit", "--notebook-dir", str(student_dir), "--out", str(out)) == 1
+    assert (
+        run_cli(
+            "submit", "--student", "alice", "--notebook-dir", str(student_dir), "--out", str(out)
+        )
+        == 1
+    )
     text = capsys.readouterr().out
     assert not out.exists()
     for expected in (
@@ -103,7 +125,15 @@ def test_submit_without_a_manifest_still_checks_execution(student_dir, tmp_path,
         student_dir, "01_preparation", lambda nb: code_cells(nb)[0].update(execution_count=7)
     )
     assert (
-        run_cli("submit", "--notebook-dir", str(student_dir), "--out", str(tmp_path / "a.zip"))
+        run_cli(
+            "submit",
+            "--student",
+            "alice",
+            "--notebook-dir",
+            str(student_dir),
+            "--out",
+            str(tmp_path / "a.zip"),
+        )
         == 1
     )
     text = capsys.readouterr().out
@@ -154,3 +184,108 @@ def test_malformed_cells_are_damage_not_a_crash():
         "02", {"nbformat": 4, "cells": [{"cell_type": "code", "outputs": 5}]}, None
     )
     assert inspection.state == "damaged"
+
+
+# ------------------------------------------------------- who submits: submission.json
+def _record(archive_path) -> dict:
+    with zipfile.ZipFile(archive_path) as archive:
+        return json.loads(archive.read(RECORD_FILE))
+
+
+def test_submit_works_in_the_current_folder_as_the_jupyterhub_user(
+    student_dir, monkeypatch, capsys
+):
+    monkeypatch.chdir(student_dir)
+    monkeypatch.setenv(STUDENT_ENV, "bob")
+    monkeypatch.setenv("CIFAR_LAB_PROFILE", "quick")
+    assert run_cli("submit") == 0
+    out = student_dir / "bob_cifar_lab.zip"
+    assert f"wrote {out.name}" in capsys.readouterr().out
+    record = _record(out)
+    assert {k: record[k] for k in ("student", "cifar_lab_version", "profile")} == {
+        "student": "bob",
+        "cifar_lab_version": __version__,  # the installed metadata agrees
+        "profile": "quick",
+    }
+    assert record["submitted_at"].endswith("+00:00")  # UTC, with its offset
+    assert run_cli("submit", "--student", "carol") == 0  # --student wins over the login
+    assert _record(student_dir / "carol_cifar_lab.zip")["student"] == "carol"
+
+
+def test_submit_asks_for_a_student_id_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(STUDENT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # no notebooks here: the id is asked for first
+    assert main(["submit"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--student" in error and STUDENT_ENV in error
+    for bad in ("../x", "a b", "", "x" * 65):
+        assert main(["submit", "--student", bad]) == 2
+        assert "--student" in capsys.readouterr().err
+    monkeypatch.setenv(STUDENT_ENV, "bad/id")
+    assert main(["submit"]) == 2 and STUDENT_ENV in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"student": "alice"' + " " * MAX_RECORD_BYTES + "}", "bytes, over"),
+        ("{not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (_deep(MAX_RECORD_BYTES // 2 - 1), "not JSON"),
+        ('["alice"]', "a list, not a JSON object"),
+        ('{"student": 7}', "not an id"),
+        ('{"student": "../../etc"}', "not an id"),
+        ('{"student": "<script>"}', "not an id"),
+        ("folder", "not a regular file"),
+    ],
+    ids=["big", "text", "bytes", "deep", "list", "number", "path", "html", "folder"],
+)
+def test_a_hostile_record_is_flagged_and_not_used(tmp_path, content, why):
+    path = tmp_path / RECORD_FILE
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    assert read_submission_record(tmp_path)[0] is None
+    student, findings = submission_identity("alice", tmp_path)
+    assert student == "alice" and [f.severity for f in findings] == ["flagged"]
+    assert why in findings[0].message
+
+
+def test_a_record_names_the_student_and_a_disagreeing_file_name_is_flagged(tmp_path):
+    assert read_submission_record(tmp_path) == (None, None)  # zipped by hand: the file name
+    assert submission_identity("alice", tmp_path) == ("alice", [])
+    (tmp_path / RECORD_FILE).write_text(json.dumps({"student": "alice", "extra": [1]}))
+    assert submission_identity("alice", tmp_path) == ("alice", [])
+    student, findings = submission_identity("mallory", tmp_path)
+    assert student == "alice" and [f.severity for f in findings] == ["flagged"]
+    assert "'alice'" in findings[0].message and "'mallory'" in findings[0].message
+    names = [tmp_path / n for n in ("alice.zip", "alice_cifar_lab.zip", "_cifar_lab.zip")]
+    assert [submission_name(p) for p in names] == ["alice", "alice", "_cifar_lab"]
+
+
+def test_grade_reads_the_id_from_submission_json(student_dir, course, tmp_path):
+    batch = tmp_path / "submissions"
+    batch.mkdir()
+    argv = ("submit", "--notebook-dir", str(student_dir), "--student")
+    assert run_cli(*argv, "carol", "--out", str(batch / "carol_cifar_lab.zip")) == 0
+    assert run_cli(*argv, "erin", "--out", str(batch / "dave.zip")) == 0
+    zip_folder(student_dir, batch / "frank.zip")  # by hand: no submission.json
+    out = tmp_path / "report.csv"
+    manifest = str(course[1])
+    grade = ("grade", str(batch), "--out", str(out), "--manifest", manifest)
+    assert run_cli(*grade, "--source", "synthetic", "--num-test", "20", "--no-feedback") == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    problems = {row["student"]: row["problems"] for row in rows}
+    assert sorted(problems) == ["carol", "erin", "frank"]
+    assert not any(RECORD_FILE in p for p in problems["carol"] + problems["frank"])
+    (mismatch,) = [p for p in problems["erin"] if RECORD_FILE in p]
+    assert "'erin'" in mismatch and "'dave'" in mismatch
+    assert next(row for row in rows if row["student"] == "erin")["status"] == "flagged"

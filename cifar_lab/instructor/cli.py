@@ -3,7 +3,7 @@
 ``cifar_lab.__main__`` calls :func:`add_cli` to register the three commands::
 
     python -m cifar_lab release --out student_release/
-    python -m cifar_lab submit --notebook-dir notebooks --out alice.zip
+    python -m cifar_lab submit --student alice      # in the notebooks' folder
     python -m cifar_lab grade submissions/ --out report.csv [--rerun] [--gradebook gradebook.csv]
         [--manual manual.csv | --nbgrader-db gradebook.db]
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import resource
 import sys
 from pathlib import Path
@@ -60,12 +59,20 @@ def _manifest_near(folder: Path, explicit: str | None) -> dict | None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    import os
+    from datetime import datetime, timezone
+
     from cifar_lab.instructor.submission import (
+        ZIP_SUFFIX,
         check_submission,
+        student_id,
+        submission_record,
         unexpected_problem,
         write_submission_zip,
     )
+    from cifar_lab.profiles import get_profile
 
+    student = student_id(args.student, os.environ)  # before any work: who is submitting
     folder = Path(args.notebook_dir)
     if not folder.is_dir():
         raise ValueError(f"--notebook-dir {folder} is not a folder; pass the notebooks' folder")
@@ -84,25 +91,27 @@ def _submit(args: argparse.Namespace) -> int:
     if blocking:
         print(f"\n{len(blocking)} problem(s): nothing was written. Fix them and run submit again.")
         return 1
-    out = Path(args.out or f"{getpass.getuser()}_cifar_lab.zip")
+    out = Path(args.out or folder / f"{student}{ZIP_SUFFIX}.zip")
+    when = datetime.now(timezone.utc)
+    record = submission_record(student, profile=get_profile().name, when=when)
     try:
-        members = write_submission_zip(folder, out, tuple(i.name for i in inspections))
+        members = write_submission_zip(folder, out, tuple(i.name for i in inspections), record)
     except OSError as error:
         print(f"1. [problem] cannot write {out}: {error}\n\nnothing was submitted.")
         return 1
-    print(f"all checks passed; wrote {out} ({len(members)} files)")
+    print(f"all checks passed; wrote {out} ({len(members)} files) for student {student}")
     return 0
 
 
 def _grade_manifest(args: argparse.Namespace) -> dict | None:
     from cifar_lab.instructor.notebooks import notebook_dir
-    from cifar_lab.instructor.release import build_release, load_manifest
+    from cifar_lab.instructor.release import course_manifest, load_manifest
 
     if args.manifest:
         return load_manifest(Path(args.manifest))
     course = notebook_dir()
     print(f"note: cell structure compared with a release of {course} (see --manifest)")
-    return build_release(course)[1]
+    return course_manifest()
 
 
 def rerun_settings(args: argparse.Namespace) -> RerunSettings | None:
@@ -362,8 +371,13 @@ def add_cli(subparsers) -> None:
     release.set_defaults(handler=_release)
 
     submit = subparsers.add_parser("submit", help="check executed notebooks and zip them")
-    submit.add_argument("--notebook-dir", default="notebooks", help="folder of your notebooks")
-    submit.add_argument("--out", help="zip to write (default: <user>_cifar_lab.zip)")
+    submit.add_argument("--notebook-dir", default=".", help="folder of your notebooks, " + DEFAULT)
+    submit.add_argument(
+        "--student", help="your student id (default: $JUPYTERHUB_USER; one of them is needed)"
+    )
+    submit.add_argument(
+        "--out", help="zip to write (default: <student>_cifar_lab.zip in --notebook-dir)"
+    )
     submit.add_argument("--manifest", help=f"default: {MANIFEST_FILE} in --notebook-dir")
     submit.add_argument(
         "--max-notebook-mb",

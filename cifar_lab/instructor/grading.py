@@ -81,6 +81,7 @@ from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, PART5_NOTEBOOK
 from cifar_lab.instructor.report import NotebookColumns, ReportFile, ReportRow, first_claim
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
+from cifar_lab.instructor.submission import submission_identity, submission_name
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 from cifar_lab.tuning.split_record import SPLIT_KEY
 
@@ -184,6 +185,7 @@ def grade_root(
     test_set: LazyTestSet,
     refused: dict[str, Finding] | None = None,
     budget: Budget | None = None,
+    identity: list[Finding] | None = None,
 ) -> ReportRow:
     """Grade one submission whose files are in ``root``: inspection, scoring, claims, rerun.
 
@@ -194,6 +196,7 @@ def grade_root(
         test_set: the shared, lazily loaded test set.
         refused: findings for files left out at extraction, by file name.
         budget: the submission's time budget (None: no deadline).
+        identity: findings about who submitted (``submission.json``).
 
     Returns:
         The report row; the student's feedback page is written when settings ask for one.
@@ -207,7 +210,7 @@ def grade_root(
         root, inspections, settings.manifest, settings.max_notebook_bytes, verified
     )
     scores = merge_manual(scores, (settings.manual or {}).get(student))
-    findings = [f for i in inspections for f in i.findings] + part5
+    findings = [f for i in inspections for f in i.findings] + part5 + list(identity or [])
     findings += [f for score in scores for f in score.findings]  # tampering, graded cells
     rerun_state = "not-run"
     if settings.rerun is not None:
@@ -273,7 +276,8 @@ def grade_submission(
             row = ReportRow(student, "damaged", problems=(str(refused[""]),))
             return _with_feedback(row, [], [refused[""]], settings.feedback_dir)
         root = notebook_root(Path(temporary), settings.notebooks)
-        return grade_root(student, root, settings, test_set, refused, budget)
+        student, identity = submission_identity(student, root)  # submission.json's id
+        return grade_root(student, root, settings, test_set, refused, budget, identity)
 
 
 def grade_folder(
@@ -319,7 +323,7 @@ def find_submissions(folder: Path) -> tuple[list[tuple[str, Path]], list[Path]]:
         if path.name.startswith("."):
             continue
         if path.is_dir() or path.suffix.lower() == ".zip":
-            found.append((path.stem if path.is_file() else path.name, path))
+            found.append((submission_name(path), path))
         else:
             ignored.append(path)
     return found, ignored

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -45,15 +44,20 @@ COURSE_NOTEBOOKS = (
 )
 FIRST_NOTEBOOK = f"{COURSE_NOTEBOOKS[0]}.ipynb"
 PART5_NOTEBOOK = COURSE_NOTEBOOKS[-1]  # its outputs hold the Part V claims
-# the installed wheel's copy of the course: cifar_lab/notebooks/
-INSTALLED_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# the student edition: what `release` writes from the instructor notebooks, committed
+# in the package (tests/test_student_edition.py keeps it current) and shipped in the
+# wheel instead of the instructor notebooks, which hold the answers
+STUDENT_EDITION = Path(__file__).resolve().parents[1] / "student_edition"
+# a checkout: the repository root, with the instructor notebooks in notebooks/
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def notebook_dir() -> Path:
     """Return the folder of the course notebooks.
 
-    An installed wheel carries them as ``cifar_lab/notebooks/``; a checkout
-    (editable install or not) keeps them in the top-level ``notebooks/``.
+    A checkout (editable install or not) has the instructor notebooks, with their
+    solutions, in the top-level ``notebooks/``; an installed wheel carries only the
+    student edition, ``cifar_lab/student_edition/``.
 
     Returns:
         The folder holding ``01_preparation.ipynb`` and the other course notebooks.
@@ -61,12 +65,13 @@ def notebook_dir() -> Path:
     Raises:
         FileNotFoundError: neither place holds the course notebooks.
     """
-    candidates = (INSTALLED_NOTEBOOKS, INSTALLED_NOTEBOOKS.parents[1] / "notebooks")
-    for candidate in candidates:
-        if (candidate / FIRST_NOTEBOOK).is_file():
-            return candidate
+    checkout = _CHECKOUT / "notebooks"
+    if (_CHECKOUT / "pyproject.toml").is_file() and (checkout / FIRST_NOTEBOOK).is_file():
+        return checkout
+    if (STUDENT_EDITION / FIRST_NOTEBOOK).is_file():
+        return STUDENT_EDITION
     raise FileNotFoundError(
-        f"the course notebooks are in neither {candidates[0]} nor {candidates[1]}; "
+        f"the course notebooks are in neither {checkout} nor {STUDENT_EDITION}; "
         "reinstall cifar_lab (pip install cifar_lab) or run from a checkout"
     )
 
@@ -82,35 +87,13 @@ def course_notebooks(folder: Path | None = None) -> list[Path]:
 
 
 def notebooks_installed() -> bool:
-    """True when :func:`notebook_dir` is the installed package's copy, not a checkout's.
+    """True when :func:`notebook_dir` is the installed student edition, not a checkout's.
 
     Returns:
-        Whether the course notebooks live inside the installed ``cifar_lab`` package
-        (where nothing should be written).
+        Whether the course notebooks are the student edition inside the installed
+        ``cifar_lab`` package (no solutions, and nothing should be written there).
     """
-    return notebook_dir() == INSTALLED_NOTEBOOKS
-
-
-def copy_course_notebooks(out_dir: Path, *, force: bool = False) -> list[Path]:
-    """Copy the course notebooks (:func:`course_notebooks`) into ``out_dir``.
-
-    Args:
-        out_dir: destination folder (created); must be empty or absent unless ``force``.
-        force: overwrite same-named notebooks in a non-empty ``out_dir``.
-
-    Returns:
-        The written paths, in course order.
-
-    Raises:
-        ValueError: ``out_dir`` is a file, or is not empty and ``force`` is False.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file; pass a folder as --out")
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise ValueError(f"{out_dir} is not empty; choose another --out or pass --force")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copyfile(path, out_dir / path.name)) for path in course_notebooks()]
+    return notebook_dir() == STUDENT_EDITION
 
 
 def join_source(source: str | list[str]) -> str:

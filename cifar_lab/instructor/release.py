@@ -25,6 +25,17 @@ ids and the ``lab.check_at_least`` calls. Next to the notebooks it writes
 (``given``, ``solution`` or ``answer``), the sha256 of the released source,
 the first line and whether the cell holds a check. Grading compares
 submissions with it to find deleted, duplicated, reordered or edited cells.
+
+**The student edition.** ``cifar_lab/student_edition/`` is this release of the
+instructor notebooks, committed (tests/test_student_edition.py fails, naming the
+command below, when it is not what a fresh release writes). The wheel ships it
+instead of the instructor notebooks, so an installed package holds no answer;
+``cifar-lab notebooks --out DIR`` copies it out. A committed copy rather than a
+build hook: the release code needs nbformat and this package at build time, a
+build hook would run it inside pip's isolated build environment, and a committed
+copy shows a reviewer exactly what students receive. After editing a notebook::
+
+    python -m cifar_lab release --out cifar_lab/student_edition --force
 """
 
 from __future__ import annotations
@@ -36,10 +47,12 @@ from pathlib import Path
 from typing import Any
 
 from cifar_lab.instructor.notebooks import (
+    STUDENT_EDITION,
     cell_source,
     course_notebooks,
     join_source,
     notebook_dir,
+    notebooks_installed,
     strip_outputs,
 )
 from cifar_lab.instructor.points import lock_cells
@@ -218,6 +231,12 @@ def build_release(source_dir: Path | None = None) -> tuple[dict[str, Any], dict[
     """
     import nbformat
 
+    if source_dir is None and notebooks_installed():
+        raise ValueError(
+            f"the installed cifar_lab holds only the student edition ({STUDENT_EDITION}), "
+            "not the solutions: pass --source-dir with the instructor notebooks from the "
+            "repository, or copy the student edition with `cifar-lab notebooks --out DIR`"
+        )
     source_dir = notebook_dir() if source_dir is None else Path(source_dir)
     paths = course_notebooks(source_dir)
     if not paths:
@@ -276,3 +295,42 @@ def load_manifest(path: Path) -> dict[str, Any]:
             "write it again with `python -m cifar_lab release`"
         )
     return manifest
+
+
+def course_manifest() -> dict[str, Any]:
+    """Return the release manifest of the course's own notebooks.
+
+    Returns:
+        In a checkout, the manifest of a fresh release of ``notebooks/``; installed,
+        the student edition's ``release_manifest.json`` (the instructor notebooks it
+        was released from are not installed).
+    """
+    if notebooks_installed():
+        return load_manifest(STUDENT_EDITION / MANIFEST_FILE)
+    return build_release()[1]
+
+
+def copy_student_edition(out_dir: Path, *, force: bool = False) -> list[Path]:
+    """Copy the student edition (notebooks and ``release_manifest.json``) into ``out_dir``.
+
+    Args:
+        out_dir: destination folder (created); must be empty or absent unless ``force``.
+        force: overwrite same-named files in a non-empty ``out_dir``.
+
+    Returns:
+        The written notebooks, in course order (the manifest is written beside them).
+
+    Raises:
+        ValueError: ``out_dir`` is a file, or is not empty and ``force`` is False.
+    """
+    import shutil
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; pass a folder as --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise ValueError(f"{out_dir} is not empty; choose another --out or pass --force")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(STUDENT_EDITION / MANIFEST_FILE, out_dir / MANIFEST_FILE)
+    notebooks = course_notebooks(STUDENT_EDITION)
+    return [Path(shutil.copyfile(path, out_dir / path.name)) for path in notebooks]

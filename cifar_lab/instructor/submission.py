@@ -14,13 +14,31 @@ Notebook 05 also records ``lab.record("test_accuracy", x, key=True)`` and
 
 Notebooks are inspected with :mod:`cifar_lab.instructor.inspection` (read as JSON, never
 executed); each problem is a :class:`~cifar_lab.instructor.findings.Finding`.
+
+**Who submits.** ``submit`` names the student: ``--student``, else
+``$JUPYTERHUB_USER`` (on JupyterHub every login is ``jovyan``, so the login name
+says nothing), else it asks for ``--student``. It writes ``submission.json`` into
+the zip: ``{"format": 1, "student", "cifar_lab_version", "profile",
+"submitted_at"}`` (the profile is ``$CIFAR_LAB_PROFILE``'s, as ``submit`` ran; the
+time is UTC). The grader reads it as hostile input (:func:`read_submission_record`:
+at most :data:`MAX_RECORD_BYTES`, a JSON object, an id of :data:`STUDENT_ID_RULE`),
+uses its id for the report row, and flags a submission whose file name
+(:func:`submission_name`) names someone else.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import stat
 import zipfile
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from cifar_lab.checks import check_pattern
 from cifar_lab.instructor.claims import read_part5_results
 from cifar_lab.instructor.findings import Finding
 from cifar_lab.instructor.inspection import (
@@ -32,6 +50,14 @@ from cifar_lab.instructor.model_loading import model_finding
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
 from cifar_lab.instructor.release import ANSWER_PLACEHOLDER, ANSWER_PREFIX
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
+
+RECORD_FILE = "submission.json"
+RECORD_FORMAT = 1
+MAX_RECORD_BYTES = 4096  # a record is ~150 bytes; never read more of a student's file
+STUDENT_ENV = "JUPYTERHUB_USER"
+ZIP_SUFFIX = "_cifar_lab"  # submit's default zip: <student>_cifar_lab.zip
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+STUDENT_ID_RULE = "1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
 
 
 def check_submission(
@@ -76,12 +102,164 @@ def unexpected_problem(error: Exception) -> Finding:
     return Finding("damaged", "submission", message, fix)
 
 
-def write_submission_zip(folder: Path, out: Path, names: tuple[str, ...]) -> list[str]:
-    """Zip the notebooks and Part V's outputs; returns the archive member names."""
+def student_id(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """Return the id ``submit`` records: ``explicit`` (--student), else $JUPYTERHUB_USER.
+
+    Args:
+        explicit: the ``--student`` option (None: not given).
+        environ: the environment, e.g. ``os.environ``.
+
+    Returns:
+        The student id, checked against :data:`STUDENT_ID`.
+
+    Raises:
+        ValueError: neither is set, or the id is not of :data:`STUDENT_ID_RULE`.
+    """
+    if explicit is not None:
+        return check_pattern("--student", explicit, STUDENT_ID, STUDENT_ID_RULE)
+    if environ.get(STUDENT_ENV):
+        return check_pattern(STUDENT_ENV, environ[STUDENT_ENV], STUDENT_ID, STUDENT_ID_RULE)
+    raise ValueError(
+        "who is submitting? pass --student YOUR_ID, the id your course knows you by "
+        f"(on JupyterHub ${STUDENT_ENV} gives it)"
+    )
+
+
+def package_version() -> str:
+    """The installed cifar_lab's version (``"unknown"`` when run from an uninstalled tree).
+
+    Read from the distribution's metadata: an instructor module never imports the
+    package's front door, ``cifar_lab.__version__`` (tests/test_architecture.py).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cifar_lab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def submission_record(student: str, *, profile: str, when: datetime) -> dict[str, Any]:
+    """Return the ``submission.json`` that ``submit`` writes into the zip.
+
+    Args:
+        student: the student id (see :func:`student_id`).
+        profile: the profile ``submit`` ran under, e.g. ``"full"``.
+        when: the time of submission (timezone-aware: written with its offset).
+
+    Returns:
+        ``{"format", "student", "cifar_lab_version", "profile", "submitted_at"}``.
+    """
+    return {
+        "format": RECORD_FORMAT,
+        "student": student,
+        "cifar_lab_version": package_version(),
+        "profile": profile,
+        "submitted_at": when.isoformat(timespec="seconds"),
+    }
+
+
+def write_submission_zip(
+    folder: Path, out: Path, names: tuple[str, ...], record: dict[str, Any]
+) -> list[str]:
+    """Zip the notebooks, Part V's outputs and ``record`` as ``submission.json``.
+
+    Args:
+        folder: the checked notebook folder.
+        out: the zip to write.
+        names: the notebook stems to zip.
+        record: what :func:`submission_record` returned.
+
+    Returns:
+        The archive's member names.
+    """
     members = [f"{name}.ipynb" for name in names]
     members += [f"{PART5_DIR}/{RESULTS_FILE}", f"{PART5_DIR}/{MODEL_FILE}"]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member in members:
             archive.write(Path(folder) / member, arcname=member)
-    return members
+        archive.writestr(RECORD_FILE, json.dumps(record, indent=1) + "\n")
+    return [*members, RECORD_FILE]
+
+
+def submission_name(path: Path) -> str:
+    """The student a submission's name gives: ``alice`` for alice.zip, alice_cifar_lab.zip, alice/.
+
+    Args:
+        path: a ``.zip`` file or a folder in the submissions folder.
+
+    Returns:
+        Its name without ``.zip`` and without submit's ``_cifar_lab`` ending.
+    """
+    name = path.name if path.is_dir() else path.stem
+    return name.removesuffix(ZIP_SUFFIX) or name
+
+
+def _record_problem(path: Path) -> tuple[str | None, str]:
+    """(the id in ``path``, "") when it is a valid record, else (None, why not)."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        return None, "it is not a regular file"
+    if info.st_size > MAX_RECORD_BYTES:
+        return None, f"it is {info.st_size} bytes, over {MAX_RECORD_BYTES}"
+    with open(path, "rb") as file:
+        data = file.read(MAX_RECORD_BYTES + 1)[:MAX_RECORD_BYTES]
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return None, f"it is not JSON ({type(error).__name__})"
+    if not isinstance(record, dict):
+        return None, f"it holds a {type(record).__name__}, not a JSON object"
+    student = record.get("student")
+    if not isinstance(student, str) or not STUDENT_ID.fullmatch(student):
+        return None, f"its student is not an id of {STUDENT_ID_RULE}"
+    return student, ""
+
+
+def read_submission_record(root: Path) -> tuple[str | None, Finding | None]:
+    """Read the student id from a submission's ``submission.json`` (hostile input).
+
+    Args:
+        root: the submission's notebook folder, a copy the grader made.
+
+    Returns:
+        (the id, None) for a valid record; (None, a ``flagged`` finding) for a record
+        that is there but not valid; (None, None) when there is none (a submission
+        zipped by hand, or by an older ``submit``).
+    """
+    path = Path(root) / RECORD_FILE
+    if not os.path.lexists(path):
+        return None, None
+    try:
+        student, problem = _record_problem(path)
+    except OSError as error:
+        student, problem = None, f"it cannot be read ({type(error).__name__})"
+    if student is not None:
+        return student, None
+    message = f"{RECORD_FILE} is not valid: {problem}; the student id is the file name's"
+    return None, Finding("flagged", "submission", message)
+
+
+def submission_identity(name: str, root: Path) -> tuple[str, list[Finding]]:
+    """The report row's student and the findings about who submitted.
+
+    Args:
+        name: the student the submission's name gives (:func:`submission_name`).
+        root: the submission's notebook folder, a copy the grader made.
+
+    Returns:
+        (the id ``submission.json`` names, else ``name``; a ``flagged`` finding when the
+        record is invalid or names someone other than ``name``).
+    """
+    student, finding = read_submission_record(root)
+    if student is None:
+        return name, [finding] if finding else []
+    if student != name:
+        message = (
+            f"{RECORD_FILE} names student {student!r}, but the submission is named {name!r}; "
+            f"graded as {student!r}"
+        )
+        fix = "ask the student who made this zip; submit names it <student>_cifar_lab.zip"
+        return student, [Finding("flagged", "submission", message, fix)]
+    return student, []

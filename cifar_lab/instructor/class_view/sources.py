@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from cifar_lab.instructor.class_view.similarity import Reference
 from cifar_lab.instructor.intake import MAX_ZIP_MEMBERS
 from cifar_lab.instructor.release import part_label, stub_code
+from cifar_lab.instructor.submission import submission_name
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
 MEGABYTE = 1 << 20
@@ -179,7 +180,7 @@ def collect_sources(folder: Path, *, max_bytes: int = 64 * MEGABYTE) -> ClassSou
     for path in sorted(Path(folder).iterdir()):
         if path.name.startswith(".") or not (path.is_dir() or path.suffix.lower() == ".zip"):
             continue
-        student = path.name if path.is_dir() else path.stem
+        student = submission_name(path)  # as grade names it
         sources[student], outputs[student], problems[student] = {}, {}, []
         try:
             files, problems[student] = _files(path, max_bytes)
