@@ -18,6 +18,13 @@ A **check** earns its points only when all of these hold:
   recomputed by :func:`~cifar_lab.instructor.inspection.check_verdict`;
 * for ``final_training_check``: Part V's saved model confirms the claims.
 
+When the submission was **re-executed** (``grade``'s default), the three conditions on
+the saved outputs (ran in order, no error, passing results) are replaced by one: the
+check cell ran to its end in the re-execution (the kernel's reply, as the runner
+recorded it per cell). The saved outputs still decide nothing but a finding: a check
+that passed as saved and fails, or never runs, when re-executed is flagged "the saved
+output was not produced by this code".
+
 A **written** answer is ``manual``: 0 points until a person grades it, out of
 its points. Solution cells are worth 0 (their check carries the points).
 """
@@ -54,6 +61,7 @@ MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, Overfl
 
 PART5_CHECKS = ("final_training_check",)  # worth points only when the saved model verifies
 RELEASE_FIX = "start again from the release notebook and copy your work into it"
+NOT_PRODUCED_FIX = "restart the kernel, run every cell in order, and save the notebook"
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,9 @@ class NotebookCells:
             (``len(cells)`` when none did).
         tampered: the notebook holds code that patches the checks or the library.
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        executed: the re-execution's outcome per code cell (index as a string ->
+            ``"ok"`` or ``"error"``; a cell that never ran is absent), or None when the
+            notebook was not re-executed (the saved outputs are scored).
     """
 
     name: str
@@ -124,6 +135,7 @@ class NotebookCells:
     order_break: int
     tampered: bool
     part5_verified: str
+    executed: dict[str, str] | None = None
 
     @property
     def ids_missing(self) -> bool:
@@ -132,7 +144,13 @@ class NotebookCells:
 
     @classmethod
     def read(
-        cls, name: str, cells: list[dict], *, tampered: bool, part5_verified: str
+        cls,
+        name: str,
+        cells: list[dict],
+        *,
+        tampered: bool,
+        part5_verified: str,
+        executed: dict[str, str] | None = None,
     ) -> NotebookCells:
         """Index ``cells`` by id and by claimed grade_id; find the order break."""
         by_id: dict[str | None, list[int]] = {}
@@ -144,7 +162,7 @@ class NotebookCells:
                 by_grade.setdefault(grade_id, []).append(index)
         broken = first_out_of_order(cells)
         order_break = len(cells) if broken is None else broken[0]
-        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified)
+        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified, executed)
 
 
 def _locate(
@@ -184,12 +202,9 @@ def _check_reason(
     release's stub ("" otherwise).
     """
     cell = notebook.cells[index]
-    if notebook.tampered:
-        return "the notebook holds code that patches the checks or the library", []
-    if source_digest(cell_source(cell)) != entry["sha256"]:
-        return "the check cell was edited", []
-    if stub:
-        return f"the exercise '{stub}' still holds the release's stub", []
+    static = _code_reason(cell, entry, notebook, stub)
+    if static:
+        return static, []
     if cell.get("execution_count") is None:
         return "the check cell did not run", []
     if index >= notebook.order_break:
@@ -206,10 +221,35 @@ def _check_reason(
     return (failed[0] if failed else ""), []
 
 
+def _code_reason(cell: dict, entry: dict, notebook: NotebookCells, stub: str) -> str:
+    """Why a check earns nothing whatever its outputs: its code ("" when none)."""
+    if notebook.tampered:
+        return "the notebook holds code that patches the checks or the library"
+    if source_digest(cell_source(cell)) != entry["sha256"]:
+        return "the check cell was edited"
+    if stub:
+        return f"the exercise '{stub}' still holds the release's stub"
+    return ""
+
+
+def _executed_reason(index: int, entry: dict, notebook: NotebookCells, stub: str) -> str:
+    """Why a check earns nothing in the re-execution ("" when it ran to its end)."""
+    static = _code_reason(notebook.cells[index], entry, notebook, stub)
+    if static:
+        return static
+    outcome = (notebook.executed or {}).get(str(index))
+    if outcome is None:
+        return "the check cell did not run when the grader re-executed the notebook"
+    return "" if outcome == "ok" else "the check failed when the grader re-executed the notebook"
+
+
 def _score_check(
     row: GradedCell, index: int, entry: dict, notebook: NotebookCells, stub: str
 ) -> tuple[CellScore, list[Finding]]:
     reason, forged = _check_reason(index, entry, notebook, stub)
+    saved_passed = not reason
+    if notebook.executed is not None:  # the re-execution decides; the saved outputs do not
+        reason = _executed_reason(index, entry, notebook, stub)
     if not reason and row.grade_id in PART5_CHECKS and notebook.part5_verified != "yes":
         reason = "Part V's saved model does not confirm the claimed accuracy"
     name, findings = notebook.name, []
@@ -218,6 +258,9 @@ def _score_check(
         findings.append(Finding("flagged", name, f"{label}: {forged[0]}"))
     if reason == "the check cell was edited" and not entry.get("has_check"):
         findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
+    if saved_passed and notebook.executed is not None and reason:
+        message = f"{label}: the saved output was not produced by this code ({reason})"
+        findings.append(Finding("flagged", name, message, NOT_PRODUCED_FIX))
     message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
     status = "failed" if reason else "passed"
     points = 0 if reason else row.points
@@ -225,7 +268,12 @@ def _score_check(
 
 
 def score_notebook(
-    name: str, notebook: dict, expected: dict, *, part5_verified: str = "not-checked"
+    name: str,
+    notebook: dict,
+    expected: dict,
+    *,
+    part5_verified: str = "not-checked",
+    executed: dict[str, str] | None = None,
 ) -> NotebookScore:
     """Score one notebook (a parsed, inspected ``.ipynb``) against the points table.
 
@@ -234,6 +282,8 @@ def score_notebook(
         notebook: the submission's notebook as JSON.
         expected: its release-manifest entry.
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        executed: the re-execution's outcome per code cell (``NotebookCells.executed``),
+            or None to score the saved outputs.
 
     Returns:
         Its :class:`NotebookScore`.
@@ -242,7 +292,7 @@ def score_notebook(
     released = {entry["id"]: entry for entry in expected["cells"]}
     findings = tamper_findings(name, cells, released)
     notebook_cells = NotebookCells.read(
-        name, cells, tampered=bool(findings), part5_verified=part5_verified
+        name, cells, tampered=bool(findings), part5_verified=part5_verified, executed=executed
     )
     entries, scores = released_cells(name, expected), []
     stub = ""  # the current exercise, while its solution cell is the release's stub
@@ -267,7 +317,12 @@ def score_notebook(
 
 
 def score_submission(
-    root: Path, inspections: list, manifest: dict | None, max_bytes: int, part5_verified: str
+    root: Path,
+    inspections: list,
+    manifest: dict | None,
+    max_bytes: int,
+    part5_verified: str,
+    executed: dict[str, dict[str, str]] | None = None,
 ) -> list[NotebookScore]:
     """Score every graded notebook of a submission that could be read.
 
@@ -277,6 +332,8 @@ def score_submission(
         manifest: the release manifest (None: nothing can be scored).
         max_bytes: the notebook size limit (as inspection applied it).
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        executed: notebook stem -> the re-execution's outcome per code cell (a notebook
+            that did not run is absent), or None to score the saved outputs.
 
     Returns:
         One :class:`NotebookScore` per graded notebook; an unreadable one scores 0.
@@ -296,7 +353,12 @@ def score_submission(
             if problem is not None:  # it read once; a change since is a problem of its own
                 raise ValueError(problem.message)
             expected = manifest["notebooks"][name]
-            scores.append(score_notebook(name, notebook, expected, part5_verified=part5_verified))
+            outcomes = None if executed is None else executed.get(name, {})
+            scores.append(
+                score_notebook(
+                    name, notebook, expected, part5_verified=part5_verified, executed=outcomes
+                )
+            )
         except MALFORMED as error:
             message = f"cannot score the notebook ({type(error).__name__}: {str(error)[:200]})"
             scores.append(_zero(name, message, Finding("damaged", name, message)))
