@@ -291,3 +291,35 @@ def test_a_grade_id_edited_in_the_metadata_scores_zero(course_release):
     score = score_notebook(N01, notebook, course_release["notebooks"][N01])
     assert score.points == POINTS_OF["standardise_splits_check"]
     assert "carries grade_id 'bonus'" in str(score.findings[0])
+
+
+def _index(notebook: dict, grade_id: str) -> str:
+    """The position of a graded cell, as the re-execution's record keys it."""
+    return str(notebook["cells"].index(_cell(notebook, grade_id)))
+
+
+def test_reexecution_decides_the_points_and_saved_passes_it_refutes_are_flagged(course_release):
+    notebook = _executed_course_notebook(N01)
+    expected = course_release["notebooks"][N01]
+    every_cell_ran = {
+        str(i): "ok" for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "code"
+    }
+    honest = score_notebook(N01, notebook, expected, executed=every_cell_ran)
+    assert (honest.points, honest.findings) == (CHECKS_01, ())
+
+    # the saved outputs pass both checks; the re-execution fails one and never reaches the other
+    refuted = every_cell_ran | {_index(notebook, "standardise_splits_check"): "error"}
+    del refuted[_index(notebook, "minibatches_check")]
+    score = score_notebook(N01, notebook, expected, executed=refuted)
+    reasons = {cell.grade_id: cell.reason for cell in score.cells if cell.kind == "check"}
+    assert score.points == 0
+    assert "failed when the grader re-executed" in reasons["standardise_splits_check"]
+    assert "did not run when the grader re-executed" in reasons["minibatches_check"]
+    flagged = [f for f in score.findings if "the saved output was not produced" in f.message]
+    assert [f.severity for f in flagged] == ["flagged", "flagged"]
+
+    # a check that failed as saved and passes now earns its points, with nothing to flag
+    _fail_check(notebook)
+    saved_failed = score_notebook(N01, notebook, expected, executed=every_cell_ran)
+    assert (saved_failed.points, saved_failed.findings) == (CHECKS_01, ())
+    assert score_notebook(N01, notebook, expected).points < CHECKS_01  # --trust-outputs
