@@ -232,7 +232,7 @@ def test_a_zip_bomb_is_refused_before_extraction(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-# ------------------------------------------------------------------------- --rerun
+# ------------------------------------------------------------ re-execution (the default)
 TINY = "import cifar_lab as lab\nlab.record('val_accuracy', 0.25, key=True)"
 
 

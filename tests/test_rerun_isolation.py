@@ -1,4 +1,4 @@
-"""``grade --rerun`` runs student notebooks caged: each test is a cell that tries to get out.
+"""The re-execution runs student notebooks caged: each test is a cell that tries to get out.
 
 Every kernel-starting test runs under each sandbox backend that works on this
 machine (bubblewrap, ``unshare``); a backend that does not work is skipped
