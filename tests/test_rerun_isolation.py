@@ -323,3 +323,11 @@ def test_hand_in_copies_read_only_and_hashes_what_it_copied(tmp_path):
     assert (copies / "01_a.ipynb").stat().st_mode & 0o222 == 0
     assert copies.stat().st_mode & 0o222 == 0
     rerun_module._writable_again(copies)
+
+
+def test_a_named_source_reaches_the_kernels_by_name(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    environment, visible = rerun_module._environment(RerunSettings(source="synthetic"), work)
+    assert environment["CIFAR10_SOURCE"] == "synthetic"  # not a path under the grader's cwd
+    assert all(path.is_absolute() for path in visible)

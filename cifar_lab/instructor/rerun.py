@@ -75,6 +75,7 @@ from cifar_lab.profiles import PROFILE_ENV, get_profile
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
+NAMED_SOURCES = ("keras", "synthetic")  # load_cifar10's sources that are not paths
 _POSITION = "cifar_lab_rerun_position"  # cell metadata: its index in the handed-in file
 
 
@@ -119,7 +120,9 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
     home, package_parent = work / ".home", Path(__file__).resolve().parents[2]
     (home / ".cache").mkdir(parents=True)
     (work / ".tmp").mkdir()
-    source = str(Path(settings.source).resolve()) if settings.source else None
+    source = settings.source  # a named source ("synthetic") passes as it is; a path, resolved
+    if source and source not in NAMED_SOURCES:
+        source = str(Path(source).resolve())
     shared = _shared_cache(source) if source else None
     environment = clean_environment(
         home,
@@ -131,7 +134,8 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
         **{PROFILE_ENV: settings.profile},
     )
     python = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1]]
-    visible = [*python, package_parent, *[Path(p) for p in (source, shared) if p]]
+    folders = [Path(p) for p in (source, shared) if p and p not in NAMED_SOURCES]
+    visible = [*python, package_parent, *folders]
     return environment, visible
 
 
