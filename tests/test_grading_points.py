@@ -307,16 +307,21 @@ def test_reexecution_decides_the_points_and_saved_passes_it_refutes_are_flagged(
     honest = score_notebook(N01, notebook, expected, executed=every_cell_ran)
     assert (honest.points, honest.findings) == (CHECKS_01, ())
 
-    # the saved outputs pass both checks; the re-execution fails one and never reaches the other
-    refuted = every_cell_ran | {_index(notebook, "standardise_splits_check"): "error"}
-    del refuted[_index(notebook, "minibatches_check")]
-    score = score_notebook(N01, notebook, expected, executed=refuted)
+    # the saved outputs pass both checks; the re-execution fails one and stops there
+    failing = _index(notebook, "standardise_splits_check")
+    refuted = {k: v for k, v in every_cell_ran.items() if int(k) < int(failing)}
+    score = score_notebook(N01, notebook, expected, executed=refuted | {failing: "error"})
     reasons = {cell.grade_id: cell.reason for cell in score.cells if cell.kind == "check"}
     assert score.points == 0
     assert "failed when the grader re-executed" in reasons["standardise_splits_check"]
-    assert "did not run when the grader re-executed" in reasons["minibatches_check"]
+    assert f"stopped at a failing cell ({failing}) before it" in reasons["minibatches_check"]
     flagged = [f for f in score.findings if "the saved output was not produced" in f.message]
     assert [f.severity for f in flagged] == ["flagged", "flagged"]
+
+    # a run cut short (a time limit: the last cell that ran was fine) scores 0, flags nothing
+    cut_short = score_notebook(N01, notebook, expected, executed=refuted)
+    assert (cut_short.points, cut_short.findings) == (0, ())
+    assert "did not run when the grader re-executed" in cut_short.cells[1].reason
 
     # a check that failed as saved and passes now earns its points, with nothing to flag
     _fail_check(notebook)

@@ -21,9 +21,11 @@ A **check** earns its points only when all of these hold:
 When the submission was **re-executed** (``grade``'s default), the three conditions on
 the saved outputs (ran in order, no error, passing results) are replaced by one: the
 check cell ran to its end in the re-execution (the kernel's reply, as the runner
-recorded it per cell). The saved outputs still decide nothing but a finding: a check
-that passed as saved and fails, or never runs, when re-executed is flagged "the saved
-output was not produced by this code".
+recorded it per cell). The saved outputs decide nothing but a finding: a check that
+passed as saved and fails when re-executed, or is not reached because a cell before it
+now fails, is flagged "the saved output was not produced by this code". A run cut short
+by a limit or a dead kernel scores 0 for the checks it did not reach, without that flag
+(the re-run's own finding says what stopped it).
 
 A **written** answer is ``manual``: 0 points until a person grades it, out of
 its points. Solution cells are worth 0 (their check carries the points).
@@ -232,24 +234,40 @@ def _code_reason(cell: dict, entry: dict, notebook: NotebookCells, stub: str) ->
     return ""
 
 
-def _executed_reason(index: int, entry: dict, notebook: NotebookCells, stub: str) -> str:
-    """Why a check earns nothing in the re-execution ("" when it ran to its end)."""
+def _executed_reason(
+    index: int, entry: dict, notebook: NotebookCells, stub: str
+) -> tuple[str, bool]:
+    """Why a check earns nothing in the re-execution, and whether that run refutes a saved pass.
+
+    Returns:
+        (the reason, "" when the check ran to its end; True when the check failed, or
+        the run stopped at a failing cell before it: the code as handed in cannot
+        produce a pass. A run cut short by a limit or a dead kernel refutes nothing.)
+    """
     static = _code_reason(notebook.cells[index], entry, notebook, stub)
     if static:
-        return static
-    outcome = (notebook.executed or {}).get(str(index))
-    if outcome is None:
-        return "the check cell did not run when the grader re-executed the notebook"
-    return "" if outcome == "ok" else "the check failed when the grader re-executed the notebook"
+        return static, False
+    outcomes = notebook.executed or {}
+    outcome = outcomes.get(str(index))
+    if outcome == "ok":
+        return "", False
+    if outcome == "error":
+        return "the check failed when the grader re-executed the notebook", True
+    last = max((int(position) for position in outcomes), default=None)
+    if last is not None and last < index and outcomes[str(last)] == "error":
+        return f"the re-executed notebook stopped at a failing cell ({last}) before it", True
+    return "the check cell did not run when the grader re-executed the notebook", False
 
 
 def _score_check(
     row: GradedCell, index: int, entry: dict, notebook: NotebookCells, stub: str
 ) -> tuple[CellScore, list[Finding]]:
     reason, forged = _check_reason(index, entry, notebook, stub)
-    saved_passed = not reason
+    refuted = False  # passed as saved, and the re-execution shows this code cannot
     if notebook.executed is not None:  # the re-execution decides; the saved outputs do not
-        reason = _executed_reason(index, entry, notebook, stub)
+        saved_passed = not reason
+        reason, refutes = _executed_reason(index, entry, notebook, stub)
+        refuted = saved_passed and refutes
     if not reason and row.grade_id in PART5_CHECKS and notebook.part5_verified != "yes":
         reason = "Part V's saved model does not confirm the claimed accuracy"
     name, findings = notebook.name, []
@@ -258,7 +276,7 @@ def _score_check(
         findings.append(Finding("flagged", name, f"{label}: {forged[0]}"))
     if reason == "the check cell was edited" and not entry.get("has_check"):
         findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
-    if saved_passed and notebook.executed is not None and reason:
+    if refuted:
         message = f"{label}: the saved output was not produced by this code ({reason})"
         findings.append(Finding("flagged", name, message, NOT_PRODUCED_FIX))
     message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
