@@ -378,3 +378,16 @@ def test_compare_claims_without_a_kernel():
         {"02": {"val_accuracy": 0.4}, "03": {}}, {"02": ok}, None, tolerance=settings.tolerance
     )
     assert state == "failed" and [str(f) for f in findings] == ["03: rerun failed: did not run"]
+
+
+def test_a_submission_with_no_readable_notebook_starts_no_rerun(tmp_path, monkeypatch):
+    def no_run(*args, **kwargs):
+        raise AssertionError("nothing to re-execute, yet a re-run was started")
+
+    monkeypatch.setattr("cifar_lab.instructor.grading.rerun_notebooks", no_run)
+    (tmp_path / "batch" / "empty").mkdir(parents=True)
+    (tmp_path / "batch" / "empty" / "notes.txt").write_text("no notebooks here")
+    (row,) = grade_folder(tmp_path / "batch", GradeSettings(), verbose=False)  # the default
+    assert (row["rerun"], row["executed"]) == ("not-run", "not re-executed")
+    assert row["status"] == "damaged" and row["problems"], row  # the notebooks are missing
+    assert not any("rerun" in p or "grader error" in p for p in row["problems"]), row["problems"]

@@ -177,9 +177,14 @@ def _part5(
 
 def _rerun(
     root: Path, inspections: list, settings: RerunSettings
-) -> tuple[str, list, dict[str, dict[str, str]]]:
-    """(rerun state, findings, each notebook's outcome per code cell) of one re-execution."""
+) -> tuple[str, list, dict[str, dict[str, str]] | None]:
+    """(rerun state, findings, each notebook's outcome per code cell) of one re-execution.
+
+    With no readable notebook nothing runs: ("not-run", [], None), as under --trust-outputs.
+    """
     readable = [i for i in inspections if i.state == "ok"]
+    if not readable:
+        return "not-run", [], None
     records, problem = rerun_notebooks(root, [i.name for i in readable], settings)
     claimed = {i.name: i.results for i in readable}
     state, findings = compare_claims(claimed, records, problem, tolerance=settings.tolerance)
@@ -189,7 +194,7 @@ def _rerun(
 
 def _hashes_finding(records: dict[str, dict]) -> list[Finding]:
     """A note of the SHA-256 of each notebook as the grader copied it and ran it."""
-    ran = [f"{name[:2]} sha256 {record['sha256']}" for name, record in records.items()]
+    ran = [f"{name[:2]} sha256 {record.get('sha256')}" for name, record in records.items()]
     if not ran:
         return []
     return [Finding("warning", "rerun", "re-executed as handed in: " + ", ".join(ran))]
@@ -222,7 +227,7 @@ def grade_root(
         root, inspections, settings, test_set, refused, budget
     )
     rerun_state, rerun_findings, executed = "not-run", [], None
-    if settings.rerun is not None:  # part5/ was read above: nothing the re-run saves is
+    if settings.rerun is not None:  # after part5/ was read; the re-run writes elsewhere
         with suspended_budget(budget):  # re-runs have their own --total-timeout
             rerun_state, rerun_findings, executed = _rerun(root, inspections, settings.rerun)
     scores = score_submission(
