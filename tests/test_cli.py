@@ -51,12 +51,30 @@ def test_help_does_not_import_tensorflow():
 
 
 def test_grade_defaults_are_the_settings_defaults():
-    args = build_parser().parse_args(["grade", "subs", "--out", "report.csv", "--rerun"])
+    args = build_parser().parse_args(["grade", "subs", "--out", "report.csv"])
     assert instructor_cli.rerun_settings(args) == RerunSettings()
-    assert instructor_cli.grade_settings(args, None) == GradeSettings(rerun=RerunSettings())
+    assert instructor_cli.grade_settings(args, None) == GradeSettings()
+    assert GradeSettings().rerun == RerunSettings()  # re-execution is the default, both ways
+    assert RerunSettings().profile == "quick" == args.rerun_profile
     assert _option("grade", "rerun_profile").choices == sorted(PROFILES)
-    no_rerun = build_parser().parse_args(["grade", "subs", "--out", "report.csv"])
-    assert instructor_cli.grade_settings(no_rerun, None) == GradeSettings()
+    static = build_parser().parse_args(["grade", "subs", "--out", "report.csv", "--trust-outputs"])
+    assert instructor_cli.rerun_settings(static) is None
+    assert instructor_cli.grade_settings(static, None) == GradeSettings(rerun=None)
+
+
+def test_the_former_rerun_flag_is_refused_naming_the_new_default(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["grade", "subs", "--out", "report.csv", "--rerun"])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "re-executes every submission by default" in message and "--trust-outputs" in message
+
+
+def test_the_batch_summary_gives_the_time_per_student():
+    rows = [{"grading_seconds": 10.0}, {"grading_seconds": 30.0}, {"grading_seconds": ""}]
+    line = instructor_cli.seconds_line(rows)
+    assert line == "time per student: mean 20.0 s, max 30.0 s (2 timed)"
+    assert "no submission was timed" in instructor_cli.seconds_line([])
 
 
 def test_submit_default_size_limit_is_check_submissions():

@@ -224,6 +224,7 @@ def hostile_rows(course):
         _submission(course, student, batch, damage)
     out = course["base"] / "hostile-report" / "report.csv"
     argv = [str(batch), "--out", str(out), "--manifest", str(course["manifest"])]
+    argv += ["--trust-outputs"]  # the limits of the static read and of model scoring
     assert run_cli("grade", *argv, "--source", "synthetic", "--num-test", str(NUM_TEST)) == 0
     return {row["student"]: row for row in json.loads(out.with_suffix(".json").read_text())}
 
@@ -256,6 +257,7 @@ def test_resume_skips_students_already_in_the_report(course, capsys):
         _submission(course, student, batch, lambda root: None)
     out = course["base"] / "resume-report" / "report.csv"
     argv = ["grade", str(batch), "--out", str(out), "--manifest", str(course["manifest"])]
+    argv += ["--trust-outputs"]
     assert run_cli(*argv, "--source", "synthetic") == 0
     rows = json.loads(out.with_suffix(".json").read_text())
     (batch / "amy.zip").write_bytes(b"PK now broken, but amy is already graded")
@@ -334,6 +336,7 @@ def test_models_over_the_memory_ceiling_are_flagged_and_the_batch_goes_on(course
     out = base / "bombs-report" / "report.csv"
     argv = [str(batch), "--out", str(out), "--manifest", str(course["manifest"])]
     argv += ["--source", "synthetic", "--num-test", str(NUM_TEST), "--model-memory-mb", "1536"]
+    argv += ["--trust-outputs"]
     assert run_cli("grade", *argv) == 0
     rows = {row["student"]: row for row in json.loads(out.with_suffix(".json").read_text())}
     assert rows["honest"]["status"] == "ok", rows["honest"]["problems"]

@@ -171,7 +171,7 @@ def graded(tmp_path_factory):
     shutil.copytree(release_dir, untouched, ignore=shutil.ignore_patterns("*.json"))
     out, gradebook = base / "report" / "report.csv", base / "gradebook.csv"
     argv = [str(batch), "--out", str(out), "--manifest", str(manifest), "--source", "synthetic"]
-    argv += ["--num-test", str(NUM_TEST), "--gradebook", str(gradebook)]
+    argv += ["--num-test", str(NUM_TEST), "--gradebook", str(gradebook), "--trust-outputs"]
     assert run_cli("grade", *argv) == 0
     rows = {row["student"]: row for row in json.loads(out.with_suffix(".json").read_text())}
     with open(gradebook, newline="") as handle:
@@ -291,3 +291,40 @@ def test_a_grade_id_edited_in_the_metadata_scores_zero(course_release):
     score = score_notebook(N01, notebook, course_release["notebooks"][N01])
     assert score.points == POINTS_OF["standardise_splits_check"]
     assert "carries grade_id 'bonus'" in str(score.findings[0])
+
+
+def _index(notebook: dict, grade_id: str) -> str:
+    """The position of a graded cell, as the re-execution's record keys it."""
+    return str(notebook["cells"].index(_cell(notebook, grade_id)))
+
+
+def test_reexecution_decides_the_points_and_saved_passes_it_refutes_are_flagged(course_release):
+    notebook = _executed_course_notebook(N01)
+    expected = course_release["notebooks"][N01]
+    every_cell_ran = {
+        str(i): "ok" for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "code"
+    }
+    honest = score_notebook(N01, notebook, expected, executed=every_cell_ran)
+    assert (honest.points, honest.findings) == (CHECKS_01, ())
+
+    # the saved outputs pass both checks; the re-execution fails one and stops there
+    failing = _index(notebook, "standardise_splits_check")
+    refuted = {k: v for k, v in every_cell_ran.items() if int(k) < int(failing)}
+    score = score_notebook(N01, notebook, expected, executed=refuted | {failing: "error"})
+    reasons = {cell.grade_id: cell.reason for cell in score.cells if cell.kind == "check"}
+    assert score.points == 0
+    assert "failed when the grader re-executed" in reasons["standardise_splits_check"]
+    assert f"stopped at a failing cell ({failing}) before it" in reasons["minibatches_check"]
+    flagged = [f for f in score.findings if "the saved output was not produced" in f.message]
+    assert [f.severity for f in flagged] == ["flagged", "flagged"]
+
+    # a run cut short (a time limit: the last cell that ran was fine) scores 0, flags nothing
+    cut_short = score_notebook(N01, notebook, expected, executed=refuted)
+    assert (cut_short.points, cut_short.findings) == (0, ())
+    assert "did not run when the grader re-executed" in cut_short.cells[1].reason
+
+    # a check that failed as saved and passes now earns its points, with nothing to flag
+    _fail_check(notebook)
+    saved_failed = score_notebook(N01, notebook, expected, executed=every_cell_ran)
+    assert (saved_failed.points, saved_failed.findings) == (CHECKS_01, ())
+    assert score_notebook(N01, notebook, expected).points < CHECKS_01  # --trust-outputs

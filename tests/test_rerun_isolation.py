@@ -1,4 +1,4 @@
-"""``grade --rerun`` runs student notebooks caged: each test is a cell that tries to get out.
+"""The re-execution runs student notebooks caged: each test is a cell that tries to get out.
 
 Every kernel-starting test runs under each sandbox backend that works on this
 machine (bubblewrap, ``unshare``); a backend that does not work is skipped
@@ -9,6 +9,8 @@ the runner's child-subreaper sweep must still end the child.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import socket
 import subprocess
 import time
@@ -245,3 +247,87 @@ def test_an_honest_check_passes_under_verification(tmp_path):
     record, problem = _run(tmp_path / "sub", "value = 0.5", CHECK, "lab.record('v', value)")
     assert problem is None and record["status"] == "ok", record
     assert record["checks_verified"] == 1 and record["results"] == {"v": 0.5}
+
+
+# ---------------------------------------------------------- what runs is what was handed in
+def _notebook(*cells: str) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    return notebook
+
+
+@pytest.mark.slow
+def test_a_notebook_rewritten_by_an_earlier_one_does_not_run(tmp_path):
+    """01 rewrites 05_tuning.ipynb in its folder, and the grader's copy if it can find it."""
+    fake = nbformat.writes(
+        _notebook("import cifar_lab as lab", 'lab.record("val_accuracy", 0.99)')
+    )
+    rewrite = f"""import glob, os
+fake = {fake!r}
+open("05_tuning.ipynb", "w").write(fake)  # the kernels' working folder
+targets = set()
+for cmdline in glob.glob("/proc/[0-9]*/cmdline"):  # the runner's arguments name its copies
+    try:
+        targets.update(a for a in open(cmdline).read().split("\\0") if a.endswith(".ipynb"))
+    except OSError:
+        pass
+rewritten = 0.0
+for target in targets:
+    try:
+        os.chmod(target, 0o644)
+        open(target, "w").write(fake)
+        rewritten = 1.0
+    except OSError:
+        pass
+lab.record("runner_copies_seen", float(bool(targets)))
+lab.record("runner_copy_rewritten", rewritten)"""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    nbformat.write(_notebook("import cifar_lab as lab", rewrite), folder / "01_rewrite.ipynb")
+    honest = _notebook("import cifar_lab as lab", 'lab.record("val_accuracy", 0.25)')
+    nbformat.write(honest, folder / "05_tuning.ipynb")
+    handed_in = {
+        name: (folder / f"{name}.ipynb").read_bytes() for name in ("01_rewrite", "05_tuning")
+    }
+
+    records, problem = rerun_notebooks(folder, ["01_rewrite", "05_tuning"], QUICK)
+
+    assert problem is None, records
+    assert records["01_rewrite"]["status"] == "ok", records["01_rewrite"]
+    attempts = records["01_rewrite"]["results"]
+    assert attempts == {"runner_copies_seen": 1.0, "runner_copy_rewritten": 0.0}  # read-only
+    assert records["05_tuning"]["results"] == {"val_accuracy": 0.25}, records["05_tuning"]
+    for name, data in handed_in.items():  # each record names the bytes that ran
+        assert records[name]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (folder / f"{name}.ipynb").read_bytes() == data  # the submission is untouched
+    assert records["05_tuning"]["cells"] == {"0": "ok", "1": "ok"}  # by index, as handed in
+
+
+def test_the_runner_refuses_a_copy_that_is_not_the_one_hashed(tmp_path):
+    copy = tmp_path / "01_probe.ipynb"
+    copy.write_text(nbformat.writes(_notebook("x = 1")))
+    data, digest = rerun_module._read_handed_in(copy)
+    record = rerun_module._execute(copy, data, digest, "0" * 64, tmp_path, cell_timeout=10)
+    assert record["status"] == "failed" and "not the one the grader hashed" in record["error"]
+    assert record["cells"] == {} and record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_hand_in_copies_read_only_and_hashes_what_it_copied(tmp_path):
+    folder, copies = tmp_path / "sub", tmp_path / "copies"
+    folder.mkdir()
+    (folder / "01_a.ipynb").write_bytes(b'{"cells": []}')
+    digests = rerun_module.hand_in(folder, ["01_a"], copies)
+    assert digests == {"01_a": hashlib.sha256(b'{"cells": []}').hexdigest()}
+    assert (copies / "01_a.ipynb").read_bytes() == b'{"cells": []}'
+    assert not os.access(copies / "01_a.ipynb", os.W_OK) or os.geteuid() == 0
+    assert (copies / "01_a.ipynb").stat().st_mode & 0o222 == 0
+    assert copies.stat().st_mode & 0o222 == 0
+    rerun_module._writable_again(copies)
+
+
+def test_a_named_source_reaches_the_kernels_by_name(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    environment, visible = rerun_module._environment(RerunSettings(source="synthetic"), work)
+    assert environment["CIFAR10_SOURCE"] == "synthetic"  # not a path under the grader's cwd
+    assert all(path.is_absolute() for path in visible)

@@ -12,8 +12,9 @@ Read it in the order a submission travels:
   cell) -> :mod:`.claims` (Part V's claimed accuracy, recomputed from the saved model,
   loaded by :mod:`.model_loading`) -> :mod:`.report` (the row type; CSV, JSON,
   gradebook) and :mod:`.feedback` (one HTML page per student);
-* beside it, ``grade --rerun``: :mod:`.rerun` re-executes the notebooks with
-  :mod:`.pristine_checks` in :mod:`.sandbox`; :mod:`.budget` holds the per-submission
+* beside it, by default (not under ``--trust-outputs``): :mod:`.rerun` re-executes the
+  notebooks with :mod:`.pristine_checks` in :mod:`.sandbox`, and :mod:`.scoring` takes
+  its points from that run; :mod:`.budget` holds the per-submission
   time budget and scores a model in a child process under ceilings;
 * :mod:`.grading`: the batch, one row per submission whatever happens;
 * :mod:`.submission`: the student's ``submit`` check and zip; :mod:`.cli`: the

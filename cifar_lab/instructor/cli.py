@@ -4,7 +4,7 @@
 
     python -m cifar_lab release --out student_release/
     python -m cifar_lab submit --student alice      # in the notebooks' folder
-    python -m cifar_lab grade submissions/ --out report.csv [--rerun] [--gradebook gradebook.csv]
+    python -m cifar_lab grade submissions/ --out report.csv [--trust-outputs] [--gradebook gb.csv]
         [--manual manual.csv | --nbgrader-db gradebook.db]
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
@@ -13,7 +13,13 @@ finds problems, 2 for a usage or set-up error. Option defaults are read from
 :class:`~cifar_lab.instructor.rerun.RerunSettings`,
 :class:`~cifar_lab.instructor.budget.Limits` and the library's constants, never
 restated here; none of these imports TensorFlow. ``grade`` ends with the peak
-memory of the grader and of its largest child (:func:`peak_memory_line`).
+memory of the grader and of its largest child (:func:`peak_memory_line`) and the
+grading time per student (:func:`seconds_line`).
+
+``grade`` re-executes every submission (:class:`RerunSettings` holds the defaults, the
+quick profile among them); ``--trust-outputs`` reads the saved outputs instead. The
+former ``--rerun`` is refused with a message naming the new default, so that a script
+written for the old default learns that the meaning changed.
 """
 
 from __future__ import annotations
@@ -121,9 +127,9 @@ def rerun_settings(args: argparse.Namespace) -> RerunSettings | None:
         args: parsed ``grade`` options.
 
     Returns:
-        A :class:`RerunSettings`, or None without ``--rerun``.
+        A :class:`RerunSettings`, or None with ``--trust-outputs`` (nothing is executed).
     """
-    if not args.rerun:
+    if args.trust_outputs:
         return None
     return RerunSettings(
         cell_timeout=args.cell_timeout,
@@ -185,6 +191,7 @@ def _grade(args: argparse.Namespace) -> int:
         f"{len(rows)} submissions: {summary}, {damaged} damaged; wrote {csv_path} and {json_path}"
     )
     print(peak_memory_line())
+    print(seconds_line(rows))
     if feedback is not None:
         print(f"feedback for each student in {feedback}")
     print(f"written answers to grade by hand: {manual_csv} (then grade --manual {manual_csv})")
@@ -309,7 +316,7 @@ def _add_grade(subparsers) -> None:
     grade.add_argument("submissions", help="folder of <student>.zip files or <student>/ folders")
     grade.add_argument("--out", required=True, help="report CSV; the JSON goes next to it")
     grade.add_argument("--manifest", help=f"the release's {MANIFEST_FILE} (default: re-derived)")
-    grade.add_argument("--source", help="CIFAR-10 copy for the test set and --rerun")
+    grade.add_argument("--source", help="CIFAR-10 copy for the test set and the re-execution")
     grade.add_argument("--num-test", type=_positive(int), help="test images (default: all)")
     grade.add_argument(
         "--tolerance", type=float, default=limits["tolerance"], help="claim vs model, " + DEFAULT
@@ -335,9 +342,29 @@ def _add_grade(subparsers) -> None:
     grade.set_defaults(handler=_grade)
 
 
+class _RerunIsTheDefault(argparse.Action):
+    """``--rerun``, the former opt-in: refused, naming what replaced it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(
+            "--rerun is gone: grade now re-executes every submission by default; "
+            "drop --rerun (or pass --trust-outputs to read the saved outputs instead)"
+        )
+
+
 def _add_rerun_options(grade: argparse.ArgumentParser) -> None:
     rerun = field_defaults(RerunSettings)
-    grade.add_argument("--rerun", action="store_true", help="re-execute (runs student code!)")
+    grade.add_argument(
+        "--trust-outputs",
+        action="store_true",
+        help="do not re-execute: score the saved outputs (a fast pre-check; edited code "
+        "keeps its old outputs' points, see README). Default: re-execute every submission "
+        "in a sandbox (runs student code) and score that run",
+    )
+    grade.add_argument("--rerun", action=_RerunIsTheDefault)
     seconds = "seconds, " + DEFAULT
     grade.add_argument(
         "--cell-timeout", type=_positive(int), default=rerun["cell_timeout"], help=seconds
@@ -415,7 +442,8 @@ def _add_limit_options(grade: argparse.ArgumentParser) -> None:
         "--submission-seconds",
         type=_positive(float),
         default=limits.submission_seconds,
-        help="wall time to read, check and score one submission (not --rerun), " + DEFAULT,
+        help="wall time to read, check and score one submission (not its re-execution: "
+        "--total-timeout), " + DEFAULT,
     )
 
 
@@ -426,6 +454,23 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         model_seconds=args.model_seconds,
         submission_seconds=args.submission_seconds,
     )
+
+
+def seconds_line(rows: list[dict]) -> str:
+    """The grading time per student, mean and max, from the rows' ``grading_seconds``.
+
+    Args:
+        rows: report rows (``report.json``'s records); rows without a time are left out.
+
+    Returns:
+        One line for the batch summary.
+    """
+    seconds = [row.get("grading_seconds") for row in rows]
+    seconds = [s for s in seconds if isinstance(s, int | float) and not isinstance(s, bool)]
+    if not seconds:
+        return "time per student: no submission was timed"
+    mean = sum(seconds) / len(seconds)
+    return f"time per student: mean {mean:.1f} s, max {max(seconds):.1f} s ({len(seconds)} timed)"
 
 
 def peak_memory_line() -> str:

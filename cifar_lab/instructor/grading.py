@@ -1,4 +1,4 @@
-"""Grading (instructor side): one report row per student, without running their code.
+"""Grading (instructor side): one report row per student, its points from re-executing it.
 
 ``grade SUBMISSIONS_DIR --out report.csv`` reads every ``<student>.zip`` and
 every ``<student>/`` sub-folder of ``SUBMISSIONS_DIR`` (the notebooks at the
@@ -9,6 +9,13 @@ failed checks; Part V's claimed validation and test accuracy (from the
 notebook's ``lab.record`` outputs and ``part5/results.json``); the test
 accuracy of the saved model, recomputed on the real test set; whether the
 claims hold; and how many written answers are present.
+
+**Points come from re-execution** (:mod:`~cifar_lab.instructor.rerun`): by default every
+submission's notebooks run again, caged, and a check earns its points only when it runs
+to its end there; a check that passed as saved and fails when re-executed is flagged.
+``GradeSettings(rerun=None)`` (``grade --trust-outputs``) is the fast static read: the
+saved outputs are scored, and the row's ``executed`` column says "not re-executed".
+Part V's model is always the one handed in (``part5/``); what the re-run saves is discarded.
 
 Student files are untrusted. Zips are checked before extraction (member
 count, path traversal, per-file and total uncompressed size, and sizes that
@@ -78,7 +85,14 @@ from cifar_lab.instructor.manual_grades import (
     tidy_points,
 )
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, PART5_NOTEBOOK
-from cifar_lab.instructor.report import NotebookColumns, ReportFile, ReportRow, first_claim
+from cifar_lab.instructor.report import (
+    NOT_EXECUTED,
+    RE_EXECUTED,
+    NotebookColumns,
+    ReportFile,
+    ReportRow,
+    first_claim,
+)
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
 from cifar_lab.instructor.submission import submission_identity, submission_name
@@ -98,7 +112,8 @@ class GradeSettings:
         tolerance: largest accepted |claimed - recomputed| test accuracy.
         source: CIFAR-10 copy for the test set (``load_cifar10``'s ``source``).
         num_test: test images (None: all the source holds).
-        rerun: re-execution settings, or None to execute nothing.
+        rerun: re-execution settings (points come from that run), or None to execute
+            nothing and score the saved outputs (``--trust-outputs``).
         limits: memory and time ceilings per submission and for scoring its model.
         feedback_dir: write ``<student_id>.html`` feedback there (None: no feedback).
         manual: written answers graded by hand, student -> grade_id -> grade
@@ -112,7 +127,7 @@ class GradeSettings:
     tolerance: float = DEFAULT_TOLERANCE
     source: str | None = None
     num_test: int | None = None
-    rerun: RerunSettings | None = None
+    rerun: RerunSettings | None = field(default_factory=RerunSettings)
     limits: Limits = field(default_factory=Limits)
     feedback_dir: Path | None = None
     manual: ManualGrades | None = None
@@ -171,11 +186,29 @@ def _part5(
     return claims, accuracy, verified, findings + claim_findings(claims) + verify_findings
 
 
-def _rerun(root: Path, inspections: list, settings: RerunSettings) -> tuple[str, list]:
+def _rerun(
+    root: Path, inspections: list, settings: RerunSettings
+) -> tuple[str, list, dict[str, dict[str, str]] | None]:
+    """(rerun state, findings, each notebook's outcome per code cell) of one re-execution.
+
+    With no readable notebook nothing runs: ("not-run", [], None), as under --trust-outputs.
+    """
     readable = [i for i in inspections if i.state == "ok"]
+    if not readable:
+        return "not-run", [], None
     records, problem = rerun_notebooks(root, [i.name for i in readable], settings)
     claimed = {i.name: i.results for i in readable}
-    return compare_claims(claimed, records, problem, tolerance=settings.tolerance)
+    state, findings = compare_claims(claimed, records, problem, tolerance=settings.tolerance)
+    executed = {name: dict(record.get("cells") or {}) for name, record in records.items()}
+    return state, findings + _hashes_finding(records), executed
+
+
+def _hashes_finding(records: dict[str, dict]) -> list[Finding]:
+    """A note of the SHA-256 of each notebook as the grader copied it and ran it."""
+    ran = [f"{name[:2]} sha256 {record.get('sha256')}" for name, record in records.items()]
+    if not ran:
+        return []
+    return [Finding("warning", "rerun", "re-executed as handed in: " + ", ".join(ran))]
 
 
 def grade_root(
@@ -206,17 +239,17 @@ def grade_root(
     claims, accuracy, verified, part5 = _part5(
         root, inspections, settings, test_set, refused, budget
     )
+    rerun_state, rerun_findings, executed = "not-run", [], None
+    if settings.rerun is not None:  # after part5/ was read; the re-run writes elsewhere
+        with suspended_budget(budget):  # re-runs have their own --total-timeout
+            rerun_state, rerun_findings, executed = _rerun(root, inspections, settings.rerun)
     scores = score_submission(
-        root, inspections, settings.manifest, settings.max_notebook_bytes, verified
+        root, inspections, settings.manifest, settings.max_notebook_bytes, verified, executed
     )
     scores = merge_manual(scores, (settings.manual or {}).get(student))
     findings = [f for i in inspections for f in i.findings] + part5 + list(identity or [])
     findings += [f for score in scores for f in score.findings]  # tampering, graded cells
-    rerun_state = "not-run"
-    if settings.rerun is not None:
-        with suspended_budget(budget):  # re-runs have their own --total-timeout
-            rerun_state, rerun_findings = _rerun(root, inspections, settings.rerun)
-        findings += rerun_findings
+    findings += rerun_findings
     present, expected = (sum(i.answers[k] for i in inspections) for k in (0, 1))
     by_name = {score.name: score for score in scores}
     row = ReportRow(
@@ -234,6 +267,7 @@ def grade_root(
         answers_present=f"{present}/{expected}",
         rerun=rerun_state,
         manual=manual_entries(student, scores),
+        executed=NOT_EXECUTED if executed is None else RE_EXECUTED,
     )
     return _with_feedback(row, scores, findings, settings.feedback_dir)
 

@@ -52,6 +52,7 @@ from cifar_lab.instructor.scoring import NotebookScore
 from cifar_lab.instructor.spreadsheet import read_csv_rows, write_csv_rows
 
 Blank = str  # "" where a value is unknown or does not apply
+RE_EXECUTED, NOT_EXECUTED = "re-executed", "not re-executed"  # the ``executed`` column
 
 
 def about(
@@ -227,7 +228,14 @@ class ReportRow:
     )
     rerun: str = field(
         default="",
-        metadata=about('--rerun: "not-run", "reproduced", "not-reproduced" or "failed"'),
+        metadata=about('re-execution: "not-run", "reproduced", "not-reproduced" or "failed"'),
+    )
+    executed: str = field(
+        default=NOT_EXECUTED,
+        metadata=about(
+            f'"{RE_EXECUTED}" (points from the grader\'s run) or "{NOT_EXECUTED}" '
+            "(--trust-outputs, or nothing could run: the saved outputs were read)"
+        ),
     )
     grading_seconds: float | Blank = field(
         default="", metadata=about("wall seconds this submission took to grade, all of it")

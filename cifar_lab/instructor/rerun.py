@@ -1,17 +1,27 @@
-"""Re-execution (``grade --rerun``): run a submission's notebooks again, caged, in a child process.
+"""Re-execution (what ``grade`` does by default): run a submission's notebooks again, caged.
 
 Each submission runs in a separate process (``python -m cifar_lab.instructor.rerun``,
 the *runner*) on copies of its notebooks, with the student's outputs cleared
 first so that nothing claimed survives unless it is recomputed. Two limits
 apply: a per-cell timeout (default 1 hour, enough for the full profile's
 training cells on a CPU) and a total timeout per submission (default 4 hours).
+The default profile is the quick one (:class:`RerunSettings`, the one place it is set).
+
+**What runs is what was handed in.** Before anything runs, the grader copies every
+notebook into a folder of its own outside the kernels' working folder (read-only,
+and only ever shown read-only in the sandbox) and hashes each copy (SHA-256). The
+runner reads every notebook from there, and checks its hash, before the first cell
+of the first notebook runs; it then executes them from memory, with the kernels
+started in the working folder. A file the student's code writes (a rewritten
+``05_tuning.ipynb`` included) is never read back as a notebook. Each notebook's
+record carries the hash it ran from.
 
 **Isolation** (:mod:`cifar_lab.instructor.sandbox`). The runner and the
 kernels it starts run inside bubblewrap, else ``unshare``: no network, a
 read-only view of everything outside their working folder, and a pid namespace
 of their own, so that when the runner ends or is killed every process the
 notebooks started dies with it, detached children included. Where neither
-works, ``--rerun`` prints a loud warning and the README says to use a
+works, ``grade`` prints a loud warning and the README says to use a
 container. The environment is built from nothing (no grader variable passes
 through): a private ``HOME`` and ``TMPDIR`` inside the working folder,
 ``CIFAR_LAB_PROFILE``, ``CIFAR10_SOURCE`` (from ``--source``, read-only) and
@@ -35,10 +45,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +75,8 @@ from cifar_lab.profiles import PROFILE_ENV, get_profile
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
+NAMED_SOURCES = ("keras", "synthetic")  # load_cifar10's sources that are not paths
+_POSITION = "cifar_lab_rerun_position"  # cell metadata: its index in the handed-in file
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class RerunSettings:
 
     cell_timeout: int = 3600
     total_timeout: int = 4 * 3600
-    profile: str = "full"
+    profile: str = "quick"  # the grading default: every notebook re-runs in minutes
     tolerance: float = DEFAULT_RERUN_TOLERANCE
     source: str | None = None
 
@@ -108,7 +120,9 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
     home, package_parent = work / ".home", Path(__file__).resolve().parents[2]
     (home / ".cache").mkdir(parents=True)
     (work / ".tmp").mkdir()
-    source = str(Path(settings.source).resolve()) if settings.source else None
+    source = settings.source  # a named source ("synthetic") passes as it is; a path, resolved
+    if source and source not in NAMED_SOURCES:
+        source = str(Path(source).resolve())
     shared = _shared_cache(source) if source else None
     environment = clean_environment(
         home,
@@ -120,7 +134,8 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
         **{PROFILE_ENV: settings.profile},
     )
     python = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1]]
-    visible = [*python, package_parent, *[Path(p) for p in (source, shared) if p]]
+    folders = [Path(p) for p in (source, shared) if p and p not in NAMED_SOURCES]
+    visible = [*python, package_parent, *folders]
     return environment, visible
 
 
@@ -145,21 +160,29 @@ def rerun_notebooks(
 
     Returns:
         (record per notebook that finished: ``{"status", "error", "results",
-        "checks_verified"}``, None or what went wrong with the process as a
-        whole, e.g. the total limit).
+        "checks_verified", "cells", "sha256"}``, None or what went wrong with the
+        process as a whole, e.g. the total limit). ``cells`` maps the index (a
+        string) of each code cell that ran, in the notebook as handed in, to
+        ``"ok"`` or ``"error"``, as the kernel replied;
+        ``sha256`` is the hash of the notebook as handed in, the one that ran.
     """
     backend = _backend_once()
     with tempfile.TemporaryDirectory(prefix="cifar_lab_rerun_") as temporary:
         work = Path(temporary) / "work"  # the only folder the notebooks can write
         work.mkdir()
-        for name in names:
-            shutil.copyfile(Path(folder) / f"{name}.ipynb", work / f"{name}.ipynb")
+        handed_in = Path(temporary) / "handed_in"  # outside it, read-only
+        digests = hand_in(Path(folder), names, handed_in)
         environment, visible = _environment(settings, work)
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
-        command += [str(work / f"{name}.ipynb") for name in names]
-        command = sandbox_command(command, backend=backend, work_dir=work, read_only=visible)
+        command += ["--work-dir", str(work)]
+        for name in names:  # one hash per notebook, in the notebooks' order
+            command += ["--sha256", digests[name]]
+        command += [str(handed_in / f"{name}.ipynb") for name in names]
+        command = sandbox_command(
+            command, backend=backend, work_dir=work, read_only=[*visible, handed_in]
+        )
         log_path = Path(temporary) / "rerun.log"  # outside the notebooks' folder
         with open(log_path, "wb") as log:
             child = subprocess.Popen(
@@ -178,7 +201,38 @@ def rerun_notebooks(
         if code != 0:
             last = (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
             problem = f"the rerun process exited with code {code}: {last[:200]}"
+        _writable_again(handed_in)  # so that the temporary folder can be removed
         return _parse_status(report.data), problem
+
+
+def hand_in(folder: Path, names: list[str], copies: Path) -> dict[str, str]:
+    """Copy ``folder/<name>.ipynb`` into ``copies``, read-only; return each copy's SHA-256.
+
+    Each file is read once; the hash is of the bytes written, so the copy is what was hashed.
+
+    Args:
+        folder: the submission's notebook folder.
+        names: notebook stems.
+        copies: a new folder, made read-only once filled.
+
+    Returns:
+        ``{name: hex digest}``.
+    """
+    copies.mkdir()
+    digests = {}
+    for name in names:
+        data = (folder / f"{name}.ipynb").read_bytes()
+        copy = copies / f"{name}.ipynb"
+        copy.write_bytes(data)
+        copy.chmod(0o444)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    copies.chmod(0o555)
+    return digests
+
+
+def _writable_again(copies: Path) -> None:
+    with contextlib.suppress(OSError):
+        copies.chmod(0o755)
 
 
 def kill_tree(child: subprocess.Popen) -> None:
@@ -219,19 +273,43 @@ def _parse_status(data: bytes) -> dict[str, dict]:
     return records
 
 
-def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
-    """Run one notebook with cleared outputs and the grader's checks; return its record."""
+def _read_handed_in(path: Path) -> tuple[bytes, str]:
+    """The bytes of one handed-in copy and their SHA-256 (read before any cell runs)."""
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _execute(
+    path: Path, data: bytes, digest: str, expected: str, work: Path, cell_timeout: int
+) -> dict[str, Any]:
+    """Run one handed-in notebook, outputs cleared, with the grader's checks; return its record.
+
+    Args:
+        path: the grader's read-only copy (its stem names the record).
+        data: its bytes, read before any notebook ran.
+        digest: their SHA-256.
+        expected: the SHA-256 the grader computed when it made the copy.
+        work: the kernel's working folder (the only one it can write).
+        cell_timeout: seconds any single cell may take.
+
+    Returns:
+        ``{"notebook", "status", "error", "sha256", "results", "checks_verified", "cells"}``.
+    """
     import nbformat
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
-    notebook, verified = None, {"checks": 0}
+    record["sha256"] = digest
+    notebook, verified = None, {"checks": 0, "cells": {}}
     try:
-        notebook = nbformat.read(path, as_version=4)
-        for cell in notebook.cells:
+        if digest != expected:  # never runs: something changed the grader's copy
+            raise ValueError(f"the notebook is not the one the grader hashed ({expected})")
+        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+        for index, cell in enumerate(notebook.cells):
             if cell.cell_type == "code":  # a claim must not survive unless recomputed
                 cell.outputs, cell.execution_count = [], None
+            cell.metadata[_POSITION] = index  # set on every cell; the kernel never sees it
         notebook = with_pristine_checks(notebook)
-        client = notebook_client(notebook, path.parent, cell_timeout)
+        client = notebook_client(notebook, work, cell_timeout)
         client.on_cell_executed = functools.partial(_count_check, verified)
         client.execute()
     except Exception as error:  # cell error, timeout, dead kernel: all mean "failed"
@@ -242,14 +320,21 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(error).__name__}: {line[:300]}")
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
+    record["cells"] = verified["cells"]
     return record
 
 
 def _count_check(verified: dict, cell, cell_index: int, execute_reply: dict, **_) -> None:
-    """Count check cells whose execution the kernel reported as successful."""
-    tags = cell.get("metadata", {}).get("tags", [])
+    """Note a handed-in cell's outcome by its position; count check cells that succeeded.
+
+    ``verified["cells"]`` maps the cell's index in the file as handed in (what scoring
+    locates) to ``"ok"`` or ``"error"``, from the kernel's execute reply.
+    """
+    metadata = cell.get("metadata", {})
     ok = (execute_reply or {}).get("content", {}).get("status") == "ok"
-    if ok and PRISTINE_TAG not in tags and is_check_cell(cell):
+    if _POSITION in metadata:  # not one of the grader's inserted cells
+        verified["cells"][str(metadata[_POSITION])] = "ok" if ok else "error"
+    if ok and PRISTINE_TAG not in metadata.get("tags", []) and is_check_cell(cell):
         verified["checks"] += 1
 
 
@@ -269,14 +354,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cifar_lab.instructor.rerun")
     parser.add_argument("--cell-timeout", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--sha256", action="append", required=True, help="one per notebook")
     parser.add_argument("notebooks", type=Path, nargs="+")
     args = parser.parse_args(argv)
+    if len(args.sha256) != len(args.notebooks):
+        parser.error("give one --sha256 per notebook")
     _harden(args.status_fd)
     signal.signal(signal.SIGTERM, lambda *_: (kill_descendants(os.getpid()), os._exit(1)))
+    # every notebook is read, and hashed, before the first cell of the first one runs
+    handed_in = [(path, *_read_handed_in(path)) for path in args.notebooks]
     try:
         with os.fdopen(args.status_fd, "w", encoding="utf-8") as status:
-            for path in args.notebooks:
-                status.write(json.dumps(_execute(path, args.cell_timeout)) + "\n")
+            for (path, data, digest), expected in zip(handed_in, args.sha256, strict=True):
+                record = _execute(path, data, digest, expected, args.work_dir, args.cell_timeout)
+                status.write(json.dumps(record) + "\n")
                 status.flush()
     finally:
         kill_descendants(os.getpid())  # whatever the notebooks left running

@@ -18,6 +18,15 @@ A **check** earns its points only when all of these hold:
   recomputed by :func:`~cifar_lab.instructor.inspection.check_verdict`;
 * for ``final_training_check``: Part V's saved model confirms the claims.
 
+When the submission was **re-executed** (``grade``'s default), the three conditions on
+the saved outputs (ran in order, no error, passing results) are replaced by one: the
+check cell ran to its end in the re-execution (the kernel's reply, as the runner
+recorded it per cell). The saved outputs decide nothing but a finding: a check that
+passed as saved and fails when re-executed, or is not reached because a cell before it
+now fails, is flagged "the saved output was not produced by this code". A run cut short
+by a limit or a dead kernel scores 0 for the checks it did not reach, without that flag
+(the re-run's own finding says what stopped it).
+
 A **written** answer is ``manual``: 0 points until a person grades it, out of
 its points (:mod:`~cifar_lab.instructor.manual_grades` merges those grades).
 Solution cells are worth 0 (their check carries the points).
@@ -56,6 +65,7 @@ MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, Overfl
 PART5_CHECKS = ("final_training_check",)  # worth points only when the saved model verifies
 RELEASE_FIX = "start again from the release notebook and copy your work into it"
 MAX_ANSWER_SOURCE = 20_000  # characters of a written answer kept for manual grading
+NOT_PRODUCED_FIX = "restart the kernel, run every cell in order, and save the notebook"
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,9 @@ class NotebookCells:
             (``len(cells)`` when none did).
         tampered: the notebook holds code that patches the checks or the library.
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        executed: the re-execution's outcome per code cell (index as a string ->
+            ``"ok"`` or ``"error"``; a cell that never ran is absent), or None when the
+            notebook was not re-executed (the saved outputs are scored).
     """
 
     name: str
@@ -129,6 +142,7 @@ class NotebookCells:
     order_break: int
     tampered: bool
     part5_verified: str
+    executed: dict[str, str] | None = None
 
     @property
     def ids_missing(self) -> bool:
@@ -137,7 +151,13 @@ class NotebookCells:
 
     @classmethod
     def read(
-        cls, name: str, cells: list[dict], *, tampered: bool, part5_verified: str
+        cls,
+        name: str,
+        cells: list[dict],
+        *,
+        tampered: bool,
+        part5_verified: str,
+        executed: dict[str, str] | None = None,
     ) -> NotebookCells:
         """Index ``cells`` by id and by claimed grade_id; find the order break."""
         by_id: dict[str | None, list[int]] = {}
@@ -149,7 +169,7 @@ class NotebookCells:
                 by_grade.setdefault(grade_id, []).append(index)
         broken = first_out_of_order(cells)
         order_break = len(cells) if broken is None else broken[0]
-        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified)
+        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified, executed)
 
 
 def _locate(
@@ -189,12 +209,9 @@ def _check_reason(
     release's stub ("" otherwise).
     """
     cell = notebook.cells[index]
-    if notebook.tampered:
-        return "the notebook holds code that patches the checks or the library", []
-    if source_digest(cell_source(cell)) != entry["sha256"]:
-        return "the check cell was edited", []
-    if stub:
-        return f"the exercise '{stub}' still holds the release's stub", []
+    static = _code_reason(cell, entry, notebook, stub)
+    if static:
+        return static, []
     if cell.get("execution_count") is None:
         return "the check cell did not run", []
     if index >= notebook.order_break:
@@ -211,10 +228,51 @@ def _check_reason(
     return (failed[0] if failed else ""), []
 
 
+def _code_reason(cell: dict, entry: dict, notebook: NotebookCells, stub: str) -> str:
+    """Why a check earns nothing whatever its outputs: its code ("" when none)."""
+    if notebook.tampered:
+        return "the notebook holds code that patches the checks or the library"
+    if source_digest(cell_source(cell)) != entry["sha256"]:
+        return "the check cell was edited"
+    if stub:
+        return f"the exercise '{stub}' still holds the release's stub"
+    return ""
+
+
+def _executed_reason(
+    index: int, entry: dict, notebook: NotebookCells, stub: str
+) -> tuple[str, bool]:
+    """Why a check earns nothing in the re-execution, and whether that run refutes a saved pass.
+
+    Returns:
+        (the reason, "" when the check ran to its end; True when the check failed, or
+        the run stopped at a failing cell before it: the code as handed in cannot
+        produce a pass. A run cut short by a limit or a dead kernel refutes nothing.)
+    """
+    static = _code_reason(notebook.cells[index], entry, notebook, stub)
+    if static:
+        return static, False
+    outcomes = notebook.executed or {}
+    outcome = outcomes.get(str(index))
+    if outcome == "ok":
+        return "", False
+    if outcome == "error":
+        return "the check failed when the grader re-executed the notebook", True
+    last = max((int(position) for position in outcomes), default=None)
+    if last is not None and last < index and outcomes[str(last)] == "error":
+        return f"the re-executed notebook stopped at a failing cell ({last}) before it", True
+    return "the check cell did not run when the grader re-executed the notebook", False
+
+
 def _score_check(
     row: GradedCell, index: int, entry: dict, notebook: NotebookCells, stub: str
 ) -> tuple[CellScore, list[Finding]]:
     reason, forged = _check_reason(index, entry, notebook, stub)
+    refuted = False  # passed as saved, and the re-execution shows this code cannot
+    if notebook.executed is not None:  # the re-execution decides; the saved outputs do not
+        saved_passed = not reason
+        reason, refutes = _executed_reason(index, entry, notebook, stub)
+        refuted = saved_passed and refutes
     if not reason and row.grade_id in PART5_CHECKS and notebook.part5_verified != "yes":
         reason = "Part V's saved model does not confirm the claimed accuracy"
     name, findings = notebook.name, []
@@ -223,6 +281,9 @@ def _score_check(
         findings.append(Finding("flagged", name, f"{label}: {forged[0]}"))
     if reason == "the check cell was edited" and not entry.get("has_check"):
         findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
+    if refuted:
+        message = f"{label}: the saved output was not produced by this code ({reason})"
+        findings.append(Finding("flagged", name, message, NOT_PRODUCED_FIX))
     message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
     status = "failed" if reason else "passed"
     points = 0 if reason else row.points
@@ -230,7 +291,12 @@ def _score_check(
 
 
 def score_notebook(
-    name: str, notebook: dict, expected: dict, *, part5_verified: str = "not-checked"
+    name: str,
+    notebook: dict,
+    expected: dict,
+    *,
+    part5_verified: str = "not-checked",
+    executed: dict[str, str] | None = None,
 ) -> NotebookScore:
     """Score one notebook (a parsed, inspected ``.ipynb``) against the points table.
 
@@ -239,6 +305,8 @@ def score_notebook(
         notebook: the submission's notebook as JSON.
         expected: its release-manifest entry.
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        executed: the re-execution's outcome per code cell (``NotebookCells.executed``),
+            or None to score the saved outputs.
 
     Returns:
         Its :class:`NotebookScore`.
@@ -247,7 +315,7 @@ def score_notebook(
     released = {entry["id"]: entry for entry in expected["cells"]}
     findings = tamper_findings(name, cells, released)
     notebook_cells = NotebookCells.read(
-        name, cells, tampered=bool(findings), part5_verified=part5_verified
+        name, cells, tampered=bool(findings), part5_verified=part5_verified, executed=executed
     )
     entries, scores = released_cells(name, expected), []
     stub = ""  # the current exercise, while its solution cell is the release's stub
@@ -273,7 +341,12 @@ def score_notebook(
 
 
 def score_submission(
-    root: Path, inspections: list, manifest: dict | None, max_bytes: int, part5_verified: str
+    root: Path,
+    inspections: list,
+    manifest: dict | None,
+    max_bytes: int,
+    part5_verified: str,
+    executed: dict[str, dict[str, str]] | None = None,
 ) -> list[NotebookScore]:
     """Score every graded notebook of a submission that could be read.
 
@@ -283,6 +356,8 @@ def score_submission(
         manifest: the release manifest (None: nothing can be scored).
         max_bytes: the notebook size limit (as inspection applied it).
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        executed: notebook stem -> the re-execution's outcome per code cell (a notebook
+            that did not run is absent), or None to score the saved outputs.
 
     Returns:
         One :class:`NotebookScore` per graded notebook; an unreadable one scores 0.
@@ -302,7 +377,12 @@ def score_submission(
             if problem is not None:  # it read once; a change since is a problem of its own
                 raise ValueError(problem.message)
             expected = manifest["notebooks"][name]
-            scores.append(score_notebook(name, notebook, expected, part5_verified=part5_verified))
+            outcomes = None if executed is None else executed.get(name, {})
+            scores.append(
+                score_notebook(
+                    name, notebook, expected, part5_verified=part5_verified, executed=outcomes
+                )
+            )
         except MALFORMED as error:
             message = f"cannot score the notebook ({type(error).__name__}: {str(error)[:200]})"
             scores.append(_zero(name, message, Finding("damaged", name, message)))
