@@ -35,6 +35,7 @@ from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.sandbox import ChildFailedError, LimitExceededError, run_limited
 
 MODEL_ACCURACY = "cifar_lab.instructor.claims:model_accuracy"
+MODEL_ACCURACIES = "cifar_lab.instructor.claims:model_accuracies"
 __all__ = ["ChildFailedError", "LimitExceededError", "Limits", "SubmissionTimeoutError"]
 
 
@@ -165,16 +166,53 @@ def score_model(
         SubmissionTimeoutError: the per-submission time ran out first.
         ChildFailedError: the model could not be loaded or evaluated.
     """
+    kwargs = {"path": path, "images": images, "labels": labels, "max_bytes": max_bytes}
+    return float(_run_scoring(MODEL_ACCURACY, kwargs, budget))
+
+
+def score_model_sets(
+    path: Path,
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    max_bytes: int,
+    budget: Budget | None = None,
+) -> dict[str, float]:
+    """The model's accuracy on several labelled image sets, in one limited child.
+
+    One child loads the model once and scores every set (TensorFlow's start-up
+    is paid once), under the same limits as :func:`score_model`.
+
+    Args:
+        path: the submitted ``.keras`` file (untrusted).
+        sets: {name: (raw pixels uint8 (N, 32, 32, 3), int labels (N,))}, each N >= 1.
+        max_bytes: largest accepted unpacked size of the archive.
+        budget: as for :func:`score_model`.
+
+    Returns:
+        {name: accuracy in [0, 1]}.
+
+    Raises:
+        The errors of :func:`score_model`.
+    """
+    names = list(sets)
+    images = np.concatenate([sets[name][0] for name in names])
+    labels = np.concatenate([np.asarray(sets[name][1]) for name in names])
+    groups = np.repeat(np.arange(len(names)), [len(sets[name][1]) for name in names])
+    kwargs = {"path": path, "images": images, "labels": labels, "groups": groups}
+    values = _run_scoring(MODEL_ACCURACIES, {**kwargs, "max_bytes": max_bytes}, budget)
+    return {name: float(value) for name, value in zip(names, values, strict=True)}
+
+
+def _run_scoring(target: str, kwargs: dict[str, Any], budget: Budget | None) -> Any:
+    """Run a scoring ``target`` in a child under ``budget``'s limits; return its JSON value."""
     budget = budget if budget is not None else Budget.unlimited()
     limits, left = budget.limits, budget.seconds_left()
     if left <= 0:
         raise SubmissionTimeoutError("no time was left in the per-submission limit to score it")
     seconds = min(limits.model_seconds, left)
     memory = limits.model_memory_bytes
-    kwargs = {"path": path, "images": images, "labels": labels, "max_bytes": max_bytes}
     try:
         result = run_limited(
-            MODEL_ACCURACY, kwargs, memory_bytes=memory, seconds=seconds, what="scoring it"
+            target, kwargs, memory_bytes=memory, seconds=seconds, what="scoring it"
         )
     except SubmissionTimeoutError:
         raise
@@ -190,4 +228,4 @@ def score_model(
             raise SubmissionTimeoutError(f"scoring it used up the {limit}") from None
         raise LimitExceededError(f"{error} (--model-seconds)") from None
     budget.child_peaks.append(result.peak_bytes)
-    return float(result.value)
+    return result.value
