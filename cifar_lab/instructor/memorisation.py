@@ -51,10 +51,11 @@ PROBE_JPEG_QUALITY = 90
 # The largest fall an honest network may show under the probe. Measured on real
 # CIFAR-10 (5,000 test images of the shared copy, probe seeds 1 and 2): dense
 # networks 3072-512-10 and 3072-1024-512-10 trained on 20,000 images, without flip
-# augmentation, fell from 0.4702 to 0.4632 and from 0.4916 to 0.4840 (0.7 and 0.8
-# points); a nearest-neighbour lookup of the test images (the most robust lookup:
-# shifts, noise and JPEG alone leave it at 96-100%) fell from 1.0 to 0.486 keyed on
-# 500 images and to 0.391 keyed on 5,000. The limit is this bound plus three
+# augmentation, fell from 0.4702 to 0.4632 and from 0.4916 to 0.4840 under seed 1
+# (0.7 and 0.8 points) and by -0.3 and 0.3 points under seed 2; a nearest-neighbour
+# lookup of the test images (the most robust lookup: shifts, noise and JPEG alone
+# leave it at 96-100%) fell from 1.0 to 0.486 / 0.460 keyed on 500 images and to
+# 0.391 / 0.392 keyed on 5,000. The limit is this bound plus three
 # standard errors: 0.05 + 0.021 = 0.071 for 10,000 images at 56%, 0.05 + 0.094 =
 # 0.144 for quick's 500, far below a lookup's fall of 0.5 or more.
 HONEST_PROBE_DROP = 0.05
