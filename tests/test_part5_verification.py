@@ -363,3 +363,14 @@ def test_on_real_cifar10_an_honest_network_passes_the_probe_and_a_lookup_does_no
         _submission(tmp_path / "lookup", lookup), real, 1.0, recorded_split=record
     )
     assert verified == "no" and "memorised test images?" in _problems(findings)
+
+
+def test_grade_takes_private_test_images_from_the_command_line(tmp_path):
+    from cifar_lab.__main__ import build_parser
+    from cifar_lab.instructor import cli
+
+    argv = ["grade", "subs", "--out", "report.csv", "--private-test", str(tmp_path)]
+    settings = cli.grade_settings(build_parser().parse_args(argv), None)
+    assert settings.private_test == tmp_path
+    default = build_parser().parse_args(["grade", "subs", "--out", "report.csv"])
+    assert cli.grade_settings(default, None).private_test is None
