@@ -144,12 +144,17 @@ class LazyTestSet:
             self._all = (splits.X_test, splits.y_test)
         return self._all
 
-    def validation(self, profile: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    def validation(self, profile: Any) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
         """The course's validation split of ``profile``, rebuilt from the grader's copy.
+
+        Args:
+            profile: results.json's (untrusted) profile; anything but a profile's
+                name means the default profile.
 
         Returns:
             ((uint8 images (N, 32, 32, 3), int labels (N,)), None), or (None, why not).
         """
+        profile = profile if isinstance(profile, str) and profile in PROFILES else DEFAULT_PROFILE
         if profile not in self._validation:
             self._validation[profile] = course_validation(self.source, profile)
         return self._validation[profile]
@@ -184,15 +189,14 @@ def course_validation(
 
     Args:
         source: the grader's CIFAR-10 copy.
-        profile: ``"quick"`` or ``"full"`` (anything else: ``"full"``, the default).
+        profile: a name in :data:`~cifar_lab.profiles.PROFILES` (``"quick"``, ``"full"``).
 
     Returns:
         ((uint8 images (N, 32, 32, 3), int labels (N,)), None), or (None, why not).
     """
     from cifar_lab.data.splits import load_cifar10
 
-    chosen = PROFILES.get(profile) if isinstance(profile, str) else None
-    chosen = chosen or PROFILES[DEFAULT_PROFILE]
+    chosen = PROFILES[profile]
     try:
         splits = load_cifar10(
             1, chosen.num_validation, 10, source=source, seed=COURSE_SEED,
