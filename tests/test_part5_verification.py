@@ -72,13 +72,13 @@ def in_process(monkeypatch):
     monkeypatch.setattr(claims, "score_model_sets", score)
 
 
-def _dense_model(seed: int = 0):
+def _dense_model(units: int = 16):
     import keras
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(x))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Dense(units, activation="relu")(keras.layers.Flatten()(x))
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
@@ -346,14 +346,14 @@ def test_on_real_cifar10_an_honest_network_passes_the_probe_and_a_lookup_does_no
             "val": (data.X_val, data.y_val)}  # fmt: skip
     record = describe_split(data.X_test, data.y_test, COURSE_SEED)
     assert record["sha256"] == split_fingerprint(data.X_test, data.y_test)
-    honest = _dense_model()
+    honest = _dense_model(128)
     honest.compile(
-        keras.optimizers.Adam(1e-3),
+        keras.optimizers.Adam(3e-4),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    honest.fit(data.X_train.astype(np.float32), data.y_train, epochs=4, verbose=0)
+    honest.fit(data.X_train.astype(np.float32), data.y_train, epochs=6, verbose=0)
     test, val = _accuracy(honest, *real["test"]), _accuracy(honest, *real["val"])
-    assert test > 0.2  # it learned something
+    assert test > 0.25  # it learned something (chance is 0.1)
     _, verified, findings = _verify(
         _submission(tmp_path / "honest", honest), real, test, val, recorded_split=record
     )
