@@ -19,7 +19,9 @@ can:
   shifts, noise and JPEG, and loses half its accuracy or more. Measured
   numbers and the threshold arithmetic are at :data:`HONEST_PROBE_DROP`. The
   probe is public code: a student who stores mirrored copies of the test images
-  as well can pass it, which is why the private images exist.
+  as well, or wraps the lookup in flip test-time augmentation, can pass it
+  (nearest-neighbour search shrugs off the small shift, noise and JPEG); that is
+  why the private images exist.
 * **Private images** (``grade --private-test DIR``): labelled 32x32 images the
   instructor never published (``DIR/<class>/<image>``, CIFAR-10's class names).
   A model whose public-test accuracy exceeds its private accuracy by more
