@@ -56,12 +56,12 @@ PROBE_JPEG_QUALITY = 90
 # augmentation, fell from 0.4702 to 0.4632 and from 0.4916 to 0.4840 under seed 1
 # (0.7 and 0.8 points) and by -0.3 and 0.3 points under seed 2; the FAST rung's
 # network (ZCA whitening, flips, +-2 px shifts; 1024-512, 5 epochs on 20,000 images)
-# fell from 0.4566 by 0.7 / 0.8 points, and by 1.0 / 0.6 with flip TTA (0.4772); a
-# nearest-neighbour lookup of the test images (the most robust lookup: shifts, noise and JPEG alone
-# leave it at 96-100%) fell from 1.0 to 0.486 / 0.460 keyed on 500 images and to
-# 0.391 / 0.392 keyed on 5,000. The limit is this bound plus three
-# standard errors: 0.05 + 0.021 = 0.071 for 10,000 images at 56%, 0.05 + 0.094 =
-# 0.144 for quick's 500, far below a lookup's fall of 0.5 or more.
+# fell from 0.4566 by 0.7 / 0.8 points, and by 1.0 / 0.6 with flip TTA (0.4772).
+# A nearest-neighbour lookup of the test images (the most robust lookup: shifts,
+# noise and JPEG alone leave it at 96-100%) fell from 1.0 to 0.486 / 0.460 keyed on
+# 500 images and to 0.391 / 0.392 keyed on 5,000. The limit is this bound plus
+# three standard errors: 0.05 + 0.021 = 0.071 for 10,000 images at 56%,
+# 0.05 + 0.094 = 0.144 for quick's 500, far below a lookup's fall of 0.5 or more.
 HONEST_PROBE_DROP = 0.05
 MAX_PRIVATE_IMAGES = 100_000
 MAX_PRIVATE_FILE_BYTES = 1 << 20
