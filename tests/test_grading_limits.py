@@ -343,11 +343,13 @@ def test_models_over_the_memory_ceiling_are_flagged_and_the_batch_goes_on(course
     for student in bombs:
         row = rows[student]
         assert row["status"] == "flagged" and row["part5_claim_verified"] == "no"
-        assert any(
-            "was not scored" in p and ("--model-memory-mb" in p or "--model-seconds" in p)
-            for p in row["problems"]
-        ), row["problems"]
+    assert any(  # dense-only, so only the ceiling stops it
+        "was not scored" in p and "--model-memory-mb" in p for p in rows["balloon"]["problems"]
+    ), rows["balloon"]["problems"]
     assert any("1536 MB memory limit" in p for p in rows["balloon"]["problems"])
+    assert any(  # refused from its config, before anything is built
+        "is refused" in p and "Conv2D" in p for p in rows["conv400"]["problems"]
+    ), rows["conv400"]["problems"]
 
 
 def test_byte_identical_models_are_scored_once_per_test_set(tmp_path, monkeypatch):
@@ -357,11 +359,11 @@ def test_byte_identical_models_are_scored_once_per_test_set(tmp_path, monkeypatc
 
     calls = []
 
-    def fake_score(*, path, images, labels, max_bytes, budget):
+    def fake_score(*, path, sets, max_bytes, budget):
         calls.append(path)
-        return 0.25 + 0.5 * (path.read_bytes() == b"other model")
+        return {name: 0.25 + 0.5 * (path.read_bytes() == b"other model") for name in sets}
 
-    monkeypatch.setattr(claims, "score_model", fake_score)
+    monkeypatch.setattr(claims, "score_model_sets", fake_score)
     test_set = claims.LazyTestSet("synthetic", 10)
     images = np.zeros((4, 32, 32, 3), np.uint8)
     labels, other_labels = np.arange(4), np.arange(4)[::-1]
@@ -370,11 +372,15 @@ def test_byte_identical_models_are_scored_once_per_test_set(tmp_path, monkeypatc
         path = tmp_path / name / MODEL_FILE
         path.parent.mkdir()
         path.write_bytes(content)
-        scored[name] = claims._score_once(test_set, path, images, labels, 10**6)
-    assert scored == {"a": 0.25, "b": 0.25, "c": 0.75}
+        scored[name] = claims._score_once(test_set, path, {"test": (images, labels)}, 10**6)
+    assert scored == {"a": {"test": 0.25}, "b": {"test": 0.25}, "c": {"test": 0.75}}
     assert [p.parent.name for p in calls] == ["a", "c"]  # b's identical bytes were not re-scored
-    claims._score_once(test_set, tmp_path / "a" / MODEL_FILE, images, other_labels, 10**6)
+    model_a = tmp_path / "a" / MODEL_FILE
+    claims._score_once(test_set, model_a, {"test": (images, other_labels)}, 10**6)
     assert len(calls) == 3  # other labels: another split, scored again
+    both = {"test": (images, labels), "val": (images, labels)}
+    claims._score_once(test_set, model_a, both, 10**6)
+    assert len(calls) == 4  # another set besides: scored again
     cached = dict(test_set.scores)
-    claims._score_once(test_set, tmp_path / "a" / MODEL_FILE, images, labels, max_bytes=4)
-    assert len(calls) == 4 and test_set.scores == cached  # over max_bytes: loader, not hashed
+    claims._score_once(test_set, model_a, {"test": (images, labels)}, max_bytes=4)
+    assert len(calls) == 5 and test_set.scores == cached  # over max_bytes: loader, not hashed

@@ -5,7 +5,8 @@ and loaded back the way ``grade`` and ``submit`` load it; a model with code,
 or with a custom class the grader process happens to know, stays refused. A
 quick-profile-like submission (its claim measured on a 20-image test split)
 is graded through ``grade_folder`` on a small image-folder copy of CIFAR-10
-built here, and verifies.
+built here, and verifies: its claims are measured on the quick profile's test
+and validation splits, drawn with the course's seed, as notebook 05 measures them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_image_dir
-from instructor_fixtures import VAL_ACCURACY, course_source, run_cli, write_submission
+from instructor_fixtures import course_source, run_cli, write_submission
 
 from cifar_lab.instructor.claims import model_accuracy
 from cifar_lab.instructor.grading import GradeSettings, grade_folder
@@ -169,25 +170,42 @@ def test_submit_refuses_a_model_the_grader_cannot_load_and_names_the_fix(tmp_pat
 # ------------------------------------------------------------------ the recorded test split
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory):
-    """A small CIFAR-10 copy, and a maxout submission whose claim is measured on 20 test images."""
+    """A small CIFAR-10 copy, and a maxout submission measured on the quick profile's splits.
+
+    The copy holds more test images than quick's split (600 against 500), so the
+    grader's own test set differs from the split the claim was measured on.
+    """
     import cifar_lab as lab
+    from cifar_lab.profiles import PROFILES
     from cifar_lab.tuning import part5
 
+    quick = PROFILES["quick"]
     base = tmp_path_factory.mktemp("honest")
     cifar = base / "cifar10-png"
-    write_image_dir(cifar, per_class=12, test_per_class=4)  # 40 test images
-    data = lab.load_cifar10(100, 20, 20, source=cifar, seed=0, verbose=False)
+    per_class = quick.num_validation // 10 + 2
+    write_image_dir(cifar, per_class=per_class, test_per_class=quick.num_test // 10 + 10)
+    training = per_class * 10 - quick.num_validation
+    data = lab.load_cifar10(  # as load_profile_data(quick) draws them, with seed 0
+        training, quick.num_validation, quick.num_test, source=cifar, seed=0, verbose=False
+    )
     test_split = part5.TestSplit(data)
     option = {"activation": "maxout", "whitening": "none", "batch_norm": "after",
               "precision": "float32", "flip_tta": False}  # fmt: skip
     config, raw = _part5_model(option)
     test = test_split.evaluate(raw)
+    val_scores = np.asarray(raw(data.denormalise(data.X_val).astype(np.float32), training=False))
+    val_accuracy = float(np.mean(val_scores.argmax(axis=1) == data.y_val))
     folder = base / "saved"
-    part5.save_final_model(raw, config, VAL_ACCURACY, test.accuracy, folder=folder)
+    part5.save_final_model(raw, config, val_accuracy, test.accuracy, folder=folder)
+    saved = json.loads((folder / RESULTS_FILE).read_text())
     source = course_source(base / "source")
-    root = write_submission(base / "work" / "alice", source, folder / MODEL_FILE, test.accuracy)
-    (root / PART5_DIR / RESULTS_FILE).write_bytes((folder / RESULTS_FILE).read_bytes())
-    return {"cifar": cifar, "root": root, "accuracy": test.accuracy, "base": base}
+    root = write_submission(
+        base / "work" / "alice", source, folder / MODEL_FILE, test.accuracy, val_accuracy
+    )
+    results = {**saved, "profile": "quick"}  # the profile the splits were drawn for
+    (root / PART5_DIR / RESULTS_FILE).write_text(json.dumps(results))
+    return {"cifar": cifar, "root": root, "accuracy": test.accuracy, "base": base,
+            "val_accuracy": val_accuracy, "num_test": quick.num_test}  # fmt: skip
 
 
 def _grade_one(honest, name: str, change=None) -> dict:
@@ -198,7 +216,7 @@ def _grade_one(honest, name: str, change=None) -> dict:
     if change is not None:
         path = batch / name / PART5_DIR / RESULTS_FILE
         path.write_text(json.dumps(change(json.loads(path.read_text()))))
-    # the grader's own test set: all 40 images; the saved outputs read, not re-executed
+    # the grader's own test set: all 600 images; the saved outputs read, not re-executed
     settings = GradeSettings(source=str(honest["cifar"]), rerun=None)
     (row,) = grade_folder(batch, settings, verbose=False)
     return row
@@ -207,7 +225,7 @@ def _grade_one(honest, name: str, change=None) -> dict:
 def test_results_json_records_the_profile_and_the_test_split(honest):
     saved = json.loads((honest["root"] / PART5_DIR / RESULTS_FILE).read_text())
     assert saved["profile"] in ("quick", "full")
-    assert saved["test_split"]["images"] == 20 and saved["test_split"]["seed"] == 0
+    assert saved["test_split"]["images"] == honest["num_test"] and saved["test_split"]["seed"] == 0
     assert len(saved["test_split"]["sha256"]) == 64
 
 
@@ -216,7 +234,8 @@ def test_a_claim_on_the_recorded_split_verifies(honest):
     assert row["status"] == "ok", row["problems"]
     assert row["part5_claim_verified"] == "yes"
     assert row["part5_model_test_accuracy"] == round(honest["accuracy"], 4)
-    assert any("re-scored on 20 test images" in p for p in row["problems"])  # a warning
+    shown = f"re-scored on {honest['num_test']} test images"
+    assert any(shown in p for p in row["problems"])  # a warning
 
 
 def test_a_split_the_grader_cannot_rebuild_is_reported_as_such(honest):
@@ -232,13 +251,13 @@ def test_a_split_the_grader_cannot_rebuild_is_reported_as_such(honest):
 
 
 def test_a_far_off_claim_on_an_unrebuildable_split_is_flagged(honest):
-    def inflated(saved: dict) -> dict:
+    def inflated(saved: dict) -> dict:  # measured on another copy of CIFAR-10
         return {
             **saved,
             "test_accuracy": 0.99,
-            "test_split": {**saved["test_split"], "seed": None},
+            "test_split": {**saved["test_split"], "sha256": "0" * 64},
         }
 
     row = _grade_one(honest, "carol", inflated)
     assert row["status"] == "flagged"
-    assert any("unrecorded seed" in p and "beyond sampling error" in p for p in row["problems"])
+    assert any("cannot rebuild" in p and "beyond sampling error" in p for p in row["problems"])

@@ -1,6 +1,6 @@
 """Ceilings for grading: a per-submission time budget, and model scoring in a limited child.
 
-**Scoring a saved model** (:func:`score_model`) runs ``claims.model_accuracy``
+**Scoring a saved model** (:func:`score_model_sets`) runs ``claims.model_accuracies``
 in a child process through :func:`~cifar_lab.instructor.sandbox.run_limited`:
 an RSS watchdog kills the child's whole session once it passes
 ``model_memory_bytes`` (default 4 GB) or ``model_seconds`` (default 120 s).
@@ -34,7 +34,7 @@ from cifar_lab.checks import check_int, check_number
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.sandbox import ChildFailedError, LimitExceededError, run_limited
 
-MODEL_ACCURACY = "cifar_lab.instructor.claims:model_accuracy"
+MODEL_ACCURACIES = "cifar_lab.instructor.claims:model_accuracies"
 __all__ = ["ChildFailedError", "LimitExceededError", "Limits", "SubmissionTimeoutError"]
 
 
@@ -140,41 +140,47 @@ def suspended_budget(budget: Budget | None) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(budget.seconds_left(), 0.001))
 
 
-def score_model(
+def score_model_sets(
     path: Path,
-    images: np.ndarray,
-    labels: np.ndarray,
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
     max_bytes: int,
     budget: Budget | None = None,
-) -> float:
-    """``claims.model_accuracy`` in a child process under the current submission's limits.
+) -> dict[str, float]:
+    """The model's accuracy on several labelled image sets, in one limited child.
+
+    One child loads the model once and scores every set (TensorFlow's start-up
+    is paid once), under the current submission's limits.
 
     Args:
         path: the submitted ``.keras`` file (untrusted).
-        images: raw pixels (N, 32, 32, 3), 0..255.
-        labels: int labels (N,).
+        sets: {name: (raw pixels uint8 (N, 32, 32, 3), int labels (N,))}, each N >= 1.
         max_bytes: largest accepted unpacked size of the archive.
         budget: the submission's budget, whose limits apply and whose time is left
             (None: default limits, no deadline); the child's peak memory is added to it.
 
     Returns:
-        The accuracy.
+        {name: accuracy in [0, 1]}.
 
     Raises:
         LimitExceededError: the memory or time ceiling was passed (the message names the flag).
         SubmissionTimeoutError: the per-submission time ran out first.
         ChildFailedError: the model could not be loaded or evaluated.
     """
+    names = list(sets)
+    images = np.concatenate([sets[name][0] for name in names])
+    labels = np.concatenate([np.asarray(sets[name][1]) for name in names])
+    groups = np.repeat(np.arange(len(names)), [len(sets[name][1]) for name in names])
+    kwargs = {"path": path, "images": images, "labels": labels, "groups": groups,
+              "max_bytes": max_bytes}  # fmt: skip
     budget = budget if budget is not None else Budget.unlimited()
     limits, left = budget.limits, budget.seconds_left()
     if left <= 0:
         raise SubmissionTimeoutError("no time was left in the per-submission limit to score it")
     seconds = min(limits.model_seconds, left)
     memory = limits.model_memory_bytes
-    kwargs = {"path": path, "images": images, "labels": labels, "max_bytes": max_bytes}
     try:
         result = run_limited(
-            MODEL_ACCURACY, kwargs, memory_bytes=memory, seconds=seconds, what="scoring it"
+            MODEL_ACCURACIES, kwargs, memory_bytes=memory, seconds=seconds, what="scoring it"
         )
     except SubmissionTimeoutError:
         raise
@@ -190,4 +196,4 @@ def score_model(
             raise SubmissionTimeoutError(f"scoring it used up the {limit}") from None
         raise LimitExceededError(f"{error} (--model-seconds)") from None
     budget.child_peaks.append(result.peak_bytes)
-    return float(result.value)
+    return {name: float(value) for name, value in zip(names, result.value, strict=True)}

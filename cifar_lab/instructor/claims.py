@@ -16,15 +16,31 @@ bit-identical), a result no longer recorded, or a notebook that fails is flagged
 
 **The test split** the claim was measured on: ``part5/results.json`` records it
 (``test_split``: its size, the seed that drew it and a SHA-256 of its images and
-labels; see :mod:`cifar_lab.tuning.split_record`). The grader rebuilds it from its
-own CIFAR-10 copy with ``load_cifar10(num_test=size, seed=seed)`` and uses it only
-when the hash matches, so a quick-profile submission (500 test images) is re-scored
-on its own 500 images and verifies. A split the grader cannot rebuild (another copy
-of CIFAR-10, synthetic data, an unrecorded seed, a malformed record) is reported as
-such, never as a mismatch: the model is scored on the grader's own test set, and
-the claim is flagged only when it differs from that score by more than sampling
-error allows (three standard errors of the two splits, plus the tolerance).
-Submissions without a record are scored on the grader's test set.
+labels; see :mod:`cifar_lab.tuning.split_record`). Only the splits the course
+defines are honoured: the whole test set, or a profile's split (``num_test`` of a
+profile, e.g. quick's 500) drawn with the course's seed :data:`COURSE_SEED`. The
+grader rebuilds such a split from its own CIFAR-10 copy and uses it only when the
+hash matches, so a quick-profile submission is re-scored on its own 500 images
+and verifies. Any other split (another size, another seed, chosen indices, a
+malformed record) is flagged and never honoured: the model is scored on the
+grader's own test set instead, and the row says so, with both numbers. A course
+split the grader cannot rebuild (another copy of CIFAR-10, synthetic data) is
+reported as such, never as a mismatch: the claim is flagged only when it differs
+from the grader's score by more than sampling error allows (three standard
+errors of the two splits, plus the tolerance). Submissions without a record are
+scored on the grader's test set.
+
+**The validation claim** is recomputed too, on the course's validation split for
+the profile results.json names (the profile's ``num_validation`` images drawn with
+:data:`COURSE_SEED`: exactly the images notebook 05 measured on), and compared
+with the claim by the same rule as the test claim.
+
+**What the model may be**: Part V is fully connected networks only; a layer
+outside :data:`~cifar_lab.instructor.model_loading.DENSE_NETWORK_LAYERS` (a
+convolution, attention, ...) is refused before the model is built, and the row
+names it. **Memorised test images** are caught by a perturbation probe and, with
+``--private-test``, by the instructor's private images (see
+:mod:`cifar_lab.instructor.memorisation`). All sets are scored in one child.
 
 Model and claim are scored by the same function,
 :func:`cifar_lab.metrics.evaluate_model` (same batches), so they cannot drift apart.
@@ -35,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +62,18 @@ from cifar_lab.instructor.budget import (
     Budget,
     LimitExceededError,
     SubmissionTimeoutError,
-    score_model,
+    score_model_sets,
 )
 from cifar_lab.instructor.findings import MEGABYTE, Finding, GradingSetupError
 from cifar_lab.instructor.inspection import finite_number, parse_json
+from cifar_lab.instructor.memorisation import (
+    private_finding,
+    probe_finding,
+    probe_images,
+    read_private_test,
+)
 from cifar_lab.metrics import evaluate_model
+from cifar_lab.profiles import PROFILES
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 from cifar_lab.tuning.split_record import split_fingerprint
 
@@ -57,20 +81,42 @@ DEFAULT_TOLERANCE = 0.005  # claim vs the saved model's recomputed accuracy
 DEFAULT_RERUN_TOLERANCE = 0.02  # claim vs re-execution on other hardware
 CONSISTENCY_TOLERANCE = 1e-4  # the same number written twice must agree
 CLAIMS = {"val": ("best_val_accuracy", "val_accuracy"), "test": ("test_accuracy", "test_accuracy")}
+COURSE_SEED = 0  # the seed load_profile_data draws every course split with (its default)
+DEFAULT_PROFILE = "full"  # what save_final_model records when CIFAR_LAB_PROFILE is unset
 
 
 class LazyTestSet:
-    """The raw test images and labels, loaded on first use and then reused.
+    """The grader's images for one batch: test set, validation splits, probe, private images.
 
-    It also remembers, for the batch it serves, the accuracy of each model file
-    already scored (keyed by the SHA-256 of the file and of the images and labels),
-    so byte-identical models handed in twice are scored once.
+    Each is loaded (or made) on first use and then reused. It also remembers the
+    accuracies of each model file already scored (keyed by the SHA-256 of the file
+    and of every image set), so byte-identical models handed in twice are scored once.
+
+    Args:
+        source: the grader's CIFAR-10 copy (``load_cifar10``'s ``source``).
+        num_test: the grader's test images (None: all the copy holds).
+        private_test: a folder of the instructor's private labelled images
+            (``<class>/<image>``), or None.
+        probe_seed: the perturbation probe's seed; None draws one now, so that no
+            student can know it.
     """
 
-    def __init__(self, source: str | None, num_test: int | None) -> None:
-        self.source, self.num_test = source, num_test
+    def __init__(
+        self,
+        source: str | None,
+        num_test: int | None,
+        *,
+        private_test: str | Path | None = None,
+        probe_seed: int | None = None,
+    ) -> None:
+        self.source, self.num_test, self.private_test = source, num_test, private_test
+        self.probe_seed = secrets.randbelow(2**32) if probe_seed is None else probe_seed
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
-        self.scores: dict[str, float] = {}
+        self._all: tuple[np.ndarray, np.ndarray] | None = None
+        self._private: tuple[np.ndarray, np.ndarray] | None = None
+        self._validation: dict[str, tuple] = {}
+        self._probes: dict[str, np.ndarray] = {}
+        self.scores: dict[str, dict[str, float]] = {}
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (uint8 images (N, 32, 32, 3), int labels (N,))."""
@@ -84,9 +130,87 @@ class LazyTestSet:
             self._arrays = (splits.X_test, splits.y_test)
         return self._arrays
 
+    def all_test(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every test image the grader's copy holds: (uint8 (N, 32, 32, 3), int labels (N,))."""
+        if self.num_test is None:
+            return self.arrays()
+        if self._all is None:
+            from cifar_lab.data.splits import load_cifar10
+
+            try:
+                splits = load_cifar10(1, 0, None, source=self.source, standardise=False)
+            except Exception as error:
+                raise GradingSetupError(f"cannot load the test set: {error}") from error
+            self._all = (splits.X_test, splits.y_test)
+        return self._all
+
+    def validation(self, profile: Any) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+        """The course's validation split of ``profile``, rebuilt from the grader's copy.
+
+        Args:
+            profile: results.json's (untrusted) profile; anything but a profile's
+                name means the default profile.
+
+        Returns:
+            ((uint8 images (N, 32, 32, 3), int labels (N,)), None), or (None, why not).
+        """
+        profile = profile if isinstance(profile, str) and profile in PROFILES else DEFAULT_PROFILE
+        if profile not in self._validation:
+            self._validation[profile] = course_validation(self.source, profile)
+        return self._validation[profile]
+
+    def probe(self, images: np.ndarray) -> np.ndarray:
+        """The perturbed copy of ``images`` (uint8 (N, 32, 32, 3)) under this batch's seed."""
+        key = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+        if key not in self._probes:
+            self._probes = {key: probe_images(images, self.probe_seed)}  # one split at a time
+        return self._probes[key]
+
+    def private(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The instructor's private labelled images, or None without ``private_test``."""
+        if self.private_test is None:
+            return None
+        if self._private is None:
+            try:
+                self._private = read_private_test(self.private_test)
+            except ValueError as error:
+                raise GradingSetupError(str(error)) from error
+        return self._private
+
+
+def course_validation(
+    source: Any, profile: str
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """The validation split notebook 05 measured on in ``profile``, from the copy ``source``.
+
+    ``load_cifar10`` draws the validation images from a permutation of the whole
+    training pool, so they depend on the seed and their number only, not on the
+    number of training images: one training image is asked for here.
+
+    Args:
+        source: the grader's CIFAR-10 copy.
+        profile: a name in :data:`~cifar_lab.profiles.PROFILES` (``"quick"``, ``"full"``).
+
+    Returns:
+        ((uint8 images (N, 32, 32, 3), int labels (N,)), None), or (None, why not).
+    """
+    from cifar_lab.data.splits import load_cifar10
+
+    chosen = PROFILES[profile]
+    try:
+        splits = load_cifar10(
+            1, chosen.num_validation, 10, source=source, seed=COURSE_SEED,
+            standardise=False, verbose=False,
+        )  # fmt: skip
+    except ValueError as error:
+        return None, str(error).split(";")[0]
+    except Exception as error:
+        raise GradingSetupError(f"cannot load the validation split: {error}") from error
+    return (splits.X_val, splits.y_val), None
+
 
 def model_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes: int) -> float:
-    """Test accuracy of a saved ``.keras`` model on raw images, loaded in Keras safe mode.
+    """Test accuracy of a saved ``.keras`` model on raw images: :func:`model_accuracies`, one set.
 
     Args:
         path: the ``.keras`` file (untrusted).
@@ -97,11 +221,33 @@ def model_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, max_bytes
     Returns:
         The fraction of images whose highest score is the label.
     """
+    groups = np.zeros(len(labels), np.int64)
+    return model_accuracies(path, images, labels, groups, max_bytes)[0]
+
+
+def model_accuracies(
+    path: Path, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, max_bytes: int
+) -> list[float]:
+    """Accuracies of a saved ``.keras`` model on several image sets, loaded once in safe mode.
+
+    Args:
+        path: the ``.keras`` file (untrusted).
+        images: raw pixels (N, 32, 32, 3), 0..255, every set one after another.
+        labels: int labels (N,).
+        groups: int set index (N,), 0..K-1, each set non-empty.
+        max_bytes: largest accepted unpacked size of the archive.
+
+    Returns:
+        K accuracies, set 0 first.
+    """
     from cifar_lab.instructor.model_loading import load_submitted_model
 
-    # safe mode with the library's own layers (cifar_lab>Maxout ...) and nothing else
+    # safe mode with the library's own layers (cifar_lab>Maxout ...), dense layers only
     model = load_submitted_model(path, max_bytes=max_bytes)
-    return evaluate_model(model, images, labels)[0]  # as part5's TestSplit.evaluate scores it
+    _, predictions = evaluate_model(model, images, labels)  # as part5's TestSplit.evaluate
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    correct = predictions == labels
+    return [float(correct[groups == index].mean()) for index in range(int(groups.max()) + 1)]
 
 
 def claims_of(notebook_results: dict[str, float], saved: dict | None) -> dict[str, dict]:
@@ -138,17 +284,28 @@ def verify_claims(
     max_bytes: int,
     recorded_split: Any = None,
     budget: Budget | None = None,
+    profile: Any = None,
 ) -> tuple:
-    """Recompute the saved model's test accuracy and compare it with the claims.
+    """Recompute the saved model's accuracies and compare them with the claims.
 
-    The model is scored in a child process under ``budget``'s limits (None: default
-    limits, no deadline), see :func:`~cifar_lab.instructor.budget.score_model`.
+    One child process, under ``budget``'s limits (None: default limits, no
+    deadline; see :func:`~cifar_lab.instructor.budget.score_model_sets`), scores
+    the model on the test split, on its perturbed copy (the probe), on the
+    course's validation split and on the private images when there are some.
 
-    ``recorded_split`` is results.json's ``test_split`` (None: absent): the model is
-    re-scored on that split when the grader can rebuild it (see the module's docstring).
+    Args:
+        root: the submission's folder.
+        claims: :func:`claims_of`'s {"val"|"test": {where: value}}.
+        test_set: the batch's :class:`LazyTestSet`.
+        tolerance: largest accepted difference between a claim and its recomputation.
+        max_bytes: largest accepted unpacked size of the model archive.
+        recorded_split: results.json's ``test_split`` (None: absent); honoured only
+            when it is a split the course defines (see the module's docstring).
+        budget: the submission's budget.
+        profile: results.json's ``profile`` (anything but "quick"/"full": "full").
 
     Returns:
-        (accuracy or None, "yes" | "no" | "not-checked", findings).
+        (test accuracy or None, "yes" | "no" | "not-checked", findings).
     """
     path = root / PART5_DIR / MODEL_FILE
     if not path.is_file():
@@ -156,54 +313,111 @@ def verify_claims(
     if path.stat().st_size > max_bytes:
         return None, "no", [Finding("damaged", "part5", f"{MODEL_FILE} is over the size limit")]
     split = choose_split(test_set, recorded_split)  # the split the claim was measured on
-    images, labels = split.images, split.labels
+    sets = {"test": (split.images, split.labels)}
+    if test_set.source != "synthetic":  # its stand-in classes do not look alike mirrored
+        sets["probe"] = (test_set.probe(split.images), split.labels)
+    validation, no_validation = test_set.validation(profile)
+    if validation is not None:
+        sets["val"] = validation
+    private = test_set.private()
+    if private is not None:
+        sets["private"] = private
     try:  # in a child process under memory and time ceilings (budget.py)
-        accuracy = _score_once(test_set, path, images, labels, max_bytes, budget)
+        scores = _score_once(test_set, path, sets, max_bytes, budget)
     except SubmissionTimeoutError:
         raise
     except LimitExceededError as error:  # a model that balloons: flagged, and the batch goes on
         return None, "no", [Finding("flagged", "part5", f"{MODEL_FILE} was not scored: {error}")]
     except Exception as error:  # untrusted file: any failure is the student's problem
         kind = getattr(error, "kind", type(error).__name__)  # ChildFailedError: the child's error
+        if kind == "ForbiddenLayerError":  # names the layer: the whole message
+            message = f"{MODEL_FILE} is refused: {str(error)[:400]}"
+            return None, "no", [Finding("flagged", "part5", message)]
         reason = f"{kind}: {str(error).split('. ')[0][:200]}"
         message = f"{MODEL_FILE} cannot be loaded in safe mode or evaluated ({reason})"
         return None, "no", [Finding("flagged", "part5", message)]
+    accuracy = scores["test"]
     if split.problem is not None:  # reported as such, not as a mismatch
         verified, findings = unverifiable(claims["test"], accuracy, split, tolerance)
-        return accuracy, verified, findings
-    findings = list(split.findings)
-    for source, value in claims["test"].items():
-        if abs(value - accuracy) > tolerance:
-            message = f"{source} claims test accuracy {value:.4f}; the saved model scores"
-            findings.append(Finding("flagged", "part5", f"{message} {accuracy:.4f}"))
+    else:
+        findings = list(split.findings)
+        for source, value in claims["test"].items():
+            if abs(value - accuracy) > tolerance:
+                message = f"{source} claims test accuracy {value:.4f}; the saved model scores"
+                findings.append(Finding("flagged", "part5", f"{message} {accuracy:.4f}"))
+    if validation is None:
+        message = f"the validation claim is not recomputed: the course's split ({no_validation})"
+        findings.append(Finding("warning", "part5", message))
+    else:
+        strict = split.problem is None  # the grader's copy is the student's (or unknown)
+        findings += validation_findings(
+            claims["val"], scores["val"], len(validation[1]), tolerance, strict=strict
+        )
+    if "probe" in scores:
+        probed = probe_finding(accuracy, scores["probe"], len(split.labels))
+        findings += [probed] if probed is not None else []
+    if private is not None:
+        n_private = len(private[1])
+        memorised = private_finding(accuracy, len(split.labels), scores["private"], n_private)
+        findings += [memorised] if memorised is not None else []
     flagged = [finding for finding in findings if finding.severity != "warning"]
-    verified = "no" if flagged else "yes" if claims["test"] else "not-checked"
-    return accuracy, verified, findings
+    if flagged:
+        return accuracy, "no", findings
+    checked = claims["test"] and split.problem is None
+    return accuracy, "yes" if checked else "not-checked", findings
+
+
+def validation_findings(
+    claims: dict[str, float], accuracy: float, images: int, tolerance: float, *, strict: bool
+) -> list[Finding]:
+    """Compare validation claims with the accuracy recomputed on the course's validation split.
+
+    Args:
+        claims: {where: claimed validation accuracy}.
+        accuracy: the saved model's accuracy on the course's validation split.
+        images: that split's size.
+        tolerance: the grader's tolerance.
+        strict: the claim was measured on these very images (the student's copy of
+            CIFAR-10 is the grader's), so only ``tolerance`` is allowed; otherwise
+            sampling error is allowed too, as for a test split on another copy.
+
+    Returns:
+        A ``flagged`` finding per claim beyond the allowance.
+    """
+    spread = 0.0 if strict else 3 * math.sqrt(max(accuracy * (1 - accuracy), 0.01) * 2 / images)
+    findings = []
+    for where, value in claims.items():
+        if abs(value - accuracy) > tolerance + spread:
+            message = (
+                f"{where} claims validation accuracy {value:.4f}; on the course's "
+                f"{images:,} validation images the saved model scores {accuracy:.4f}"
+            )
+            findings.append(Finding("flagged", "part5", message))
+    return findings
 
 
 def _score_once(
     test_set: LazyTestSet,
     path: Path,
-    images: np.ndarray,
-    labels: np.ndarray,
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
     max_bytes: int,
     budget: Budget | None = None,
-) -> float:
-    """The model's accuracy on (images, labels), scored in a child unless these bytes were."""
-    if path.stat().st_size > max_bytes:  # refused by score_model's loader; never read here
-        return score_model(
-            path=path, images=images, labels=labels, max_bytes=max_bytes, budget=budget
-        )
+) -> dict[str, float]:
+    """The model's accuracy on each set, scored in a child unless these bytes were."""
+    if path.stat().st_size > max_bytes:  # refused by the child's loader; never read here
+        return score_model_sets(path=path, sets=sets, max_bytes=max_bytes, budget=budget)
     digest = hashlib.sha256()
     with path.open("rb") as handle:  # streamed: the file is not held in the grader's memory
         for chunk in iter(lambda: handle.read(MEGABYTE), b""):
             digest.update(chunk)
-    digest.update(np.ascontiguousarray(images).tobytes())
-    digest.update(np.ascontiguousarray(labels).tobytes())
+    for name, (images, labels) in sets.items():
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(images).tobytes())
+        digest.update(np.ascontiguousarray(labels).tobytes())
     key = digest.hexdigest()
     if key not in test_set.scores:  # only successes are kept: failures raise before this
-        test_set.scores[key] = score_model(
-            path=path, images=images, labels=labels, max_bytes=max_bytes, budget=budget
+        test_set.scores[key] = score_model_sets(
+            path=path, sets=sets, max_bytes=max_bytes, budget=budget
         )
     return test_set.scores[key]
 
@@ -294,7 +508,8 @@ class SplitChoice:
     Attributes:
         images, labels: uint8 raw pixels (N, 32, 32, 3) and int labels (N,).
         problem: why the recorded split cannot be rebuilt (None: rebuilt, or none recorded).
-        findings: notes for the row (a smaller split than the grader's own).
+        findings: notes for the row (a smaller split than the grader's own; the flag
+            of a split the course does not define).
     """
 
     images: np.ndarray
@@ -353,22 +568,31 @@ def rebuild(source: Any, record: dict) -> tuple[tuple[np.ndarray, np.ndarray] | 
     return None, f"{size:,} images drawn with seed {seed}: {reason}"
 
 
+def course_test_sizes() -> set[int]:
+    """Sizes of the profiles' test splits (drawn with :data:`COURSE_SEED`); the full set aside."""
+    return {profile.num_test for profile in PROFILES.values() if profile.num_test is not None}
+
+
 def choose_split(test_set: Any, record: Any) -> SplitChoice:
-    """The split to score on: the recorded one when it can be rebuilt, else the grader's own.
+    """The split to score on: the recorded one when the course defines it and it can be rebuilt.
 
     Args:
-        test_set: the grader's ``LazyTestSet`` (``arrays()``, ``source``, ``rebuilt`` cache).
+        test_set: the grader's ``LazyTestSet`` (``arrays()``, ``all_test()``, ``source``).
         record: ``results.json``'s ``test_split`` value, or None when absent.
 
     Returns:
-        A :class:`SplitChoice`.
+        A :class:`SplitChoice`: the recorded split, or the grader's own test set
+        with ``problem`` (a course split the copy cannot rebuild) or ``findings``
+        (a flag: a split the course does not define, never honoured).
     """
     images, labels = test_set.arrays()
     if record is None:
         return SplitChoice(images, labels)
     problem = record_problem(record)
+    if problem is None and not _is_course_split(record, test_set):
+        problem = f"it records {record['images']:,} images drawn with seed {record['seed']}"
     if problem is not None:
-        return SplitChoice(images, labels, problem)
+        return SplitChoice(images, labels, findings=[_not_a_course_split(problem, len(labels))])
     key = (record["images"], record["seed"], record["sha256"])
     cache = test_set.__dict__.setdefault("rebuilt", {})
     if key not in cache:
@@ -384,6 +608,27 @@ def choose_split(test_set: Any, record: Any) -> SplitChoice:
         )
         notes.append(Finding("warning", "part5", message))
     return SplitChoice(*rebuilt, None, notes)
+
+
+def _is_course_split(record: dict, test_set: Any) -> bool:
+    """Whether a valid record names a split the course defines (its hash is checked later)."""
+    if record["seed"] == COURSE_SEED and record["images"] in course_test_sizes():
+        return True
+    return record["images"] == len(test_set.all_test()[1])  # the full set: any seed draws it
+
+
+def _not_a_course_split(why: str, images: int) -> Finding:
+    """The flag for a recorded test split the course does not define."""
+    sizes = " or ".join(f"{size:,}" for size in sorted(course_test_sizes()))
+    message = (
+        f"results.json's test split is not one the course defines ({why}; the course "
+        f"uses all test images, or {sizes} drawn with seed {COURSE_SEED}): not honoured, "
+        f"the model is scored on the grader's {images:,} test images instead"
+    )
+    return Finding(
+        "flagged", "part5", message, "run 05_tuning as handed out: lab.TestSplit(data) of "
+        "lab.load_profile_data(profile), evaluated with test_split.evaluate(raw_model)",
+    )  # fmt: skip
 
 
 def unverifiable(

@@ -159,6 +159,7 @@ def grade_settings(args: argparse.Namespace, manifest: dict | None) -> GradeSett
         num_test=args.num_test,
         rerun=rerun_settings(args),
         limits=limits_from_args(args),
+        private_test=Path(args.private_test) if args.private_test else None,
     )
 
 
@@ -318,6 +319,12 @@ def _add_grade(subparsers) -> None:
     grade.add_argument("--manifest", help=f"the release's {MANIFEST_FILE} (default: re-derived)")
     grade.add_argument("--source", help="CIFAR-10 copy for the test set and the re-execution")
     grade.add_argument("--num-test", type=_positive(int), help="test images (default: all)")
+    grade.add_argument(
+        "--private-test",
+        metavar="DIR",
+        help="private labelled 32x32 images (DIR/<class>/<image>): flag Part V models that "
+        "score better on the public test images than on these (memorisation)",
+    )
     grade.add_argument(
         "--tolerance", type=float, default=limits["tolerance"], help="claim vs model, " + DEFAULT
     )

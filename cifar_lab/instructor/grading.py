@@ -97,7 +97,7 @@ from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
 from cifar_lab.instructor.submission import submission_identity, submission_name
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
-from cifar_lab.tuning.split_record import SPLIT_KEY
+from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,8 @@ class GradeSettings:
         feedback_dir: write ``<student_id>.html`` feedback there (None: no feedback).
         manual: written answers graded by hand, student -> grade_id -> grade
             (:mod:`~cifar_lab.instructor.manual_grades`; None: none given).
+        private_test: the instructor's private labelled images (``<class>/<image>``),
+            scored next to the public test set against memorisation (None: none).
     """
 
     manifest: dict | None = None
@@ -131,6 +133,7 @@ class GradeSettings:
     limits: Limits = field(default_factory=Limits)
     feedback_dir: Path | None = None
     manual: ManualGrades | None = None
+    private_test: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_notebook_bytes", "max_file_bytes", "max_total_bytes"):
@@ -177,6 +180,7 @@ def _part5(
         tolerance=settings.tolerance,
         max_bytes=settings.max_file_bytes,
         recorded_split=(saved or {}).get(SPLIT_KEY),  # re-scored on the split claimed on
+        profile=(saved or {}).get(PROFILE_KEY),  # whose validation split is recomputed
         budget=budget,
     )
     if MODEL_FILE in refused:  # left out at extraction, so "missing" would mislead
@@ -336,7 +340,7 @@ def grade_folder(
     submissions, ignored = find_submissions(folder)
     for path in ignored:
         print(f"ignored {path.name}: not a .zip or a folder")
-    test_set = LazyTestSet(settings.source, settings.num_test)
+    test_set = LazyTestSet(settings.source, settings.num_test, private_test=settings.private_test)
 
     def grade_one(student: str, path: Path, budget: Budget) -> ReportRow:
         return grade_submission(student, path, settings, test_set, budget)

@@ -11,6 +11,19 @@ library's: a custom class the grader happens to have registered, a
 function looked up by a registered name, a Python lambda. Keras would
 otherwise resolve a registered name before it looks at the module.
 
+Part V asks for a fully connected network, so :func:`refused_layers` also reads
+every layer the config names, nested models included, and refuses any layer
+outside :data:`DENSE_NETWORK_LAYERS`: no convolution, attention, locally
+connected or recurrent layer can be handed in (the refusal names the layer).
+The list holds what honest models contain: ``Dense``, activations, dropout
+and noise, batch / layer normalisation, ``Normalization`` and ``Rescaling`` for
+raw pixels, ``Flatten`` / ``Reshape`` / ``Permute``, the course's built-in-only
+constructions (maxout is ``Reshape`` + ``GlobalMaxPooling1D``, the mirror of flip
+test-time augmentation is ``Cropping2D`` columns + ``Concatenate``, averaged with
+``Average``), ``Add`` / ``Maximum`` for residual and maxout-like dense blocks, and
+the augmentation layers that do nothing at inference (``RandomFlip``,
+``RandomTranslation``).
+
 TensorFlow is imported inside the functions, so importing this module is cheap.
 """
 
@@ -35,8 +48,23 @@ _DATA_CLASSES = {
 }  # fmt: skip
 
 
+# Part V's dense networks may name these Keras layers and nothing else (see the docstring).
+DENSE_NETWORK_LAYERS = frozenset({
+    "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "BatchNormalization",
+    "LayerNormalization", "Normalization", "Rescaling", "Identity", "Flatten", "Reshape",
+    "Permute", "Cropping2D", "Concatenate", "Average", "Add", "Maximum", "GlobalMaxPooling1D",
+    "RandomFlip", "RandomTranslation",
+})  # fmt: skip
+MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})  # nested models: looked inside
+
+
 class UnsafeModelError(ValueError):
     """A submitted model names a class or function outside Keras and the course library."""
+
+
+class ForbiddenLayerError(ValueError):
+    """A submitted Part V model uses a layer outside the dense-network allow-list."""
 
 
 def library_objects() -> dict[str, type]:
@@ -110,6 +138,75 @@ def check_model_config(config: Any, allowed: set[str]) -> None:
             pending.extend(value)
 
 
+def _keras_layer_class(class_name: Any) -> type | None:
+    """The Keras layer class a config's ``class_name`` resolves to (aliases too), or None."""
+    import keras
+
+    if not isinstance(class_name, str) or not class_name.isidentifier():
+        return None
+    found = getattr(keras.layers, class_name, None)
+    if isinstance(found, type) and issubclass(found, keras.layers.Layer):
+        return found
+    return None
+
+
+def refused_layers(config: Any) -> list[str]:
+    """Every layer of a model config outside :data:`DENSE_NETWORK_LAYERS`, nested models included.
+
+    An entry counts as a layer when its ``class_name`` is a Keras layer class (an
+    alias such as ``Convolution2D`` resolves to ``Conv2D``) or its module is one of
+    Keras' layer or model modules; so neither another module nor an alias hides a
+    convolution.
+
+    Args:
+        config: the parsed ``config.json`` of a ``.keras`` file.
+
+    Returns:
+        ``"Conv2D (layer 'conv2d')"``-style descriptions, in the order found; empty
+        for a dense network.
+    """
+    import keras
+
+    allowed = {getattr(keras.layers, name) for name in DENSE_NETWORK_LAYERS}
+    refused, pending = [], [config]
+    while pending:  # iterative: a deeply nested config cannot exhaust the stack
+        value = pending.pop()
+        if isinstance(value, dict):
+            class_name, module = value.get("class_name"), value.get("module")
+            if "config" in value and class_name not in MODEL_CLASSES:
+                layer = _keras_layer_class(class_name)
+                in_layers = isinstance(module, str) and (
+                    ".layers" in module or module.startswith(("keras.models", "keras.src.models"))
+                )
+                if (layer is not None and layer not in allowed) or (layer is None and in_layers):
+                    inner = value["config"] if isinstance(value["config"], dict) else {}
+                    shown = layer.__name__ if layer is not None else str(class_name)[:60]
+                    refused.append(f"{shown} (layer {str(inner.get('name'))[:60]!r})")
+            pending.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            pending.extend(reversed(value))
+    return refused
+
+
+def check_dense_network(config: Any) -> None:
+    """Refuse a Part V model config that uses a layer outside the dense-network allow-list.
+
+    Args:
+        config: the parsed ``config.json`` of a ``.keras`` file.
+
+    Raises:
+        ForbiddenLayerError: naming the first refused layer and how many there are.
+    """
+    refused = refused_layers(config)
+    if refused:
+        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        raise ForbiddenLayerError(
+            f"the model uses {refused[0]}{more}, a layer Part V does not allow: it asks "
+            "for a fully connected network (no convolution, attention, locally connected "
+            "or recurrent layers)"
+        )
+
+
 def read_model_config(path: Path, max_bytes: int) -> Any:
     """Read ``config.json`` from a ``.keras`` archive, refusing oversized archives first.
 
@@ -146,12 +243,15 @@ def load_submitted_model(path: str | Path, *, max_bytes: int = 512 * MEGABYTE):
 
     Raises:
         UnsafeModelError: it names a class outside Keras and the course library.
+        ForbiddenLayerError: it uses a layer outside :data:`DENSE_NETWORK_LAYERS`.
         ValueError, TypeError, OSError: it is oversized, damaged or cannot be built.
     """
     import keras
 
     allowed = library_objects()
-    check_model_config(read_model_config(Path(path), max_bytes), set(allowed))
+    config = read_model_config(Path(path), max_bytes)
+    check_model_config(config, set(allowed))
+    check_dense_network(config)
     return keras.models.load_model(path, safe_mode=True, compile=False, custom_objects=allowed)
 
 
@@ -179,7 +279,10 @@ def model_finding(path: Path, *, max_bytes: int = 512 * MEGABYTE) -> Finding | N
         reason = f"{type(error).__name__}: {str(error).split('. ')[0][:300]}"
         unsafe = isinstance(error, UnsafeModelError)
         fix = (
-            "build the network from keras.layers and cifar_lab's layers only (no Lambda, "
+            "Part V is fully connected networks only: build the network from Dense layers, "
+            "activations, dropout and normalisation (no Conv*, attention or recurrent layers)"
+            if isinstance(error, ForbiddenLayerError)
+            else "build the network from keras.layers and cifar_lab's layers only (no Lambda, "
             "no classes of your own), then re-run final_training"
             if unsafe
             else "re-run final_training in 05_tuning, which saves the raw-pixel model with "
