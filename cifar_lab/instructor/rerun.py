@@ -61,6 +61,7 @@ from cifar_lab.instructor.sandbox import (
     kill_descendants,
     sandbox_command,
 )
+from cifar_lab.instructor.verdicts import PROBE_TIMEOUT, probe_notebook
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
@@ -156,7 +157,8 @@ def rerun_notebooks(
             shutil.copyfile(Path(folder) / f"{name}.ipynb", work / f"{name}.ipynb")
         environment, visible = _environment(settings, work)
         read_end, write_end = os.pipe()
-        command = [sys.executable, "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
+        # -P: the runner imports nothing from its working folder, which the kernels can write
+        command = [sys.executable, "-P", "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
         command += [str(work / f"{name}.ipynb") for name in names]
         command = sandbox_command(command, backend=backend, work_dir=work, read_only=visible)
@@ -224,7 +226,7 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
     import nbformat
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
-    notebook, verified = None, {"checks": 0}
+    notebook, verified, client = None, {"checks": 0}, None
     try:
         notebook = nbformat.read(path, as_version=4)
         for cell in notebook.cells:
@@ -233,7 +235,7 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
         notebook = with_pristine_checks(notebook)
         client = notebook_client(notebook, path.parent, cell_timeout)
         client.on_cell_executed = functools.partial(_count_check, verified)
-        client.execute()
+        client.execute(cleanup_kc=False)  # the kernel stays up for the grader's probes
     except Exception as error:  # cell error, timeout, dead kernel: all mean "failed"
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # IPython's colours
         lines = [line for line in text.strip().splitlines() if line.strip("-=~ ")]
@@ -242,7 +244,32 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(error).__name__}: {line[:300]}")
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
+    record["verdicts"] = _probe_verdicts(client, path, cell_timeout)
     return record
+
+
+# ------------------------------------------------- verdicts (cifar_lab.instructor.verdicts)
+def _probe_verdicts(client, path: Path, cell_timeout: int) -> dict[str, dict]:
+    """Run the grader's probes of this notebook in its kernel; judge them here; stop the kernel."""
+    import nbformat
+
+    def execute(source: str) -> None:
+        cell = nbformat.v4.new_code_cell(source)  # not part of the notebook: no results read
+        client.execute_cell(cell, len(client.nb.cells), store_history=False)
+
+    try:
+        if client is not None and client.kc is not None:
+            client.timeout, client.interrupt_on_timeout = min(cell_timeout, PROBE_TIMEOUT), True
+            return probe_notebook(path.stem, path.parent, execute)
+        return probe_notebook(path.stem, path.parent, _no_kernel)
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client._cleanup_kernel()
+
+
+def _no_kernel(source: str) -> None:
+    raise RuntimeError("the notebook's kernel did not start")
 
 
 def _count_check(verified: dict, cell, cell_index: int, execute_reply: dict, **_) -> None:

@@ -1,0 +1,469 @@
+"""Check verdicts that student code cannot reach: the grader's probes of the student's functions.
+
+A notebook's check cells run in the student's kernel, and one Python process
+cannot protect one part of itself from another (see
+:mod:`cifar_lab.instructor.pristine_checks` for what re-running them stops and
+what it does not). So under ``grade --rerun`` the points of a probed check come
+from a **probe** instead, run by the runner (:mod:`cifar_lab.instructor.rerun`,
+a process the kernels cannot write to) once a notebook has run:
+
+1. the runner draws fresh inputs from a seed the student never saw
+   (:func:`secrets.randbits`) and writes them, as ``.npz``, into a new folder
+   with a random name in the kernel's working folder;
+2. it executes a short cell of its own in the kernel (:func:`probe_source`)
+   that loads them (``allow_pickle=False``), calls the student's function by
+   name, converts what it returns to NumPy arrays and saves them with
+   ``np.savez`` (``allow_pickle=False``);
+3. it reads that file back with :func:`read_outputs` (a regular file, size
+   and member limits before anything is parsed, no object arrays, no pickle),
+   computes the reference itself, in NumPy, from the inputs it kept in memory,
+   and compares (:class:`Probe`'s ``judge``).
+
+Nothing the kernel prints, displays or records decides a verdict; a missing,
+malformed or oversized result is a failed probe. The kernel can rewrite the
+grader's cell (an IPython hook) or patch NumPy in its own process, but it never
+sees the reference or the seed, so a result passes only if the kernel computed
+the right answer for inputs it had not seen.
+
+:data:`PROBES` holds one probe per probed check (``grade_id``); the checks in
+:data:`UNPROBED` keep today's verdict (the check cell, re-run with the grader's
+pristine check functions), the weaker signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+import textwrap
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar_lab.instructor.findings import MEGABYTE
+
+MAX_OUTPUT_BYTES = 64 * MEGABYTE  # one result file, and the arrays it unpacks to
+MAX_OUTPUT_ARRAYS = 64
+PROBE_TIMEOUT = 300  # seconds for one probe cell (at most the re-run's cell timeout)
+INPUTS_FILE, OUTPUTS_FILE = "inputs.npz", "outputs.npz"
+SEED_BITS = 64
+
+Inputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How the grader verifies one graded check without trusting the kernel.
+
+    Attributes:
+        grade_id: the check's row in the points table.
+        notebook: stem of the notebook whose kernel holds the student's names.
+        calls: the student's names the kernel-side code calls (for messages).
+        draw: fresh inputs from the grader's generator: name -> array.
+        body: kernel-side Python run with ``inputs`` (name -> array, as drawn)
+            and ``numpy`` in scope; it sets ``outputs`` (name -> array-like).
+        judge: ``(inputs, outputs) -> message``: "" when the outputs are right,
+            else what is wrong, in the grader's own words. It may raise on
+            outputs of a wrong shape or type: that is a failed probe.
+    """
+
+    grade_id: str
+    notebook: str
+    calls: tuple[str, ...]
+    draw: Callable[[np.random.Generator], Inputs]
+    body: str
+    judge: Callable[[Inputs, Inputs], str]
+
+
+# ------------------------------------------------------------------- the channel
+_CELL = """\
+def __cifar_lab_probe(folder):
+    import numpy
+    with numpy.load(folder + {inputs!r}, allow_pickle=False) as stored:
+        inputs = {{name: stored[name] for name in stored.files}}
+{body}
+    arrays = {{str(name): numpy.asarray(value) for name, value in outputs.items()}}
+    numpy.savez(folder + {outputs!r}, allow_pickle=False, **arrays)
+
+
+try:
+    __cifar_lab_probe({folder!r})
+finally:
+    del __cifar_lab_probe
+"""
+
+
+def probe_source(probe: Probe, folder: Path) -> str:
+    """The cell the runner executes in the kernel for ``probe``, reading and writing ``folder``.
+
+    Args:
+        probe: the probe.
+        folder: the probe's own folder (holds :data:`INPUTS_FILE`).
+
+    Returns:
+        Python source; it writes :data:`OUTPUTS_FILE` into ``folder``, or raises.
+    """
+    body = textwrap.indent(textwrap.dedent(probe.body).strip("\n"), "    ")
+    return _CELL.format(
+        inputs=f"/{INPUTS_FILE}", outputs=f"/{OUTPUTS_FILE}", body=body, folder=str(folder)
+    )
+
+
+def _write_exclusive(path: Path, data: bytes) -> None:
+    """Write a new file; fail rather than follow or reuse anything already at ``path``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(path, flags, 0o644)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes | str:
+    """The bytes of a regular file of at most ``max_bytes``, else why not (never blocks)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:
+        return "no result was written"
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return "the result is not a regular file"
+        if info.st_size > max_bytes:
+            return f"the result is over {max_bytes // MEGABYTE} MB"
+        data = file.read(max_bytes + 1)
+    return data if len(data) <= max_bytes else f"the result is over {max_bytes // MEGABYTE} MB"
+
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def read_outputs(path: Path, max_bytes: int = MAX_OUTPUT_BYTES) -> Inputs | str:
+    """Read a result file the kernel wrote, with limits before any parsing.
+
+    Args:
+        path: the ``.npz`` file.
+        max_bytes: the largest file, and the largest total of its arrays' data.
+
+    Returns:
+        name -> array (plain dtypes only, no object arrays), or a message saying
+        why the file cannot be used.
+    """
+    data = _read_capped(path, max_bytes)
+    if isinstance(data, str):
+        return data
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_OUTPUT_ARRAYS:
+                return f"the result holds more than {MAX_OUTPUT_ARRAYS} arrays"
+            if sum(member.file_size for member in members) > max_bytes:
+                return f"the result unpacks to more than {max_bytes // MEGABYTE} MB"
+            total = 0
+            for member in members:
+                if not member.filename.endswith(".npy"):
+                    return "the result holds a file that is not an array"
+                with archive.open(member) as file:
+                    reader = _HEADER_READERS.get(np.lib.format.read_magic(file))
+                    if reader is None:
+                        return "the result holds an array of an unknown format version"
+                    shape, _, dtype = reader(file)
+                if dtype.hasobject:
+                    return "the result holds an object array"
+                total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if total > max_bytes:
+                return f"the result's arrays hold more than {max_bytes // MEGABYTE} MB"
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except Exception:  # a truncated, forged or otherwise malformed file
+        return "the result is not a readable .npz file of arrays"
+
+
+def _no_result_message(probe: Probe, why: str) -> str:
+    names = " and ".join(probe.calls)
+    return (
+        f"the grader called {names} on inputs of its own and got no usable result ({why}): "
+        "it raised an error, returned something that is not arrays, or took too long"
+    )
+
+
+def run_probe(
+    probe: Probe, work: Path, execute: Callable[[str], object], seed: int | None = None
+) -> dict:
+    """Run one probe through the kernel and judge its result here.
+
+    Args:
+        probe: the probe.
+        work: the kernel's working folder (a new probe folder is made in it).
+        execute: runs one cell's source in the student's kernel; whatever it
+            returns or raises is ignored (only the result file is read).
+        seed: the inputs' seed; None (grading) draws a fresh one the kernel never sees.
+
+    Returns:
+        ``{"grade_id", "passed": bool, "message": str}``: the grader's verdict.
+    """
+    rng = np.random.default_rng(secrets.randbits(SEED_BITS) if seed is None else seed)
+    inputs = probe.draw(rng)
+    folder = Path(tempfile.mkdtemp(prefix=".probe-", dir=work))
+    try:
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **inputs)
+        _write_exclusive(folder / INPUTS_FILE, buffer.getvalue())
+        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
+            execute(probe_source(probe, folder))
+        outputs = read_outputs(folder / OUTPUTS_FILE)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if isinstance(outputs, str):
+        message = _no_result_message(probe, outputs)
+    else:
+        try:
+            message = probe.judge(inputs, outputs)
+        except Exception as error:  # outputs of the wrong names, shapes or types
+            message = f"{' and '.join(probe.calls)} returned results of the wrong form ({error})"
+    return {"grade_id": probe.grade_id, "passed": not message, "message": message[:500]}
+
+
+def probes_of(notebook: str) -> tuple[Probe, ...]:
+    """The probes of one notebook (its stem), in notebook order."""
+    return tuple(probe for probe in PROBES if probe.notebook == notebook)
+
+
+def probe_notebook(notebook: str, work: Path, execute: Callable[[str], object]) -> dict[str, dict]:
+    """Run every probe of ``notebook`` (a stem) against the kernel that just ran it.
+
+    Returns:
+        grade_id -> verdict (see :func:`run_probe`).
+    """
+    return {probe.grade_id: run_probe(probe, work, execute) for probe in probes_of(notebook)}
+
+
+# ----------------------------------------------------------- comparison helpers
+def _close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
+    """``np.allclose`` with equal shapes required (no broadcasting a wrong answer)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    return actual.shape == expected.shape and bool(np.allclose(actual, expected, rtol, atol))
+
+
+def _first_failure(conditions: list[tuple[bool, str]]) -> str:
+    """The message of the first condition that does not hold ("" when all hold)."""
+    return next((message for holds, message in conditions if not holds), "")
+
+
+# ------------------------------------------------------- 01: standardise_splits
+_BIG_IMAGES = 5000  # enough pixels that a float32 sum drifts past the tolerance
+
+
+def _draw_standardise(rng: np.random.Generator) -> Inputs:
+    height, width = (int(v) for v in rng.integers(2, 7, size=2))
+    low = rng.integers(0, 120, size=3)
+    high = low + rng.integers(20, 136, size=3)  # a different spread per channel
+    sizes = rng.integers(2, 9, size=3)
+    splits = {
+        name: rng.integers(low, high, size=(int(n), height, width, 3)).astype(np.uint8)
+        for name, n in zip(("X_train", "X_val", "X_test"), sizes, strict=True)
+    }
+    big_low = rng.integers(150, 200, size=3)  # bright images: large sums, as real photos
+    big = rng.integers(big_low, 256, size=(_BIG_IMAGES, 32, 32, 3)).astype(np.uint8)
+    return {**splits, "big": big}
+
+
+_STANDARDISE_BODY = """
+result = standardise_splits(inputs["X_train"], inputs["X_val"], inputs["X_test"])
+outputs = {f"r{i}": value for i, value in enumerate(result)}
+big = standardise_splits(inputs["big"], inputs["X_val"], inputs["X_test"])
+outputs["big_mean"], outputs["big_std"] = big[3], big[4]
+"""
+
+
+def _judge_standardise(inputs: Inputs, outputs: Inputs) -> str:
+    count = len([name for name in outputs if name.startswith("r")])
+    if count != 5:
+        return f"standardise_splits returns 5 values (3 splits, mean, std), not {count}"
+    pixels = inputs["X_train"].reshape(-1, 3).astype(np.float64)
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+    big = inputs["big"].reshape(-1, 3).astype(np.float64)
+    conditions = []
+    for name, index in (("mean", 3), ("std", 4)):
+        value = outputs[f"r{index}"]
+        conditions.append(
+            (
+                value.shape == (3,) and value.dtype == np.float32,
+                f"{name} is a float32 array of shape (3,)",
+            )
+        )
+    conditions += [
+        (_close(outputs["r3"], mean), "mean is the per-channel mean of the training pixels"),
+        (
+            _close(outputs["r4"], std),
+            "std is the per-channel standard deviation (ddof=0) of the training pixels",
+        ),
+    ]
+    for index, name in enumerate(("X_train", "X_val", "X_test")):
+        out, images = outputs[f"r{index}"], inputs[name]
+        conditions += [
+            (out.dtype == np.float32 and out.shape == images.shape,
+             f"the standardised {name} is a float32 array of the input's shape"),
+            (_close(out, (images - mean) / std, atol=1e-5),
+             f"the standardised {name} is (pixels - training mean) / training std"),
+        ]  # fmt: skip
+    exact = np.concatenate([big.mean(axis=0), big.std(axis=0)])
+    found = np.concatenate([outputs["big_mean"].ravel(), outputs["big_std"].ravel()])
+    conditions.append(
+        (
+            _close(found, exact),
+            f"on {_BIG_IMAGES:,} images, mean and std are exact (sum in float64)",
+        )
+    )
+    return _first_failure(conditions)
+
+
+# --------------------------------------------------------------- 01: Minibatches
+def _draw_minibatches(rng: np.random.Generator) -> Inputs:
+    divisor, count = int(rng.integers(2, 6)), int(rng.integers(3, 7))
+    n = divisor * count  # divisor divides n; remainder does not
+    remainder = next(b for b in rng.permutation(np.arange(2, n)) if n % b)
+    ids = rng.choice(1 << 20, size=n, replace=False)
+    labels = rng.choice(1 << 20, size=n, replace=False)
+    seeds = rng.choice(1 << 30, size=2, replace=False)
+    return {
+        "X": np.repeat(ids.astype(np.float32), 4).reshape(n, 2, 2),
+        "y": labels.astype(np.int64),
+        "batch_sizes": np.array([remainder, divisor, n + int(rng.integers(1, 9))]),
+        "seeds": seeds.astype(np.int64),
+    }
+
+
+_MINIBATCHES_BODY = """
+import itertools
+X, y = inputs["X"], inputs["y"]
+limit = len(X) + 2  # more batches than examples is wrong; never loop for ever
+
+
+def epoch(batches, key):
+    xs, ys, sizes = [], [], []
+    for x_batch, y_batch in itertools.islice(iter(batches), limit):
+        x_batch, y_batch = numpy.asarray(x_batch), numpy.asarray(y_batch)
+        xs.append(x_batch.reshape(len(x_batch), -1)[:, 0])
+        ys.append(y_batch.reshape(-1))
+        sizes.append(len(x_batch))
+    outputs[key + "_x"] = numpy.concatenate(xs) if xs else numpy.zeros(0)
+    outputs[key + "_y"] = numpy.concatenate(ys) if ys else numpy.zeros(0)
+    outputs[key + "_sizes"] = numpy.asarray(sizes, dtype=numpy.int64)
+
+
+outputs = {}
+for size in inputs["batch_sizes"]:
+    epoch(Minibatches(X, y, batch_size=int(size)), f"plain{int(size)}")
+first_seed, other_seed = (int(seed) for seed in inputs["seeds"])
+size = int(inputs["batch_sizes"][0])
+shuffled = Minibatches(X, y, batch_size=size, shuffle=True, seed=first_seed)
+epoch(shuffled, "first")
+epoch(shuffled, "second")
+again = Minibatches(X, y, batch_size=size, shuffle=True, seed=first_seed)
+epoch(again, "again_first")
+epoch(again, "again_second")
+epoch(Minibatches(X, y, batch_size=size, shuffle=True, seed=other_seed), "other")
+"""
+
+
+def _judge_minibatches(inputs: Inputs, outputs: Inputs) -> str:
+    ids = {float(v): i for i, v in enumerate(inputs["X"][:, 0, 0])}
+    labels = {int(v): i for i, v in enumerate(inputs["y"])}
+    n, in_order = len(ids), list(range(len(ids)))
+
+    def positions(key: str) -> tuple[list, list, list]:
+        x = [ids.get(float(v), -1) for v in outputs[f"{key}_x"]]
+        y = [labels.get(int(v), -1) for v in outputs[f"{key}_y"]]
+        return x, y, [int(s) for s in outputs[f"{key}_sizes"]]
+
+    sizes = {int(b): positions(f"plain{int(b)}")[2] for b in inputs["batch_sizes"]}
+    expected = {b: [min(b, n - s) for s in range(0, n, b)] for b in sizes}
+    conditions = [
+        (sizes == expected,
+         f"{n} examples in batches of {sorted(sizes)} give batch sizes {expected}, "
+         "the last batch smaller when batch_size does not divide N"),
+    ]  # fmt: skip
+    for b in sizes:
+        x, y, _ = positions(f"plain{b}")
+        conditions.append(
+            (
+                x == in_order and y == in_order,
+                "with shuffle=False an epoch visits the examples in order",
+            )
+        )
+    epochs = {
+        key: positions(key) for key in ("first", "second", "again_first", "again_second", "other")
+    }
+    size = int(inputs["batch_sizes"][0])
+    for key in ("first", "second"):
+        x, y, batch_sizes = epochs[key]
+        conditions += [
+            (x == y, "shuffled: every x_batch comes with the labels of its own examples"),
+            (sorted(x) == in_order and batch_sizes == expected[size],
+             "a shuffled epoch visits each example exactly once"),
+        ]  # fmt: skip
+    first, second = epochs["first"][0], epochs["second"][0]
+    conditions += [
+        (first != in_order, "shuffle=True changes the order"),
+        (second != first, "every epoch has its own order"),
+        (epochs["again_first"][0] == first and epochs["again_second"][0] == second,
+         "the seed fixes the sequence of orders: the same seed repeats it"),
+        (epochs["other"][0] != first, "another seed gives another order"),
+    ]  # fmt: skip
+    return _first_failure(conditions)
+
+
+PROBES: tuple[Probe, ...] = (
+    Probe(
+        "standardise_splits_check",
+        "01_preparation",
+        ("standardise_splits",),
+        _draw_standardise,
+        _STANDARDISE_BODY,
+        _judge_standardise,
+    ),
+    Probe(
+        "minibatches_check",
+        "01_preparation",
+        ("Minibatches",),
+        _draw_minibatches,
+        _MINIBATCHES_BODY,
+        _judge_minibatches,
+    ),
+)
+
+# Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
+UNPROBED: tuple[str, ...] = (
+    "training_step_check",
+    "two_layer_fc_init_check",
+    "two_layer_accuracy_check",
+    "three_layer_fc_check",
+    "three_layer_fc_init_check",
+    "three_layer_accuracy_check",
+    "train_step_check",
+    "subclassed_accuracy_check",
+    "three_layer_model_check",
+    "three_layer_model_accuracy_check",
+    "three_layer_sequential_check",
+    "sequential_accuracy_check",
+    "three_layer_functional_check",
+    "functional_accuracy_check",
+    "build_network_check",
+    "architecture_search_check",
+    "activation_search_check",
+    "initializer_search_check",
+    "optimizer_search_check",
+    "regularisation_search_check",
+    "final_training_check",
+)
+PROBED: frozenset[str] = frozenset(probe.grade_id for probe in PROBES)
