@@ -160,11 +160,12 @@ def _part5(
     return claims, accuracy, verified, findings + claim_findings(claims) + verify_findings
 
 
-def _rerun(root: Path, inspections: list, settings: RerunSettings) -> tuple[str, list]:
+def _rerun(root: Path, inspections: list, settings: RerunSettings) -> tuple[str, list, dict]:
+    """(rerun state, findings, the runner's records: they hold the probe verdicts)."""
     readable = [i for i in inspections if i.state == "ok"]
     records, problem = rerun_notebooks(root, [i.name for i in readable], settings)
     claimed = {i.name: i.results for i in readable}
-    return compare_claims(claimed, records, problem, tolerance=settings.tolerance)
+    return (*compare_claims(claimed, records, problem, tolerance=settings.tolerance), records)
 
 
 def grade_root(
@@ -193,16 +194,16 @@ def grade_root(
     claims, accuracy, verified, part5 = _part5(
         root, inspections, settings, test_set, refused, budget
     )
+    rerun_state, rerun_findings, records = "not-run", [], None
+    if settings.rerun is not None:  # before scoring: the probes' verdicts decide points
+        with suspended_budget(budget):  # re-runs have their own --total-timeout
+            rerun_state, rerun_findings, records = _rerun(root, inspections, settings.rerun)
     scores = score_submission(
-        root, inspections, settings.manifest, settings.max_notebook_bytes, verified
+        root, inspections, settings.manifest, settings.max_notebook_bytes, verified, records
     )
     findings = [f for i in inspections for f in i.findings] + part5
     findings += [f for score in scores for f in score.findings]  # tampering, graded cells
-    rerun_state = "not-run"
-    if settings.rerun is not None:
-        with suspended_budget(budget):  # re-runs have their own --total-timeout
-            rerun_state, rerun_findings = _rerun(root, inspections, settings.rerun)
-        findings += rerun_findings
+    findings += rerun_findings
     present, expected = (sum(i.answers[k] for i in inspections) for k in (0, 1))
     by_name = {score.name: score for score in scores}
     row = ReportRow(

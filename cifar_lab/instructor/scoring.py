@@ -18,6 +18,15 @@ A **check** earns its points only when all of these hold:
   recomputed by :func:`~cifar_lab.instructor.inspection.check_verdict`;
 * for ``final_training_check``: Part V's saved model confirms the claims.
 
+When the submission was re-executed (``grade --rerun``), a check that has a
+probe (:data:`cifar_lab.instructor.verdicts.PROBED`) earns its points from the
+probe's verdict alone: the grader called the student's function on inputs of
+its own and compared the result with its own reference, outside the student's
+process. The list above is then only a second, weaker signal: a check that
+passed in the notebook but failed its probe is flagged. A probe that did not
+run (the re-run stopped, the kernel died) is a failed probe. The static tamper
+flags stay, as findings for a person to read.
+
 A **written** answer is ``manual``: 0 points until a person grades it, out of
 its points. Solution cells are worth 0 (their check carries the points).
 """
@@ -48,6 +57,7 @@ from cifar_lab.instructor.points import (
 )
 from cifar_lab.instructor.release import source_digest
 from cifar_lab.instructor.tampering import tamper_findings
+from cifar_lab.instructor.verdicts import PROBED
 from cifar_lab.results import CHECK_MIME
 
 MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, OverflowError)
@@ -115,6 +125,8 @@ class NotebookCells:
             (``len(cells)`` when none did).
         tampered: the notebook holds code that patches the checks or the library.
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        probes: grade_id -> the grader's probe verdict from the re-run (see
+            :mod:`cifar_lab.instructor.verdicts`); None when it was not re-executed.
     """
 
     name: str
@@ -124,6 +136,7 @@ class NotebookCells:
     order_break: int
     tampered: bool
     part5_verified: str
+    probes: dict[str, Any] | None = None
 
     @property
     def ids_missing(self) -> bool:
@@ -132,7 +145,13 @@ class NotebookCells:
 
     @classmethod
     def read(
-        cls, name: str, cells: list[dict], *, tampered: bool, part5_verified: str
+        cls,
+        name: str,
+        cells: list[dict],
+        *,
+        tampered: bool,
+        part5_verified: str,
+        probes: dict[str, Any] | None = None,
     ) -> NotebookCells:
         """Index ``cells`` by id and by claimed grade_id; find the order break."""
         by_id: dict[str | None, list[int]] = {}
@@ -144,7 +163,7 @@ class NotebookCells:
                 by_grade.setdefault(grade_id, []).append(index)
         broken = first_out_of_order(cells)
         order_break = len(cells) if broken is None else broken[0]
-        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified)
+        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified, probes)
 
 
 def _locate(
@@ -219,13 +238,24 @@ def _score_check(
     if reason == "the check cell was edited" and not entry.get("has_check"):
         findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
     message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
+    if notebook.probes is not None and row.grade_id in PROBED:  # the probe decides
+        failure = probe_failure(notebook.probes.get(row.grade_id))
+        if failure and not reason:
+            message = f"{label} passed in the notebook but failed the grader's test: {failure}"
+            findings.append(Finding("flagged", name, message))
+        reason, message = failure, ""
     status = "failed" if reason else "passed"
     points = 0 if reason else row.points
     return CellScore(row.grade_id, "check", points, row.points, status, reason, message), findings
 
 
 def score_notebook(
-    name: str, notebook: dict, expected: dict, *, part5_verified: str = "not-checked"
+    name: str,
+    notebook: dict,
+    expected: dict,
+    *,
+    part5_verified: str = "not-checked",
+    probes: dict[str, Any] | None = None,
 ) -> NotebookScore:
     """Score one notebook (a parsed, inspected ``.ipynb``) against the points table.
 
@@ -234,6 +264,7 @@ def score_notebook(
         notebook: the submission's notebook as JSON.
         expected: its release-manifest entry.
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        probes: grade_id -> probe verdict from the re-run; None: not re-executed.
 
     Returns:
         Its :class:`NotebookScore`.
@@ -242,7 +273,7 @@ def score_notebook(
     released = {entry["id"]: entry for entry in expected["cells"]}
     findings = tamper_findings(name, cells, released)
     notebook_cells = NotebookCells.read(
-        name, cells, tampered=bool(findings), part5_verified=part5_verified
+        name, cells, tampered=bool(findings), part5_verified=part5_verified, probes=probes
     )
     entries, scores = released_cells(name, expected), []
     stub = ""  # the current exercise, while its solution cell is the release's stub
@@ -267,7 +298,12 @@ def score_notebook(
 
 
 def score_submission(
-    root: Path, inspections: list, manifest: dict | None, max_bytes: int, part5_verified: str
+    root: Path,
+    inspections: list,
+    manifest: dict | None,
+    max_bytes: int,
+    part5_verified: str,
+    rerun_records: dict[str, dict] | None = None,
 ) -> list[NotebookScore]:
     """Score every graded notebook of a submission that could be read.
 
@@ -277,6 +313,8 @@ def score_submission(
         manifest: the release manifest (None: nothing can be scored).
         max_bytes: the notebook size limit (as inspection applied it).
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
+        rerun_records: notebook stem -> the re-run's record (its ``"verdicts"``
+            decide the probed checks); None when the submission was not re-executed.
 
     Returns:
         One :class:`NotebookScore` per graded notebook; an unreadable one scores 0.
@@ -296,11 +334,33 @@ def score_submission(
             if problem is not None:  # it read once; a change since is a problem of its own
                 raise ValueError(problem.message)
             expected = manifest["notebooks"][name]
-            scores.append(score_notebook(name, notebook, expected, part5_verified=part5_verified))
+            probes = None if rerun_records is None else probes_of_record(rerun_records.get(name))
+            scores.append(
+                score_notebook(
+                    name, notebook, expected, part5_verified=part5_verified, probes=probes
+                )
+            )
         except MALFORMED as error:
             message = f"cannot score the notebook ({type(error).__name__}: {str(error)[:200]})"
             scores.append(_zero(name, message, Finding("damaged", name, message)))
     return scores
+
+
+def probes_of_record(record: Any) -> dict[str, Any]:
+    """grade_id -> probe verdict from one notebook's re-run record ({} when it has none)."""
+    found = record.get("verdicts") if isinstance(record, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def probe_failure(verdict: Any) -> str:
+    """Why a probe verdict does not earn the check's points ("" when it passed)."""
+    if not isinstance(verdict, dict):
+        return "the grader's test of your function did not run (the re-run stopped before it)"
+    if verdict.get("passed") is True:
+        return ""
+    message = verdict.get("message")
+    detail = message if isinstance(message, str) and message else "no reason given"
+    return f"the grader's test of your function failed: {detail}"
 
 
 def _zero(name: str, reason: str, *findings: Finding) -> NotebookScore:

@@ -1,0 +1,254 @@
+"""The grader's probes (``cifar_lab.instructor.verdicts``): verdicts student code cannot reach.
+
+In-process tests run each probe's kernel-side cell with ``exec`` in a namespace
+holding the course's model answer (:mod:`notebook_definitions`) or a wrong
+one, mutation style: the model answer passes, every mutation fails. Kernel
+tests re-execute small ``01_preparation`` notebooks whose exercises are left
+as ``pass`` under each attack that fooled the in-kernel checks (issue 23 §1):
+every probed check stays at 0, and the model answers keep their points.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from notebook_definitions import notebook_definitions
+
+from cifar_lab.instructor import verdicts
+from cifar_lab.instructor.points import POINTS
+from cifar_lab.instructor.verdicts import (
+    OUTPUTS_FILE,
+    PROBED,
+    PROBES,
+    UNPROBED,
+    read_outputs,
+    run_probe,
+)
+
+N01 = "01_preparation"
+PROBE = {probe.grade_id: probe for probe in PROBES}
+
+
+def _answers_01() -> dict:
+    return dict(notebook_definitions(N01, "standardise_splits", "Minibatches"))
+
+
+def _verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
+    """Run one probe with ``exec`` standing in for the kernel, on ``namespace``'s names."""
+    namespace = {"np": np, **namespace}
+    return run_probe(PROBE[grade_id], tmp_path, lambda source: exec(source, namespace))
+
+
+# ------------------------------------------------------------------- the table
+def test_every_check_has_a_probe_or_is_listed_as_unprobed():
+    checks = [row.grade_id for rows in POINTS.values() for row in rows if row.kind == "check"]
+    assert sorted(PROBED | set(UNPROBED)) == sorted(checks)
+    assert not PROBED & set(UNPROBED)
+    for probe in PROBES:  # each probe runs after the notebook that defines its names
+        assert f"{probe.notebook}.ipynb" in POINTS
+        assert probe.grade_id in {row.grade_id for row in POINTS[f"{probe.notebook}.ipynb"]}
+
+
+# ------------------------------------------------------ model answers, mutations
+@pytest.mark.parametrize("grade_id", sorted(PROBED))
+def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
+    verdict = _verdict(grade_id, _answers_01(), tmp_path)
+    assert verdict == {"grade_id": grade_id, "passed": True, "message": ""}
+    assert list(tmp_path.iterdir()) == []  # the probe folder is removed
+
+
+def _standardise(sums=np.float64, ddof=0, stats_from="train", out=np.float32, count=5):
+    def standardise_splits(X_train, X_val, X_test):
+        source = X_train if stats_from == "train" else np.concatenate([X_train, X_val, X_test])
+        pixels = source.astype(sums)
+        mean = pixels.mean(axis=(0, 1, 2), dtype=sums)
+        std = pixels.std(axis=(0, 1, 2), dtype=sums, ddof=ddof)
+        splits = [((X - mean) / std).astype(out) for X in (X_train, X_val, X_test)]
+        return (*splits, mean.astype(np.float32), std.astype(np.float32))[:count]
+
+    return standardise_splits
+
+
+STANDARDISE_MUTATIONS = {
+    "float32 sums": (_standardise(sums=np.float32), "sum in float64"),
+    "ddof=1": (_standardise(ddof=1), "standard deviation"),
+    "statistics of all splits": (_standardise(stats_from="all"), "training pixels"),
+    "float64 splits": (_standardise(out=np.float64), "float32 array of the input's shape"),
+    "four values": (_standardise(count=4), "returns 5 values"),
+    "left as pass": (lambda X_train, X_val, X_test: None, "no usable result"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(STANDARDISE_MUTATIONS))
+def test_a_wrong_standardise_splits_fails_its_probe(mutation, tmp_path):
+    function, words = STANDARDISE_MUTATIONS[mutation]
+    verdict = _verdict("standardise_splits_check", {"standardise_splits": function}, tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+def _minibatches(order: str = "rng", pairs: bool = True, keep_last: bool = True, stop=None):
+    """A Minibatches class with one defect (or none, with the defaults)."""
+
+    class Minibatches:
+        def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+            self.X, self.y, self.batch_size, self.shuffle = X, y, batch_size, shuffle
+            self.seed, self.rng = seed, np.random.default_rng(seed)
+
+        def _order(self, n):
+            if not self.shuffle:
+                return np.arange(n)
+            if order == "fixed seed in __iter__":
+                return np.random.default_rng(self.seed).permutation(n)
+            if order == "global state":
+                return np.random.permutation(n)
+            if order == "with replacement":
+                return self.rng.integers(0, n, size=n)
+            return self.rng.permutation(n)
+
+        def __iter__(self):
+            n = len(self.X)
+            x_order = self._order(n)
+            y_order = x_order if pairs else self._order(n)
+            end = n if keep_last else n - n % self.batch_size
+            for start in range(0, end, self.batch_size):
+                if stop is not None and start >= stop:
+                    return
+                yield (
+                    self.X[x_order[start : start + self.batch_size]],
+                    self.y[y_order[start : start + self.batch_size]],
+                )
+
+    return Minibatches
+
+
+class _EndlessMinibatches:
+    def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+        self.X, self.y = X, y
+
+    def __iter__(self):
+        while True:
+            yield self.X[:1], self.y[:1]
+
+
+class _StubMinibatches:
+    def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+        pass
+
+    def __iter__(self):
+        pass
+
+
+MINIBATCHES_MUTATIONS = {
+    "no reshuffle per epoch": (_minibatches(order="fixed seed in __iter__"), "its own order"),
+    "global random state": (_minibatches(order="global state"), "same seed repeats"),
+    "draws with replacement": (_minibatches(order="with replacement"), "exactly once"),
+    "x and y shuffled apart": (_minibatches(pairs=False), "labels of its own examples"),
+    "last batch dropped": (_minibatches(keep_last=False), "batch sizes"),
+    "one batch only": (_minibatches(stop=1), "batch sizes"),
+    "never ends": (_EndlessMinibatches, "batch sizes"),
+    "left as pass": (_StubMinibatches, "no usable result"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MINIBATCHES_MUTATIONS))
+def test_a_wrong_minibatches_fails_its_probe(mutation, tmp_path):
+    cls, words = MINIBATCHES_MUTATIONS[mutation]
+    verdict = _verdict("minibatches_check", {"Minibatches": cls}, tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+def test_the_unmutated_test_class_passes(tmp_path):  # the mutations above differ in one thing
+    verdict = _verdict("minibatches_check", {"Minibatches": _minibatches()}, tmp_path)
+    assert verdict["passed"], verdict
+
+
+# ------------------------------------------------------------------ the channel
+def test_each_grading_draws_inputs_the_kernel_has_not_seen(tmp_path):
+    seen = []
+
+    def kernel(source: str) -> None:
+        folder = source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\"")
+        with np.load(Path(folder) / verdicts.INPUTS_FILE) as stored:
+            seen.append(stored["X_train"].copy())
+
+    for _ in range(2):
+        run_probe(PROBE["standardise_splits_check"], tmp_path, kernel)
+    assert len(seen) == 2 and not np.array_equal(seen[0], seen[1])
+
+
+def _forging_kernel(write) -> callable:
+    """A kernel that ignores the grader's cell and writes a result file of its own."""
+
+    def kernel(source: str) -> None:
+        folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
+        write(folder, np.load(folder / verdicts.INPUTS_FILE))
+
+    return kernel
+
+
+def _copy_inputs(folder: Path, stored) -> None:
+    """A forged answer of the right names and shapes: the inputs themselves."""
+    arrays = {f"r{i}": stored[k].astype(np.float32) for i, k in enumerate(stored.files[:3])}
+    arrays |= {"r3": np.zeros(3, np.float32), "r4": np.ones(3, np.float32)}
+    arrays |= {"big_mean": np.zeros(3, np.float32), "big_std": np.ones(3, np.float32)}
+    np.savez(folder / OUTPUTS_FILE, **arrays)
+
+
+def test_a_result_forged_without_the_function_fails(tmp_path):
+    verdict = run_probe(PROBE["standardise_splits_check"], tmp_path, _forging_kernel(_copy_inputs))
+    assert not verdict["passed"] and "mean" in verdict["message"], verdict
+
+
+def _bomb(path: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**9,)})  # fmt: skip
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("r0.npy", header.getvalue() + b"\0" * (8 << 20))
+
+
+def _lying_header(path: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**8,)})  # fmt: skip
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("r0.npy", header.getvalue() + b"\0" * 64)
+
+
+BAD_RESULTS = {
+    "missing": (lambda path: None, "no result was written"),
+    "a symlink": (lambda path: path.symlink_to("/etc/hostname"), "no result was written"),
+    "a fifo": (lambda path: os.mkfifo(path), "not a regular file"),
+    "garbage": (lambda path: path.write_bytes(b"not a zip"), "not a readable .npz"),
+    "object array": (
+        lambda path: np.savez(path, r0=np.array([{}], dtype=object)),
+        "object array",
+    ),
+    "too large": (lambda path: path.write_bytes(b"\0" * (65 << 20)), "over 64 MB"),
+    "a deflate bomb": (_bomb, "more than 64 MB"),
+    "a header that lies": (_lying_header, "more than 64 MB"),
+    "too many arrays": (
+        lambda path: np.savez(path, **{f"a{i}": np.zeros(1) for i in range(65)}),
+        "more than 64 arrays",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RESULTS))
+def test_a_result_file_outside_the_limits_is_refused_unread(case, tmp_path):
+    make, words = BAD_RESULTS[case]
+    path = tmp_path / OUTPUTS_FILE
+    make(path)
+    found = read_outputs(path)
+    assert isinstance(found, str) and words in found, found
+
+
+def test_a_result_file_within_the_limits_is_read(tmp_path):
+    np.savez(tmp_path / OUTPUTS_FILE, r0=np.arange(3, dtype=np.int32))
+    found = read_outputs(tmp_path / OUTPUTS_FILE)
+    assert isinstance(found, dict) and found["r0"].tolist() == [0, 1, 2]
