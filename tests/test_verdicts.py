@@ -252,3 +252,128 @@ def test_a_result_file_within_the_limits_is_read(tmp_path):
     np.savez(tmp_path / OUTPUTS_FILE, r0=np.arange(3, dtype=np.int32))
     found = read_outputs(tmp_path / OUTPUTS_FILE)
     assert isinstance(found, dict) and found["r0"].tolist() == [0, 1, 2]
+
+
+# ------------------------------------------------ attacks, through the real re-run
+STUBS_01 = (
+    "def standardise_splits(X_train, X_val, X_test):\n    pass",
+    "class Minibatches:\n"
+    "    def __init__(self, X, y, batch_size, shuffle=False, seed=None):\n        pass\n\n"
+    "    def __iter__(self):\n        pass",
+)
+IN_KERNEL_CHECK = """\
+result = standardise_splits(np.ones((2, 2, 2, 3), np.uint8), None, None)
+lab.check_that(result is not None and len(result) == 5, what="five values", hint="return them")
+lab.check_close(np.asarray(result[3]), np.ones(3), what="the mean", hint="X_train's mean")"""
+
+ATTACKS = {
+    "IPython ast_transformers": """\
+import ast
+
+
+class Pass(ast.NodeTransformer):
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+        return ast.Constant(None) if name.startswith("check_") else node
+
+    def visit_Module(self, node):
+        self.generic_visit(node)
+        handler = ast.ExceptHandler(type=None, name=None, body=[ast.Pass()])
+        node.body = [ast.Try(body=[s], handlers=[handler], orelse=[], finalbody=[])
+                     for s in node.body]
+        return ast.fix_missing_locations(node)
+
+
+get_ipython().ast_transformers.append(Pass())""",
+    "IPython input_transformers_post forging the result": """\
+import re
+
+
+def forge(lines):
+    found = re.search(r"__cifar_lab_probe\\('([^']+)'\\)", "".join(lines))
+    if not found:
+        return [line.replace("lab.check_", "(lambda *a, **k: None) or lab.check_")
+                for line in lines]
+    return [f"import numpy\\nfolder = {found.group(1)!r}\\n",
+            "arrays = {f'r{i}': numpy.zeros(3, numpy.float32) for i in range(5)}\\n",
+            "numpy.savez(folder + '/outputs.npz', **arrays)\\n"]
+
+
+get_ipython().input_transformers_post.append(forge)""",
+    "operator.setitem(vars(np), ...)": """\
+import operator
+operator.setitem(vars(np), "allclose", lambda *a, **k: True)
+operator.setitem(vars(np), "all", lambda *a, **k: True)""",
+    "functools.partial(setattr, np)": """\
+import functools
+functools.partial(setattr, np)("allclose", lambda *a, **k: True)
+functools.partial(setattr, np)("array_equal", lambda *a, **k: True)""",
+    "map(setattr, [np], ...)": """\
+list(map(setattr, [np, np], ["allclose", "all"], [lambda *a, **k: True] * 2))""",
+    "f_globals through a helper": """\
+import sys
+import types
+
+
+def helper():
+    no_op = lambda *a, **k: None
+    checks = dict(check_that=no_op, check_close=no_op, check_at_least=no_op, record=no_op)
+    sys._getframe(1).f_globals["lab"] = types.SimpleNamespace(**checks)
+
+
+helper()""",
+}
+
+
+def _rerun_01(folder: Path, *cells: str) -> dict:
+    """Re-run a submission whose 01_preparation is made of ``cells``; return its record."""
+    import nbformat
+
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    folder.mkdir(parents=True, exist_ok=True)
+    first = nbformat.v4.new_code_cell("import numpy as np\nimport cifar_lab as lab")
+    notebook = nbformat.v4.new_notebook(
+        cells=[first, *(nbformat.v4.new_code_cell(cell) for cell in cells)]
+    )
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, folder / f"{N01}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=300, cell_timeout=120)
+    records, problem = rerun_notebooks(folder, [N01], settings)
+    assert problem is None, problem
+    return records[N01]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_an_attack_in_a_solution_cell_leaves_every_probed_check_at_zero(attack, tmp_path):
+    record = _rerun_01(tmp_path / "sub", ATTACKS[attack] + "\n\n" + STUBS_01[0], STUBS_01[1],
+                       IN_KERNEL_CHECK)  # fmt: skip
+    assert sorted(record["verdicts"]) == sorted(probe.grade_id for probe in PROBES)
+    for verdict in record["verdicts"].values():
+        assert verdict["passed"] is False, (attack, record)
+    if attack.startswith("IPython"):  # it fools the checks in the kernel, not the probes
+        assert record["status"] == "ok", record
+
+
+def _course_solution(grade_id: str) -> str:
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    cells = nbformat.read(notebook_dir() / f"{N01}.ipynb", as_version=4).cells
+    return next(
+        c.source for c in cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+@pytest.mark.slow
+def test_the_model_answers_pass_every_probe_in_a_real_kernel(tmp_path):
+    record = _rerun_01(
+        tmp_path / "sub", *map(_course_solution, ("standardise_splits", "minibatches"))
+    )
+    assert record["status"] == "ok", record
+    assert {v["grade_id"]: v["passed"] for v in record["verdicts"].values()} == dict.fromkeys(
+        PROBED, True
+    )
