@@ -377,3 +377,74 @@ def test_the_model_answers_pass_every_probe_in_a_real_kernel(tmp_path):
     assert {v["grade_id"]: v["passed"] for v in record["verdicts"].values()} == dict.fromkeys(
         PROBED, True
     )
+
+
+# ------------------------------------------------------- points, through grading
+def _submitted_01(solutions: dict[str, str]) -> dict:
+    """The course's 01 as a student hands it in: run, every check printing "passed"."""
+    import json
+    import re
+
+    from instructor_fixtures import check_output, executed
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    notebook = json.loads((notebook_dir() / f"{N01}.ipynb").read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in solutions:
+            cell["source"] = solutions[grade_id]
+    notebook = executed(notebook, {})
+    for cell in notebook["cells"]:
+        for _ in re.findall(r"check_(?:that|close)\(", "".join(cell["source"])):
+            cell.setdefault("outputs", []).append(check_output(what="property"))
+    return notebook
+
+
+@pytest.mark.slow
+def test_under_rerun_the_probes_decide_the_points_of_a_hooked_and_an_honest_01(tmp_path):
+    import json
+
+    from conftest import REAL_SOURCE
+
+    from cifar_lab.instructor.grading import GradeSettings, grade_folder
+    from cifar_lab.instructor.release import build_release
+    from cifar_lab.instructor.rerun import RerunSettings
+
+    if REAL_SOURCE is None:
+        pytest.skip("notebook 01 loads real CIFAR-10 ($CIFAR10_SOURCE)")
+    manifest = build_release()[1]
+    manifest = dict(manifest, notebooks={N01: manifest["notebooks"][N01]})
+    hooked = {
+        "standardise_splits": ATTACKS["IPython ast_transformers"] + "\n\n" + STUBS_01[0],
+        "minibatches": STUBS_01[1],
+    }
+    for student, solutions in (("hooked", hooked), ("honest", {})):
+        (tmp_path / student).mkdir()
+        notebook = _submitted_01(solutions)
+        (tmp_path / student / f"{N01}.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    points = sum(PROBE_POINTS.values())
+    without = grade_folder(tmp_path, GradeSettings(manifest=manifest), verbose=False)
+    assert {row["student"]: row["total_points"] for row in without} == {
+        "hooked": points,  # the notebook's own outputs say every check passed
+        "honest": points,
+    }
+    rerun = RerunSettings(profile="quick", source=str(REAL_SOURCE), cell_timeout=300)
+    rows = grade_folder(tmp_path, GradeSettings(manifest=manifest, rerun=rerun), verbose=False)
+    by_student = {row["student"]: row for row in rows}
+    assert by_student["honest"]["total_points"] == points, by_student["honest"]
+    assert by_student["hooked"]["total_points"] == 0, by_student["hooked"]
+    assert by_student["hooked"]["status"] == "flagged"
+    for grade_id in PROBED:
+        assert any(
+            f"'{grade_id}'" in problem and "failed the grader's test" in problem
+            for problem in by_student["hooked"]["problems"]
+        ), by_student["hooked"]["problems"]
+
+
+PROBE_POINTS = {
+    row.grade_id: row.points
+    for rows in POINTS.values()
+    for row in rows
+    if row.grade_id in PROBED and row.notebook == f"{N01}.ipynb"
+}
