@@ -11,6 +11,7 @@ every probed check stays at 0, and the model answers keep their points.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import zipfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from cifar_lab.instructor.verdicts import (
     PROBED,
     PROBES,
     UNPROBED,
+    probes_of,
     read_outputs,
     run_probe,
 )
@@ -165,6 +167,120 @@ def test_a_wrong_minibatches_fails_its_probe(mutation, tmp_path):
 def test_the_unmutated_test_class_passes(tmp_path):  # the mutations above differ in one thing
     verdict = _verdict("minibatches_check", {"Minibatches": _minibatches()}, tmp_path)
     assert verdict["passed"], verdict
+
+
+# ------------------------------------------------------------- 02's four probes
+N02 = "02_barebones_tensorflow"
+ANSWERS_02 = ("training_step", "two_layer_fc_init", "three_layer_fc", "three_layer_fc_init")
+
+
+def _answers_02() -> dict:
+    return dict(notebook_definitions(N02, "flatten", "two_layer_fc", *ANSWERS_02))
+
+
+def _step(update="sub", reduce="mean", only_first=False, loss_after=False):
+    def training_step(model_fn, x, y, params, learning_rate):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, model_fn(x, params))
+            loss = tf.reduce_mean(losses) if reduce == "mean" else tf.reduce_sum(losses)
+        gradients = tape.gradient(loss, params)
+        for w, grad in list(zip(params, gradients, strict=True))[: 1 if only_first else None]:
+            (w.assign_sub if update == "sub" else w.assign_add)(learning_rate * grad)
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(y, model_fn(x, params))
+        ) if loss_after else loss  # fmt: skip
+
+    return training_step
+
+
+def _init(std_of=lambda fan_in, fan_out: np.sqrt(2 / fan_in), variable=True, dtype="float32",
+          bias=0.0, transpose=False):  # fmt: skip
+    """two_layer_fc_init and three_layer_fc_init, with one defect (or none, by default)."""
+    import tensorflow as tf
+
+    def weights(fan_in, fan_out):
+        shape = (fan_out, fan_in) if transpose else (fan_in, fan_out)
+        values = np.random.default_rng().normal(scale=std_of(fan_in, fan_out), size=shape)
+        values = values.astype(dtype)
+        return tf.Variable(values) if variable else tf.constant(values)
+
+    def two_layer_fc_init(hidden_size=4000):
+        return [weights(3072, hidden_size), weights(hidden_size, 10)]
+
+    def three_layer_fc_init(hidden_sizes=(1024, 256)):
+        sizes, params = [3072, *hidden_sizes, 10], []
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            params += [weights(fan_in, fan_out), tf.Variable(np.full(fan_out, bias, dtype))]
+        return params
+
+    return {"two_layer_fc_init": two_layer_fc_init, "three_layer_fc_init": three_layer_fc_init}
+
+
+def _three_layer(relu_scores=False, biases=True, flatten=True):
+    def three_layer_fc(x, params):
+        import tensorflow as tf
+
+        w1, b1, w2, b2, w3, b3 = params
+        h = tf.reshape(x, (tf.shape(x)[0], -1)) if flatten else x
+        for w, b in ((w1, b1), (w2, b2)):
+            h = tf.nn.relu(tf.matmul(h, w) + (b if biases else 0))
+        scores = tf.matmul(h, w3) + (b3 if biases else 0)
+        return tf.nn.relu(scores) if relu_scores else scores
+
+    return three_layer_fc
+
+
+MUTATIONS_02 = {
+    "training_step: gradient ascent": ("training_step_check", {"training_step": _step("add")}),
+    "training_step: summed loss": ("training_step_check", {"training_step": _step(reduce="sum")}),
+    "training_step: only w1 updated": (
+        "training_step_check", {"training_step": _step(only_first=True)}),
+    "training_step: loss after the update": (
+        "training_step_check", {"training_step": _step(loss_after=True)}),
+    "two_layer_fc_init: Xavier scale": (
+        "two_layer_fc_init_check", _init(std_of=lambda fan_in, fan_out: np.sqrt(1 / fan_in))),
+    "two_layer_fc_init: fan_out": (
+        "two_layer_fc_init_check", _init(std_of=lambda fan_in, fan_out: np.sqrt(2 / fan_out))),
+    "two_layer_fc_init: constants": ("two_layer_fc_init_check", _init(variable=False)),
+    "two_layer_fc_init: transposed": ("two_layer_fc_init_check", _init(transpose=True)),
+    "three_layer_fc: ReLU on the scores": (
+        "three_layer_fc_check", {"three_layer_fc": _three_layer(relu_scores=True)}),
+    "three_layer_fc: no biases": (
+        "three_layer_fc_check", {"three_layer_fc": _three_layer(biases=False)}),
+    "three_layer_fc: no flatten": (
+        "three_layer_fc_check", {"three_layer_fc": _three_layer(flatten=False)}),
+    "three_layer_fc_init: biases of one": ("three_layer_fc_init_check", _init(bias=1.0)),
+    "three_layer_fc_init: float64": ("three_layer_fc_init_check", _init(dtype="float64")),
+    "three_layer_fc_init: Xavier scale": (
+        "three_layer_fc_init_check", _init(std_of=lambda fan_in, fan_out: np.sqrt(1 / fan_in))),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("grade_id", sorted(p.grade_id for p in PROBES if p.notebook == N02))
+def test_02_model_answers_pass(grade_id, tmp_path):
+    assert _verdict(grade_id, _answers_02(), tmp_path)["passed"]
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_02))
+def test_a_wrong_02_answer_fails_its_probe(mutation, tmp_path):
+    grade_id, replaced = MUTATIONS_02[mutation]
+    verdict = _verdict(grade_id, {**_answers_02(), **replaced}, tmp_path)
+    assert not verdict["passed"] and verdict["message"], verdict
+
+
+@pytest.mark.parametrize("grade_id", sorted(p.grade_id for p in PROBES if p.notebook == N02))
+def test_a_02_exercise_left_as_pass_fails(grade_id, tmp_path):
+    stub = {name: lambda *args, **kwargs: None for name in ANSWERS_02}
+    verdict = _verdict(grade_id, {**_answers_02(), **stub}, tmp_path)
+    assert not verdict["passed"] and "no usable result" in verdict["message"], verdict
+
+
+def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differs in one thing
+    defaults = {"training_step": _step(), "three_layer_fc": _three_layer(), **_init()}
+    for probe in probes_of(N02):
+        assert _verdict(probe.grade_id, {**_answers_02(), **defaults}, tmp_path)["passed"]
 
 
 # ------------------------------------------------------------------ the channel

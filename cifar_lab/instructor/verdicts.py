@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import secrets
 import shutil
@@ -425,6 +426,186 @@ def _judge_minibatches(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
+# ---------------------------------------------------------- 02: barebones TensorFlow
+N02 = "02_barebones_tensorflow"
+PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
+
+# Kernel-side: arrays of whatever the student's function returned (tensors, variables).
+_AS_ARRAYS = """
+import tensorflow as tf
+
+
+def as_array(value):
+    return numpy.asarray(value.numpy() if hasattr(value, "numpy") else value)
+"""
+
+
+def _draw_training_step(rng: np.random.Generator) -> Inputs:
+    n, d1, d2, hidden, classes = (int(v) for v in rng.integers([3, 1, 2, 3, 3], [9, 4, 4, 8, 7]))
+    return {
+        "x": rng.normal(size=(n, d1, d2)).astype(np.float32),
+        "y": rng.integers(0, classes, size=n).astype(np.int32),
+        "w1": rng.normal(scale=0.5, size=(d1 * d2, hidden)).astype(np.float32),
+        "w2": rng.normal(scale=0.5, size=(hidden, classes)).astype(np.float32),
+        "learning_rate": np.array(rng.uniform(0.1, 1.0)),
+    }
+
+
+_TRAINING_STEP_BODY = (
+    _AS_ARRAYS
+    + """
+
+def model(x, params):  # the grader's own two-layer network: only the step is the student's
+    w1, w2 = params
+    hidden = tf.nn.relu(tf.matmul(tf.reshape(x, (tf.shape(x)[0], -1)), w1))
+    return tf.matmul(hidden, w2)
+
+
+v1, v2 = tf.Variable(inputs["w1"]), tf.Variable(inputs["w2"])
+rate = float(inputs["learning_rate"])
+loss = training_step(model, inputs["x"], inputs["y"], [v1, v2], rate)
+outputs = {"loss": as_array(loss), "w1": v1.numpy(), "w2": v2.numpy()}
+"""
+)
+
+
+def _judge_training_step(inputs: Inputs, outputs: Inputs) -> str:
+    x, y = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64), inputs["y"]
+    w1, w2 = inputs["w1"].astype(np.float64), inputs["w2"].astype(np.float64)
+    rate, rows = float(inputs["learning_rate"]), np.arange(len(y))
+    hidden = np.maximum(x @ w1, 0)
+    scores = hidden @ w2
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(probs[rows, y]))
+    d_scores = probs.copy()
+    d_scores[rows, y] -= 1
+    d_scores /= len(y)  # d(mean loss) / d(scores)
+    grad_w2 = hidden.T @ d_scores
+    grad_w1 = x.T @ ((d_scores @ w2.T) * (hidden > 0))
+    return _first_failure([
+        (_close(outputs["loss"].reshape(()), loss, rtol=1e-4),
+         "training_step returns the mean cross-entropy loss of the minibatch, before the update"),
+        (_close(outputs["w1"], w1 - rate * grad_w1, rtol=1e-4, atol=1e-5),
+         "after one step, w1 equals w1 - learning_rate * d(loss)/d(w1)"),
+        (_close(outputs["w2"], w2 - rate * grad_w2, rtol=1e-4, atol=1e-5),
+         "after one step, w2 equals w2 - learning_rate * d(loss)/d(w2)"),
+    ])  # fmt: skip
+
+
+def _kaiming_failures(name: str, values: np.ndarray, rtol: float) -> list[tuple[bool, str]]:
+    """Kaiming-normal statistics of one weight matrix: std sqrt(2 / fan_in), mean 0."""
+    expected_std = np.sqrt(2 / values.shape[0])
+    values = values.astype(np.float64)
+    return [
+        (_close(values.std(), expected_std, rtol=rtol, atol=0),
+         f"the std of {name} (fan_in {values.shape[0]}) is sqrt(2 / fan_in)"),
+        (abs(values.mean()) < 5 * expected_std / np.sqrt(values.size), f"{name} is centred on 0"),
+    ]  # fmt: skip
+
+
+_INIT_OUTPUTS = """
+outputs = {f"p{i}": as_array(p) for i, p in enumerate(params)}
+outputs["variables"] = numpy.array([isinstance(p, tf.Variable) for p in params])
+"""
+
+
+def _draw_two_layer_init(rng: np.random.Generator) -> Inputs:
+    return {"hidden_size": np.array(int(rng.integers(300, 701)))}
+
+
+_TWO_LAYER_INIT_BODY = (
+    _AS_ARRAYS
+    + 'params = two_layer_fc_init(hidden_size=int(inputs["hidden_size"]))'
+    + _INIT_OUTPUTS
+)
+
+
+def _params(outputs: Inputs) -> list[np.ndarray]:
+    return [outputs[f"p{i}"] for i in range(len([k for k in outputs if k.startswith("p")]))]
+
+
+def _judge_two_layer_init(inputs: Inputs, outputs: Inputs) -> str:
+    hidden, params = int(inputs["hidden_size"]), _params(outputs)
+    shapes = [p.shape for p in params]
+    expected = [(PIXELS, hidden), (hidden, 10)]
+    if shapes != expected:
+        return f"two_layer_fc_init({hidden}) returns [w1, w2] of shapes {expected}"
+    conditions = [(bool(np.all(outputs["variables"])), "both are tf.Variable")]
+    for name, values in zip(("w1", "w2"), params, strict=True):
+        conditions += _kaiming_failures(name, values, rtol=0.05)
+    return _first_failure(conditions)
+
+
+def _draw_three_layer_fc(rng: np.random.Generator) -> Inputs:
+    n, height, width, h1, h2, classes = (
+        int(v) for v in rng.integers([3, 1, 1, 3, 3, 3], [9, 4, 4, 8, 8, 7])
+    )
+    sizes = [height * width * 3, h1, h2, classes]
+    params = {}
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        params[f"w{layer}"] = rng.normal(size=(fan_in, fan_out)).astype(np.float32)
+        params[f"b{layer}"] = rng.normal(size=fan_out).astype(np.float32)  # biases != 0
+    return {"x": rng.normal(size=(n, height, width, 3)).astype(np.float32), **params}
+
+
+_THREE_LAYER_FC_BODY = (
+    _AS_ARRAYS
+    + """
+names = ("w1", "b1", "w2", "b2", "w3", "b3")
+variables = [tf.Variable(inputs[name]) for name in names]
+images = inputs["x"]
+rows = images.reshape(len(images), -1)
+outputs = {
+    "rows": as_array(three_layer_fc(tf.constant(rows), variables)),
+    "images": as_array(three_layer_fc(tf.constant(images), variables)),
+}
+"""
+)
+
+
+def _judge_three_layer_fc(inputs: Inputs, outputs: Inputs) -> str:
+    w1, b1, w2, b2, w3, b3 = (
+        inputs[name].astype(np.float64) for name in ("w1", "b1", "w2", "b2", "w3", "b3")
+    )
+    rows = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    expected = np.maximum(np.maximum(rows @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+    what = "three_layer_fc on x of shape {}: relu(relu(x W1 + b1) W2 + b2) W3 + b3"
+    return _first_failure([
+        (_close(outputs["rows"], expected, rtol=1e-4, atol=1e-5), what.format(rows.shape)),
+        (_close(outputs["images"], expected, rtol=1e-4, atol=1e-5),
+         what.format(inputs["x"].shape)),
+    ])  # fmt: skip
+
+
+def _draw_three_layer_init(rng: np.random.Generator) -> Inputs:
+    return {"hidden_sizes": np.array([int(rng.integers(60, 141)), int(rng.integers(30, 81))])}
+
+
+_THREE_LAYER_INIT_BODY = (
+    _AS_ARRAYS
+    + 'params = three_layer_fc_init(hidden_sizes=tuple(int(h) for h in inputs["hidden_sizes"]))'
+    + _INIT_OUTPUTS
+)
+
+
+def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
+    h1, h2 = (int(h) for h in inputs["hidden_sizes"])
+    params = _params(outputs)
+    expected = [(PIXELS, h1), (h1,), (h1, h2), (h2,), (h2, 10), (10,)]
+    shapes = [p.shape for p in params]
+    if shapes != expected:
+        return f"three_layer_fc_init(({h1}, {h2})) returns six parameters of shapes {expected}"
+    conditions = [
+        (bool(np.all(outputs["variables"])) and all(p.dtype == np.float32 for p in params),
+         "all six are float32 tf.Variable"),
+    ]  # fmt: skip
+    for layer, (w, b) in enumerate(zip(params[0::2], params[1::2], strict=True), start=1):
+        conditions += _kaiming_failures(f"w{layer}", w, rtol=5 / np.sqrt(2 * w.size))
+        conditions.append((bool(np.all(b == 0)), f"b{layer} starts at zero"))
+    return _first_failure(conditions)
+
+
 PROBES: tuple[Probe, ...] = (
     Probe(
         "standardise_splits_check",
@@ -442,15 +623,43 @@ PROBES: tuple[Probe, ...] = (
         _MINIBATCHES_BODY,
         _judge_minibatches,
     ),
+    Probe(
+        "training_step_check",
+        N02,
+        ("training_step",),
+        _draw_training_step,
+        _TRAINING_STEP_BODY,
+        _judge_training_step,
+    ),
+    Probe(
+        "two_layer_fc_init_check",
+        N02,
+        ("two_layer_fc_init",),
+        _draw_two_layer_init,
+        _TWO_LAYER_INIT_BODY,
+        _judge_two_layer_init,
+    ),
+    Probe(
+        "three_layer_fc_check",
+        N02,
+        ("three_layer_fc",),
+        _draw_three_layer_fc,
+        _THREE_LAYER_FC_BODY,
+        _judge_three_layer_fc,
+    ),
+    Probe(
+        "three_layer_fc_init_check",
+        N02,
+        ("three_layer_fc_init",),
+        _draw_three_layer_init,
+        _THREE_LAYER_INIT_BODY,
+        _judge_three_layer_init,
+    ),
 )
 
 # Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
 UNPROBED: tuple[str, ...] = (
-    "training_step_check",
-    "two_layer_fc_init_check",
     "two_layer_accuracy_check",
-    "three_layer_fc_check",
-    "three_layer_fc_init_check",
     "three_layer_accuracy_check",
     "train_step_check",
     "subclassed_accuracy_check",
