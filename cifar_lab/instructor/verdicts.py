@@ -606,6 +606,219 @@ def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
+# -------------------------------------------------- 03 and 04: three-layer Keras models
+N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
+
+
+def _distinct(rng: np.random.Generator, low: int, high: int, count: int) -> list[int]:
+    """``count`` different integers in [low, high): every weight shape differs from the rest."""
+    return [int(v) for v in rng.choice(np.arange(low, high), size=count, replace=False)]
+
+
+def _draw_three_layer_model(rng: np.random.Generator) -> Inputs:
+    height, width = (int(v) for v in rng.integers(2, 5, size=2))
+    features = height * width * 2
+    h1, h2, classes = _distinct(rng, 3, 16, 3)
+    while features in (h1, h2, classes):
+        features, width = features + height * 2, width + 1
+    sizes = [features, h1, h2, classes]
+    weights = {}
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        weights[f"w{layer}"] = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out))
+        weights[f"b{layer}"] = rng.normal(0, 0.5, fan_out)  # non-zero: a missing bias shows
+    return {
+        "input_shape": np.array([height, width, 2]),
+        "hidden_sizes": np.array([h1, h2]),
+        "num_classes": np.array(classes),
+        "x": rng.normal(size=(int(rng.integers(4, 9)), height, width, 2)).astype(np.float32),
+        **{name: value.astype(np.float32) for name, value in weights.items()},
+        "large_input_shape": np.array([int(rng.integers(15, 26)), 40]),
+        "large_hidden_sizes": np.array(_distinct(rng, 300, 501, 2)),
+    }
+
+
+# Kernel-side: ``build(input_shape, hidden_sizes, num_classes)`` is defined before this.
+_THREE_LAYER_MODEL_BODY = """
+import keras
+
+names = ("w1", "b1", "w2", "b2", "w3", "b3")
+shape = tuple(int(v) for v in inputs["input_shape"])
+hidden = tuple(int(v) for v in inputs["hidden_sizes"])
+model = build(shape, hidden, int(inputs["num_classes"]))
+model(inputs["x"][:1])  # a subclassed model makes its weights on its first call
+outputs = {
+    "kind": numpy.array([
+        isinstance(model, keras.Sequential),
+        isinstance(model, keras.Model) and bool(getattr(model, "inputs", None)),
+        len([layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]),
+    ])
+}
+for index, weight in enumerate(model.trainable_weights):
+    outputs[f"shape{index}"] = numpy.array(weight.shape, dtype=numpy.int64)
+by_shape = {tuple(weight.shape): weight for weight in model.trainable_weights}
+for name in names:  # every shape is different, so the shape says which weight is which
+    by_shape[inputs[name].shape].assign(inputs[name])
+outputs["scores"] = keras.ops.convert_to_numpy(model(inputs["x"]))
+large_shape = tuple(int(v) for v in inputs["large_input_shape"])
+large = build(large_shape, tuple(int(v) for v in inputs["large_hidden_sizes"]), 10)
+large(numpy.zeros((1, *large_shape), numpy.float32))
+for index, weight in enumerate(large.trainable_weights):
+    outputs[f"large{index}"] = keras.ops.convert_to_numpy(weight)
+"""
+
+
+def _three_layer_model_body(build: str) -> str:
+    return f"def build(input_shape, hidden_sizes, num_classes):\n    return {build}\n\n" + (
+        _THREE_LAYER_MODEL_BODY
+    )
+
+
+def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
+    """A judge for ThreeLayerFC (kind "subclassed") or a function building a keras model."""
+    names = ("w1", "b1", "w2", "b2", "w3", "b3")
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        is_sequential, is_functional, dense = (int(v) for v in outputs["kind"])
+        expected = [inputs[name].shape for name in names]
+        count = len([name for name in outputs if name.startswith("shape")])
+        shapes = [tuple(int(v) for v in outputs[f"shape{i}"]) for i in range(count)]
+        if not in_order:  # a subclassed model lists its weights in the order it made them
+            shapes, expected = sorted(shapes), sorted(expected)
+        w1, b1, w2, b2, w3, b3 = (inputs[name].astype(np.float64) for name in names)
+        flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+        reference = np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+        scores = outputs["scores"]
+        kinds = {
+            "subclassed": (dense == 3, "the model has three Dense layers"),
+            "sequential": (bool(is_sequential), "it returns a keras.Sequential"),
+            "functional": (bool(is_functional) and not is_sequential,
+                           "it returns a functional keras.Model, not a keras.Sequential"),
+        }  # fmt: skip
+        conditions = [
+            kinds[kind],
+            (shapes == expected, f"its weights (kernel, bias of each Dense layer) have shapes "
+                                 f"{[inputs[name].shape for name in names]}"),
+            (scores.shape == reference.shape and scores.dtype == np.float32,
+             "it returns float32 scores of shape (N, num_classes)"),
+            (bool((scores < 0).any()) and not np.allclose(scores.sum(axis=1), 1.0, atol=1e-3),
+             "the outputs are logits, not probabilities"),
+            (_close(scores, reference, rtol=1e-4, atol=1e-4),
+             "the forward pass equals relu(relu(x W1 + b1) W2 + b2) W3 + b3"),
+        ]  # fmt: skip
+        large = [outputs[f"large{i}"] for i in range(6)]
+        kernels = [w for w in large if w.ndim == 2][: 3 if kind == "subclassed" else 2]
+        for index, kernel in enumerate(kernels, start=1):
+            conditions.append(
+                (_close(kernel.std(), np.sqrt(2 / kernel.shape[0]), rtol=kaiming_rtol, atol=0),
+                 f"kernel {index} ({kernel.shape}) starts with std sqrt(2 / fan_in) (Kaiming)")
+            )  # fmt: skip
+        biases = [w for w in large if w.ndim == 1]
+        conditions.append((not any(np.any(b) for b in biases), "the biases start at zero"))
+        return _first_failure(conditions)
+
+    return judge
+
+
+# ----------------------------------------------------------------- 03: train_step
+def _labels_half_right(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Labels that the scores x w + b get right for the first two examples only."""
+    predicted = (x @ w + b).argmax(axis=1)
+    return np.where(np.arange(len(x)) < 2, predicted, (predicted + 1) % w.shape[1])
+
+
+def _sgd_step(w, b, x, y, rate):
+    """Softmax cross-entropy of x w + b and one SGD step: (w, b, loss, correct), float64."""
+    scores = x @ w + b
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = -np.mean(np.log(probs[rows, y]))
+    d_scores = probs.copy()
+    d_scores[rows, y] -= 1
+    d_scores /= len(y)
+    correct = scores.argmax(axis=1) == y
+    return w - rate * x.T @ d_scores, b - rate * d_scores.sum(axis=0), loss, correct
+
+
+def _draw_train_step(rng: np.random.Generator) -> Inputs:
+    features, classes, n = (int(v) for v in rng.integers([3, 3, 5], [7, 6, 9]))
+    w = rng.normal(size=(features, classes)).astype(np.float32)
+    b = rng.normal(size=classes).astype(np.float32)
+    inputs = {"w": w, "b": b, "learning_rate": np.array(float(rng.uniform(0.1, 1.0)))}
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    for call in (1, 2):
+        x = rng.normal(size=(n, features)).astype(np.float32)
+        y = _labels_half_right(w, b, x.astype(np.float64))
+        inputs |= {f"x{call}": x, f"y{call}": y.astype(np.int32)}
+        w, b, _, _ = _sgd_step(w, b, x.astype(np.float64), y, float(inputs["learning_rate"]))
+    return inputs
+
+
+_TRAIN_STEP_BODY = """
+import keras
+import tensorflow as tf
+
+flags = []
+
+
+class Linear(keras.Model):  # the grader's model: scores = x W + b, noting `training`
+    def __init__(self, classes):
+        super().__init__()
+        self.dense = keras.layers.Dense(classes)
+
+    def call(self, x, training=False):
+        flags.append(training)
+        return self.dense(x)
+
+
+model = Linear(inputs["w"].shape[1])
+model(numpy.zeros((1, inputs["w"].shape[0]), numpy.float32))
+model.set_weights([inputs["w"], inputs["b"]])
+flags.clear()
+optimizer = keras.optimizers.SGD(learning_rate=float(inputs["learning_rate"]))
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+train_loss = keras.metrics.Mean()
+train_accuracy = keras.metrics.SparseCategoricalAccuracy()
+outputs = {}
+for call in (1, 2):
+    x, y = tf.constant(inputs[f"x{call}"]), tf.constant(inputs[f"y{call}"])
+    loss = train_step(model, optimizer, loss_fn, x, y, train_loss, train_accuracy)
+    outputs[f"loss{call}"] = numpy.asarray(keras.ops.convert_to_numpy(loss))
+    outputs[f"flags{call}"] = numpy.array([flag is True for flag in flags] or [False])
+    flags.clear()
+    outputs[f"w{call}"], outputs[f"b{call}"] = model.get_weights()
+outputs["mean_loss"] = keras.ops.convert_to_numpy(train_loss.result())
+outputs["accuracy"] = keras.ops.convert_to_numpy(train_accuracy.result())
+"""
+
+
+def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
+    w, b = inputs["w"].astype(np.float64), inputs["b"].astype(np.float64)
+    rate, conditions, losses, corrects = float(inputs["learning_rate"]), [], [], []
+    for call in (1, 2):
+        x, y = inputs[f"x{call}"].astype(np.float64), inputs[f"y{call}"]
+        w, b, loss, correct = _sgd_step(w, b, x, y, rate)
+        losses.append(loss)
+        corrects.append(correct)
+        conditions += [
+            (outputs[f"loss{call}"].size == 1
+             and _close(outputs[f"loss{call}"].reshape(()), loss, rtol=1e-4, atol=1e-5),
+             f"call {call}: train_step returns the softmax cross-entropy before the update"),
+            (bool(np.all(outputs[f"flags{call}"])),
+             f"call {call}: the forward pass runs with training=True"),
+            (_close(np.concatenate([outputs[f"w{call}"].ravel(), outputs[f"b{call}"]]),
+                    np.concatenate([w.ravel(), b]), rtol=1e-4, atol=1e-5),
+             f"call {call}: the weights moved by one SGD step, w - learning_rate * dL/dw"),
+        ]  # fmt: skip
+    conditions += [
+        (_close(outputs["mean_loss"], np.mean(losses), rtol=1e-4, atol=1e-5),
+         "train_loss holds the mean of the two returned losses"),
+        (_close(outputs["accuracy"], np.mean(np.concatenate(corrects)), atol=1e-6),
+         "train_accuracy holds the accuracy of the two batches' logits"),
+    ]  # fmt: skip
+    return _first_failure(conditions)
+
+
 PROBES: tuple[Probe, ...] = (
     Probe(
         "standardise_splits_check",
@@ -655,19 +868,47 @@ PROBES: tuple[Probe, ...] = (
         _THREE_LAYER_INIT_BODY,
         _judge_three_layer_init,
     ),
+    Probe(
+        "train_step_check",
+        N03,
+        ("train_step",),
+        _draw_train_step,
+        _TRAIN_STEP_BODY,
+        _judge_train_step,
+    ),
+    Probe(
+        "three_layer_model_check",
+        N03,
+        ("ThreeLayerFC",),
+        _draw_three_layer_model,
+        _three_layer_model_body("ThreeLayerFC(hidden_sizes, num_classes)"),
+        _judge_three_layer_model("subclassed", kaiming_rtol=0.05, in_order=False),
+    ),
+    Probe(
+        "three_layer_sequential_check",
+        N04,
+        ("three_layer_sequential",),
+        _draw_three_layer_model,
+        _three_layer_model_body("three_layer_sequential(input_shape, hidden_sizes, num_classes)"),
+        _judge_three_layer_model("sequential", kaiming_rtol=0.03, in_order=True),
+    ),
+    Probe(
+        "three_layer_functional_check",
+        N04,
+        ("three_layer_functional",),
+        _draw_three_layer_model,
+        _three_layer_model_body("three_layer_functional(input_shape, hidden_sizes, num_classes)"),
+        _judge_three_layer_model("functional", kaiming_rtol=0.03, in_order=True),
+    ),
 )
 
 # Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
 UNPROBED: tuple[str, ...] = (
     "two_layer_accuracy_check",
     "three_layer_accuracy_check",
-    "train_step_check",
     "subclassed_accuracy_check",
-    "three_layer_model_check",
     "three_layer_model_accuracy_check",
-    "three_layer_sequential_check",
     "sequential_accuracy_check",
-    "three_layer_functional_check",
     "functional_accuracy_check",
     "build_network_check",
     "architecture_search_check",
