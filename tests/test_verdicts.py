@@ -283,6 +283,145 @@ def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differ
         assert _verdict(probe.grade_id, {**_answers_02(), **defaults}, tmp_path)["passed"]
 
 
+# ------------------------------------------------------- 03's and 04's four probes
+N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
+
+
+def _answers_34() -> dict:
+    return {
+        **notebook_definitions(N03, "train_step", "ThreeLayerFC"),
+        **notebook_definitions(N04, "three_layer_sequential", "three_layer_functional"),
+    }
+
+
+def _train_step(training=True, apply=True, metrics=True, loss_after=False):
+    """03's train_step with one defect (or none, with the defaults)."""
+    import tensorflow as tf
+
+    def train_step(model, optimizer, loss_fn, x, y, train_loss, train_accuracy):
+        with tf.GradientTape() as tape:
+            scores = model(x, training=training)
+            loss = loss_fn(y, scores)
+        if apply:
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        if metrics:
+            train_loss.update_state(loss)
+            train_accuracy.update_state(y, scores)
+        return loss_fn(y, model(x, training=training)) if loss_after else loss
+
+    return train_step
+
+
+def _keras_layers(relu_last=False, glorot=False, bias=True, hidden=(0, 1)):
+    import keras
+
+    he = "glorot_uniform" if glorot else keras.initializers.VarianceScaling(scale=2.0)
+
+    def dense(units, activation=None):
+        return keras.layers.Dense(units, activation, use_bias=bias, kernel_initializer=he)
+
+    def layers(hidden_sizes, num_classes):
+        return [
+            keras.layers.Flatten(),
+            dense(hidden_sizes[hidden[0]], "relu"),
+            dense(hidden_sizes[hidden[1]], "relu"),
+            dense(num_classes, "relu" if relu_last else None),
+        ]
+
+    return layers
+
+
+def _sequential(**defect):
+    import keras
+
+    def three_layer_sequential(input_shape, hidden_sizes, num_classes):
+        layers = _keras_layers(**defect)(hidden_sizes, num_classes)
+        return keras.Sequential([keras.Input(shape=input_shape), *layers])
+
+    return three_layer_sequential
+
+
+def _functional(**defect):
+    import keras
+
+    def three_layer_functional(input_shape, hidden_sizes, num_classes):
+        inputs = h = keras.Input(shape=input_shape)
+        for layer in _keras_layers(**defect)(hidden_sizes, num_classes):
+            h = layer(h)
+        return keras.Model(inputs=inputs, outputs=h)
+
+    return three_layer_functional
+
+
+def _subclassed(**defect):
+    import keras
+
+    class ThreeLayerFC(keras.Model):
+        def __init__(self, hidden_sizes, num_classes):
+            super().__init__()
+            self.stack = _keras_layers(**defect)(hidden_sizes, num_classes)
+
+        def call(self, x, training=False):
+            for layer in self.stack:
+                x = layer(x)
+            return x
+
+    return ThreeLayerFC
+
+
+MUTATIONS_34 = {
+    "train_step: training=False": ("train_step_check", "train_step", _train_step(training=False)),
+    "train_step: no update": ("train_step_check", "train_step", _train_step(apply=False)),
+    "train_step: no metrics": ("train_step_check", "train_step", _train_step(metrics=False)),
+    "train_step: loss after": ("train_step_check", "train_step", _train_step(loss_after=True)),
+}  # fmt: skip
+for _kind, (_grade_id, _name, _make) in {
+    "ThreeLayerFC": ("three_layer_model_check", "ThreeLayerFC", _subclassed),
+    "sequential": ("three_layer_sequential_check", "three_layer_sequential", _sequential),
+    "functional": ("three_layer_functional_check", "three_layer_functional", _functional),
+}.items():
+    for _defect, _options in {
+        "ReLU on the logits": {"relu_last": True},
+        "Glorot init": {"glorot": True},
+        "no biases": {"bias": False},
+        "H1 twice": {"hidden": (0, 0)},
+    }.items():
+        MUTATIONS_34[f"{_kind}: {_defect}"] = (_grade_id, _name, _make(**_options))
+MUTATIONS_34["sequential: a functional model"] = (
+    "three_layer_sequential_check",
+    "three_layer_sequential",
+    _functional(),
+)
+MUTATIONS_34["functional: a Sequential"] = (
+    "three_layer_functional_check", "three_layer_functional", _sequential())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "grade_id", sorted(p.grade_id for p in PROBES if p.notebook in (N03, N04))
+)
+def test_03_and_04_model_answers_pass(grade_id, tmp_path):
+    assert _verdict(grade_id, _answers_34(), tmp_path)["passed"]
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_34))
+def test_a_wrong_03_or_04_answer_fails_its_probe(mutation, tmp_path):
+    grade_id, name, wrong = MUTATIONS_34[mutation]
+    verdict = _verdict(grade_id, {**_answers_34(), name: wrong}, tmp_path)
+    assert not verdict["passed"] and verdict["message"], verdict
+
+
+def test_the_unmutated_03_and_04_test_versions_pass(tmp_path):
+    defaults = {
+        "train_step": _train_step(),
+        "ThreeLayerFC": _subclassed(),
+        "three_layer_sequential": _sequential(),
+        "three_layer_functional": _functional(),
+    }
+    for probe in (*probes_of(N03), *probes_of(N04)):
+        assert _verdict(probe.grade_id, defaults, tmp_path)["passed"], probe.grade_id
+
+
 # ------------------------------------------------------------------ the channel
 def test_each_grading_draws_inputs_the_kernel_has_not_seen(tmp_path):
     seen = []
