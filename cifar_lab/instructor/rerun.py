@@ -25,7 +25,9 @@ non-dumpable so that a kernel cannot open it through ``/proc``); no pid, path
 or verdict is read from the working folder. The grader kills the tree it started by
 walking ``/proc`` from the runner's pid, and the pid namespace takes whatever
 is left. Checks are verified with the grader's own check functions, see
-:mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop.
+:mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop;
+after each notebook the runner runs the grader's probes of it in its kernel
+(:mod:`cifar_lab.instructor.verdicts`), whose verdicts decide the probed checks.
 :func:`cifar_lab.instructor.claims.compare_claims` then compares every recorded
 result with the re-executed value.
 """
@@ -146,7 +148,7 @@ def rerun_notebooks(
 
     Returns:
         (record per notebook that finished: ``{"status", "error", "results",
-        "checks_verified"}``, None or what went wrong with the process as a
+        "checks_verified", "verdicts"}`` (grade_id -> probe verdict), None or what went wrong with the process as a
         whole, e.g. the total limit).
     """
     backend = _backend_once()
