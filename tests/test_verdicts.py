@@ -32,7 +32,8 @@ from cifar_lab.instructor.verdicts import (
     run_probe,
 )
 
-N01 = "01_preparation"
+N01, N02, N05 = "01_preparation", "02_barebones_tensorflow", "05_tuning"
+N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
 PROBE = {probe.grade_id: probe for probe in PROBES}
 
 
@@ -59,7 +60,13 @@ def test_every_check_has_a_probe_or_is_listed_as_unprobed():
 # ------------------------------------------------------ model answers, mutations
 @pytest.mark.parametrize("grade_id", sorted(PROBED))
 def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
-    verdict = _verdict(grade_id, _answers_01(), tmp_path)
+    answers = {
+        **_answers_01(),
+        **_answers_02(),
+        **_answers_34(),
+        **notebook_definitions(N05, "build_network"),
+    }
+    verdict = _verdict(grade_id, answers, tmp_path)
     assert verdict == {"grade_id": grade_id, "passed": True, "message": ""}
     assert list(tmp_path.iterdir()) == []  # the probe folder is removed
 
@@ -170,7 +177,6 @@ def test_the_unmutated_test_class_passes(tmp_path):  # the mutations above diffe
 
 
 # ------------------------------------------------------------- 02's four probes
-N02 = "02_barebones_tensorflow"
 ANSWERS_02 = ("training_step", "two_layer_fc_init", "three_layer_fc", "three_layer_fc_init")
 
 
@@ -258,11 +264,6 @@ MUTATIONS_02 = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("grade_id", sorted(p.grade_id for p in PROBES if p.notebook == N02))
-def test_02_model_answers_pass(grade_id, tmp_path):
-    assert _verdict(grade_id, _answers_02(), tmp_path)["passed"]
-
-
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS_02))
 def test_a_wrong_02_answer_fails_its_probe(mutation, tmp_path):
     grade_id, replaced = MUTATIONS_02[mutation]
@@ -284,7 +285,6 @@ def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differ
 
 
 # ------------------------------------------------------- 03's and 04's four probes
-N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
 
 
 def _answers_34() -> dict:
@@ -397,13 +397,6 @@ MUTATIONS_34["functional: a Sequential"] = (
     "three_layer_functional_check", "three_layer_functional", _sequential())  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "grade_id", sorted(p.grade_id for p in PROBES if p.notebook in (N03, N04))
-)
-def test_03_and_04_model_answers_pass(grade_id, tmp_path):
-    assert _verdict(grade_id, _answers_34(), tmp_path)["passed"]
-
-
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS_34))
 def test_a_wrong_03_or_04_answer_fails_its_probe(mutation, tmp_path):
     grade_id, name, wrong = MUTATIONS_34[mutation]
@@ -420,6 +413,73 @@ def test_the_unmutated_03_and_04_test_versions_pass(tmp_path):
     }
     for probe in (*probes_of(N03), *probes_of(N04)):
         assert _verdict(probe.grade_id, defaults, tmp_path)["passed"], probe.grade_id
+
+
+# ------------------------------------------------------------ 05's build_network
+
+
+def _build_network(activation=True, initializer=True, batch_norm=True, dropout=True, l2=True,
+                   conv=False, bias=True, widths=True):  # fmt: skip
+    """05's build_network, with one option ignored (or none, with the defaults)."""
+    import keras
+
+    def build_network(config):
+        penalty = keras.regularizers.L2(config.l2) if l2 and config.l2 > 0 else None
+        init = config.initializer if initializer else "glorot_uniform"
+        inputs = x = keras.Input(shape=(32, 32, 3))
+        if conv:
+            x = keras.layers.Conv2D(3, 3, padding="same")(x)
+        x = keras.layers.Flatten()(x)
+        for units in config.hidden_sizes if widths else config.hidden_sizes[:1]:
+            x = keras.layers.Dense(units, use_bias=bias, kernel_initializer=init,
+                                   kernel_regularizer=penalty)(x)  # fmt: skip
+            if batch_norm and config.batch_norm == "before":
+                x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation(config.activation if activation else "relu")(x)
+            if dropout and config.dropout > 0:
+                x = keras.layers.Dropout(config.dropout)(x)
+        outputs = keras.layers.Dense(10, kernel_initializer=init, kernel_regularizer=penalty)(x)
+        return keras.Model(inputs, outputs)
+
+    return build_network
+
+
+MUTATIONS_05 = {
+    "activation ignored": _build_network(activation=False),
+    "initializer ignored": _build_network(initializer=False),
+    "batch_norm ignored": _build_network(batch_norm=False),
+    "dropout ignored": _build_network(dropout=False),
+    "l2 ignored": _build_network(l2=False),
+    "a convolution": _build_network(conv=True),
+    "one hidden layer only": _build_network(widths=False),
+}
+
+
+def test_05_unmutated_test_version_passes(tmp_path):
+    answer = dict(notebook_definitions(N05, "build_network"))
+    for namespace in ({**answer, "build_network": _build_network()},):
+        for _ in range(2):  # "activation ignored" fails only when tanh is drawn: draw twice
+            assert _verdict("build_network_check", namespace, tmp_path)["passed"]
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_05))
+def test_a_wrong_build_network_fails_its_probe(mutation, tmp_path):
+    namespace = {
+        **notebook_definitions(N05, "build_network"),
+        "build_network": MUTATIONS_05[mutation],
+    }
+    probe = PROBE["build_network_check"]
+    seed = 0
+    if mutation in ("activation ignored", "one hidden layer only"):  # needs tanh, 2+ layers
+        seed = next(
+            s
+            for s in range(100)
+            if int(probe.draw(np.random.default_rng(s))["activation"]) == 1
+            and len(probe.draw(np.random.default_rng(s))["hidden_sizes"]) > 1
+        )
+    namespace = {"np": np, **namespace}
+    verdict = run_probe(probe, tmp_path, lambda source: exec(source, namespace), seed=seed)
+    assert not verdict["passed"] and verdict["message"], verdict
 
 
 # ------------------------------------------------------------------ the channel

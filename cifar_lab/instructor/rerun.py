@@ -148,8 +148,8 @@ def rerun_notebooks(
 
     Returns:
         (record per notebook that finished: ``{"status", "error", "results",
-        "checks_verified", "verdicts"}`` (grade_id -> probe verdict), None or what went wrong with the process as a
-        whole, e.g. the total limit).
+        "checks_verified", "verdicts"}`` (verdicts: grade_id -> probe verdict),
+        None or what went wrong with the process as a whole, e.g. the total limit).
     """
     backend = _backend_once()
     with tempfile.TemporaryDirectory(prefix="cifar_lab_rerun_") as temporary:

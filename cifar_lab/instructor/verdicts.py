@@ -819,6 +819,143 @@ def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
+# ---------------------------------------------------------------- 05: build_network
+N05 = "05_tuning"
+ACTIVATIONS = ("relu", "tanh")
+
+
+def _draw_build_network(rng: np.random.Generator) -> Inputs:
+    depth = int(rng.integers(1, 4))
+    hidden = [int(v) for v in rng.integers(4, 25, size=depth)]
+    sizes = [PIXELS, *hidden, 10]
+    weights = {}
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        weights[f"w{layer}"] = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out))
+        weights[f"b{layer}"] = rng.normal(0, 0.5, fan_out)
+    return {
+        "hidden_sizes": np.array(hidden),
+        "activation": np.array(int(rng.integers(len(ACTIVATIONS)))),
+        "x": rng.normal(size=(int(rng.integers(3, 8)), 32, 32, 3)).astype(np.float32),
+        **{name: value.astype(np.float32) for name, value in weights.items()},
+        "he_width": np.array(int(rng.integers(300, 501))),
+        "dropout": np.array(float(rng.choice([0.1, 0.2, 0.25, 0.3, 0.5]))),
+        "l2": np.array(float(rng.uniform(1e-4, 1e-2))),
+    }
+
+
+_BUILD_NETWORK_BODY = """
+import keras
+
+import cifar_lab
+
+
+def layers_of(model, kind):
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += layers_of(layer, kind)
+        elif isinstance(layer, kind):
+            found.append(layer)
+    return found
+
+
+def built(**options):
+    model = build_network(cifar_lab.MLPConfig(**options))
+    model(x, training=False)  # builds a subclassed model's weights too
+    return model
+
+
+def kernels(model):
+    return [keras.ops.convert_to_numpy(d.kernel) for d in layers_of(model, keras.layers.Dense)]
+
+
+x = inputs["x"]
+hidden = tuple(int(v) for v in inputs["hidden_sizes"])
+activation = ("relu", "tanh")[int(inputs["activation"])]
+model = built(hidden_sizes=hidden, activation=activation, initializer="glorot_uniform")
+dense = layers_of(model, keras.layers.Dense)
+extra = layers_of(model, keras.layers.BatchNormalization) + layers_of(model, keras.layers.Dropout)
+outputs = {
+    "model": numpy.array([
+        isinstance(model, keras.Model), len(cifar_lab.convolution_layers(model)), len(extra)
+    ]),
+}
+for index, layer in enumerate(dense):
+    outputs[f"kernel_shape{index}"] = numpy.array(layer.kernel.shape, dtype=numpy.int64)
+    outputs[f"use_bias{index}"] = numpy.array(bool(layer.use_bias))
+    if tuple(layer.kernel.shape) == inputs.get(f"w{index}", numpy.zeros(0)).shape:
+        layer.kernel.assign(inputs[f"w{index}"])  # the grader's weights
+        if layer.use_bias:
+            layer.bias.assign(inputs[f"b{index}"])
+outputs["logits"] = keras.ops.convert_to_numpy(model(x, training=False))
+for index, kernel in enumerate(kernels(built(hidden_sizes=(16, 8), initializer="zeros"))):
+    outputs[f"zeros{index}"] = kernel
+width = int(inputs["he_width"])
+outputs["he"] = kernels(built(hidden_sizes=(width,), initializer="he_normal"))[0]
+rate = float(inputs["dropout"])
+normed = built(hidden_sizes=(16, 8), batch_norm="before", dropout=rate)
+outputs["norms"] = numpy.array(len(layers_of(normed, keras.layers.BatchNormalization)))
+outputs["rates"] = numpy.array([d.rate for d in layers_of(normed, keras.layers.Dropout)])
+penalised = built(hidden_sizes=(16,), l2=float(inputs["l2"]))
+outputs["penalty"] = numpy.array(
+    float(sum(numpy.sum(keras.ops.convert_to_numpy(loss)) for loss in penalised.losses))
+)
+for index, kernel in enumerate(kernels(penalised)):
+    outputs[f"penalised{index}"] = kernel
+"""
+
+
+def _numbered(outputs: Inputs, prefix: str) -> list[np.ndarray]:
+    """``outputs[prefix + "0"]``, ``outputs[prefix + "1"]``, ... while they exist."""
+    found = []
+    while f"{prefix}{len(found)}" in outputs:
+        found.append(outputs[f"{prefix}{len(found)}"])
+    return found
+
+
+def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
+    is_model, convolutions, extra = (int(v) for v in outputs["model"])
+    hidden = [int(v) for v in inputs["hidden_sizes"]]
+    activation = ACTIVATIONS[int(inputs["activation"])]
+    expected = list(itertools.pairwise([PIXELS, *hidden, 10]))
+    shapes = [tuple(int(v) for v in shape) for shape in _numbered(outputs, "kernel_shape")]
+    use_bias = [bool(flag) for flag in _numbered(outputs, "use_bias")]
+    h = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    for index in range(len(expected)):
+        h = h @ inputs[f"w{index}"].astype(np.float64)
+        h = h + inputs[f"b{index}"] if index < len(use_bias) and use_bias[index] else h
+        if index < len(expected) - 1:
+            h = np.maximum(h, 0.0) if activation == "relu" else np.tanh(h)
+    logits = outputs["logits"]
+    he, rate = outputs["he"].astype(np.float64), float(inputs["dropout"])
+    penalised = _numbered(outputs, "penalised")
+    penalty = float(inputs["l2"]) * sum(
+        float(np.sum(w.astype(np.float64) ** 2)) for w in penalised
+    )
+    zeros = _numbered(outputs, "zeros")
+    return _first_failure([
+        (bool(is_model), "build_network returns a keras.Model"),
+        (convolutions == 0, "the network has no convolution layers"),
+        (shapes == expected, f"hidden_sizes={tuple(hidden)} gives Dense kernels {expected}"),
+        (logits.shape == h.shape and logits.dtype == np.float32,
+         f"{len(h)} images give float32 logits of shape ({len(h)}, 10)"),
+        (_close(logits, h, rtol=1e-3, atol=1e-4),
+         f"{activation} net {tuple(hidden)}: logits = x @ W + b with {activation} between layers"),
+        (extra == 0, "batch_norm='none' and dropout=0 add no BatchNormalization or Dropout"),
+        (len(zeros) == 3 and not any(np.any(w) for w in zeros),
+         "initializer='zeros' makes every Dense kernel zero"),
+        (he.shape == (PIXELS, int(inputs["he_width"]))
+         and _close(he.std(), np.sqrt(2 / PIXELS), rtol=0.1, atol=0),
+         "initializer='he_normal': the first kernel's std is sqrt(2 / fan_in)"),
+        (int(outputs["norms"]) == 2,
+         "batch_norm='before' gives one BatchNormalization per hidden layer"),
+        (_close(outputs["rates"], [rate, rate]),
+         f"dropout={rate} gives Dropout({rate}) after each hidden layer"),
+        (len(penalised) == 2 and _close(outputs["penalty"].reshape(()), penalty, rtol=1e-4),
+         "l2 adds the penalty l2 * sum(W**2) over every Dense kernel to model.losses"),
+    ])  # fmt: skip
+
+
 PROBES: tuple[Probe, ...] = (
     Probe(
         "standardise_splits_check",
@@ -900,6 +1037,14 @@ PROBES: tuple[Probe, ...] = (
         _three_layer_model_body("three_layer_functional(input_shape, hidden_sizes, num_classes)"),
         _judge_three_layer_model("functional", kaiming_rtol=0.03, in_order=True),
     ),
+    Probe(
+        "build_network_check",
+        N05,
+        ("build_network",),
+        _draw_build_network,
+        _BUILD_NETWORK_BODY,
+        _judge_build_network,
+    ),
 )
 
 # Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
@@ -910,7 +1055,6 @@ UNPROBED: tuple[str, ...] = (
     "three_layer_model_accuracy_check",
     "sequential_accuracy_check",
     "functional_accuracy_check",
-    "build_network_check",
     "architecture_search_check",
     "activation_search_check",
     "initializer_search_check",
