@@ -763,3 +763,43 @@ PROBE_POINTS = {
     for row in rows
     if row.grade_id in PROBED and row.notebook == f"{N01}.ipynb"
 }
+
+
+DEFINED = {
+    N02: ("flatten", "two_layer_fc", *ANSWERS_02),
+    N03: ("train_step", "ThreeLayerFC"),
+    N04: ("three_layer_sequential", "three_layer_functional"),
+    N05: ("build_network",),
+}
+
+
+@pytest.mark.slow
+def test_the_model_answers_pass_the_02_to_05_probes_in_real_kernels(tmp_path):
+    """Notebooks made of the course's defining cells only (no training): probes in TF kernels."""
+    import re
+
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    imports = "import cifar_lab as lab\nimport keras\nimport numpy as np\nimport tensorflow as tf"
+    for stem, names in DEFINED.items():
+        cells = nbformat.read(notebook_dir() / f"{stem}.ipynb", as_version=4).cells
+        defining = [
+            c.source
+            for c in cells
+            if c.cell_type == "code"
+            and set(re.findall(r"^(?:def|class)\s+(\w+)", c.source, re.MULTILINE)) & set(names)
+        ]
+        notebook = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(source) for source in (imports, *defining)]
+        )
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nbformat.write(notebook, tmp_path / f"{stem}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=600, cell_timeout=300)
+    records, problem = rerun_notebooks(tmp_path, list(DEFINED), settings)
+    assert problem is None, problem
+    verdicts_found = {g: v for stem in DEFINED for g, v in records[stem]["verdicts"].items()}
+    assert sorted(verdicts_found) == sorted(p.grade_id for p in PROBES if p.notebook in DEFINED)
+    assert all(v["passed"] for v in verdicts_found.values()), verdicts_found
