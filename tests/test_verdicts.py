@@ -803,3 +803,50 @@ def test_the_model_answers_pass_the_02_to_05_probes_in_real_kernels(tmp_path):
     verdicts_found = {g: v for stem in DEFINED for g, v in records[stem]["verdicts"].items()}
     assert sorted(verdicts_found) == sorted(p.grade_id for p in PROBES if p.notebook in DEFINED)
     assert all(v["passed"] for v in verdicts_found.values()), verdicts_found
+
+
+# ------------------------------------------------------ scoring from the verdicts
+def _passed(grade_id: str, passed: bool = True) -> dict:
+    return {"grade_id": grade_id, "passed": passed, "message": "" if passed else "mean is wrong"}
+
+
+def test_probe_verdicts_decide_the_points_of_probed_checks():
+    from cifar_lab.instructor.release import build_release
+    from cifar_lab.instructor.scoring import score_notebook
+
+    expected = build_release()[1]["notebooks"][N01]
+    notebook = _submitted_01({})  # every check printed "passed"
+    points = PROBE_POINTS
+
+    def score(probes):
+        found = score_notebook(N01, notebook, expected, probes=probes)
+        return {c.grade_id: c.points for c in found.cells if c.kind == "check"}, found
+
+    assert score(None)[0] == points  # not re-executed: the notebook's own outputs
+    both = {g: _passed(g) for g in points}
+    assert score(both)[0] == points and score(both)[1].findings == ()
+    one_wrong = {**both, "minibatches_check": _passed("minibatches_check", False)}
+    earned, found = score(one_wrong)
+    assert earned == {**points, "minibatches_check": 0}
+    cell = next(c for c in found.cells if c.grade_id == "minibatches_check")
+    assert cell.status == "failed" and "mean is wrong" in cell.reason
+    (finding,) = found.findings
+    assert finding.severity == "flagged" and "passed in the notebook but failed" in finding.message
+    assert score({})[0] == dict.fromkeys(points, 0)  # a probe that never ran is a failure
+    assert "did not run" in next(
+        c.reason for c in score({})[1].cells if c.points == 0 and c.max_points
+    )
+
+
+def test_a_probe_that_passes_earns_points_the_notebook_outputs_do_not_show():
+    from cifar_lab.instructor.release import build_release
+    from cifar_lab.instructor.scoring import score_notebook
+
+    expected = build_release()[1]["notebooks"][N01]
+    notebook = _submitted_01({})
+    for cell in notebook["cells"]:  # the student never ran the checks
+        cell["outputs"] = []
+    probes = {g: _passed(g) for g in PROBE_POINTS}
+    without = score_notebook(N01, notebook, expected)
+    with_probes = score_notebook(N01, notebook, expected, probes=probes)
+    assert without.points == 0 and with_probes.points == sum(PROBE_POINTS.values())
