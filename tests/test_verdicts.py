@@ -52,13 +52,14 @@ def test_every_check_has_a_probe_or_is_listed_as_unprobed():
     checks = [row.grade_id for rows in POINTS.values() for row in rows if row.kind == "check"]
     assert sorted(PROBED | set(UNPROBED)) == sorted(checks)
     assert not PROBED & set(UNPROBED)
-    for probe in PROBES:  # each probe runs after the notebook that defines its names
-        assert f"{probe.notebook}.ipynb" in POINTS
-        assert probe.grade_id in {row.grade_id for row in POINTS[f"{probe.notebook}.ipynb"]}
+    rows = [(probe.grade_id, probe.notebook) for probe in PROBES]
+    for grade_id, notebook in rows + [row[:2] for row in verdicts.ACCURACY_PROBES]:
+        # each probe runs after the notebook that defines its names
+        assert grade_id in {row.grade_id for row in POINTS[f"{notebook}.ipynb"]}
 
 
 # ------------------------------------------------------ model answers, mutations
-@pytest.mark.parametrize("grade_id", sorted(PROBED))
+@pytest.mark.parametrize("grade_id", sorted(PROBE))
 def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
     answers = {
         **_answers_01(),
@@ -850,3 +851,61 @@ def test_a_probe_that_passes_earns_points_the_notebook_outputs_do_not_show():
     without = score_notebook(N01, notebook, expected)
     with_probes = score_notebook(N01, notebook, expected, probes=probes)
     assert without.points == 0 and with_probes.points == sum(PROBE_POINTS.values())
+
+
+# ------------------------------------------------------- accuracy of trained models
+def _labelled(n: int = 60, floor: float = 0.4) -> verdicts.LabelledImages:
+    """Images whose class is the brightest of their first 10 numbers."""
+    images = np.random.default_rng(0).normal(size=(n, 32, 32, 3)).astype(np.float32)
+    labels = images.reshape(n, -1)[:, :10].argmax(axis=1)
+    return verdicts.LabelledImages(images, labels, floor)
+
+
+def _linear_model(right: bool):
+    """A Keras model that reads the class off the first 10 numbers (or random weights)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])  # fmt: skip
+    kernel = np.zeros((3072, 10), np.float32)
+    kernel[:10] = np.eye(10) if right else np.random.default_rng(1).normal(size=(10, 10))
+    kernel[10:] = 0 if right else np.random.default_rng(2).normal(size=(3062, 10))
+    model.set_weights([kernel, np.zeros(10, np.float32)])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("namespace", "passed", "words"),
+    [
+        ({"model_3": "right"}, True, ""),
+        ({"model_3": "wrong"}, False, "below 0.4"),
+        ({}, False, "no usable result"),
+    ],
+)
+def test_an_accuracy_probe_scores_the_kernels_predictions_with_labels_it_keeps(
+    namespace, passed, words, tmp_path
+):
+    models = {name: _linear_model(kind == "right") for name, kind in namespace.items()}
+    validation = _labelled()
+    seen = {}
+
+    def kernel(source: str) -> None:
+        folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
+        with np.load(folder / verdicts.INPUTS_FILE) as stored:
+            seen.update({name: stored[name] for name in stored.files})
+        exec(source, {"np": np, **models})
+
+    probe = verdicts.accuracy_probe("three_layer_model_accuracy_check", N03, "model_3", validation)
+    verdict = run_probe(probe, tmp_path, kernel)
+    assert verdict["passed"] is passed and words in verdict["message"], verdict
+    assert sorted(seen) == ["x"]  # the labels never reach the kernel
+    assert sorted(map(bytes, seen["x"])) == sorted(map(bytes, validation.images))
+
+
+def test_without_the_graders_images_accuracy_probes_are_skipped_and_the_cell_decides(tmp_path):
+    from cifar_lab.instructor.scoring import probe_failure
+
+    found = verdicts.probe_notebook(N03, tmp_path, lambda source: None, validation=None)
+    for grade_id, _, _ in verdicts.ACCURACY_PROBES:
+        assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
+    assert not found["train_step_check"]["passed"]  # the other probes ran (and failed here)

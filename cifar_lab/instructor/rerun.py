@@ -63,7 +63,12 @@ from cifar_lab.instructor.sandbox import (
     kill_descendants,
     sandbox_command,
 )
-from cifar_lab.instructor.verdicts import PROBE_TIMEOUT, probe_notebook
+from cifar_lab.instructor.verdicts import (
+    ACCURACY_PROBES,
+    PROBE_TIMEOUT,
+    load_validation,
+    probe_notebook,
+)
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
@@ -223,7 +228,7 @@ def _parse_status(data: bytes) -> dict[str, dict]:
     return records
 
 
-def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
+def _execute(path: Path, cell_timeout: int, validation=None) -> dict[str, Any]:
     """Run one notebook with cleared outputs and the grader's checks; return its record."""
     import nbformat
 
@@ -246,12 +251,12 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(error).__name__}: {line[:300]}")
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
-    record["verdicts"] = _probe_verdicts(client, path, cell_timeout)
+    record["verdicts"] = _probe_verdicts(client, path, cell_timeout, validation)
     return record
 
 
 # ------------------------------------------------- verdicts (cifar_lab.instructor.verdicts)
-def _probe_verdicts(client, path: Path, cell_timeout: int) -> dict[str, dict]:
+def _probe_verdicts(client, path: Path, cell_timeout: int, validation) -> dict[str, dict]:
     """Run the grader's probes of this notebook in its kernel; judge them here; stop the kernel."""
     import nbformat
 
@@ -262,8 +267,8 @@ def _probe_verdicts(client, path: Path, cell_timeout: int) -> dict[str, dict]:
     try:
         if client is not None and client.kc is not None:
             client.timeout, client.interrupt_on_timeout = min(cell_timeout, PROBE_TIMEOUT), True
-            return probe_notebook(path.stem, path.parent, execute)
-        return probe_notebook(path.stem, path.parent, _no_kernel)
+            return probe_notebook(path.stem, path.parent, execute, validation)
+        return probe_notebook(path.stem, path.parent, _no_kernel, validation)
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
@@ -272,6 +277,23 @@ def _probe_verdicts(client, path: Path, cell_timeout: int) -> dict[str, dict]:
 
 def _no_kernel(source: str) -> None:
     raise RuntimeError("the notebook's kernel did not start")
+
+
+def _validation_for(notebooks: list[Path]):
+    """The grader's labelled validation images, loaded before any student code runs.
+
+    Loaded now, not later: the kernels can write the private data cache. None when
+    no notebook has an accuracy probe, or the images cannot be loaded (those probes
+    are then skipped).
+    """
+    stems = {stem for _, stem, _ in ACCURACY_PROBES}
+    if not stems & {path.stem for path in notebooks}:
+        return None
+    try:
+        return load_validation()
+    except Exception as error:  # a grader problem: the checks keep their re-run verdict
+        print(f"cannot load the validation images for the probes: {error}", file=sys.stderr)
+        return None
 
 
 def _count_check(verified: dict, cell, cell_index: int, execute_reply: dict, **_) -> None:
@@ -303,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     _harden(args.status_fd)
     signal.signal(signal.SIGTERM, lambda *_: (kill_descendants(os.getpid()), os._exit(1)))
     try:
+        validation = _validation_for(args.notebooks)
         with os.fdopen(args.status_fd, "w", encoding="utf-8") as status:
             for path in args.notebooks:
-                status.write(json.dumps(_execute(path, args.cell_timeout)) + "\n")
+                status.write(json.dumps(_execute(path, args.cell_timeout, validation)) + "\n")
                 status.flush()
     finally:
         kill_descendants(os.getpid())  # whatever the notebooks left running

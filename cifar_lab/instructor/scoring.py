@@ -238,8 +238,10 @@ def _score_check(
     if reason == "the check cell was edited" and not entry.get("has_check"):
         findings.append(Finding("flagged", name, f"{label} was edited; it scores 0", RELEASE_FIX))
     message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
-    if notebook.probes is not None and row.grade_id in PROBED:  # the probe decides
+    failure = None
+    if notebook.probes is not None and row.grade_id in PROBED:
         failure = probe_failure(notebook.probes.get(row.grade_id))
+    if failure is not None:  # the probe decides
         if failure and not reason:
             message = f"{label} passed in the notebook but failed the grader's test: {failure}"
             findings.append(Finding("flagged", name, message))
@@ -352,8 +354,14 @@ def probes_of_record(record: Any) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def probe_failure(verdict: Any) -> str:
-    """Why a probe verdict does not earn the check's points ("" when it passed)."""
+def probe_failure(verdict: Any) -> str | None:
+    """Why a probe verdict does not earn the check's points ("" when it passed).
+
+    None: the grader skipped the probe (it could not load its own images); the
+    check keeps the verdict of its re-run cell.
+    """
+    if isinstance(verdict, dict) and verdict.get("skipped") is True:
+        return None
     if not isinstance(verdict, dict):
         return "the grader's test of your function did not run (the re-run stopped before it)"
     if verdict.get("passed") is True:

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_lab.instructor.findings import MEGABYTE
+from cifar_lab.metrics import accuracy
 
 MAX_OUTPUT_BYTES = 64 * MEGABYTE  # one result file, and the arrays it unpacks to
 MAX_OUTPUT_ARRAYS = 64
@@ -67,7 +68,8 @@ class Probe:
         grade_id: the check's row in the points table.
         notebook: stem of the notebook whose kernel holds the student's names.
         calls: the student's names the kernel-side code calls (for messages).
-        draw: fresh inputs from the grader's generator: name -> array.
+        draw: fresh inputs from the grader's generator: name -> array. Names
+            starting with ``_`` (e.g. the labels of images) stay in the grader.
         body: kernel-side Python run with ``inputs`` (name -> array, as drawn)
             and ``numpy`` in scope; it sets ``outputs`` (name -> array-like).
         judge: ``(inputs, outputs) -> message``: "" when the outputs are right,
@@ -217,7 +219,8 @@ def run_probe(
     folder = Path(tempfile.mkdtemp(prefix=".probe-", dir=work))
     try:
         buffer = io.BytesIO()
-        np.savez(buffer, allow_pickle=False, **inputs)
+        shown = {name: value for name, value in inputs.items() if not name.startswith("_")}
+        np.savez(buffer, allow_pickle=False, **shown)  # "_" names stay with the grader
         _write_exclusive(folder / INPUTS_FILE, buffer.getvalue())
         with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
             execute(probe_source(probe, folder))
@@ -239,13 +242,123 @@ def probes_of(notebook: str) -> tuple[Probe, ...]:
     return tuple(probe for probe in PROBES if probe.notebook == notebook)
 
 
-def probe_notebook(notebook: str, work: Path, execute: Callable[[str], object]) -> dict[str, dict]:
+def probe_notebook(
+    notebook: str,
+    work: Path,
+    execute: Callable[[str], object],
+    validation: LabelledImages | None = None,
+) -> dict[str, dict]:
     """Run every probe of ``notebook`` (a stem) against the kernel that just ran it.
 
+    Args:
+        notebook: the notebook's stem.
+        work: the kernel's working folder.
+        execute: runs one cell's source in the kernel (see :func:`run_probe`).
+        validation: the grader's labelled images for the accuracy probes; None
+            (the grader could not load them): those checks are marked skipped and
+            keep the re-run check cell's verdict.
+
     Returns:
-        grade_id -> verdict (see :func:`run_probe`).
+        grade_id -> verdict (see :func:`run_probe`; a skipped one has ``"skipped": True``).
     """
-    return {probe.grade_id: run_probe(probe, work, execute) for probe in probes_of(notebook)}
+    verdicts = {probe.grade_id: run_probe(probe, work, execute) for probe in probes_of(notebook)}
+    for grade_id, stem, model in ACCURACY_PROBES:
+        if stem != notebook:
+            continue
+        if validation is None:
+            message = "the grader could not load its validation images"
+            verdicts[grade_id] = {"grade_id": grade_id, "passed": False, "skipped": True,
+                                  "message": message}  # fmt: skip
+        else:
+            verdicts[grade_id] = run_probe(accuracy_probe(grade_id, stem, model, validation),
+                                           work, execute)  # fmt: skip
+    return verdicts
+
+
+# --------------------------------------------------------- accuracy of trained models
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images the grader holds with their labels, and the accuracy a trained model must reach.
+
+    Attributes:
+        images: float32 (N, 32, 32, 3), prepared as the notebooks' ``X_val``
+            (standardised with the training statistics).
+        labels: int (N,) class ids; never written to the kernel.
+        floor: the profile's ``min_val_accuracy``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    floor: float
+
+
+# Kernel-side: the trained model's class ids; ``{model}`` is the notebook's variable.
+_ACCURACY_BODY = """
+import keras
+
+trained = {model}
+scores = trained.predict(inputs["x"], verbose=0) if hasattr(trained, "predict") else trained(
+    inputs["x"]
+)
+outputs = {{"classes": keras.ops.convert_to_numpy(scores).argmax(axis=1).astype(numpy.int32)}}
+"""
+
+
+def accuracy_probe(grade_id: str, notebook: str, model: str, validation: LabelledImages) -> Probe:
+    """A probe asking the kernel for ``model``'s predictions on the grader's images.
+
+    Args:
+        grade_id: the accuracy check.
+        notebook: its notebook's stem.
+        model: the name of the trained model in the notebook's namespace.
+        validation: the grader's labelled images (shuffled afresh for each probe).
+
+    Returns:
+        The probe; it passes when the grader's accuracy of the predicted class ids
+        (:func:`cifar_lab.metrics.accuracy`) is at least ``validation.floor``.
+    """
+
+    def draw(rng: np.random.Generator) -> Inputs:
+        order = rng.permutation(len(validation.labels))
+        return {"x": validation.images[order], "_labels": validation.labels[order]}
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        classes, labels = outputs["classes"], inputs["_labels"]
+        if classes.shape != labels.shape or not np.issubdtype(classes.dtype, np.integer):
+            return f"{model} gives one int class id per image, got {classes.dtype} {classes.shape}"
+        found = accuracy(labels, classes)
+        if found >= validation.floor:
+            return ""
+        return (
+            f"{model}'s accuracy on the grader's {len(labels):,} validation images is "
+            f"{found:.4f}, below {validation.floor}"
+        )
+
+    return Probe(grade_id, notebook, (model,), draw, _ACCURACY_BODY.format(model=model), judge)
+
+
+# (grade_id, notebook, the trained model's name in the notebook once it has run)
+ACCURACY_PROBES: tuple[tuple[str, str, str], ...] = (
+    ("subclassed_accuracy_check", "03_keras_model_subclassing", "model"),
+    ("three_layer_model_accuracy_check", "03_keras_model_subclassing", "model_3"),
+)
+
+
+def load_validation(profile_name: str | None = None) -> LabelledImages:
+    """The profile's validation split, loaded by the grader (the runner, before any kernel runs).
+
+    Args:
+        profile_name: the profile (None: ``$CIFAR_LAB_PROFILE``, as the notebooks read it).
+
+    Returns:
+        The split as the notebooks see it (standardised), with the profile's floor.
+    """
+    from cifar_lab.profiles import get_profile, load_profile_data
+
+    profile = get_profile(profile_name)
+    data = load_profile_data(profile)
+    images, labels = np.array(data[2], dtype=np.float32), np.array(data[3])
+    return LabelledImages(images, labels, profile.min_val_accuracy)
 
 
 # ----------------------------------------------------------- comparison helpers
@@ -1051,8 +1164,6 @@ PROBES: tuple[Probe, ...] = (
 UNPROBED: tuple[str, ...] = (
     "two_layer_accuracy_check",
     "three_layer_accuracy_check",
-    "subclassed_accuracy_check",
-    "three_layer_model_accuracy_check",
     "sequential_accuracy_check",
     "functional_accuracy_check",
     "architecture_search_check",
@@ -1062,4 +1173,6 @@ UNPROBED: tuple[str, ...] = (
     "regularisation_search_check",
     "final_training_check",
 )
-PROBED: frozenset[str] = frozenset(probe.grade_id for probe in PROBES)
+PROBED: frozenset[str] = frozenset(
+    [probe.grade_id for probe in PROBES] + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
+)
