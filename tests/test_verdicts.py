@@ -909,3 +909,37 @@ def test_without_the_graders_images_accuracy_probes_are_skipped_and_the_cell_dec
     for grade_id, _, _ in verdicts.ACCURACY_PROBES:
         assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
     assert not found["train_step_check"]["passed"]  # the other probes ran (and failed here)
+
+
+@pytest.mark.slow
+def test_the_runner_scores_a_trained_models_predictions_on_its_own_images(tmp_path):
+    """03 as a random, untrained model: its accuracy is far below the floor; no model_3."""
+    import nbformat
+
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    cells = [
+        "import cifar_lab as lab\nimport keras\nimport numpy as np",
+        "model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), "
+        'keras.layers.Dense(10, kernel_initializer="zeros")])  # always class 0',
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / f"{N03}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=600, cell_timeout=300)
+    records, problem = rerun_notebooks(tmp_path, [N03], settings)
+    assert problem is None, problem
+    found = records[N03]["verdicts"]
+    assert not found["subclassed_accuracy_check"]["passed"]
+    assert "model's accuracy on the grader's" in found["subclassed_accuracy_check"]["message"]
+    assert "no usable result" in found["three_layer_model_accuracy_check"]["message"]
+
+
+def test_the_graders_validation_images_are_the_profiles_split_as_the_notebooks_load_it():
+    from cifar_lab.profiles import get_profile, load_profile_data
+
+    validation = verdicts.load_validation("quick")
+    data = load_profile_data(get_profile("quick"))
+    assert validation.floor == get_profile("quick").min_val_accuracy
+    assert np.array_equal(validation.images, data.X_val) and validation.images.dtype == np.float32
+    assert np.array_equal(validation.labels, data.y_val)

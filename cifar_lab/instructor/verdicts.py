@@ -357,7 +357,7 @@ def load_validation(profile_name: str | None = None) -> LabelledImages:
 
     profile = get_profile(profile_name)
     data = load_profile_data(profile)
-    images, labels = np.array(data[2], dtype=np.float32), np.array(data[3])
+    images, labels = np.array(data.X_val, dtype=np.float32), np.array(data.y_val)
     return LabelledImages(images, labels, profile.min_val_accuracy)
 
 
