@@ -666,7 +666,7 @@ def _rerun_01(folder: Path, *cells: str) -> dict:
 def test_an_attack_in_a_solution_cell_leaves_every_probed_check_at_zero(attack, tmp_path):
     record = _rerun_01(tmp_path / "sub", ATTACKS[attack] + "\n\n" + STUBS_01[0], STUBS_01[1],
                        IN_KERNEL_CHECK)  # fmt: skip
-    assert sorted(record["verdicts"]) == sorted(probe.grade_id for probe in PROBES)
+    assert sorted(record["verdicts"]) == sorted(probe.grade_id for probe in probes_of(N01))
     for verdict in record["verdicts"].values():
         assert verdict["passed"] is False, (attack, record)
     if attack.startswith("IPython"):  # it fools the checks in the kernel, not the probes
@@ -685,14 +685,13 @@ def _course_solution(grade_id: str) -> str:
 
 
 @pytest.mark.slow
-def test_the_model_answers_pass_every_probe_in_a_real_kernel(tmp_path):
+def test_the_model_answers_pass_the_01_probes_in_a_real_kernel(tmp_path):
     record = _rerun_01(
         tmp_path / "sub", *map(_course_solution, ("standardise_splits", "minibatches"))
     )
     assert record["status"] == "ok", record
-    assert {v["grade_id"]: v["passed"] for v in record["verdicts"].values()} == dict.fromkeys(
-        PROBED, True
-    )
+    found = {v["grade_id"]: v["passed"] for v in record["verdicts"].values()}
+    assert found == {probe.grade_id: True for probe in probes_of(N01)}
 
 
 # ------------------------------------------------------- points, through grading
@@ -751,7 +750,7 @@ def test_under_rerun_the_probes_decide_the_points_of_a_hooked_and_an_honest_01(t
     assert by_student["honest"]["total_points"] == points, by_student["honest"]
     assert by_student["hooked"]["total_points"] == 0, by_student["hooked"]
     assert by_student["hooked"]["status"] == "flagged"
-    for grade_id in PROBED:
+    for grade_id in PROBE_POINTS:
         assert any(
             f"'{grade_id}'" in problem and "failed the grader's test" in problem
             for problem in by_student["hooked"]["problems"]

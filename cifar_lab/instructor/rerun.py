@@ -251,13 +251,23 @@ def _execute(path: Path, cell_timeout: int, validation=None) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(error).__name__}: {line[:300]}")
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
-    record["verdicts"] = _probe_verdicts(client, path, cell_timeout, validation)
+    record["verdicts"] = _probe_verdicts(client, path.stem, path.parent, cell_timeout, validation)
     return record
 
 
 # ------------------------------------------------- verdicts (cifar_lab.instructor.verdicts)
-def _probe_verdicts(client, path: Path, cell_timeout: int, validation) -> dict[str, dict]:
-    """Run the grader's probes of this notebook in its kernel; judge them here; stop the kernel."""
+def _probe_verdicts(
+    client, notebook: str, work: Path, cell_timeout: int, validation
+) -> dict[str, dict]:
+    """Run the grader's probes of one notebook in its kernel; judge them here; stop the kernel.
+
+    Args:
+        client: the notebook's ``NotebookClient``, its kernel still up (None: it never started).
+        notebook: the notebook's stem.
+        work: the kernel's working folder (the probes' folders are made there).
+        cell_timeout: the re-run's cell limit (a probe gets at most PROBE_TIMEOUT).
+        validation: the grader's labelled images for the accuracy probes, or None.
+    """
     import nbformat
 
     def execute(source: str) -> None:
@@ -267,8 +277,8 @@ def _probe_verdicts(client, path: Path, cell_timeout: int, validation) -> dict[s
     try:
         if client is not None and client.kc is not None:
             client.timeout, client.interrupt_on_timeout = min(cell_timeout, PROBE_TIMEOUT), True
-            return probe_notebook(path.stem, path.parent, execute, validation)
-        return probe_notebook(path.stem, path.parent, _no_kernel, validation)
+            return probe_notebook(notebook, work, execute, validation)
+        return probe_notebook(notebook, work, _no_kernel, validation)
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
