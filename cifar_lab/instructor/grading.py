@@ -192,10 +192,11 @@ def _part5(
 
 def _rerun(
     root: Path, inspections: list, settings: RerunSettings
-) -> tuple[str, list, dict[str, dict[str, str]] | None]:
-    """(rerun state, findings, each notebook's outcome per code cell) of one re-execution.
+) -> tuple[str, list, dict[str, dict] | None]:
+    """(rerun state, findings, the runner's record per notebook) of one re-execution.
 
-    With no readable notebook nothing runs: ("not-run", [], None), as under --trust-outputs.
+    The records hold each code cell's outcome and the probes' verdicts. With no
+    readable notebook nothing runs: ("not-run", [], None), as under --trust-outputs.
     """
     readable = [i for i in inspections if i.state == "ok"]
     if not readable:
@@ -203,8 +204,7 @@ def _rerun(
     records, problem = rerun_notebooks(root, [i.name for i in readable], settings)
     claimed = {i.name: i.results for i in readable}
     state, findings = compare_claims(claimed, records, problem, tolerance=settings.tolerance)
-    executed = {name: dict(record.get("cells") or {}) for name, record in records.items()}
-    return state, findings + _hashes_finding(records), executed
+    return state, findings + _hashes_finding(records), records
 
 
 def _hashes_finding(records: dict[str, dict]) -> list[Finding]:
@@ -243,12 +243,12 @@ def grade_root(
     claims, accuracy, verified, part5 = _part5(
         root, inspections, settings, test_set, refused, budget
     )
-    rerun_state, rerun_findings, executed = "not-run", [], None
-    if settings.rerun is not None:  # after part5/ was read; the re-run writes elsewhere
+    rerun_state, rerun_findings, records = "not-run", [], None
+    if settings.rerun is not None:  # after part5/ was read; before scoring: probes decide points
         with suspended_budget(budget):  # re-runs have their own --total-timeout
-            rerun_state, rerun_findings, executed = _rerun(root, inspections, settings.rerun)
+            rerun_state, rerun_findings, records = _rerun(root, inspections, settings.rerun)
     scores = score_submission(
-        root, inspections, settings.manifest, settings.max_notebook_bytes, verified, executed
+        root, inspections, settings.manifest, settings.max_notebook_bytes, verified, records
     )
     scores = merge_manual(scores, (settings.manual or {}).get(student))
     findings = [f for i in inspections for f in i.findings] + part5 + list(identity or [])
@@ -271,7 +271,7 @@ def grade_root(
         answers_present=f"{present}/{expected}",
         rerun=rerun_state,
         manual=manual_entries(student, scores),
-        executed=NOT_EXECUTED if executed is None else RE_EXECUTED,
+        executed=NOT_EXECUTED if records is None else RE_EXECUTED,
     )
     return _with_feedback(row, scores, findings, settings.feedback_dir)
 

@@ -33,6 +33,13 @@ Stopping that would need the student's functions called in one process and
 compared in another, with only data in between. Such code is conspicuous in the
 notebook: the static checks flag added and edited cells, and an instructor
 should read every flagged submission.
+
+That separation is :mod:`cifar_lab.instructor.verdicts`: for every check it
+probes, the runner calls the student's functions in the kernel with inputs it
+drew, reads back arrays and judges them itself, and those verdicts decide the
+points. The pristine check cells remain the verdict only for the checks listed
+in ``verdicts.UNPROBED`` (the accuracy checks and Part V's), and a second,
+weaker signal for the rest.
 """
 
 from __future__ import annotations

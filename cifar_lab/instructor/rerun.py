@@ -35,7 +35,9 @@ non-dumpable so that a kernel cannot open it through ``/proc``); no pid, path
 or verdict is read from the working folder. The grader kills the tree it started by
 walking ``/proc`` from the runner's pid, and the pid namespace takes whatever
 is left. Checks are verified with the grader's own check functions, see
-:mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop.
+:mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop;
+after each notebook the runner runs the grader's probes of it in its kernel
+(:mod:`cifar_lab.instructor.verdicts`), whose verdicts decide the probed checks.
 :func:`cifar_lab.instructor.claims.compare_claims` then compares every recorded
 result with the re-executed value.
 """
@@ -70,6 +72,12 @@ from cifar_lab.instructor.sandbox import (
     isolation_warning,
     kill_descendants,
     sandbox_command,
+)
+from cifar_lab.instructor.verdicts import (
+    ACCURACY_PROBES,
+    PROBE_TIMEOUT,
+    load_validation,
+    probe_notebook,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 
@@ -160,11 +168,12 @@ def rerun_notebooks(
 
     Returns:
         (record per notebook that finished: ``{"status", "error", "results",
-        "checks_verified", "cells", "sha256"}``, None or what went wrong with the
-        process as a whole, e.g. the total limit). ``cells`` maps the index (a
+        "checks_verified", "cells", "sha256", "verdicts"}``, None or what went wrong
+        with the process as a whole, e.g. the total limit). ``cells`` maps the index (a
         string) of each code cell that ran, in the notebook as handed in, to
         ``"ok"`` or ``"error"``, as the kernel replied;
-        ``sha256`` is the hash of the notebook as handed in, the one that ran.
+        ``sha256`` is the hash of the notebook as handed in, the one that ran;
+        ``verdicts`` maps grade_id to the grader's probe verdict.
     """
     backend = _backend_once()
     with tempfile.TemporaryDirectory(prefix="cifar_lab_rerun_") as temporary:
@@ -174,7 +183,8 @@ def rerun_notebooks(
         digests = hand_in(Path(folder), names, handed_in)
         environment, visible = _environment(settings, work)
         read_end, write_end = os.pipe()
-        command = [sys.executable, "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
+        # -P: the runner imports nothing from its working folder, which the kernels can write
+        command = [sys.executable, "-P", "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
         command += ["--work-dir", str(work)]
         for name in names:  # one hash per notebook, in the notebooks' order
@@ -280,7 +290,13 @@ def _read_handed_in(path: Path) -> tuple[bytes, str]:
 
 
 def _execute(
-    path: Path, data: bytes, digest: str, expected: str, work: Path, cell_timeout: int
+    path: Path,
+    data: bytes,
+    digest: str,
+    expected: str,
+    work: Path,
+    cell_timeout: int,
+    validation=None,
 ) -> dict[str, Any]:
     """Run one handed-in notebook, outputs cleared, with the grader's checks; return its record.
 
@@ -291,15 +307,17 @@ def _execute(
         expected: the SHA-256 the grader computed when it made the copy.
         work: the kernel's working folder (the only one it can write).
         cell_timeout: seconds any single cell may take.
+        validation: the grader's labelled images for the accuracy probes, or None.
 
     Returns:
-        ``{"notebook", "status", "error", "sha256", "results", "checks_verified", "cells"}``.
+        ``{"notebook", "status", "error", "sha256", "results", "checks_verified", "cells",
+        "verdicts"}``.
     """
     import nbformat
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
     record["sha256"] = digest
-    notebook, verified = None, {"checks": 0, "cells": {}}
+    notebook, verified, client = None, {"checks": 0, "cells": {}}, None
     try:
         if digest != expected:  # never runs: something changed the grader's copy
             raise ValueError(f"the notebook is not the one the grader hashed ({expected})")
@@ -311,7 +329,7 @@ def _execute(
         notebook = with_pristine_checks(notebook)
         client = notebook_client(notebook, work, cell_timeout)
         client.on_cell_executed = functools.partial(_count_check, verified)
-        client.execute()
+        client.execute(cleanup_kc=False)  # the kernel stays up for the grader's probes
     except Exception as error:  # cell error, timeout, dead kernel: all mean "failed"
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # IPython's colours
         lines = [line for line in text.strip().splitlines() if line.strip("-=~ ")]
@@ -321,7 +339,59 @@ def _execute(
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
     record["cells"] = verified["cells"]
+    record["verdicts"] = _probe_verdicts(client, path.stem, work, cell_timeout, validation)
     return record
+
+
+# ------------------------------------------------- verdicts (cifar_lab.instructor.verdicts)
+def _probe_verdicts(
+    client, notebook: str, work: Path, cell_timeout: int, validation
+) -> dict[str, dict]:
+    """Run the grader's probes of one notebook in its kernel; judge them here; stop the kernel.
+
+    Args:
+        client: the notebook's ``NotebookClient``, its kernel still up (None: it never started).
+        notebook: the notebook's stem.
+        work: the kernel's working folder (the probes' folders are made there).
+        cell_timeout: the re-run's cell limit (a probe gets at most PROBE_TIMEOUT).
+        validation: the grader's labelled images for the accuracy probes, or None.
+    """
+    import nbformat
+
+    def execute(source: str) -> None:
+        cell = nbformat.v4.new_code_cell(source)  # not part of the notebook: no results read
+        client.execute_cell(cell, len(client.nb.cells), store_history=False)
+
+    try:
+        if client is not None and client.kc is not None:
+            client.timeout, client.interrupt_on_timeout = min(cell_timeout, PROBE_TIMEOUT), True
+            return probe_notebook(notebook, work, execute, validation)
+        return probe_notebook(notebook, work, _no_kernel, validation)
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client._cleanup_kernel()
+
+
+def _no_kernel(source: str) -> None:
+    raise RuntimeError("the notebook's kernel did not start")
+
+
+def _validation_for(notebooks: list[Path]):
+    """The grader's labelled validation images, loaded before any student code runs.
+
+    Loaded now, not later: the kernels can write the private data cache. None when
+    no notebook has an accuracy probe, or the images cannot be loaded (those probes
+    are then skipped).
+    """
+    stems = {stem for _, stem, _ in ACCURACY_PROBES}
+    if not stems & {path.stem for path in notebooks}:
+        return None
+    try:
+        return load_validation()
+    except Exception as error:  # a grader problem: the checks keep their re-run verdict
+        print(f"cannot load the validation images for the probes: {error}", file=sys.stderr)
+        return None
 
 
 def _count_check(verified: dict, cell, cell_index: int, execute_reply: dict, **_) -> None:
@@ -365,9 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     # every notebook is read, and hashed, before the first cell of the first one runs
     handed_in = [(path, *_read_handed_in(path)) for path in args.notebooks]
     try:
+        validation = _validation_for(args.notebooks)
         with os.fdopen(args.status_fd, "w", encoding="utf-8") as status:
             for (path, data, digest), expected in zip(handed_in, args.sha256, strict=True):
-                record = _execute(path, data, digest, expected, args.work_dir, args.cell_timeout)
+                record = _execute(
+                    path, data, digest, expected, args.work_dir, args.cell_timeout, validation
+                )
                 status.write(json.dumps(record) + "\n")
                 status.flush()
     finally:

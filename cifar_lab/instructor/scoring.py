@@ -27,6 +27,15 @@ now fails, is flagged "the saved output was not produced by this code". A run cu
 by a limit or a dead kernel scores 0 for the checks it did not reach, without that flag
 (the re-run's own finding says what stopped it).
 
+When the submission was re-executed (``grade``'s default), a check that has a
+probe (:data:`cifar_lab.instructor.verdicts.PROBED`) earns its points from the
+probe's verdict alone: the grader called the student's function on inputs of
+its own and compared the result with its own reference, outside the student's
+process. The list above is then only a second, weaker signal: a check that
+passed in the notebook but failed its probe is flagged. A probe that did not
+run (the re-run stopped, the kernel died) is a failed probe. The static tamper
+flags stay, as findings for a person to read.
+
 A **written** answer is ``manual``: 0 points until a person grades it, out of
 its points (:mod:`~cifar_lab.instructor.manual_grades` merges those grades).
 Solution cells are worth 0 (their check carries the points).
@@ -58,6 +67,7 @@ from cifar_lab.instructor.points import (
 )
 from cifar_lab.instructor.release import source_digest
 from cifar_lab.instructor.tampering import tamper_findings
+from cifar_lab.instructor.verdicts import PROBED
 from cifar_lab.results import CHECK_MIME
 
 MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError, OverflowError)
@@ -133,6 +143,8 @@ class NotebookCells:
         executed: the re-execution's outcome per code cell (index as a string ->
             ``"ok"`` or ``"error"``; a cell that never ran is absent), or None when the
             notebook was not re-executed (the saved outputs are scored).
+        probes: grade_id -> the grader's probe verdict from the re-run (see
+            :mod:`cifar_lab.instructor.verdicts`); None when it was not re-executed.
     """
 
     name: str
@@ -143,6 +155,7 @@ class NotebookCells:
     tampered: bool
     part5_verified: str
     executed: dict[str, str] | None = None
+    probes: dict[str, Any] | None = None
 
     @property
     def ids_missing(self) -> bool:
@@ -158,6 +171,7 @@ class NotebookCells:
         tampered: bool,
         part5_verified: str,
         executed: dict[str, str] | None = None,
+        probes: dict[str, Any] | None = None,
     ) -> NotebookCells:
         """Index ``cells`` by id and by claimed grade_id; find the order break."""
         by_id: dict[str | None, list[int]] = {}
@@ -169,7 +183,9 @@ class NotebookCells:
                 by_grade.setdefault(grade_id, []).append(index)
         broken = first_out_of_order(cells)
         order_break = len(cells) if broken is None else broken[0]
-        return cls(name, cells, by_id, by_grade, order_break, tampered, part5_verified, executed)
+        return cls(
+            name, cells, by_id, by_grade, order_break, tampered, part5_verified, executed, probes
+        )
 
 
 def _locate(
@@ -285,6 +301,14 @@ def _score_check(
         message = f"{label}: the saved output was not produced by this code ({reason})"
         findings.append(Finding("flagged", name, message, NOT_PRODUCED_FIX))
     message = next(iter(error_texts(notebook.cells[index])), "") if reason else ""
+    failure = None
+    if notebook.probes is not None and row.grade_id in PROBED:
+        failure = probe_failure(notebook.probes.get(row.grade_id))
+    if failure is not None:  # the probe decides
+        if failure and not reason:
+            message = f"{label} passed in the notebook but failed the grader's test: {failure}"
+            findings.append(Finding("flagged", name, message))
+        reason, message = failure, ""
     status = "failed" if reason else "passed"
     points = 0 if reason else row.points
     return CellScore(row.grade_id, "check", points, row.points, status, reason, message), findings
@@ -297,6 +321,7 @@ def score_notebook(
     *,
     part5_verified: str = "not-checked",
     executed: dict[str, str] | None = None,
+    probes: dict[str, Any] | None = None,
 ) -> NotebookScore:
     """Score one notebook (a parsed, inspected ``.ipynb``) against the points table.
 
@@ -307,6 +332,7 @@ def score_notebook(
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
         executed: the re-execution's outcome per code cell (``NotebookCells.executed``),
             or None to score the saved outputs.
+        probes: grade_id -> probe verdict from the re-run; None: not re-executed.
 
     Returns:
         Its :class:`NotebookScore`.
@@ -315,7 +341,12 @@ def score_notebook(
     released = {entry["id"]: entry for entry in expected["cells"]}
     findings = tamper_findings(name, cells, released)
     notebook_cells = NotebookCells.read(
-        name, cells, tampered=bool(findings), part5_verified=part5_verified, executed=executed
+        name,
+        cells,
+        tampered=bool(findings),
+        part5_verified=part5_verified,
+        executed=executed,
+        probes=probes,
     )
     entries, scores = released_cells(name, expected), []
     stub = ""  # the current exercise, while its solution cell is the release's stub
@@ -346,7 +377,7 @@ def score_submission(
     manifest: dict | None,
     max_bytes: int,
     part5_verified: str,
-    executed: dict[str, dict[str, str]] | None = None,
+    rerun_records: dict[str, dict] | None = None,
 ) -> list[NotebookScore]:
     """Score every graded notebook of a submission that could be read.
 
@@ -356,7 +387,8 @@ def score_submission(
         manifest: the release manifest (None: nothing can be scored).
         max_bytes: the notebook size limit (as inspection applied it).
         part5_verified: the Part V claim check ("yes", "no", "not-checked").
-        executed: notebook stem -> the re-execution's outcome per code cell (a notebook
+        rerun_records: notebook stem -> the re-run's record (its ``"cells"`` give each
+            code cell's outcome, its ``"verdicts"`` decide the probed checks; a notebook
             that did not run is absent), or None to score the saved outputs.
 
     Returns:
@@ -377,16 +409,46 @@ def score_submission(
             if problem is not None:  # it read once; a change since is a problem of its own
                 raise ValueError(problem.message)
             expected = manifest["notebooks"][name]
-            outcomes = None if executed is None else executed.get(name, {})
+            record = None if rerun_records is None else rerun_records.get(name) or {}
+            outcomes = None if record is None else dict(record.get("cells") or {})
+            probes = None if record is None else probes_of_record(record)
             scores.append(
                 score_notebook(
-                    name, notebook, expected, part5_verified=part5_verified, executed=outcomes
+                    name,
+                    notebook,
+                    expected,
+                    part5_verified=part5_verified,
+                    executed=outcomes,
+                    probes=probes,
                 )
             )
         except MALFORMED as error:
             message = f"cannot score the notebook ({type(error).__name__}: {str(error)[:200]})"
             scores.append(_zero(name, message, Finding("damaged", name, message)))
     return scores
+
+
+def probes_of_record(record: Any) -> dict[str, Any]:
+    """grade_id -> probe verdict from one notebook's re-run record ({} when it has none)."""
+    found = record.get("verdicts") if isinstance(record, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def probe_failure(verdict: Any) -> str | None:
+    """Why a probe verdict does not earn the check's points ("" when it passed).
+
+    None: the grader skipped the probe (it could not load its own images); the
+    check keeps the verdict of its re-run cell.
+    """
+    if isinstance(verdict, dict) and verdict.get("skipped") is True:
+        return None
+    if not isinstance(verdict, dict):
+        return "the grader's test of your function did not run (the re-run stopped before it)"
+    if verdict.get("passed") is True:
+        return ""
+    message = verdict.get("message")
+    detail = message if isinstance(message, str) and message else "no reason given"
+    return f"the grader's test of your function failed: {detail}"
 
 
 def _zero(name: str, reason: str, *findings: Finding) -> NotebookScore:

@@ -1,0 +1,1178 @@
+"""Check verdicts that student code cannot reach: the grader's probes of the student's functions.
+
+A notebook's check cells run in the student's kernel, and one Python process
+cannot protect one part of itself from another (see
+:mod:`cifar_lab.instructor.pristine_checks` for what re-running them stops and
+what it does not). So under ``grade --rerun`` the points of a probed check come
+from a **probe** instead, run by the runner (:mod:`cifar_lab.instructor.rerun`,
+a process the kernels cannot write to) once a notebook has run:
+
+1. the runner draws fresh inputs from a seed the student never saw
+   (:func:`secrets.randbits`) and writes them, as ``.npz``, into a new folder
+   with a random name in the kernel's working folder;
+2. it executes a short cell of its own in the kernel (:func:`probe_source`)
+   that loads them (``allow_pickle=False``), calls the student's function by
+   name, converts what it returns to NumPy arrays and saves them with
+   ``np.savez`` (``allow_pickle=False``);
+3. it reads that file back with :func:`read_outputs` (a regular file, size
+   and member limits before anything is parsed, no object arrays, no pickle),
+   computes the reference itself, in NumPy, from the inputs it kept in memory,
+   and compares (:class:`Probe`'s ``judge``).
+
+Nothing the kernel prints, displays or records decides a verdict; a missing,
+malformed or oversized result is a failed probe. The kernel can rewrite the
+grader's cell (an IPython hook) or patch NumPy in its own process, but it never
+sees the reference or the seed, so a result passes only if the kernel computed
+the right answer for inputs it had not seen.
+
+:data:`PROBES` holds one probe per probed check (``grade_id``); the checks in
+:data:`UNPROBED` keep today's verdict (the check cell, re-run with the grader's
+pristine check functions), the weaker signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+import textwrap
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar_lab.instructor.findings import MEGABYTE
+from cifar_lab.metrics import accuracy
+
+MAX_OUTPUT_BYTES = 64 * MEGABYTE  # one result file, and the arrays it unpacks to
+MAX_OUTPUT_ARRAYS = 64
+PROBE_TIMEOUT = 300  # seconds for one probe cell (at most the re-run's cell timeout)
+INPUTS_FILE, OUTPUTS_FILE = "inputs.npz", "outputs.npz"
+SEED_BITS = 64
+
+Inputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How the grader verifies one graded check without trusting the kernel.
+
+    Attributes:
+        grade_id: the check's row in the points table.
+        notebook: stem of the notebook whose kernel holds the student's names.
+        calls: the student's names the kernel-side code calls (for messages).
+        draw: fresh inputs from the grader's generator: name -> array. Names
+            starting with ``_`` (e.g. the labels of images) stay in the grader.
+        body: kernel-side Python run with ``inputs`` (name -> array, as drawn)
+            and ``numpy`` in scope; it sets ``outputs`` (name -> array-like).
+        judge: ``(inputs, outputs) -> message``: "" when the outputs are right,
+            else what is wrong, in the grader's own words. It may raise on
+            outputs of a wrong shape or type: that is a failed probe.
+    """
+
+    grade_id: str
+    notebook: str
+    calls: tuple[str, ...]
+    draw: Callable[[np.random.Generator], Inputs]
+    body: str
+    judge: Callable[[Inputs, Inputs], str]
+
+
+# ------------------------------------------------------------------- the channel
+_CELL = """\
+def __cifar_lab_probe(folder):
+    import numpy
+    with numpy.load(folder + {inputs!r}, allow_pickle=False) as stored:
+        inputs = {{name: stored[name] for name in stored.files}}
+{body}
+    arrays = {{str(name): numpy.asarray(value) for name, value in outputs.items()}}
+    numpy.savez(folder + {outputs!r}, allow_pickle=False, **arrays)
+
+
+try:
+    __cifar_lab_probe({folder!r})
+finally:
+    del __cifar_lab_probe
+"""
+
+
+def probe_source(probe: Probe, folder: Path) -> str:
+    """The cell the runner executes in the kernel for ``probe``, reading and writing ``folder``.
+
+    Args:
+        probe: the probe.
+        folder: the probe's own folder (holds :data:`INPUTS_FILE`).
+
+    Returns:
+        Python source; it writes :data:`OUTPUTS_FILE` into ``folder``, or raises.
+    """
+    body = textwrap.indent(textwrap.dedent(probe.body).strip("\n"), "    ")
+    return _CELL.format(
+        inputs=f"/{INPUTS_FILE}", outputs=f"/{OUTPUTS_FILE}", body=body, folder=str(folder)
+    )
+
+
+def _write_exclusive(path: Path, data: bytes) -> None:
+    """Write a new file; fail rather than follow or reuse anything already at ``path``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(path, flags, 0o644)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes | str:
+    """The bytes of a regular file of at most ``max_bytes``, else why not (never blocks)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:
+        return "no result was written"
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return "the result is not a regular file"
+        if info.st_size > max_bytes:
+            return f"the result is over {max_bytes // MEGABYTE} MB"
+        data = file.read(max_bytes + 1)
+    return data if len(data) <= max_bytes else f"the result is over {max_bytes // MEGABYTE} MB"
+
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def read_outputs(path: Path, max_bytes: int = MAX_OUTPUT_BYTES) -> Inputs | str:
+    """Read a result file the kernel wrote, with limits before any parsing.
+
+    Args:
+        path: the ``.npz`` file.
+        max_bytes: the largest file, and the largest total of its arrays' data.
+
+    Returns:
+        name -> array (plain dtypes only, no object arrays), or a message saying
+        why the file cannot be used.
+    """
+    data = _read_capped(path, max_bytes)
+    if isinstance(data, str):
+        return data
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_OUTPUT_ARRAYS:
+                return f"the result holds more than {MAX_OUTPUT_ARRAYS} arrays"
+            if sum(member.file_size for member in members) > max_bytes:
+                return f"the result unpacks to more than {max_bytes // MEGABYTE} MB"
+            total = 0
+            for member in members:
+                if not member.filename.endswith(".npy"):
+                    return "the result holds a file that is not an array"
+                with archive.open(member) as file:
+                    reader = _HEADER_READERS.get(np.lib.format.read_magic(file))
+                    if reader is None:
+                        return "the result holds an array of an unknown format version"
+                    shape, _, dtype = reader(file)
+                if dtype.hasobject:
+                    return "the result holds an object array"
+                total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if total > max_bytes:
+                return f"the result's arrays hold more than {max_bytes // MEGABYTE} MB"
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except Exception:  # a truncated, forged or otherwise malformed file
+        return "the result is not a readable .npz file of arrays"
+
+
+def _no_result_message(probe: Probe, why: str) -> str:
+    names = " and ".join(probe.calls)
+    return (
+        f"the grader called {names} on inputs of its own and got no usable result ({why}): "
+        "it raised an error, returned something that is not arrays, or took too long"
+    )
+
+
+def run_probe(
+    probe: Probe, work: Path, execute: Callable[[str], object], seed: int | None = None
+) -> dict:
+    """Run one probe through the kernel and judge its result here.
+
+    Args:
+        probe: the probe.
+        work: the kernel's working folder (a new probe folder is made in it).
+        execute: runs one cell's source in the student's kernel; whatever it
+            returns or raises is ignored (only the result file is read).
+        seed: the inputs' seed; None (grading) draws a fresh one the kernel never sees.
+
+    Returns:
+        ``{"grade_id", "passed": bool, "message": str}``: the grader's verdict.
+    """
+    rng = np.random.default_rng(secrets.randbits(SEED_BITS) if seed is None else seed)
+    inputs = probe.draw(rng)
+    folder = Path(tempfile.mkdtemp(prefix=".probe-", dir=work))
+    try:
+        buffer = io.BytesIO()
+        shown = {name: value for name, value in inputs.items() if not name.startswith("_")}
+        np.savez(buffer, allow_pickle=False, **shown)  # "_" names stay with the grader
+        _write_exclusive(folder / INPUTS_FILE, buffer.getvalue())
+        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
+            execute(probe_source(probe, folder))
+        outputs = read_outputs(folder / OUTPUTS_FILE)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if isinstance(outputs, str):
+        message = _no_result_message(probe, outputs)
+    else:
+        try:
+            message = probe.judge(inputs, outputs)
+        except Exception as error:  # outputs of the wrong names, shapes or types
+            message = f"{' and '.join(probe.calls)} returned results of the wrong form ({error})"
+    return {"grade_id": probe.grade_id, "passed": not message, "message": message[:500]}
+
+
+def probes_of(notebook: str) -> tuple[Probe, ...]:
+    """The probes of one notebook (its stem), in notebook order."""
+    return tuple(probe for probe in PROBES if probe.notebook == notebook)
+
+
+def probe_notebook(
+    notebook: str,
+    work: Path,
+    execute: Callable[[str], object],
+    validation: LabelledImages | None = None,
+) -> dict[str, dict]:
+    """Run every probe of ``notebook`` (a stem) against the kernel that just ran it.
+
+    Args:
+        notebook: the notebook's stem.
+        work: the kernel's working folder.
+        execute: runs one cell's source in the kernel (see :func:`run_probe`).
+        validation: the grader's labelled images for the accuracy probes; None
+            (the grader could not load them): those checks are marked skipped and
+            keep the re-run check cell's verdict.
+
+    Returns:
+        grade_id -> verdict (see :func:`run_probe`; a skipped one has ``"skipped": True``).
+    """
+    verdicts = {probe.grade_id: run_probe(probe, work, execute) for probe in probes_of(notebook)}
+    for grade_id, stem, model in ACCURACY_PROBES:
+        if stem != notebook:
+            continue
+        if validation is None:
+            message = "the grader could not load its validation images"
+            verdicts[grade_id] = {"grade_id": grade_id, "passed": False, "skipped": True,
+                                  "message": message}  # fmt: skip
+        else:
+            verdicts[grade_id] = run_probe(accuracy_probe(grade_id, stem, model, validation),
+                                           work, execute)  # fmt: skip
+    return verdicts
+
+
+# --------------------------------------------------------- accuracy of trained models
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images the grader holds with their labels, and the accuracy a trained model must reach.
+
+    Attributes:
+        images: float32 (N, 32, 32, 3), prepared as the notebooks' ``X_val``
+            (standardised with the training statistics).
+        labels: int (N,) class ids; never written to the kernel.
+        floor: the profile's ``min_val_accuracy``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    floor: float
+
+
+# Kernel-side: the trained model's class ids; ``{model}`` is the notebook's variable.
+_ACCURACY_BODY = """
+import keras
+
+trained = {model}
+scores = trained.predict(inputs["x"], verbose=0) if hasattr(trained, "predict") else trained(
+    inputs["x"]
+)
+outputs = {{"classes": keras.ops.convert_to_numpy(scores).argmax(axis=1).astype(numpy.int32)}}
+"""
+
+
+def accuracy_probe(grade_id: str, notebook: str, model: str, validation: LabelledImages) -> Probe:
+    """A probe asking the kernel for ``model``'s predictions on the grader's images.
+
+    Args:
+        grade_id: the accuracy check.
+        notebook: its notebook's stem.
+        model: the name of the trained model in the notebook's namespace.
+        validation: the grader's labelled images (shuffled afresh for each probe).
+
+    Returns:
+        The probe; it passes when the grader's accuracy of the predicted class ids
+        (:func:`cifar_lab.metrics.accuracy`) is at least ``validation.floor``.
+    """
+
+    def draw(rng: np.random.Generator) -> Inputs:
+        order = rng.permutation(len(validation.labels))
+        return {"x": validation.images[order], "_labels": validation.labels[order]}
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        classes, labels = outputs["classes"], inputs["_labels"]
+        if classes.shape != labels.shape or not np.issubdtype(classes.dtype, np.integer):
+            return f"{model} gives one int class id per image, got {classes.dtype} {classes.shape}"
+        found = accuracy(labels, classes)
+        if found >= validation.floor:
+            return ""
+        return (
+            f"{model}'s accuracy on the grader's {len(labels):,} validation images is "
+            f"{found:.4f}, below {validation.floor}"
+        )
+
+    return Probe(grade_id, notebook, (model,), draw, _ACCURACY_BODY.format(model=model), judge)
+
+
+# (grade_id, notebook, the trained model's name in the notebook once it has run)
+ACCURACY_PROBES: tuple[tuple[str, str, str], ...] = (
+    ("subclassed_accuracy_check", "03_keras_model_subclassing", "model"),
+    ("three_layer_model_accuracy_check", "03_keras_model_subclassing", "model_3"),
+)
+
+
+def load_validation(profile_name: str | None = None) -> LabelledImages:
+    """The profile's validation split, loaded by the grader (the runner, before any kernel runs).
+
+    Args:
+        profile_name: the profile (None: ``$CIFAR_LAB_PROFILE``, as the notebooks read it).
+
+    Returns:
+        The split as the notebooks see it (standardised), with the profile's floor.
+    """
+    from cifar_lab.profiles import get_profile, load_profile_data
+
+    profile = get_profile(profile_name)
+    data = load_profile_data(profile)
+    images, labels = np.array(data.X_val, dtype=np.float32), np.array(data.y_val)
+    return LabelledImages(images, labels, profile.min_val_accuracy)
+
+
+# ----------------------------------------------------------- comparison helpers
+def _close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
+    """``np.allclose`` with equal shapes required (no broadcasting a wrong answer)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    return actual.shape == expected.shape and bool(np.allclose(actual, expected, rtol, atol))
+
+
+def _first_failure(conditions: list[tuple[bool, str]]) -> str:
+    """The message of the first condition that does not hold ("" when all hold)."""
+    return next((message for holds, message in conditions if not holds), "")
+
+
+# ------------------------------------------------------- 01: standardise_splits
+_BIG_IMAGES = 1000  # enough pixels that a float32 sum drifts past the tolerance (70x)
+
+
+def _draw_standardise(rng: np.random.Generator) -> Inputs:
+    height, width = (int(v) for v in rng.integers(2, 7, size=2))
+    low = rng.integers(0, 120, size=3)
+    high = low + rng.integers(20, 136, size=3)  # a different spread per channel
+    sizes = rng.integers(2, 9, size=3)
+    splits = {
+        name: rng.integers(low, high, size=(int(n), height, width, 3)).astype(np.uint8)
+        for name, n in zip(("X_train", "X_val", "X_test"), sizes, strict=True)
+    }
+    big_low = rng.integers(150, 200, size=3)  # bright images: large sums, as real photos
+    big = rng.integers(big_low, 256, size=(_BIG_IMAGES + 6, 32, 32, 3)).astype(np.uint8)
+    bigs = {"big": big[:_BIG_IMAGES], "big_val": big[-6:-3], "big_test": big[-3:]}
+    return {**splits, **bigs}
+
+
+_STANDARDISE_BODY = """
+result = standardise_splits(inputs["X_train"], inputs["X_val"], inputs["X_test"])
+outputs = {f"r{i}": value for i, value in enumerate(result)}
+big = standardise_splits(inputs["big"], inputs["big_val"], inputs["big_test"])
+if len(big) == 5:
+    outputs["big_mean"], outputs["big_std"] = big[3], big[4]
+"""
+
+
+def _judge_standardise(inputs: Inputs, outputs: Inputs) -> str:
+    count = len([name for name in outputs if name.startswith("r")])
+    if count != 5:
+        return f"standardise_splits returns 5 values (3 splits, mean, std), not {count}"
+    pixels = inputs["X_train"].reshape(-1, 3).astype(np.float64)
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+    big = inputs["big"].reshape(-1, 3).astype(np.float64)
+    conditions = []
+    for name, index in (("mean", 3), ("std", 4)):
+        value = outputs[f"r{index}"]
+        conditions.append(
+            (
+                value.shape == (3,) and value.dtype == np.float32,
+                f"{name} is a float32 array of shape (3,)",
+            )
+        )
+    conditions += [
+        (_close(outputs["r3"], mean), "mean is the per-channel mean of the training pixels"),
+        (
+            _close(outputs["r4"], std),
+            "std is the per-channel standard deviation (ddof=0) of the training pixels",
+        ),
+    ]
+    for index, name in enumerate(("X_train", "X_val", "X_test")):
+        out, images = outputs[f"r{index}"], inputs[name]
+        conditions += [
+            (out.dtype == np.float32 and out.shape == images.shape,
+             f"the standardised {name} is a float32 array of the input's shape"),
+            (_close(out, (images - mean) / std, atol=1e-5),
+             f"the standardised {name} is (pixels - training mean) / training std"),
+        ]  # fmt: skip
+    exact = np.concatenate([big.mean(axis=0), big.std(axis=0)])
+    found = np.concatenate([outputs["big_mean"].ravel(), outputs["big_std"].ravel()])
+    conditions.append(
+        (
+            _close(found, exact),
+            f"on {_BIG_IMAGES:,} images, mean and std are exact (sum in float64)",
+        )
+    )
+    return _first_failure(conditions)
+
+
+# --------------------------------------------------------------- 01: Minibatches
+def _draw_minibatches(rng: np.random.Generator) -> Inputs:
+    divisor, count = int(rng.integers(2, 6)), int(rng.integers(3, 7))
+    n = divisor * count  # divisor divides n; remainder does not
+    remainder = next(b for b in rng.permutation(np.arange(2, n)) if n % b)
+    ids = rng.choice(1 << 20, size=n, replace=False)
+    labels = rng.choice(1 << 20, size=n, replace=False)
+    seeds = rng.choice(1 << 30, size=2, replace=False)
+    return {
+        "X": np.repeat(ids.astype(np.float32), 4).reshape(n, 2, 2),
+        "y": labels.astype(np.int64),
+        "batch_sizes": np.array([remainder, divisor, n + int(rng.integers(1, 9))]),
+        "seeds": seeds.astype(np.int64),
+    }
+
+
+_MINIBATCHES_BODY = """
+import itertools
+X, y = inputs["X"], inputs["y"]
+limit = len(X) + 2  # more batches than examples is wrong; never loop for ever
+
+
+def epoch(batches, key):
+    xs, ys, sizes = [], [], []
+    for x_batch, y_batch in itertools.islice(iter(batches), limit):
+        x_batch, y_batch = numpy.asarray(x_batch), numpy.asarray(y_batch)
+        xs.append(x_batch.reshape(len(x_batch), -1)[:, 0])
+        ys.append(y_batch.reshape(-1))
+        sizes.append(len(x_batch))
+    outputs[key + "_x"] = numpy.concatenate(xs) if xs else numpy.zeros(0)
+    outputs[key + "_y"] = numpy.concatenate(ys) if ys else numpy.zeros(0)
+    outputs[key + "_sizes"] = numpy.asarray(sizes, dtype=numpy.int64)
+
+
+outputs = {}
+for size in inputs["batch_sizes"]:
+    epoch(Minibatches(X, y, batch_size=int(size)), f"plain{int(size)}")
+first_seed, other_seed = (int(seed) for seed in inputs["seeds"])
+size = int(inputs["batch_sizes"][0])
+shuffled = Minibatches(X, y, batch_size=size, shuffle=True, seed=first_seed)
+epoch(shuffled, "first")
+epoch(shuffled, "second")
+again = Minibatches(X, y, batch_size=size, shuffle=True, seed=first_seed)
+epoch(again, "again_first")
+epoch(again, "again_second")
+epoch(Minibatches(X, y, batch_size=size, shuffle=True, seed=other_seed), "other")
+"""
+
+
+def _judge_minibatches(inputs: Inputs, outputs: Inputs) -> str:
+    ids = {float(v): i for i, v in enumerate(inputs["X"][:, 0, 0])}
+    labels = {int(v): i for i, v in enumerate(inputs["y"])}
+    n, in_order = len(ids), list(range(len(ids)))
+
+    def positions(key: str) -> tuple[list, list, list]:
+        x = [ids.get(float(v), -1) for v in outputs[f"{key}_x"]]
+        y = [labels.get(int(v), -1) for v in outputs[f"{key}_y"]]
+        return x, y, [int(s) for s in outputs[f"{key}_sizes"]]
+
+    sizes = {int(b): positions(f"plain{int(b)}")[2] for b in inputs["batch_sizes"]}
+    expected = {b: [min(b, n - s) for s in range(0, n, b)] for b in sizes}
+    conditions = [
+        (sizes == expected,
+         f"{n} examples in batches of {sorted(sizes)} give batch sizes {expected}, "
+         "the last batch smaller when batch_size does not divide N"),
+    ]  # fmt: skip
+    for b in sizes:
+        x, y, _ = positions(f"plain{b}")
+        conditions.append(
+            (
+                x == in_order and y == in_order,
+                "with shuffle=False an epoch visits the examples in order",
+            )
+        )
+    epochs = {
+        key: positions(key) for key in ("first", "second", "again_first", "again_second", "other")
+    }
+    size = int(inputs["batch_sizes"][0])
+    for key in ("first", "second"):
+        x, y, batch_sizes = epochs[key]
+        conditions += [
+            (x == y, "shuffled: every x_batch comes with the labels of its own examples"),
+            (sorted(x) == in_order and batch_sizes == expected[size],
+             "a shuffled epoch visits each example exactly once"),
+        ]  # fmt: skip
+    first, second = epochs["first"][0], epochs["second"][0]
+    conditions += [
+        (first != in_order, "shuffle=True changes the order"),
+        (second != first, "every epoch has its own order"),
+        (epochs["again_first"][0] == first and epochs["again_second"][0] == second,
+         "the seed fixes the sequence of orders: the same seed repeats it"),
+        (epochs["other"][0] != first, "another seed gives another order"),
+    ]  # fmt: skip
+    return _first_failure(conditions)
+
+
+# ---------------------------------------------------------- 02: barebones TensorFlow
+N02 = "02_barebones_tensorflow"
+PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
+
+# Kernel-side: arrays of whatever the student's function returned (tensors, variables).
+_AS_ARRAYS = """
+import tensorflow as tf
+
+
+def as_array(value):
+    return numpy.asarray(value.numpy() if hasattr(value, "numpy") else value)
+"""
+
+
+def _draw_training_step(rng: np.random.Generator) -> Inputs:
+    n, d1, d2, hidden, classes = (int(v) for v in rng.integers([3, 1, 2, 3, 3], [9, 4, 4, 8, 7]))
+    return {
+        "x": rng.normal(size=(n, d1, d2)).astype(np.float32),
+        "y": rng.integers(0, classes, size=n).astype(np.int32),
+        "w1": rng.normal(scale=0.5, size=(d1 * d2, hidden)).astype(np.float32),
+        "w2": rng.normal(scale=0.5, size=(hidden, classes)).astype(np.float32),
+        "learning_rate": np.array(rng.uniform(0.1, 1.0)),
+    }
+
+
+_TRAINING_STEP_BODY = (
+    _AS_ARRAYS
+    + """
+
+def model(x, params):  # the grader's own two-layer network: only the step is the student's
+    w1, w2 = params
+    hidden = tf.nn.relu(tf.matmul(tf.reshape(x, (tf.shape(x)[0], -1)), w1))
+    return tf.matmul(hidden, w2)
+
+
+v1, v2 = tf.Variable(inputs["w1"]), tf.Variable(inputs["w2"])
+rate = float(inputs["learning_rate"])
+loss = training_step(model, inputs["x"], inputs["y"], [v1, v2], rate)
+outputs = {"loss": as_array(loss), "w1": v1.numpy(), "w2": v2.numpy()}
+"""
+)
+
+
+def _judge_training_step(inputs: Inputs, outputs: Inputs) -> str:
+    x, y = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64), inputs["y"]
+    w1, w2 = inputs["w1"].astype(np.float64), inputs["w2"].astype(np.float64)
+    rate, rows = float(inputs["learning_rate"]), np.arange(len(y))
+    hidden = np.maximum(x @ w1, 0)
+    scores = hidden @ w2
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(probs[rows, y]))
+    d_scores = probs.copy()
+    d_scores[rows, y] -= 1
+    d_scores /= len(y)  # d(mean loss) / d(scores)
+    grad_w2 = hidden.T @ d_scores
+    grad_w1 = x.T @ ((d_scores @ w2.T) * (hidden > 0))
+    return _first_failure([
+        (_close(outputs["loss"].reshape(()), loss, rtol=1e-4),
+         "training_step returns the mean cross-entropy loss of the minibatch, before the update"),
+        (_close(outputs["w1"], w1 - rate * grad_w1, rtol=1e-4, atol=1e-5),
+         "after one step, w1 equals w1 - learning_rate * d(loss)/d(w1)"),
+        (_close(outputs["w2"], w2 - rate * grad_w2, rtol=1e-4, atol=1e-5),
+         "after one step, w2 equals w2 - learning_rate * d(loss)/d(w2)"),
+    ])  # fmt: skip
+
+
+def _kaiming_failures(name: str, values: np.ndarray, rtol: float) -> list[tuple[bool, str]]:
+    """Kaiming-normal statistics of one weight matrix: std sqrt(2 / fan_in), mean 0."""
+    expected_std = np.sqrt(2 / values.shape[0])
+    values = values.astype(np.float64)
+    return [
+        (_close(values.std(), expected_std, rtol=rtol, atol=0),
+         f"the std of {name} (fan_in {values.shape[0]}) is sqrt(2 / fan_in)"),
+        (abs(values.mean()) < 5 * expected_std / np.sqrt(values.size), f"{name} is centred on 0"),
+    ]  # fmt: skip
+
+
+_INIT_OUTPUTS = """
+outputs = {f"p{i}": as_array(p) for i, p in enumerate(params)}
+outputs["variables"] = numpy.array([isinstance(p, tf.Variable) for p in params])
+"""
+
+
+def _draw_two_layer_init(rng: np.random.Generator) -> Inputs:
+    return {"hidden_size": np.array(int(rng.integers(300, 701)))}
+
+
+_TWO_LAYER_INIT_BODY = (
+    _AS_ARRAYS
+    + 'params = two_layer_fc_init(hidden_size=int(inputs["hidden_size"]))'
+    + _INIT_OUTPUTS
+)
+
+
+def _params(outputs: Inputs) -> list[np.ndarray]:
+    return [outputs[f"p{i}"] for i in range(len([k for k in outputs if k.startswith("p")]))]
+
+
+def _judge_two_layer_init(inputs: Inputs, outputs: Inputs) -> str:
+    hidden, params = int(inputs["hidden_size"]), _params(outputs)
+    shapes = [p.shape for p in params]
+    expected = [(PIXELS, hidden), (hidden, 10)]
+    if shapes != expected:
+        return f"two_layer_fc_init({hidden}) returns [w1, w2] of shapes {expected}"
+    conditions = [(bool(np.all(outputs["variables"])), "both are tf.Variable")]
+    for name, values in zip(("w1", "w2"), params, strict=True):
+        conditions += _kaiming_failures(name, values, rtol=0.05)
+    return _first_failure(conditions)
+
+
+def _draw_three_layer_fc(rng: np.random.Generator) -> Inputs:
+    n, height, width, h1, h2, classes = (
+        int(v) for v in rng.integers([3, 1, 1, 3, 3, 3], [9, 4, 4, 8, 8, 7])
+    )
+    sizes = [height * width * 3, h1, h2, classes]
+    params = {}
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        params[f"w{layer}"] = rng.normal(size=(fan_in, fan_out)).astype(np.float32)
+        params[f"b{layer}"] = rng.normal(size=fan_out).astype(np.float32)  # biases != 0
+    return {"x": rng.normal(size=(n, height, width, 3)).astype(np.float32), **params}
+
+
+_THREE_LAYER_FC_BODY = (
+    _AS_ARRAYS
+    + """
+names = ("w1", "b1", "w2", "b2", "w3", "b3")
+variables = [tf.Variable(inputs[name]) for name in names]
+images = inputs["x"]
+rows = images.reshape(len(images), -1)
+outputs = {
+    "rows": as_array(three_layer_fc(tf.constant(rows), variables)),
+    "images": as_array(three_layer_fc(tf.constant(images), variables)),
+}
+"""
+)
+
+
+def _judge_three_layer_fc(inputs: Inputs, outputs: Inputs) -> str:
+    w1, b1, w2, b2, w3, b3 = (
+        inputs[name].astype(np.float64) for name in ("w1", "b1", "w2", "b2", "w3", "b3")
+    )
+    rows = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    expected = np.maximum(np.maximum(rows @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+    what = "three_layer_fc on x of shape {}: relu(relu(x W1 + b1) W2 + b2) W3 + b3"
+    return _first_failure([
+        (_close(outputs["rows"], expected, rtol=1e-4, atol=1e-5), what.format(rows.shape)),
+        (_close(outputs["images"], expected, rtol=1e-4, atol=1e-5),
+         what.format(inputs["x"].shape)),
+    ])  # fmt: skip
+
+
+def _draw_three_layer_init(rng: np.random.Generator) -> Inputs:
+    return {"hidden_sizes": np.array([int(rng.integers(60, 141)), int(rng.integers(30, 81))])}
+
+
+_THREE_LAYER_INIT_BODY = (
+    _AS_ARRAYS
+    + 'params = three_layer_fc_init(hidden_sizes=tuple(int(h) for h in inputs["hidden_sizes"]))'
+    + _INIT_OUTPUTS
+)
+
+
+def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
+    h1, h2 = (int(h) for h in inputs["hidden_sizes"])
+    params = _params(outputs)
+    expected = [(PIXELS, h1), (h1,), (h1, h2), (h2,), (h2, 10), (10,)]
+    shapes = [p.shape for p in params]
+    if shapes != expected:
+        return f"three_layer_fc_init(({h1}, {h2})) returns six parameters of shapes {expected}"
+    conditions = [
+        (bool(np.all(outputs["variables"])) and all(p.dtype == np.float32 for p in params),
+         "all six are float32 tf.Variable"),
+    ]  # fmt: skip
+    for layer, (w, b) in enumerate(zip(params[0::2], params[1::2], strict=True), start=1):
+        conditions += _kaiming_failures(f"w{layer}", w, rtol=5 / np.sqrt(2 * w.size))
+        conditions.append((bool(np.all(b == 0)), f"b{layer} starts at zero"))
+    return _first_failure(conditions)
+
+
+# -------------------------------------------------- 03 and 04: three-layer Keras models
+N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
+
+
+def _distinct(rng: np.random.Generator, low: int, high: int, count: int) -> list[int]:
+    """``count`` different integers in [low, high): every weight shape differs from the rest."""
+    return [int(v) for v in rng.choice(np.arange(low, high), size=count, replace=False)]
+
+
+def _draw_three_layer_model(rng: np.random.Generator) -> Inputs:
+    height, width = (int(v) for v in rng.integers(2, 5, size=2))
+    features = height * width * 2
+    h1, h2, classes = _distinct(rng, 3, 16, 3)
+    while features in (h1, h2, classes):
+        features, width = features + height * 2, width + 1
+    sizes = [features, h1, h2, classes]
+    weights = {}
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        weights[f"w{layer}"] = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out))
+        weights[f"b{layer}"] = rng.normal(0, 0.5, fan_out)  # non-zero: a missing bias shows
+    return {
+        "input_shape": np.array([height, width, 2]),
+        "hidden_sizes": np.array([h1, h2]),
+        "num_classes": np.array(classes),
+        "x": rng.normal(size=(int(rng.integers(4, 9)), height, width, 2)).astype(np.float32),
+        **{name: value.astype(np.float32) for name, value in weights.items()},
+        "large_input_shape": np.array([int(rng.integers(15, 26)), 40]),
+        "large_hidden_sizes": np.array(_distinct(rng, 300, 501, 2)),
+    }
+
+
+# Kernel-side: ``build(input_shape, hidden_sizes, num_classes)`` is defined before this.
+_THREE_LAYER_MODEL_BODY = """
+import keras
+
+names = ("w1", "b1", "w2", "b2", "w3", "b3")
+shape = tuple(int(v) for v in inputs["input_shape"])
+hidden = tuple(int(v) for v in inputs["hidden_sizes"])
+model = build(shape, hidden, int(inputs["num_classes"]))
+model(inputs["x"][:1])  # a subclassed model makes its weights on its first call
+outputs = {
+    "kind": numpy.array([
+        isinstance(model, keras.Sequential),
+        isinstance(model, keras.Model) and bool(getattr(model, "inputs", None)),
+        len([layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]),
+    ])
+}
+for index, weight in enumerate(model.trainable_weights):
+    outputs[f"shape{index}"] = numpy.array(weight.shape, dtype=numpy.int64)
+by_shape = {tuple(weight.shape): weight for weight in model.trainable_weights}
+for name in names:  # every shape is different, so the shape says which weight is which
+    by_shape[inputs[name].shape].assign(inputs[name])
+outputs["scores"] = keras.ops.convert_to_numpy(model(inputs["x"]))
+large_shape = tuple(int(v) for v in inputs["large_input_shape"])
+large = build(large_shape, tuple(int(v) for v in inputs["large_hidden_sizes"]), 10)
+large(numpy.zeros((1, *large_shape), numpy.float32))
+for index, weight in enumerate(large.trainable_weights):
+    outputs[f"large{index}"] = keras.ops.convert_to_numpy(weight)
+"""
+
+
+def _three_layer_model_body(build: str) -> str:
+    return f"def build(input_shape, hidden_sizes, num_classes):\n    return {build}\n\n" + (
+        _THREE_LAYER_MODEL_BODY
+    )
+
+
+def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
+    """A judge for ThreeLayerFC (kind "subclassed") or a function building a keras model."""
+    names = ("w1", "b1", "w2", "b2", "w3", "b3")
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        is_sequential, is_functional, dense = (int(v) for v in outputs["kind"])
+        expected = [inputs[name].shape for name in names]
+        count = len([name for name in outputs if name.startswith("shape")])
+        shapes = [tuple(int(v) for v in outputs[f"shape{i}"]) for i in range(count)]
+        if not in_order:  # a subclassed model lists its weights in the order it made them
+            shapes, expected = sorted(shapes), sorted(expected)
+        w1, b1, w2, b2, w3, b3 = (inputs[name].astype(np.float64) for name in names)
+        flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+        reference = np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+        scores = outputs["scores"]
+        kinds = {
+            "subclassed": (dense == 3, "the model has three Dense layers"),
+            "sequential": (bool(is_sequential), "it returns a keras.Sequential"),
+            "functional": (bool(is_functional) and not is_sequential,
+                           "it returns a functional keras.Model, not a keras.Sequential"),
+        }  # fmt: skip
+        conditions = [
+            kinds[kind],
+            (shapes == expected, f"its weights (kernel, bias of each Dense layer) have shapes "
+                                 f"{[inputs[name].shape for name in names]}"),
+            (scores.shape == reference.shape and scores.dtype == np.float32,
+             "it returns float32 scores of shape (N, num_classes)"),
+            (bool((scores < 0).any()) and not np.allclose(scores.sum(axis=1), 1.0, atol=1e-3),
+             "the outputs are logits, not probabilities"),
+            (_close(scores, reference, rtol=1e-4, atol=1e-4),
+             "the forward pass equals relu(relu(x W1 + b1) W2 + b2) W3 + b3"),
+        ]  # fmt: skip
+        large = [outputs[f"large{i}"] for i in range(6)]
+        kernels = [w for w in large if w.ndim == 2][: 3 if kind == "subclassed" else 2]
+        for index, kernel in enumerate(kernels, start=1):
+            conditions.append(
+                (_close(kernel.std(), np.sqrt(2 / kernel.shape[0]), rtol=kaiming_rtol, atol=0),
+                 f"kernel {index} ({kernel.shape}) starts with std sqrt(2 / fan_in) (Kaiming)")
+            )  # fmt: skip
+        biases = [w for w in large if w.ndim == 1]
+        conditions.append((not any(np.any(b) for b in biases), "the biases start at zero"))
+        return _first_failure(conditions)
+
+    return judge
+
+
+# ----------------------------------------------------------------- 03: train_step
+def _labels_half_right(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Labels that the scores x w + b get right for the first two examples only."""
+    predicted = (x @ w + b).argmax(axis=1)
+    return np.where(np.arange(len(x)) < 2, predicted, (predicted + 1) % w.shape[1])
+
+
+def _sgd_step(w, b, x, y, rate):
+    """Softmax cross-entropy of x w + b and one SGD step: (w, b, loss, correct), float64."""
+    scores = x @ w + b
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = -np.mean(np.log(probs[rows, y]))
+    d_scores = probs.copy()
+    d_scores[rows, y] -= 1
+    d_scores /= len(y)
+    correct = scores.argmax(axis=1) == y
+    return w - rate * x.T @ d_scores, b - rate * d_scores.sum(axis=0), loss, correct
+
+
+def _draw_train_step(rng: np.random.Generator) -> Inputs:
+    features, classes, n = (int(v) for v in rng.integers([3, 3, 5], [7, 6, 9]))
+    w = rng.normal(size=(features, classes)).astype(np.float32)
+    b = rng.normal(size=classes).astype(np.float32)
+    inputs = {"w": w, "b": b, "learning_rate": np.array(float(rng.uniform(0.1, 1.0)))}
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    for call in (1, 2):
+        x = rng.normal(size=(n, features)).astype(np.float32)
+        y = _labels_half_right(w, b, x.astype(np.float64))
+        inputs |= {f"x{call}": x, f"y{call}": y.astype(np.int32)}
+        w, b, _, _ = _sgd_step(w, b, x.astype(np.float64), y, float(inputs["learning_rate"]))
+    return inputs
+
+
+_TRAIN_STEP_BODY = """
+import keras
+import tensorflow as tf
+
+flags = []
+
+
+class Linear(keras.Model):  # the grader's model: scores = x W + b, noting `training`
+    def __init__(self, classes):
+        super().__init__()
+        self.dense = keras.layers.Dense(classes)
+
+    def call(self, x, training=False):
+        flags.append(training)
+        return self.dense(x)
+
+
+model = Linear(inputs["w"].shape[1])
+model(numpy.zeros((1, inputs["w"].shape[0]), numpy.float32))
+model.set_weights([inputs["w"], inputs["b"]])
+flags.clear()
+optimizer = keras.optimizers.SGD(learning_rate=float(inputs["learning_rate"]))
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+train_loss = keras.metrics.Mean()
+train_accuracy = keras.metrics.SparseCategoricalAccuracy()
+outputs = {}
+for call in (1, 2):
+    x, y = tf.constant(inputs[f"x{call}"]), tf.constant(inputs[f"y{call}"])
+    loss = train_step(model, optimizer, loss_fn, x, y, train_loss, train_accuracy)
+    outputs[f"loss{call}"] = numpy.asarray(keras.ops.convert_to_numpy(loss))
+    outputs[f"flags{call}"] = numpy.array([flag is True for flag in flags] or [False])
+    flags.clear()
+    outputs[f"w{call}"], outputs[f"b{call}"] = model.get_weights()
+outputs["mean_loss"] = keras.ops.convert_to_numpy(train_loss.result())
+outputs["accuracy"] = keras.ops.convert_to_numpy(train_accuracy.result())
+"""
+
+
+def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
+    w, b = inputs["w"].astype(np.float64), inputs["b"].astype(np.float64)
+    rate, conditions, losses, corrects = float(inputs["learning_rate"]), [], [], []
+    for call in (1, 2):
+        x, y = inputs[f"x{call}"].astype(np.float64), inputs[f"y{call}"]
+        w, b, loss, correct = _sgd_step(w, b, x, y, rate)
+        losses.append(loss)
+        corrects.append(correct)
+        conditions += [
+            (outputs[f"loss{call}"].size == 1
+             and _close(outputs[f"loss{call}"].reshape(()), loss, rtol=1e-4, atol=1e-5),
+             f"call {call}: train_step returns the softmax cross-entropy before the update"),
+            (bool(np.all(outputs[f"flags{call}"])),
+             f"call {call}: the forward pass runs with training=True"),
+            (_close(np.concatenate([outputs[f"w{call}"].ravel(), outputs[f"b{call}"]]),
+                    np.concatenate([w.ravel(), b]), rtol=1e-4, atol=1e-5),
+             f"call {call}: the weights moved by one SGD step, w - learning_rate * dL/dw"),
+        ]  # fmt: skip
+    conditions += [
+        (_close(outputs["mean_loss"], np.mean(losses), rtol=1e-4, atol=1e-5),
+         "train_loss holds the mean of the two returned losses"),
+        (_close(outputs["accuracy"], np.mean(np.concatenate(corrects)), atol=1e-6),
+         "train_accuracy holds the accuracy of the two batches' logits"),
+    ]  # fmt: skip
+    return _first_failure(conditions)
+
+
+# ---------------------------------------------------------------- 05: build_network
+N05 = "05_tuning"
+ACTIVATIONS = ("relu", "tanh")
+
+
+def _draw_build_network(rng: np.random.Generator) -> Inputs:
+    depth = int(rng.integers(1, 4))
+    hidden = [int(v) for v in rng.integers(4, 25, size=depth)]
+    sizes = [PIXELS, *hidden, 10]
+    weights = {}
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        weights[f"w{layer}"] = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out))
+        weights[f"b{layer}"] = rng.normal(0, 0.5, fan_out)
+    return {
+        "hidden_sizes": np.array(hidden),
+        "activation": np.array(int(rng.integers(len(ACTIVATIONS)))),
+        "x": rng.normal(size=(int(rng.integers(3, 8)), 32, 32, 3)).astype(np.float32),
+        **{name: value.astype(np.float32) for name, value in weights.items()},
+        "he_width": np.array(int(rng.integers(300, 501))),
+        "dropout": np.array(float(rng.choice([0.1, 0.2, 0.25, 0.3, 0.5]))),
+        "l2": np.array(float(rng.uniform(1e-4, 1e-2))),
+    }
+
+
+_BUILD_NETWORK_BODY = """
+import keras
+
+import cifar_lab
+
+
+def layers_of(model, kind):
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += layers_of(layer, kind)
+        elif isinstance(layer, kind):
+            found.append(layer)
+    return found
+
+
+def built(**options):
+    model = build_network(cifar_lab.MLPConfig(**options))
+    model(x, training=False)  # builds a subclassed model's weights too
+    return model
+
+
+def kernels(model):
+    return [keras.ops.convert_to_numpy(d.kernel) for d in layers_of(model, keras.layers.Dense)]
+
+
+x = inputs["x"]
+hidden = tuple(int(v) for v in inputs["hidden_sizes"])
+activation = ("relu", "tanh")[int(inputs["activation"])]
+model = built(hidden_sizes=hidden, activation=activation, initializer="glorot_uniform")
+dense = layers_of(model, keras.layers.Dense)
+extra = layers_of(model, keras.layers.BatchNormalization) + layers_of(model, keras.layers.Dropout)
+outputs = {
+    "model": numpy.array([
+        isinstance(model, keras.Model), len(cifar_lab.convolution_layers(model)), len(extra)
+    ]),
+}
+for index, layer in enumerate(dense):
+    outputs[f"kernel_shape{index}"] = numpy.array(layer.kernel.shape, dtype=numpy.int64)
+    outputs[f"use_bias{index}"] = numpy.array(bool(layer.use_bias))
+    if tuple(layer.kernel.shape) == inputs.get(f"w{index}", numpy.zeros(0)).shape:
+        layer.kernel.assign(inputs[f"w{index}"])  # the grader's weights
+        if layer.use_bias:
+            layer.bias.assign(inputs[f"b{index}"])
+outputs["logits"] = keras.ops.convert_to_numpy(model(x, training=False))
+for index, kernel in enumerate(kernels(built(hidden_sizes=(16, 8), initializer="zeros"))):
+    outputs[f"zeros{index}"] = kernel
+width = int(inputs["he_width"])
+outputs["he"] = kernels(built(hidden_sizes=(width,), initializer="he_normal"))[0]
+rate = float(inputs["dropout"])
+normed = built(hidden_sizes=(16, 8), batch_norm="before", dropout=rate)
+outputs["norms"] = numpy.array(len(layers_of(normed, keras.layers.BatchNormalization)))
+outputs["rates"] = numpy.array([d.rate for d in layers_of(normed, keras.layers.Dropout)])
+penalised = built(hidden_sizes=(16,), l2=float(inputs["l2"]))
+outputs["penalty"] = numpy.array(
+    float(sum(numpy.sum(keras.ops.convert_to_numpy(loss)) for loss in penalised.losses))
+)
+for index, kernel in enumerate(kernels(penalised)):
+    outputs[f"penalised{index}"] = kernel
+"""
+
+
+def _numbered(outputs: Inputs, prefix: str) -> list[np.ndarray]:
+    """``outputs[prefix + "0"]``, ``outputs[prefix + "1"]``, ... while they exist."""
+    found = []
+    while f"{prefix}{len(found)}" in outputs:
+        found.append(outputs[f"{prefix}{len(found)}"])
+    return found
+
+
+def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
+    is_model, convolutions, extra = (int(v) for v in outputs["model"])
+    hidden = [int(v) for v in inputs["hidden_sizes"]]
+    activation = ACTIVATIONS[int(inputs["activation"])]
+    expected = list(itertools.pairwise([PIXELS, *hidden, 10]))
+    shapes = [tuple(int(v) for v in shape) for shape in _numbered(outputs, "kernel_shape")]
+    use_bias = [bool(flag) for flag in _numbered(outputs, "use_bias")]
+    h = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    for index in range(len(expected)):
+        h = h @ inputs[f"w{index}"].astype(np.float64)
+        h = h + inputs[f"b{index}"] if index < len(use_bias) and use_bias[index] else h
+        if index < len(expected) - 1:
+            h = np.maximum(h, 0.0) if activation == "relu" else np.tanh(h)
+    logits = outputs["logits"]
+    he, rate = outputs["he"].astype(np.float64), float(inputs["dropout"])
+    penalised = _numbered(outputs, "penalised")
+    penalty = float(inputs["l2"]) * sum(
+        float(np.sum(w.astype(np.float64) ** 2)) for w in penalised
+    )
+    zeros = _numbered(outputs, "zeros")
+    return _first_failure([
+        (bool(is_model), "build_network returns a keras.Model"),
+        (convolutions == 0, "the network has no convolution layers"),
+        (shapes == expected, f"hidden_sizes={tuple(hidden)} gives Dense kernels {expected}"),
+        (logits.shape == h.shape and logits.dtype == np.float32,
+         f"{len(h)} images give float32 logits of shape ({len(h)}, 10)"),
+        (_close(logits, h, rtol=1e-3, atol=1e-4),
+         f"{activation} net {tuple(hidden)}: logits = x @ W + b with {activation} between layers"),
+        (extra == 0, "batch_norm='none' and dropout=0 add no BatchNormalization or Dropout"),
+        (len(zeros) == 3 and not any(np.any(w) for w in zeros),
+         "initializer='zeros' makes every Dense kernel zero"),
+        (he.shape == (PIXELS, int(inputs["he_width"]))
+         and _close(he.std(), np.sqrt(2 / PIXELS), rtol=0.1, atol=0),
+         "initializer='he_normal': the first kernel's std is sqrt(2 / fan_in)"),
+        (int(outputs["norms"]) == 2,
+         "batch_norm='before' gives one BatchNormalization per hidden layer"),
+        (_close(outputs["rates"], [rate, rate]),
+         f"dropout={rate} gives Dropout({rate}) after each hidden layer"),
+        (len(penalised) == 2 and _close(outputs["penalty"].reshape(()), penalty, rtol=1e-4),
+         "l2 adds the penalty l2 * sum(W**2) over every Dense kernel to model.losses"),
+    ])  # fmt: skip
+
+
+PROBES: tuple[Probe, ...] = (
+    Probe(
+        "standardise_splits_check",
+        "01_preparation",
+        ("standardise_splits",),
+        _draw_standardise,
+        _STANDARDISE_BODY,
+        _judge_standardise,
+    ),
+    Probe(
+        "minibatches_check",
+        "01_preparation",
+        ("Minibatches",),
+        _draw_minibatches,
+        _MINIBATCHES_BODY,
+        _judge_minibatches,
+    ),
+    Probe(
+        "training_step_check",
+        N02,
+        ("training_step",),
+        _draw_training_step,
+        _TRAINING_STEP_BODY,
+        _judge_training_step,
+    ),
+    Probe(
+        "two_layer_fc_init_check",
+        N02,
+        ("two_layer_fc_init",),
+        _draw_two_layer_init,
+        _TWO_LAYER_INIT_BODY,
+        _judge_two_layer_init,
+    ),
+    Probe(
+        "three_layer_fc_check",
+        N02,
+        ("three_layer_fc",),
+        _draw_three_layer_fc,
+        _THREE_LAYER_FC_BODY,
+        _judge_three_layer_fc,
+    ),
+    Probe(
+        "three_layer_fc_init_check",
+        N02,
+        ("three_layer_fc_init",),
+        _draw_three_layer_init,
+        _THREE_LAYER_INIT_BODY,
+        _judge_three_layer_init,
+    ),
+    Probe(
+        "train_step_check",
+        N03,
+        ("train_step",),
+        _draw_train_step,
+        _TRAIN_STEP_BODY,
+        _judge_train_step,
+    ),
+    Probe(
+        "three_layer_model_check",
+        N03,
+        ("ThreeLayerFC",),
+        _draw_three_layer_model,
+        _three_layer_model_body("ThreeLayerFC(hidden_sizes, num_classes)"),
+        _judge_three_layer_model("subclassed", kaiming_rtol=0.05, in_order=False),
+    ),
+    Probe(
+        "three_layer_sequential_check",
+        N04,
+        ("three_layer_sequential",),
+        _draw_three_layer_model,
+        _three_layer_model_body("three_layer_sequential(input_shape, hidden_sizes, num_classes)"),
+        _judge_three_layer_model("sequential", kaiming_rtol=0.03, in_order=True),
+    ),
+    Probe(
+        "three_layer_functional_check",
+        N04,
+        ("three_layer_functional",),
+        _draw_three_layer_model,
+        _three_layer_model_body("three_layer_functional(input_shape, hidden_sizes, num_classes)"),
+        _judge_three_layer_model("functional", kaiming_rtol=0.03, in_order=True),
+    ),
+    Probe(
+        "build_network_check",
+        N05,
+        ("build_network",),
+        _draw_build_network,
+        _BUILD_NETWORK_BODY,
+        _judge_build_network,
+    ),
+)
+
+# Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
+UNPROBED: tuple[str, ...] = (
+    "two_layer_accuracy_check",
+    "three_layer_accuracy_check",
+    "sequential_accuracy_check",
+    "functional_accuracy_check",
+    "architecture_search_check",
+    "activation_search_check",
+    "initializer_search_check",
+    "optimizer_search_check",
+    "regularisation_search_check",
+    "final_training_check",
+)
+PROBED: frozenset[str] = frozenset(
+    [probe.grade_id for probe in PROBES] + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
+)

@@ -1,0 +1,947 @@
+"""The grader's probes (``cifar_lab.instructor.verdicts``): verdicts student code cannot reach.
+
+In-process tests run each probe's kernel-side cell with ``exec`` in a namespace
+holding the course's model answer (:mod:`notebook_definitions`) or a wrong
+one, mutation style: the model answer passes, every mutation fails. Kernel
+tests re-execute small ``01_preparation`` notebooks whose exercises are left
+as ``pass`` under each attack that fooled the in-kernel checks (issue 23 §1):
+every probed check stays at 0, and the model answers keep their points.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from notebook_definitions import notebook_definitions
+
+from cifar_lab.instructor import verdicts
+from cifar_lab.instructor.points import POINTS
+from cifar_lab.instructor.verdicts import (
+    OUTPUTS_FILE,
+    PROBED,
+    PROBES,
+    UNPROBED,
+    probes_of,
+    read_outputs,
+    run_probe,
+)
+
+N01, N02, N05 = "01_preparation", "02_barebones_tensorflow", "05_tuning"
+N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
+PROBE = {probe.grade_id: probe for probe in PROBES}
+
+
+def _answers_01() -> dict:
+    return dict(notebook_definitions(N01, "standardise_splits", "Minibatches"))
+
+
+def _verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
+    """Run one probe with ``exec`` standing in for the kernel, on ``namespace``'s names."""
+    namespace = {"np": np, **namespace}
+    return run_probe(PROBE[grade_id], tmp_path, lambda source: exec(source, namespace))
+
+
+# ------------------------------------------------------------------- the table
+def test_every_check_has_a_probe_or_is_listed_as_unprobed():
+    checks = [row.grade_id for rows in POINTS.values() for row in rows if row.kind == "check"]
+    assert sorted(PROBED | set(UNPROBED)) == sorted(checks)
+    assert not PROBED & set(UNPROBED)
+    rows = [(probe.grade_id, probe.notebook) for probe in PROBES]
+    for grade_id, notebook in rows + [row[:2] for row in verdicts.ACCURACY_PROBES]:
+        # each probe runs after the notebook that defines its names
+        assert grade_id in {row.grade_id for row in POINTS[f"{notebook}.ipynb"]}
+
+
+# ------------------------------------------------------ model answers, mutations
+@pytest.mark.parametrize("grade_id", sorted(PROBE))
+def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
+    answers = {
+        **_answers_01(),
+        **_answers_02(),
+        **_answers_34(),
+        **notebook_definitions(N05, "build_network"),
+    }
+    verdict = _verdict(grade_id, answers, tmp_path)
+    assert verdict == {"grade_id": grade_id, "passed": True, "message": ""}
+    assert list(tmp_path.iterdir()) == []  # the probe folder is removed
+
+
+def _standardise(sums=np.float64, ddof=0, stats_from="train", out=np.float32, count=5):
+    def standardise_splits(X_train, X_val, X_test):
+        source = X_train if stats_from == "train" else np.concatenate([X_train, X_val, X_test])
+        pixels = source.astype(sums)
+        mean = pixels.mean(axis=(0, 1, 2), dtype=sums)
+        std = pixels.std(axis=(0, 1, 2), dtype=sums, ddof=ddof)
+        splits = [((X - mean) / std).astype(out) for X in (X_train, X_val, X_test)]
+        return (*splits, mean.astype(np.float32), std.astype(np.float32))[:count]
+
+    return standardise_splits
+
+
+STANDARDISE_MUTATIONS = {
+    "float32 sums": (_standardise(sums=np.float32), "sum in float64"),
+    "ddof=1": (_standardise(ddof=1), "standard deviation"),
+    "statistics of all splits": (_standardise(stats_from="all"), "training pixels"),
+    "float64 splits": (_standardise(out=np.float64), "float32 array of the input's shape"),
+    "four values": (_standardise(count=4), "returns 5 values"),
+    "left as pass": (lambda X_train, X_val, X_test: None, "no usable result"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(STANDARDISE_MUTATIONS))
+def test_a_wrong_standardise_splits_fails_its_probe(mutation, tmp_path):
+    function, words = STANDARDISE_MUTATIONS[mutation]
+    verdict = _verdict("standardise_splits_check", {"standardise_splits": function}, tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+def _minibatches(order: str = "rng", pairs: bool = True, keep_last: bool = True, stop=None):
+    """A Minibatches class with one defect (or none, with the defaults)."""
+
+    class Minibatches:
+        def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+            self.X, self.y, self.batch_size, self.shuffle = X, y, batch_size, shuffle
+            self.seed, self.rng = seed, np.random.default_rng(seed)
+
+        def _order(self, n):
+            if not self.shuffle:
+                return np.arange(n)
+            if order == "fixed seed in __iter__":
+                return np.random.default_rng(self.seed).permutation(n)
+            if order == "global state":
+                return np.random.permutation(n)
+            if order == "with replacement":
+                return self.rng.integers(0, n, size=n)
+            return self.rng.permutation(n)
+
+        def __iter__(self):
+            n = len(self.X)
+            x_order = self._order(n)
+            y_order = x_order if pairs else self._order(n)
+            end = n if keep_last else n - n % self.batch_size
+            for start in range(0, end, self.batch_size):
+                if stop is not None and start >= stop:
+                    return
+                yield (
+                    self.X[x_order[start : start + self.batch_size]],
+                    self.y[y_order[start : start + self.batch_size]],
+                )
+
+    return Minibatches
+
+
+class _EndlessMinibatches:
+    def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+        self.X, self.y = X, y
+
+    def __iter__(self):
+        while True:
+            yield self.X[:1], self.y[:1]
+
+
+class _StubMinibatches:
+    def __init__(self, X, y, batch_size, shuffle=False, seed=None):
+        pass
+
+    def __iter__(self):
+        pass
+
+
+MINIBATCHES_MUTATIONS = {
+    "no reshuffle per epoch": (_minibatches(order="fixed seed in __iter__"), "its own order"),
+    "global random state": (_minibatches(order="global state"), "same seed repeats"),
+    "draws with replacement": (_minibatches(order="with replacement"), "exactly once"),
+    "x and y shuffled apart": (_minibatches(pairs=False), "labels of its own examples"),
+    "last batch dropped": (_minibatches(keep_last=False), "batch sizes"),
+    "one batch only": (_minibatches(stop=1), "batch sizes"),
+    "never ends": (_EndlessMinibatches, "batch sizes"),
+    "left as pass": (_StubMinibatches, "no usable result"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MINIBATCHES_MUTATIONS))
+def test_a_wrong_minibatches_fails_its_probe(mutation, tmp_path):
+    cls, words = MINIBATCHES_MUTATIONS[mutation]
+    verdict = _verdict("minibatches_check", {"Minibatches": cls}, tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+def test_the_unmutated_test_class_passes(tmp_path):  # the mutations above differ in one thing
+    verdict = _verdict("minibatches_check", {"Minibatches": _minibatches()}, tmp_path)
+    assert verdict["passed"], verdict
+
+
+# ------------------------------------------------------------- 02's four probes
+ANSWERS_02 = ("training_step", "two_layer_fc_init", "three_layer_fc", "three_layer_fc_init")
+
+
+def _answers_02() -> dict:
+    return dict(notebook_definitions(N02, "flatten", "two_layer_fc", *ANSWERS_02))
+
+
+def _step(update="sub", reduce="mean", only_first=False, loss_after=False):
+    def training_step(model_fn, x, y, params, learning_rate):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, model_fn(x, params))
+            loss = tf.reduce_mean(losses) if reduce == "mean" else tf.reduce_sum(losses)
+        gradients = tape.gradient(loss, params)
+        for w, grad in list(zip(params, gradients, strict=True))[: 1 if only_first else None]:
+            (w.assign_sub if update == "sub" else w.assign_add)(learning_rate * grad)
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(y, model_fn(x, params))
+        ) if loss_after else loss  # fmt: skip
+
+    return training_step
+
+
+def _init(std_of=lambda fan_in, fan_out: np.sqrt(2 / fan_in), variable=True, dtype="float32",
+          bias=0.0, transpose=False):  # fmt: skip
+    """two_layer_fc_init and three_layer_fc_init, with one defect (or none, by default)."""
+    import tensorflow as tf
+
+    def weights(fan_in, fan_out):
+        shape = (fan_out, fan_in) if transpose else (fan_in, fan_out)
+        values = np.random.default_rng().normal(scale=std_of(fan_in, fan_out), size=shape)
+        values = values.astype(dtype)
+        return tf.Variable(values) if variable else tf.constant(values)
+
+    def two_layer_fc_init(hidden_size=4000):
+        return [weights(3072, hidden_size), weights(hidden_size, 10)]
+
+    def three_layer_fc_init(hidden_sizes=(1024, 256)):
+        sizes, params = [3072, *hidden_sizes, 10], []
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            params += [weights(fan_in, fan_out), tf.Variable(np.full(fan_out, bias, dtype))]
+        return params
+
+    return {"two_layer_fc_init": two_layer_fc_init, "three_layer_fc_init": three_layer_fc_init}
+
+
+def _three_layer(relu_scores=False, biases=True, flatten=True):
+    def three_layer_fc(x, params):
+        import tensorflow as tf
+
+        w1, b1, w2, b2, w3, b3 = params
+        h = tf.reshape(x, (tf.shape(x)[0], -1)) if flatten else x
+        for w, b in ((w1, b1), (w2, b2)):
+            h = tf.nn.relu(tf.matmul(h, w) + (b if biases else 0))
+        scores = tf.matmul(h, w3) + (b3 if biases else 0)
+        return tf.nn.relu(scores) if relu_scores else scores
+
+    return three_layer_fc
+
+
+MUTATIONS_02 = {
+    "training_step: gradient ascent": ("training_step_check", {"training_step": _step("add")}),
+    "training_step: summed loss": ("training_step_check", {"training_step": _step(reduce="sum")}),
+    "training_step: only w1 updated": (
+        "training_step_check", {"training_step": _step(only_first=True)}),
+    "training_step: loss after the update": (
+        "training_step_check", {"training_step": _step(loss_after=True)}),
+    "two_layer_fc_init: Xavier scale": (
+        "two_layer_fc_init_check", _init(std_of=lambda fan_in, fan_out: np.sqrt(1 / fan_in))),
+    "two_layer_fc_init: fan_out": (
+        "two_layer_fc_init_check", _init(std_of=lambda fan_in, fan_out: np.sqrt(2 / fan_out))),
+    "two_layer_fc_init: constants": ("two_layer_fc_init_check", _init(variable=False)),
+    "two_layer_fc_init: transposed": ("two_layer_fc_init_check", _init(transpose=True)),
+    "three_layer_fc: ReLU on the scores": (
+        "three_layer_fc_check", {"three_layer_fc": _three_layer(relu_scores=True)}),
+    "three_layer_fc: no biases": (
+        "three_layer_fc_check", {"three_layer_fc": _three_layer(biases=False)}),
+    "three_layer_fc: no flatten": (
+        "three_layer_fc_check", {"three_layer_fc": _three_layer(flatten=False)}),
+    "three_layer_fc_init: biases of one": ("three_layer_fc_init_check", _init(bias=1.0)),
+    "three_layer_fc_init: float64": ("three_layer_fc_init_check", _init(dtype="float64")),
+    "three_layer_fc_init: Xavier scale": (
+        "three_layer_fc_init_check", _init(std_of=lambda fan_in, fan_out: np.sqrt(1 / fan_in))),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_02))
+def test_a_wrong_02_answer_fails_its_probe(mutation, tmp_path):
+    grade_id, replaced = MUTATIONS_02[mutation]
+    verdict = _verdict(grade_id, {**_answers_02(), **replaced}, tmp_path)
+    assert not verdict["passed"] and verdict["message"], verdict
+
+
+@pytest.mark.parametrize("grade_id", sorted(p.grade_id for p in PROBES if p.notebook == N02))
+def test_a_02_exercise_left_as_pass_fails(grade_id, tmp_path):
+    stub = {name: lambda *args, **kwargs: None for name in ANSWERS_02}
+    verdict = _verdict(grade_id, {**_answers_02(), **stub}, tmp_path)
+    assert not verdict["passed"] and "no usable result" in verdict["message"], verdict
+
+
+def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differs in one thing
+    defaults = {"training_step": _step(), "three_layer_fc": _three_layer(), **_init()}
+    for probe in probes_of(N02):
+        assert _verdict(probe.grade_id, {**_answers_02(), **defaults}, tmp_path)["passed"]
+
+
+# ------------------------------------------------------- 03's and 04's four probes
+
+
+def _answers_34() -> dict:
+    return {
+        **notebook_definitions(N03, "train_step", "ThreeLayerFC"),
+        **notebook_definitions(N04, "three_layer_sequential", "three_layer_functional"),
+    }
+
+
+def _train_step(training=True, apply=True, metrics=True, loss_after=False):
+    """03's train_step with one defect (or none, with the defaults)."""
+    import tensorflow as tf
+
+    def train_step(model, optimizer, loss_fn, x, y, train_loss, train_accuracy):
+        with tf.GradientTape() as tape:
+            scores = model(x, training=training)
+            loss = loss_fn(y, scores)
+        if apply:
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        if metrics:
+            train_loss.update_state(loss)
+            train_accuracy.update_state(y, scores)
+        return loss_fn(y, model(x, training=training)) if loss_after else loss
+
+    return train_step
+
+
+def _keras_layers(relu_last=False, glorot=False, bias=True, hidden=(0, 1)):
+    import keras
+
+    he = "glorot_uniform" if glorot else keras.initializers.VarianceScaling(scale=2.0)
+
+    def dense(units, activation=None):
+        return keras.layers.Dense(units, activation, use_bias=bias, kernel_initializer=he)
+
+    def layers(hidden_sizes, num_classes):
+        return [
+            keras.layers.Flatten(),
+            dense(hidden_sizes[hidden[0]], "relu"),
+            dense(hidden_sizes[hidden[1]], "relu"),
+            dense(num_classes, "relu" if relu_last else None),
+        ]
+
+    return layers
+
+
+def _sequential(**defect):
+    import keras
+
+    def three_layer_sequential(input_shape, hidden_sizes, num_classes):
+        layers = _keras_layers(**defect)(hidden_sizes, num_classes)
+        return keras.Sequential([keras.Input(shape=input_shape), *layers])
+
+    return three_layer_sequential
+
+
+def _functional(**defect):
+    import keras
+
+    def three_layer_functional(input_shape, hidden_sizes, num_classes):
+        inputs = h = keras.Input(shape=input_shape)
+        for layer in _keras_layers(**defect)(hidden_sizes, num_classes):
+            h = layer(h)
+        return keras.Model(inputs=inputs, outputs=h)
+
+    return three_layer_functional
+
+
+def _subclassed(**defect):
+    import keras
+
+    class ThreeLayerFC(keras.Model):
+        def __init__(self, hidden_sizes, num_classes):
+            super().__init__()
+            self.stack = _keras_layers(**defect)(hidden_sizes, num_classes)
+
+        def call(self, x, training=False):
+            for layer in self.stack:
+                x = layer(x)
+            return x
+
+    return ThreeLayerFC
+
+
+MUTATIONS_34 = {
+    "train_step: training=False": ("train_step_check", "train_step", _train_step(training=False)),
+    "train_step: no update": ("train_step_check", "train_step", _train_step(apply=False)),
+    "train_step: no metrics": ("train_step_check", "train_step", _train_step(metrics=False)),
+    "train_step: loss after": ("train_step_check", "train_step", _train_step(loss_after=True)),
+}  # fmt: skip
+for _kind, (_grade_id, _name, _make) in {
+    "ThreeLayerFC": ("three_layer_model_check", "ThreeLayerFC", _subclassed),
+    "sequential": ("three_layer_sequential_check", "three_layer_sequential", _sequential),
+    "functional": ("three_layer_functional_check", "three_layer_functional", _functional),
+}.items():
+    for _defect, _options in {
+        "ReLU on the logits": {"relu_last": True},
+        "Glorot init": {"glorot": True},
+        "no biases": {"bias": False},
+        "H1 twice": {"hidden": (0, 0)},
+    }.items():
+        MUTATIONS_34[f"{_kind}: {_defect}"] = (_grade_id, _name, _make(**_options))
+MUTATIONS_34["sequential: a functional model"] = (
+    "three_layer_sequential_check",
+    "three_layer_sequential",
+    _functional(),
+)
+MUTATIONS_34["functional: a Sequential"] = (
+    "three_layer_functional_check", "three_layer_functional", _sequential())  # fmt: skip
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_34))
+def test_a_wrong_03_or_04_answer_fails_its_probe(mutation, tmp_path):
+    grade_id, name, wrong = MUTATIONS_34[mutation]
+    verdict = _verdict(grade_id, {**_answers_34(), name: wrong}, tmp_path)
+    assert not verdict["passed"] and verdict["message"], verdict
+
+
+def test_the_unmutated_03_and_04_test_versions_pass(tmp_path):
+    defaults = {
+        "train_step": _train_step(),
+        "ThreeLayerFC": _subclassed(),
+        "three_layer_sequential": _sequential(),
+        "three_layer_functional": _functional(),
+    }
+    for probe in (*probes_of(N03), *probes_of(N04)):
+        assert _verdict(probe.grade_id, defaults, tmp_path)["passed"], probe.grade_id
+
+
+# ------------------------------------------------------------ 05's build_network
+
+
+def _build_network(activation=True, initializer=True, batch_norm=True, dropout=True, l2=True,
+                   conv=False, bias=True, widths=True):  # fmt: skip
+    """05's build_network, with one option ignored (or none, with the defaults)."""
+    import keras
+
+    def build_network(config):
+        penalty = keras.regularizers.L2(config.l2) if l2 and config.l2 > 0 else None
+        init = config.initializer if initializer else "glorot_uniform"
+        inputs = x = keras.Input(shape=(32, 32, 3))
+        if conv:
+            x = keras.layers.Conv2D(3, 3, padding="same")(x)
+        x = keras.layers.Flatten()(x)
+        for units in config.hidden_sizes if widths else config.hidden_sizes[:1]:
+            x = keras.layers.Dense(units, use_bias=bias, kernel_initializer=init,
+                                   kernel_regularizer=penalty)(x)  # fmt: skip
+            if batch_norm and config.batch_norm == "before":
+                x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation(config.activation if activation else "relu")(x)
+            if dropout and config.dropout > 0:
+                x = keras.layers.Dropout(config.dropout)(x)
+        outputs = keras.layers.Dense(10, kernel_initializer=init, kernel_regularizer=penalty)(x)
+        return keras.Model(inputs, outputs)
+
+    return build_network
+
+
+MUTATIONS_05 = {
+    "activation ignored": _build_network(activation=False),
+    "initializer ignored": _build_network(initializer=False),
+    "batch_norm ignored": _build_network(batch_norm=False),
+    "dropout ignored": _build_network(dropout=False),
+    "l2 ignored": _build_network(l2=False),
+    "a convolution": _build_network(conv=True),
+    "one hidden layer only": _build_network(widths=False),
+}
+
+
+def test_05_unmutated_test_version_passes(tmp_path):
+    answer = dict(notebook_definitions(N05, "build_network"))
+    for namespace in ({**answer, "build_network": _build_network()},):
+        for _ in range(2):  # "activation ignored" fails only when tanh is drawn: draw twice
+            assert _verdict("build_network_check", namespace, tmp_path)["passed"]
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_05))
+def test_a_wrong_build_network_fails_its_probe(mutation, tmp_path):
+    namespace = {
+        **notebook_definitions(N05, "build_network"),
+        "build_network": MUTATIONS_05[mutation],
+    }
+    probe = PROBE["build_network_check"]
+    seed = 0
+    if mutation in ("activation ignored", "one hidden layer only"):  # needs tanh, 2+ layers
+        seed = next(
+            s
+            for s in range(100)
+            if int(probe.draw(np.random.default_rng(s))["activation"]) == 1
+            and len(probe.draw(np.random.default_rng(s))["hidden_sizes"]) > 1
+        )
+    namespace = {"np": np, **namespace}
+    verdict = run_probe(probe, tmp_path, lambda source: exec(source, namespace), seed=seed)
+    assert not verdict["passed"] and verdict["message"], verdict
+
+
+# ------------------------------------------------------------------ the channel
+def test_each_grading_draws_inputs_the_kernel_has_not_seen(tmp_path):
+    seen = []
+
+    def kernel(source: str) -> None:
+        folder = source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\"")
+        with np.load(Path(folder) / verdicts.INPUTS_FILE) as stored:
+            seen.append(stored["X_train"].copy())
+
+    for _ in range(2):
+        run_probe(PROBE["standardise_splits_check"], tmp_path, kernel)
+    assert len(seen) == 2 and not np.array_equal(seen[0], seen[1])
+
+
+def _forging_kernel(write) -> callable:
+    """A kernel that ignores the grader's cell and writes a result file of its own."""
+
+    def kernel(source: str) -> None:
+        folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
+        write(folder, np.load(folder / verdicts.INPUTS_FILE))
+
+    return kernel
+
+
+def _copy_inputs(folder: Path, stored) -> None:
+    """A forged answer of the right names and shapes: the inputs themselves."""
+    arrays = {f"r{i}": stored[k].astype(np.float32) for i, k in enumerate(stored.files[:3])}
+    arrays |= {"r3": np.zeros(3, np.float32), "r4": np.ones(3, np.float32)}
+    arrays |= {"big_mean": np.zeros(3, np.float32), "big_std": np.ones(3, np.float32)}
+    np.savez(folder / OUTPUTS_FILE, **arrays)
+
+
+def test_a_result_forged_without_the_function_fails(tmp_path):
+    verdict = run_probe(PROBE["standardise_splits_check"], tmp_path, _forging_kernel(_copy_inputs))
+    assert not verdict["passed"] and "mean" in verdict["message"], verdict
+
+
+def _bomb(path: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**9,)})  # fmt: skip
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("r0.npy", header.getvalue() + b"\0" * (8 << 20))
+
+
+def _lying_header(path: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**8,)})  # fmt: skip
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("r0.npy", header.getvalue() + b"\0" * 64)
+
+
+BAD_RESULTS = {
+    "missing": (lambda path: None, "no result was written"),
+    "a symlink": (lambda path: path.symlink_to("/etc/hostname"), "no result was written"),
+    "a fifo": (lambda path: os.mkfifo(path), "not a regular file"),
+    "garbage": (lambda path: path.write_bytes(b"not a zip"), "not a readable .npz"),
+    "object array": (
+        lambda path: np.savez(path, r0=np.array([{}], dtype=object)),
+        "object array",
+    ),
+    "too large": (lambda path: path.write_bytes(b"\0" * (65 << 20)), "over 64 MB"),
+    "a deflate bomb": (_bomb, "more than 64 MB"),
+    "a header that lies": (_lying_header, "more than 64 MB"),
+    "too many arrays": (
+        lambda path: np.savez(path, **{f"a{i}": np.zeros(1) for i in range(65)}),
+        "more than 64 arrays",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RESULTS))
+def test_a_result_file_outside_the_limits_is_refused_unread(case, tmp_path):
+    make, words = BAD_RESULTS[case]
+    path = tmp_path / OUTPUTS_FILE
+    make(path)
+    found = read_outputs(path)
+    assert isinstance(found, str) and words in found, found
+
+
+def test_a_result_file_within_the_limits_is_read(tmp_path):
+    np.savez(tmp_path / OUTPUTS_FILE, r0=np.arange(3, dtype=np.int32))
+    found = read_outputs(tmp_path / OUTPUTS_FILE)
+    assert isinstance(found, dict) and found["r0"].tolist() == [0, 1, 2]
+
+
+# ------------------------------------------------ attacks, through the real re-run
+STUBS_01 = (
+    "def standardise_splits(X_train, X_val, X_test):\n    pass",
+    "class Minibatches:\n"
+    "    def __init__(self, X, y, batch_size, shuffle=False, seed=None):\n        pass\n\n"
+    "    def __iter__(self):\n        pass",
+)
+IN_KERNEL_CHECK = """\
+result = standardise_splits(np.ones((2, 2, 2, 3), np.uint8), None, None)
+lab.check_that(result is not None and len(result) == 5, what="five values", hint="return them")
+lab.check_close(np.asarray(result[3]), np.ones(3), what="the mean", hint="X_train's mean")"""
+
+ATTACKS = {
+    "IPython ast_transformers": """\
+import ast
+
+
+class Pass(ast.NodeTransformer):
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+        return ast.Constant(None) if name.startswith("check_") else node
+
+    def visit_Module(self, node):
+        self.generic_visit(node)
+        handler = ast.ExceptHandler(type=None, name=None, body=[ast.Pass()])
+        node.body = [ast.Try(body=[s], handlers=[handler], orelse=[], finalbody=[])
+                     for s in node.body]
+        return ast.fix_missing_locations(node)
+
+
+get_ipython().ast_transformers.append(Pass())""",
+    "IPython input_transformers_post forging the result": """\
+import re
+
+
+def forge(lines):
+    found = re.search(r"__cifar_lab_probe\\('([^']+)'\\)", "".join(lines))
+    if not found:
+        return [line.replace("lab.check_", "(lambda *a, **k: None) or lab.check_")
+                for line in lines]
+    return [f"import numpy\\nfolder = {found.group(1)!r}\\n",
+            "arrays = {f'r{i}': numpy.zeros(3, numpy.float32) for i in range(5)}\\n",
+            "numpy.savez(folder + '/outputs.npz', **arrays)\\n"]
+
+
+get_ipython().input_transformers_post.append(forge)""",
+    "operator.setitem(vars(np), ...)": """\
+import operator
+operator.setitem(vars(np), "allclose", lambda *a, **k: True)
+operator.setitem(vars(np), "all", lambda *a, **k: True)""",
+    "functools.partial(setattr, np)": """\
+import functools
+functools.partial(setattr, np)("allclose", lambda *a, **k: True)
+functools.partial(setattr, np)("array_equal", lambda *a, **k: True)""",
+    "map(setattr, [np], ...)": """\
+list(map(setattr, [np, np], ["allclose", "all"], [lambda *a, **k: True] * 2))""",
+    "f_globals through a helper": """\
+import sys
+import types
+
+
+def helper():
+    no_op = lambda *a, **k: None
+    checks = dict(check_that=no_op, check_close=no_op, check_at_least=no_op, record=no_op)
+    sys._getframe(1).f_globals["lab"] = types.SimpleNamespace(**checks)
+
+
+helper()""",
+}
+
+
+def _rerun_01(folder: Path, *cells: str) -> dict:
+    """Re-run a submission whose 01_preparation is made of ``cells``; return its record."""
+    import nbformat
+
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    folder.mkdir(parents=True, exist_ok=True)
+    first = nbformat.v4.new_code_cell("import numpy as np\nimport cifar_lab as lab")
+    notebook = nbformat.v4.new_notebook(
+        cells=[first, *(nbformat.v4.new_code_cell(cell) for cell in cells)]
+    )
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, folder / f"{N01}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=300, cell_timeout=120)
+    records, problem = rerun_notebooks(folder, [N01], settings)
+    assert problem is None, problem
+    return records[N01]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_an_attack_in_a_solution_cell_leaves_every_probed_check_at_zero(attack, tmp_path):
+    record = _rerun_01(tmp_path / "sub", ATTACKS[attack] + "\n\n" + STUBS_01[0], STUBS_01[1],
+                       IN_KERNEL_CHECK)  # fmt: skip
+    assert sorted(record["verdicts"]) == sorted(probe.grade_id for probe in probes_of(N01))
+    for verdict in record["verdicts"].values():
+        assert verdict["passed"] is False, (attack, record)
+    if attack.startswith("IPython"):  # it fools the checks in the kernel, not the probes
+        assert record["status"] == "ok", record
+
+
+def _course_solution(grade_id: str) -> str:
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    cells = nbformat.read(notebook_dir() / f"{N01}.ipynb", as_version=4).cells
+    return next(
+        c.source for c in cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+@pytest.mark.slow
+def test_the_model_answers_pass_the_01_probes_in_a_real_kernel(tmp_path):
+    record = _rerun_01(
+        tmp_path / "sub", *map(_course_solution, ("standardise_splits", "minibatches"))
+    )
+    assert record["status"] == "ok", record
+    found = {v["grade_id"]: v["passed"] for v in record["verdicts"].values()}
+    assert found == {probe.grade_id: True for probe in probes_of(N01)}
+
+
+# ------------------------------------------------------- points, through grading
+def _submitted_01(solutions: dict[str, str]) -> dict:
+    """The course's 01 as a student hands it in: run, every check printing "passed"."""
+    import json
+    import re
+
+    from instructor_fixtures import check_output, executed
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    notebook = json.loads((notebook_dir() / f"{N01}.ipynb").read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in solutions:
+            cell["source"] = solutions[grade_id]
+    notebook = executed(notebook, {})
+    for cell in notebook["cells"]:
+        for _ in re.findall(r"check_(?:that|close)\(", "".join(cell["source"])):
+            cell.setdefault("outputs", []).append(check_output(what="property"))
+    return notebook
+
+
+@pytest.mark.slow
+def test_under_rerun_the_probes_decide_the_points_of_a_hooked_and_an_honest_01(tmp_path):
+    import json
+
+    from conftest import REAL_SOURCE
+
+    from cifar_lab.instructor.grading import GradeSettings, grade_folder
+    from cifar_lab.instructor.release import build_release
+    from cifar_lab.instructor.rerun import RerunSettings
+
+    if REAL_SOURCE is None:
+        pytest.skip("notebook 01 loads real CIFAR-10 ($CIFAR10_SOURCE)")
+    manifest = build_release()[1]
+    manifest = dict(manifest, notebooks={N01: manifest["notebooks"][N01]})
+    hooked = {
+        "standardise_splits": ATTACKS["IPython ast_transformers"] + "\n\n" + STUBS_01[0],
+        "minibatches": STUBS_01[1],
+    }
+    for student, solutions in (("hooked", hooked), ("honest", {})):
+        (tmp_path / student).mkdir()
+        notebook = _submitted_01(solutions)
+        (tmp_path / student / f"{N01}.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    points = sum(PROBE_POINTS.values())
+    without = grade_folder(tmp_path, GradeSettings(manifest=manifest), verbose=False)
+    assert {row["student"]: row["total_points"] for row in without} == {
+        "hooked": points,  # the notebook's own outputs say every check passed
+        "honest": points,
+    }
+    rerun = RerunSettings(profile="quick", source=str(REAL_SOURCE), cell_timeout=300)
+    rows = grade_folder(tmp_path, GradeSettings(manifest=manifest, rerun=rerun), verbose=False)
+    by_student = {row["student"]: row for row in rows}
+    assert by_student["honest"]["total_points"] == points, by_student["honest"]
+    assert by_student["hooked"]["total_points"] == 0, by_student["hooked"]
+    assert by_student["hooked"]["status"] == "flagged"
+    for grade_id in PROBE_POINTS:
+        assert any(
+            f"'{grade_id}'" in problem and "failed the grader's test" in problem
+            for problem in by_student["hooked"]["problems"]
+        ), by_student["hooked"]["problems"]
+
+
+PROBE_POINTS = {
+    row.grade_id: row.points
+    for rows in POINTS.values()
+    for row in rows
+    if row.grade_id in PROBED and row.notebook == f"{N01}.ipynb"
+}
+
+
+DEFINED = {
+    N02: ("flatten", "two_layer_fc", *ANSWERS_02),
+    N03: ("train_step", "ThreeLayerFC"),
+    N04: ("three_layer_sequential", "three_layer_functional"),
+    N05: ("build_network",),
+}
+
+
+@pytest.mark.slow
+def test_the_model_answers_pass_the_02_to_05_probes_in_real_kernels(tmp_path):
+    """Notebooks made of the course's defining cells only (no training): probes in TF kernels."""
+    import re
+
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    imports = "import cifar_lab as lab\nimport keras\nimport numpy as np\nimport tensorflow as tf"
+    for stem, names in DEFINED.items():
+        cells = nbformat.read(notebook_dir() / f"{stem}.ipynb", as_version=4).cells
+        defining = [
+            c.source
+            for c in cells
+            if c.cell_type == "code"
+            and set(re.findall(r"^(?:def|class)\s+(\w+)", c.source, re.MULTILINE)) & set(names)
+        ]
+        notebook = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(source) for source in (imports, *defining)]
+        )
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nbformat.write(notebook, tmp_path / f"{stem}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=600, cell_timeout=300)
+    records, problem = rerun_notebooks(tmp_path, list(DEFINED), settings)
+    assert problem is None, problem
+    verdicts_found = {g: v for stem in DEFINED for g, v in records[stem]["verdicts"].items()}
+    functions = sorted(p.grade_id for p in PROBES if p.notebook in DEFINED)
+    trained = sorted(grade_id for grade_id, stem, _ in verdicts.ACCURACY_PROBES if stem in DEFINED)
+    assert sorted(verdicts_found) == sorted(functions + trained)
+    assert all(verdicts_found[g]["passed"] for g in functions), verdicts_found
+    assert not any(verdicts_found[g]["passed"] for g in trained)  # no model was trained
+
+
+# ------------------------------------------------------ scoring from the verdicts
+def _passed(grade_id: str, passed: bool = True) -> dict:
+    return {"grade_id": grade_id, "passed": passed, "message": "" if passed else "mean is wrong"}
+
+
+def test_probe_verdicts_decide_the_points_of_probed_checks():
+    from cifar_lab.instructor.release import build_release
+    from cifar_lab.instructor.scoring import score_notebook
+
+    expected = build_release()[1]["notebooks"][N01]
+    notebook = _submitted_01({})  # every check printed "passed"
+    points = PROBE_POINTS
+
+    def score(probes):
+        found = score_notebook(N01, notebook, expected, probes=probes)
+        return {c.grade_id: c.points for c in found.cells if c.kind == "check"}, found
+
+    assert score(None)[0] == points  # not re-executed: the notebook's own outputs
+    both = {g: _passed(g) for g in points}
+    assert score(both)[0] == points and score(both)[1].findings == ()
+    one_wrong = {**both, "minibatches_check": _passed("minibatches_check", False)}
+    earned, found = score(one_wrong)
+    assert earned == {**points, "minibatches_check": 0}
+    cell = next(c for c in found.cells if c.grade_id == "minibatches_check")
+    assert cell.status == "failed" and "mean is wrong" in cell.reason
+    (finding,) = found.findings
+    assert finding.severity == "flagged" and "passed in the notebook but failed" in finding.message
+    assert score({})[0] == dict.fromkeys(points, 0)  # a probe that never ran is a failure
+    assert "did not run" in next(
+        c.reason for c in score({})[1].cells if c.points == 0 and c.max_points
+    )
+
+
+def test_a_probe_that_passes_earns_points_the_notebook_outputs_do_not_show():
+    from cifar_lab.instructor.release import build_release
+    from cifar_lab.instructor.scoring import score_notebook
+
+    expected = build_release()[1]["notebooks"][N01]
+    notebook = _submitted_01({})
+    for cell in notebook["cells"]:  # the student never ran the checks
+        cell["outputs"] = []
+    probes = {g: _passed(g) for g in PROBE_POINTS}
+    without = score_notebook(N01, notebook, expected)
+    with_probes = score_notebook(N01, notebook, expected, probes=probes)
+    assert without.points == 0 and with_probes.points == sum(PROBE_POINTS.values())
+
+
+# ------------------------------------------------------- accuracy of trained models
+def _labelled(n: int = 60, floor: float = 0.4) -> verdicts.LabelledImages:
+    """Images whose class is the brightest of their first 10 numbers."""
+    images = np.random.default_rng(0).normal(size=(n, 32, 32, 3)).astype(np.float32)
+    labels = images.reshape(n, -1)[:, :10].argmax(axis=1)
+    return verdicts.LabelledImages(images, labels, floor)
+
+
+def _linear_model(right: bool):
+    """A Keras model that reads the class off the first 10 numbers (or random weights)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])  # fmt: skip
+    kernel = np.zeros((3072, 10), np.float32)
+    kernel[:10] = np.eye(10) if right else np.random.default_rng(1).normal(size=(10, 10))
+    kernel[10:] = 0 if right else np.random.default_rng(2).normal(size=(3062, 10))
+    model.set_weights([kernel, np.zeros(10, np.float32)])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("namespace", "passed", "words"),
+    [
+        ({"model_3": "right"}, True, ""),
+        ({"model_3": "wrong"}, False, "below 0.4"),
+        ({}, False, "no usable result"),
+    ],
+)
+def test_an_accuracy_probe_scores_the_kernels_predictions_with_labels_it_keeps(
+    namespace, passed, words, tmp_path
+):
+    models = {name: _linear_model(kind == "right") for name, kind in namespace.items()}
+    validation = _labelled()
+    seen = {}
+
+    def kernel(source: str) -> None:
+        folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
+        with np.load(folder / verdicts.INPUTS_FILE) as stored:
+            seen.update({name: stored[name] for name in stored.files})
+        exec(source, {"np": np, **models})
+
+    probe = verdicts.accuracy_probe("three_layer_model_accuracy_check", N03, "model_3", validation)
+    verdict = run_probe(probe, tmp_path, kernel)
+    assert verdict["passed"] is passed and words in verdict["message"], verdict
+    assert sorted(seen) == ["x"]  # the labels never reach the kernel
+    assert sorted(map(bytes, seen["x"])) == sorted(map(bytes, validation.images))
+
+
+def test_without_the_graders_images_accuracy_probes_are_skipped_and_the_cell_decides(tmp_path):
+    from cifar_lab.instructor.scoring import probe_failure
+
+    found = verdicts.probe_notebook(N03, tmp_path, lambda source: None, validation=None)
+    for grade_id, _, _ in verdicts.ACCURACY_PROBES:
+        assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
+    assert not found["train_step_check"]["passed"]  # the other probes ran (and failed here)
+
+
+@pytest.mark.slow
+def test_the_runner_scores_a_trained_models_predictions_on_its_own_images(tmp_path):
+    """03 as a random, untrained model: its accuracy is far below the floor; no model_3."""
+    import nbformat
+
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    cells = [
+        "import cifar_lab as lab\nimport keras\nimport numpy as np",
+        "model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), "
+        'keras.layers.Dense(10, kernel_initializer="zeros")])  # always class 0',
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / f"{N03}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=600, cell_timeout=300)
+    records, problem = rerun_notebooks(tmp_path, [N03], settings)
+    assert problem is None, problem
+    found = records[N03]["verdicts"]
+    assert not found["subclassed_accuracy_check"]["passed"]
+    assert "model's accuracy on the grader's" in found["subclassed_accuracy_check"]["message"]
+    assert "no usable result" in found["three_layer_model_accuracy_check"]["message"]
+
+
+def test_the_graders_validation_images_are_the_profiles_split_as_the_notebooks_load_it():
+    from cifar_lab.profiles import get_profile, load_profile_data
+
+    validation = verdicts.load_validation("quick")
+    data = load_profile_data(get_profile("quick"))
+    assert validation.floor == get_profile("quick").min_val_accuracy
+    assert np.array_equal(validation.images, data.X_val) and validation.images.dtype == np.float32
+    assert np.array_equal(validation.labels, data.y_val)
