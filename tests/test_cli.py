@@ -56,6 +56,10 @@ def test_grade_defaults_are_the_settings_defaults():
     assert _option("grade", "rerun_profile").choices == sorted(PROFILES)
     no_rerun = build_parser().parse_args(["grade", "subs", "--out", "report.csv"])
     assert instructor_cli.grade_settings(no_rerun, None) == GradeSettings()
+    practice = ["grade", "subs", "--out", "r.csv", "--accept-profile", "quick"]
+    settings = instructor_cli.grade_settings(build_parser().parse_args(practice), None)
+    assert settings.accept_profiles == (*GradeSettings().accept_profiles, "quick")
+    assert _option("grade", "accept_profile").choices == sorted(PROFILES)
 
 
 def test_submit_default_size_limit_is_check_submissions():
