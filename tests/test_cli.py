@@ -77,6 +77,13 @@ def test_the_batch_summary_gives_the_time_per_student():
     assert "no submission was timed" in instructor_cli.seconds_line([])
 
 
+def test_accept_profile_adds_to_the_accepted_profiles():
+    practice = ["grade", "subs", "--out", "r.csv", "--accept-profile", "quick"]
+    settings = instructor_cli.grade_settings(build_parser().parse_args(practice), None)
+    assert settings.accept_profiles == (*GradeSettings().accept_profiles, "quick")
+    assert _option("grade", "accept_profile").choices == sorted(PROFILES)
+
+
 def test_submit_default_size_limit_is_check_submissions():
     args = build_parser().parse_args(["submit"])
     limit = _defaults(check_submission)["max_bytes"]

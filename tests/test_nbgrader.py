@@ -302,6 +302,7 @@ def our_grade(executed: Path, student: str, work: Path) -> dict:
     source = str(REAL_SOURCE) if REAL_SOURCE is not None else "synthetic"
     argv = [str(batch), "--out", str(out), "--manifest", str(manifest), "--source", source]
     argv += ["--trust-outputs"]  # the notebooks nbgrader executed, read as they are
+    argv += ["--accept-profile", "quick"]  # nbgrader runs the quick profile
     assert run_cli("grade", *argv, "--gradebook", str(work / "gradebook.csv")) == 0
     (row,) = json.loads(out.with_suffix(".json").read_text())
     return row

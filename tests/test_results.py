@@ -18,6 +18,15 @@ def test_record_prints_outside_ipython_and_validates(capsys):
         results.record("", 1.0)
 
 
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_record_names_the_profile_the_notebook_runs_in(monkeypatch, profile):
+    emitted = []
+    monkeypatch.setattr(results, "_emit", lambda text, mime, payload: emitted.append(payload))
+    monkeypatch.setenv("CIFAR_LAB_PROFILE", profile)
+    results.record("val_accuracy", 0.5, key=True)
+    assert emitted == [{"name": "val_accuracy", "value": 0.5, "key": True, "profile": profile}]
+
+
 def test_check_at_least_passes_and_fails_with_hint(capsys):
     results.check_at_least(0.41, 0.40, what="val acc", hint="lower the lr")
     assert "check passed" in capsys.readouterr().out

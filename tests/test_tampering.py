@@ -107,7 +107,7 @@ def test_huge_and_deep_cells_are_read_in_one_pass():
 )
 def test_check_verdicts_are_recomputed(payload, verdict):
     assert check_verdict(payload)[0] == verdict
-    assert pytest.approx(0.15) == TRUSTED_MINIMUM
+    assert pytest.approx(0.14) == TRUSTED_MINIMUM
 
 
 def test_grade_output_defaults_come_from_the_dataclass():

@@ -425,6 +425,23 @@ def test_train_config_fits_whitening_on_the_training_subset_only(monkeypatch):
     assert len(trained.history) == 1 and 0.0 <= trained.history[0]["val_accuracy"] <= 1.0
 
 
+def test_a_fit_of_a_few_steps_runs_eagerly_with_the_same_result(monkeypatch):
+    """Part V's quick trials skip fit's tracing; longer fits, and XLA, are traced."""
+    rng = np.random.default_rng(14)
+    X_train, X_val = asymmetric_images(96), asymmetric_images(32)
+    y_train, y_val = rng.integers(0, 10, 96), rng.integers(0, 10, 32)
+    short = MLPConfig(hidden_sizes=(8,), epochs=1, batch_size=48)  # 2 steps
+    eager = train_config(short, X_train, y_train, X_val, y_val, verbose=False)
+    assert eager.model.run_eagerly
+    long = short.replace(batch_size=96 // (mlp_training.EAGER_MAX_STEPS + 1))
+    assert not train_config(long, X_train, y_train, X_val, y_val, verbose=False).model.run_eagerly
+    monkeypatch.setattr(mlp_training, "EAGER_MAX_STEPS", 0)  # the same two steps, traced
+    traced = train_config(short, X_train, y_train, X_val, y_val, verbose=False)
+    assert not traced.model.run_eagerly
+    for mine, theirs in zip(eager.model.get_weights(), traced.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_whitening_layer_computes_the_fit_and_reloads(tmp_path):
     fit = fake_fit(6, seed=11)
     x = np.random.default_rng(12).normal(size=(4, D)).astype(np.float32)

@@ -160,7 +160,14 @@ def grade_settings(args: argparse.Namespace, manifest: dict | None) -> GradeSett
         rerun=rerun_settings(args),
         limits=limits_from_args(args),
         private_test=Path(args.private_test) if args.private_test else None,
+        accept_profiles=accepted_profiles(args),
     )
+
+
+def accepted_profiles(args: argparse.Namespace) -> tuple[str, ...]:
+    """The profiles whose saved work ``grade`` accepts: the default and each --accept-profile."""
+    default = field_defaults(GradeSettings)["accept_profiles"]
+    return tuple(dict.fromkeys((*default, *args.accept_profile)))
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -342,6 +349,15 @@ def _add_grade(subparsers) -> None:
         type=_positive(float),
         default=megabytes["max_file_bytes"],
         help="per other file (the model), " + DEFAULT,
+    )
+    accepted = " and ".join(limits["accept_profiles"])
+    grade.add_argument(
+        "--accept-profile",
+        action="append",
+        default=[],
+        choices=sorted(PROFILES),
+        help=f"also accept saved work run in this profile (e.g. quick, for a practice round); "
+        f"work in a profile not accepted is flagged (default: {accepted} only)",
     )
     _add_rerun_options(grade)
     _add_limit_options(grade)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.checks import check_int, check_number, check_optional_int
+from cifar_lab.checks import check_choice, check_int, check_number, check_optional_int
 from cifar_lab.instructor.budget import (
     Budget,
     Limits,
@@ -94,8 +94,10 @@ from cifar_lab.instructor.report import (
     first_claim,
 )
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+from cifar_lab.instructor.run_profile import submission_profile
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
 from cifar_lab.instructor.submission import submission_identity, submission_name
+from cifar_lab.profiles import PROFILES
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY
 
@@ -120,6 +122,8 @@ class GradeSettings:
             (:mod:`~cifar_lab.instructor.manual_grades`; None: none given).
         private_test: the instructor's private labelled images (``<class>/<image>``),
             scored next to the public test set against memorisation (None: none).
+        accept_profiles: profiles the saved work may have run in; work saved in any
+            other (quick, by default) is flagged (``grade --accept-profile``).
     """
 
     manifest: dict | None = None
@@ -134,12 +138,19 @@ class GradeSettings:
     feedback_dir: Path | None = None
     manual: ManualGrades | None = None
     private_test: Path | None = None
+    accept_profiles: tuple[str, ...] = ("full",)
 
     def __post_init__(self) -> None:
         for name in ("max_notebook_bytes", "max_file_bytes", "max_total_bytes"):
             check_int(name, getattr(self, name), minimum=1)
         check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         check_optional_int("num_test", self.num_test, minimum=1)  # None: all test images
+        if not isinstance(self.accept_profiles, tuple):
+            raise TypeError(f"accept_profiles must be a tuple, got {self.accept_profiles!r}")
+        if not self.accept_profiles:
+            raise ValueError("accept_profiles must name at least one profile")
+        for name in self.accept_profiles:
+            check_choice("accept_profiles", name, PROFILES)
 
     @property
     def notebooks(self) -> tuple[str, ...]:
@@ -254,6 +265,10 @@ def grade_root(
     findings = [f for i in inspections for f in i.findings] + part5 + list(identity or [])
     findings += [f for score in scores for f in score.findings]  # tampering, graded cells
     findings += rerun_findings
+    profile, profile_problems = submission_profile(
+        inspections, read_part5_results(root)[0], settings.accept_profiles
+    )
+    findings += profile_problems
     present, expected = (sum(i.answers[k] for i in inspections) for k in (0, 1))
     by_name = {score.name: score for score in scores}
     row = ReportRow(
@@ -264,6 +279,7 @@ def grade_root(
             NotebookColumns.from_inspection(i, by_name.get(i.name)) for i in inspections
         ),
         **_points(scores),
+        profile=profile,
         part5_claimed_val_accuracy=first_claim(claims["val"]),
         part5_claimed_test_accuracy=first_claim(claims["test"]),
         part5_model_test_accuracy="" if accuracy is None else round(accuracy, 4),

@@ -42,6 +42,7 @@ from cifar_lab.instructor.release import (
     is_answer_cell,
     source_digest,
 )
+from cifar_lab.instructor.run_profile import notebook_profiles
 from cifar_lab.profiles import PROFILES
 from cifar_lab.results import read_outputs
 
@@ -150,6 +151,7 @@ class NotebookInspection:
         errors, checks_passed, checks_failed: counts.
         edited_cells: ids of given (non-solution) cells whose source differs from the release.
         results: recorded results by name (last value wins).
+        profiles: the profiles those results say they ran in (see ``run_profile``).
         answers: (present, expected) written answers.
         findings: the problems found.
     """
@@ -162,6 +164,7 @@ class NotebookInspection:
     checks_failed: int = 0
     edited_cells: list[str] = field(default_factory=list)
     results: dict[str, float] = field(default_factory=dict)
+    profiles: frozenset[str] = frozenset()
     answers: tuple[int, int] = (0, 0)
     findings: list[Finding] = field(default_factory=list)
 
@@ -352,6 +355,7 @@ def inspect_notebook(name: str, notebook: dict, expected: dict | None) -> Notebo
         inspection.errors, inspection.edited_cells = len(errors), edited
         inspection.checks_passed, inspection.checks_failed = passed, failed
         inspection.results = recorded_results(notebook)
+        inspection.profiles = notebook_profiles(notebook)
         inspection.answers = _answers(cells, expected)
         inspection.findings = [*structure, *([order] if order else []), *errors, *check_problems]
     except (TypeError, KeyError, AttributeError, IndexError, ValueError, OverflowError) as error:

@@ -9,7 +9,7 @@
 # carry (written by `python -m cifar_lab.instructor.points --write`).
 #
 # Profile: nbgrader sets NBGRADER_EXECUTION=autograde|validate in the kernels it runs.
-# When CIFAR_LAB_PROFILE is not set, cifar_lab then uses the quick profile (5,000
+# When CIFAR_LAB_PROFILE is not set, cifar_lab then uses the quick profile (2,000
 # training images, relaxed accuracy floors): the checks compute their own references
 # and the accuracy floors stay above chance, so a working solution passes in minutes
 # instead of the ~30 min notebook 05 takes in the full profile, per student.

@@ -195,6 +195,14 @@ class ReportRow:
     notebooks: tuple[NotebookColumns, ...] = field(
         default=(), metadata=about("the NN_* columns of each notebook, in course order")
     )
+    profile: str = field(
+        default="",
+        metadata=about(
+            'the profile the saved notebooks and part5/ ran in: "full", "quick", "mixed", '
+            'or "unknown" (none recorded, e.g. saved by an older release)',
+            feedback="profile your work ran in",
+        ),
+    )
     part5_claimed_val_accuracy: float | Blank = field(
         default="",
         metadata=about(

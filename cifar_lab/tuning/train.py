@@ -27,6 +27,11 @@ from cifar_lab.tuning.optimizers import compile_mlp
 from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening
 
 EpochHook = Callable[[dict[str, Any]], None]
+# Keras traces fit's train and validation functions anew for every model: about a second of
+# CPU per trial, more than a few steps cost eagerly (measured: 0.7-0.9 s eagerly against
+# 1.8-2.2 s traced for a 2-step trial, same accuracies). Part V's quick-profile trials take
+# 2 steps and there are about 65 of them, so a fit of at most this many steps runs eagerly.
+EAGER_MAX_STEPS = 8
 
 
 @dataclass
@@ -127,6 +132,8 @@ def train_config(
         raise ValueError("whitening needs build_mlp; with build= set whitening='none'")
     network = build_mlp(config, whitening=whitening) if build is None else build(config)
     model = compile_mlp(network, config, len(batches))
+    if not config.jit_compile and config.epochs * len(batches) <= EAGER_MAX_STEPS:
+        model.run_eagerly = True  # see EAGER_MAX_STEPS
     history = History()
     report = _EpochReport(config.epochs, len(batches), history, start, verbose, on_epoch_end)
     try:  # without these two, TensorFlow keeps model and data alive (issue #11)
