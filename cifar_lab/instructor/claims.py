@@ -232,7 +232,9 @@ def compare_claims(
         record = records.get(name, {"status": "failed", "error": "did not run", "results": {}})
         if record["status"] != "ok":
             failed = True
-            findings.append(Finding("flagged", name, f"rerun failed: {record['error']}"))
+            kind = record.get("error_kind") or "did not run"  # the grader's words; the
+            message = f"rerun failed: {kind}"  # error's text is the student's: detail only
+            findings.append(Finding("flagged", name, message, detail=record["error"] or ""))
         for result, value in results.items():
             again = record["results"].get(result)
             if again is None or not math.isclose(value, again, abs_tol=tolerance):

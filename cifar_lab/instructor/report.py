@@ -186,6 +186,13 @@ class ReportRow:
     grading_seconds: float | Blank = field(
         default="", metadata=about("wall seconds this submission took to grade, all of it")
     )
+    peak_memory_mb: int | Blank = field(
+        default="",
+        metadata=about(
+            "peak resident memory of the processes grading started for it "
+            "(model scoring, the whole re-run), MB"
+        ),
+    )
 
     def record(self) -> dict[str, Any]:
         """The row as ``report.json`` holds it: column name -> value (``problems`` a list)."""

@@ -46,7 +46,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar_lab.checks import check_int, check_number
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
@@ -55,13 +55,19 @@ from cifar_lab.instructor.inspection import recorded_results
 from cifar_lab.instructor.notebooks import notebook_client
 from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, is_check_cell, with_pristine_checks
 from cifar_lab.instructor.sandbox import (
+    Ceilings,
     choose_backend,
     clean_environment,
     isolation_warning,
     kill_descendants,
+    python_install,
     sandbox_command,
+    watch_tree,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
+
+if TYPE_CHECKING:  # the runner, started in the cage, need not import numpy for it
+    from cifar_lab.instructor.budget import Budget
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
@@ -77,6 +83,10 @@ class RerunSettings:
         profile: ``CIFAR_LAB_PROFILE`` for the kernels (``"full"`` or ``"quick"``).
         tolerance: largest accepted |claimed - recomputed| for a recorded result.
         source: CIFAR-10 copy for the kernels (``CIFAR10_SOURCE``), or None.
+        memory_bytes: resident memory of the whole re-run (runner, kernels, whatever they
+            start), summed; past it the re-run is killed.
+        disk_bytes: what the notebooks may write (bubblewrap: a tmpfs of this size).
+        max_processes: live processes in the cage, the sandbox's own included.
     """
 
     cell_timeout: int = 3600
@@ -84,10 +94,16 @@ class RerunSettings:
     profile: str = "full"
     tolerance: float = DEFAULT_RERUN_TOLERANCE
     source: str | None = None
+    memory_bytes: int = 4096 * MEGABYTE
+    disk_bytes: int = 1024 * MEGABYTE
+    max_processes: int = 64
 
     def __post_init__(self) -> None:
         for name in ("cell_timeout", "total_timeout"):  # whole seconds
             check_int(name, getattr(self, name), minimum=1)
+        for name in ("memory_bytes", "disk_bytes"):
+            check_int(name, getattr(self, name), minimum=MEGABYTE)
+        check_int("max_processes", self.max_processes, minimum=8)  # the cage itself uses ~4
         check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         get_profile(self.profile)  # a typo fails here, not hours later
 
@@ -105,7 +121,8 @@ def _shared_cache(source: str) -> Path | None:
 
 def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], list[Path]]:
     """(clean environment, folders the sandbox must show read-only)."""
-    home, package_parent = work / ".home", Path(__file__).resolve().parents[2]
+    package = Path(__file__).resolve().parents[1]  # cifar_lab/, not the checkout around it
+    home, package_parent = work / ".home", package.parent
     (home / ".cache").mkdir(parents=True)
     (work / ".tmp").mkdir()
     source = str(Path(settings.source).resolve()) if settings.source else None
@@ -119,8 +136,7 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
         CIFAR_LAB_CACHE=str(shared or home / ".cache" / "cifar_lab"),
         **{PROFILE_ENV: settings.profile},
     )
-    python = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1]]
-    visible = [*python, package_parent, *[Path(p) for p in (source, shared) if p]]
+    visible = [*python_install(), package, *[Path(p) for p in (source, shared) if p]]
     return environment, visible
 
 
@@ -134,7 +150,7 @@ def _backend_once() -> str | None:
 
 
 def rerun_notebooks(
-    folder: Path, names: list[str], settings: RerunSettings
+    folder: Path, names: list[str], settings: RerunSettings, budget: Budget | None = None
 ) -> tuple[dict[str, dict], str | None]:
     """Execute copies of ``folder/<name>.ipynb`` in order, in a sandboxed child process.
 
@@ -142,11 +158,15 @@ def rerun_notebooks(
         folder: the submission's notebook folder (not modified).
         names: notebook stems to run, in order.
         settings: limits and environment.
+        budget: the submission's budget; the re-run's peak memory is added to its
+            ``child_peaks`` (None: not recorded).
 
     Returns:
-        (record per notebook that finished: ``{"status", "error", "results",
-        "checks_verified"}``, None or what went wrong with the process as a
-        whole, e.g. the total limit).
+        (record per notebook that finished: ``{"status", "error", "error_kind",
+        "results", "checks_verified"}``, None or what went wrong with the process as a
+        whole in the grader's own words, e.g. the limit it passed). ``error`` is text
+        the student's code produced (for the instructor); ``error_kind`` is the
+        grader's (an exception class name).
     """
     backend = _backend_once()
     with tempfile.TemporaryDirectory(prefix="cifar_lab_rerun_") as temporary:
@@ -159,7 +179,10 @@ def rerun_notebooks(
         command = [sys.executable, "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
         command += [str(work / f"{name}.ipynb") for name in names]
-        command = sandbox_command(command, backend=backend, work_dir=work, read_only=visible)
+        disk = settings.disk_bytes if backend == "bwrap" else None
+        command = sandbox_command(
+            command, backend=backend, work_dir=work, read_only=visible, disk_bytes=disk
+        )
         log_path = Path(temporary) / "rerun.log"  # outside the notebooks' folder
         with open(log_path, "wb") as log:
             child = subprocess.Popen(
@@ -168,17 +191,28 @@ def rerun_notebooks(
             )  # fmt: skip
         os.close(write_end)
         report = _PipeReader(read_end)
+        ceilings = Ceilings(
+            settings.memory_bytes, settings.disk_bytes, settings.max_processes,
+            settings.total_timeout,
+        )  # fmt: skip
+        tmpfs = disk is not None  # else the folder is walked for its size
         try:
-            code, problem = child.wait(timeout=settings.total_timeout), None
-        except subprocess.TimeoutExpired:
-            code, problem = 0, f"stopped at the total limit of {settings.total_timeout} s"
+            peak, problem = watch_tree(child, ceilings, work, what="the re-run", tmpfs=tmpfs)
         finally:
             kill_tree(child)
         report.join()
-        if code != 0:
-            last = (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
-            problem = f"the rerun process exited with code {code}: {last[:200]}"
+        if budget is not None:
+            budget.child_peaks.append(peak)
+        if problem is None and child.returncode != 0:  # the runner or the sandbox failed
+            problem = f"the rerun process exited with code {child.returncode}"
+            _print_log_tail(log_path, problem)
         return _parse_status(report.data), problem
+
+
+def _print_log_tail(log_path: Path, problem: str) -> None:
+    """Show the instructor the end of the runner's log (it may hold student text: never a row)."""
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+    print(f"{problem}; its log ends:", *[f"  {line[:300]}" for line in tail], sep="\n")
 
 
 def kill_tree(child: subprocess.Popen) -> None:
@@ -224,6 +258,7 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
     import nbformat
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
+    record["error_kind"] = None
     notebook, verified = None, {"checks": 0}
     try:
         notebook = nbformat.read(path, as_version=4)
@@ -239,7 +274,8 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
         lines = [line for line in text.strip().splitlines() if line.strip("-=~ ")]
         lines = lines or [type(error).__name__]  # a timeout's first line says it; its last is ---
         line = lines[0] if isinstance(error, TimeoutError) else lines[-1]
-        record.update(status="failed", error=f"{type(error).__name__}: {line[:300]}")
+        kind = type(error).__name__
+        record.update(status="failed", error=f"{kind}: {line[:300]}", error_kind=kind)
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
     return record
