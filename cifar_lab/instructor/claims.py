@@ -234,7 +234,8 @@ def compare_claims(
             failed = True
             kind = record.get("error_kind") or "did not run"  # the grader's words; the
             message = f"rerun failed: {kind}"  # error's text is the student's: detail only
-            findings.append(Finding("flagged", name, message, detail=record["error"] or ""))
+            detail = "" if record["error"] in (None, kind) else record["error"]
+            findings.append(Finding("flagged", name, message, detail=detail))
         for result, value in results.items():
             again = record["results"].get(result)
             if again is None or not math.isclose(value, again, abs_tol=tolerance):

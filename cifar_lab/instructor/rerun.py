@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -165,8 +166,8 @@ def rerun_notebooks(
         (record per notebook that finished: ``{"status", "error", "error_kind",
         "results", "checks_verified"}``, None or what went wrong with the process as a
         whole in the grader's own words, e.g. the limit it passed). ``error`` is text
-        the student's code produced (for the instructor); ``error_kind`` is the
-        grader's (an exception class name).
+        the student's code produced (for the instructor only); ``error_kind`` says what
+        failed in the grader's words (e.g. "a cell raised an error").
     """
     backend = _backend_once()
     with tempfile.TemporaryDirectory(prefix="cifar_lab_rerun_") as temporary:
@@ -178,6 +179,7 @@ def rerun_notebooks(
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
+        command += ["--max-file-bytes", str(settings.disk_bytes)]
         command += [str(work / f"{name}.ipynb") for name in names]
         disk = settings.disk_bytes if backend == "bwrap" else None
         command = sandbox_command(
@@ -253,6 +255,14 @@ def _parse_status(data: bytes) -> dict[str, dict]:
     return records
 
 
+# how a failed notebook is named to the student (the error's own text is the student's)
+_ERROR_KINDS = {
+    "CellExecutionError": "a cell raised an error",
+    "CellTimeoutError": "a cell ran longer than the cell timeout",
+    "DeadKernelError": "the kernel died",
+}
+
+
 def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
     """Run one notebook with cleared outputs and the grader's checks; return its record."""
     import nbformat
@@ -275,7 +285,8 @@ def _execute(path: Path, cell_timeout: int) -> dict[str, Any]:
         lines = lines or [type(error).__name__]  # a timeout's first line says it; its last is ---
         line = lines[0] if isinstance(error, TimeoutError) else lines[-1]
         kind = type(error).__name__
-        record.update(status="failed", error=f"{kind}: {line[:300]}", error_kind=kind)
+        words = _ERROR_KINDS.get(kind, kind)
+        record.update(status="failed", error=f"{kind}: {line[:300]}", error_kind=words)
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
     return record
@@ -305,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cifar_lab.instructor.rerun")
     parser.add_argument("--cell-timeout", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
+    parser.add_argument("--max-file-bytes", type=int, default=None)
     parser.add_argument("notebooks", type=Path, nargs="+")
     args = parser.parse_args(argv)
     _harden(args.status_fd)
+    if args.max_file_bytes is not None:  # no file over the disk quota, even without a tmpfs
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.max_file_bytes, args.max_file_bytes))
     signal.signal(signal.SIGTERM, lambda *_: (kill_descendants(os.getpid()), os._exit(1)))
     try:
         with os.fdopen(args.status_fd, "w", encoding="utf-8") as status:
