@@ -164,12 +164,10 @@ def test_unshare_has_the_disk_quota_too(tmp_path, sandbox):
     assert problem is not None and "disk quota" in problem, (problem, record)
 
 
-ISSUE_SIZES = {  # 23's attacks at their own sizes, under the default ceilings
-    "5 GiB in memory": ("import numpy as np\nblock = np.ones(5 << 30, dtype=np.uint8)",
-                        "memory limit"),
-    "3 GiB on disk": (LIMITED["disk"][0], "disk quota"),
-    "300 processes": LIMITED["processes"],
-}  # fmt: skip
+# 23's attacks at their own sizes, under the default ceilings. Not 5 GiB in memory: the
+# kernel touching 4 GiB takes about two minutes and 4 GiB of the machine; the memory
+# ceiling is the same watchdog at any size, tested above at 1.5 GB.
+ISSUE_SIZES = {"3 GiB on disk": LIMITED["disk"], "300 processes": LIMITED["processes"]}
 
 
 @pytest.mark.slow
