@@ -21,10 +21,13 @@ from sandbox_fixtures import backend_param, run_probe
 
 import cifar_lab
 from cifar_lab.instructor import rerun as rerun_module
+from cifar_lab.instructor.budget import Budget, Limits
 from cifar_lab.instructor.claims import LazyTestSet, compare_claims
+from cifar_lab.instructor.cli import peak_memory_line
 from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import MEGABYTE, Finding
-from cifar_lab.instructor.grading import GradeSettings, grade_submission
+from cifar_lab.instructor.grading import GradeSettings, grade_safely, grade_submission
+from cifar_lab.instructor.report import ReportRow
 from cifar_lab.instructor.rerun import RerunSettings
 from cifar_lab.instructor.sandbox import Ceilings, sandbox_command, watch_tree
 
@@ -195,9 +198,18 @@ def test_feedback_carries_no_text_the_students_code_produced(tmp_path, sandbox):
         rerun=SMALL,
         feedback_dir=tmp_path / "feedback",
     )
-    row = grade_submission("alice", folder, settings, LazyTestSet(None, 10))
+    test_set = LazyTestSet(None, 10)
+
+    def grade_one(student: str, path: Path, budget: Budget) -> ReportRow:
+        return grade_submission(student, path, settings, test_set, budget)
+
+    row, peaks = grade_safely("alice", folder, grade_one, Limits())
     assert row.rerun == "failed"
     problems = "\n".join(row.problems)
     assert marker in problems  # the instructor's report keeps what the process said
     page = feedback_path(tmp_path / "feedback", "alice").read_text()
     assert "rerun failed: a cell raised an error" in page and marker not in page
+    # the re-run's peak (a kernel: well over 50 MB) is the row's, and the summary's
+    assert peaks and isinstance(row.peak_memory_mb, int) and row.peak_memory_mb > 50, peaks
+    largest = peak_memory_line([row.record()]).split("largest child process ")[1]
+    assert int(largest.split()[0]) >= row.peak_memory_mb
