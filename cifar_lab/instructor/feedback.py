@@ -9,8 +9,11 @@ printed them; the written answers awaiting a person; the problems found; and
 Part V's claimed accuracies next to the test accuracy the grader recomputed
 from the saved model. It holds no cell source, so no solution text, and
 nothing the student could not see in their own notebook apart from the
-grader's verdicts. Which report columns it shows, and their labels, the row
-type declares (:class:`~cifar_lab.instructor.report.ReportRow`).
+grader's verdicts. Problems appear in the grader's words only
+(:meth:`~cifar_lab.instructor.findings.Finding.for_student`): nothing a student's
+code printed while the grader re-ran it (an error line, a log) reaches this page.
+Which report columns it shows, and their labels, the row type declares
+(:class:`~cifar_lab.instructor.report.ReportRow`).
 """
 
 from __future__ import annotations

@@ -2,13 +2,19 @@
 
 Each submission runs in a separate process (``python -m cifar_lab.instructor.rerun``,
 the *runner*) on copies of its notebooks, with the student's outputs cleared
-first so that nothing claimed survives unless it is recomputed. Two limits
-apply: a per-cell timeout (default 1 hour, enough for the full profile's
-training cells on a CPU) and a total timeout per submission (default 4 hours).
+first so that nothing claimed survives unless it is recomputed. Limits: a
+per-cell timeout (default 1 hour, enough for the full profile's training cells
+on a CPU), and for the whole re-run of a submission a total timeout (default 4
+hours), a memory ceiling (4096 MB, all its processes together), a disk quota
+(1024 MB) and a process limit (64), watched by the grader
+(:func:`~cifar_lab.instructor.sandbox.watch_tree`); past any of them the re-run is
+killed and the row names the limit. Its peak memory joins the row's
+``peak_memory_mb`` and the grader's closing peak line.
 
 **Isolation** (:mod:`cifar_lab.instructor.sandbox`). The runner and the
-kernels it starts run inside bubblewrap, else ``unshare``: no network, a
-read-only view of everything outside their working folder, and a pid namespace
+kernels it starts run inside bubblewrap, else ``unshare``: no network, under
+bubblewrap nothing visible but the Python install and environment, the course
+package and the data (read-only) and their working folder, and a pid namespace
 of their own, so that when the runner ends or is killed every process the
 notebooks started dies with it, detached children included. Where neither
 works, ``--rerun`` prints a loud warning and the README says to use a
@@ -28,6 +34,12 @@ is left. Checks are verified with the grader's own check functions, see
 :mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop.
 :func:`cifar_lab.instructor.claims.compare_claims` then compares every recorded
 result with the re-executed value.
+
+**Nothing sent back that a student's code wrote.** A failed notebook's error text,
+and the runner's log, are the student's code talking: the first goes to the
+instructor's report as a finding's ``detail``, the second to the grader's console,
+and neither to the student's feedback, which names failures and limits in the
+grader's words only (so a cell cannot print a file it read into it).
 """
 
 from __future__ import annotations

@@ -6,20 +6,57 @@
 starts, runs
 
 * with **no network**: a network namespace of its own (loopback only);
-* with a **read-only view** of the file system, except its working folder
-  (which also holds its private home and temporary folder);
 * in a **pid namespace** of its own: when the command's process ends or is
   killed, the kernel kills everything left in the namespace, detached
   children and double-forked daemons included;
 * with **no capabilities** (it cannot remount anything writable again).
 
-bubblewrap (Debian package ``bubblewrap``) also puts an empty ``/tmp`` and an
-empty copy of the grader's home over the real ones, so a notebook cannot read
-other submissions unpacked in the grader's temporary folder. ``unshare`` (util-linux) gets
-the same namespaces; it remounts every mount read-only instead and leaves ``/tmp``
-readable. Where neither works, :func:`isolation_warning` says so loudly: the
-notebooks then run as the grader's user, with the network, and only a
-clean environment and a process-tree sweep stand between them and the machine.
+**What it can read** (bubblewrap, Debian package ``bubblewrap``): nothing but what it
+is given. The cage's root is empty; into it go, read-only, the OS's programs and
+libraries (:data:`SYSTEM_READ_ONLY`: ``/usr``, the loader's cache; ``/bin``,
+``/lib`` ... as the links they are on merged-``/usr`` systems), a fresh ``/dev``
+and ``/proc``, and the paths the caller names: the Python install and the
+environment (:func:`python_install`, each also at its real path), the course
+package folder alone (not the checkout around it, whose ``notebooks/`` hold the
+answers), and the data (the CIFAR-10 copy and the decoded cache). Where one of
+those lies in the grader's home, that path is bound, not the home. So ``/``,
+``$HOME``, the grader's ``/tmp`` (other submissions unpacked there, earlier
+reports), the instructor's checkout and ``/etc`` stay out of sight; ``/tmp`` is
+an empty, read-only folder.
+
+**What it can write**: only its work folder, a tmpfs of ``disk_bytes`` (``--size``,
+bubblewrap 0.8 and later) mounted over the grader's folder, in which the
+grader's files show read-only; plus ``/dev/shm``, a separate :data:`SHM_BYTES`
+tmpfs. The empty root, ``/tmp`` and ``/dev`` are remounted read-only once set up.
+
+``unshare`` (util-linux) gets the same namespaces but no new root: it remounts
+every mount read-only and leaves everything readable, ``/``, ``$HOME`` and
+``/tmp`` included, and writes go to the grader's folder itself (no tmpfs; see
+below for its quota). Building a root by hand (a tmpfs, binds, ``pivot_root``)
+is what bubblewrap does; use it. Where neither works,
+:func:`isolation_warning` says so loudly: the notebooks then run as the grader's
+user, with the network, and only a clean environment, the ceilings and a
+process-tree sweep stand between them and the machine.
+
+**Ceilings** (:func:`watch_tree`, the grader's side, any backend): every 0.1 s the
+grader reads the cage's process tree from ``/proc`` (every process below the one
+it started, however detached) and stops the run at the first ceiling passed:
+resident memory summed over the tree (the same measure as :func:`run_limited`),
+the number of processes, the disk quota, the wall time. The message names the
+ceiling. Why these mechanisms:
+
+* *processes*: a count of the tree, not ``RLIMIT_NPROC``, which counts every process of the
+  user on the machine, and which does not bind a sandbox running as root (the grader's
+  user here); a fork bomb overshoots by what it forks in 0.1 s before it is killed.
+* *disk*: under bubblewrap a tmpfs of exactly ``disk_bytes``, a hard limit (a write past it
+  fails with ``ENOSPC``); the grader reads its fill through a member's
+  ``/proc/<pid>/root`` and stops the run when it is full, or holds more than
+  :data:`MAX_FILES` files (inodes cost kernel memory the tmpfs size does not count).
+  Without a tmpfs (``unshare``, none) the folder is walked once a second, and the
+  runner sets ``RLIMIT_FSIZE`` to the quota, so no single file can pass it between
+  two walks (many files can, by what the disk writes in a second).
+* tmpfs pages are memory, but not resident memory of a process: the machine gives a
+  re-run at most its memory ceiling plus its disk quota plus :data:`SHM_BYTES`.
 
 ``CIFAR_LAB_SANDBOX`` (``bwrap``, ``unshare`` or ``none``) picks a backend
 instead of the first one that works (``none`` is for debugging, never grading).
