@@ -29,7 +29,12 @@ from cifar_lab.instructor.findings import MEGABYTE, Finding
 from cifar_lab.instructor.grading import GradeSettings, grade_safely, grade_submission
 from cifar_lab.instructor.report import ReportRow
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.instructor.sandbox import Ceilings, sandbox_command, watch_tree
+from cifar_lab.instructor.sandbox import (
+    Ceilings,
+    isolation_warning,
+    sandbox_command,
+    watch_tree,
+)
 
 BWRAP = [backend_param("bwrap")]
 CHECKOUT = Path(cifar_lab.__file__).resolve().parents[1]
@@ -59,6 +64,12 @@ def test_bwrap_binds_neither_root_home_tmp_nor_the_checkout(tmp_path):
     quota = ["--size", str(MEGABYTE), "--tmpfs", str(tmp_path)]
     assert any(command[i : i + 4] == quota for i in range(len(command))), command
     assert environment["PYTHONPATH"] == str(CHECKOUT)  # an empty folder but for cifar_lab/
+
+
+def test_unshare_is_a_cage_with_a_warning_that_it_reads_everything():
+    warning = isolation_warning("unshare")
+    assert "CAN READ" in warning and "bubblewrap" in warning
+    assert isolation_warning("bwrap") is None
 
 
 def test_the_students_text_is_a_detail_the_feedback_never_shows():

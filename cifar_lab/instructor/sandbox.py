@@ -239,7 +239,10 @@ def _works(backend: str) -> bool:
     if shutil.which(backend) is None or (backend == "unshare" and not shutil.which("setpriv")):
         return False
     with tempfile.TemporaryDirectory(prefix="cifar_lab_probe_") as probe:
-        command = sandbox_command(["true"], backend=backend, work_dir=Path(probe))
+        # as the re-run uses it: a bwrap without --size (before 0.8) does not count as working
+        command = sandbox_command(
+            ["true"], backend=backend, work_dir=Path(probe), disk_bytes=MEGABYTE
+        )
         try:
             return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
         except (OSError, subprocess.SubprocessError):
@@ -268,7 +271,14 @@ def choose_backend() -> str | None:
 
 
 def isolation_warning(backend: str | None) -> str | None:
-    """A loud warning when student code would run without a sandbox, else None."""
+    """A loud warning when student code would run uncaged, or caged but able to read it all."""
+    if backend == "unshare":
+        return (
+            "WARNING: --rerun found no working bubblewrap (0.8 or later), only `unshare`: "
+            "student notebooks cannot write outside their folder or reach the network, but "
+            "they CAN READ every file you can (your home, /tmp, other submissions, the "
+            "answers). Install bubblewrap (Debian package `bubblewrap`)."
+        )
     if backend is not None:
         return None
     return (
