@@ -87,6 +87,9 @@ WATCHED = {  # a shell command line, the ceiling it passes, words of the message
     "memory": (f"{sys.executable} -c 'b = bytearray(400 << 20); import time; time.sleep(30)'",
                "memory limit"),
     "disk": ("head -c 80000000 /dev/zero > big; sleep 30", "disk quota"),
+    "memory file": (f"{sys.executable} -c 'import os, time; fd = os.memfd_create(\"m\"); "
+                    "[os.write(fd, bytes(1 << 20)) for _ in range(400)]; time.sleep(30)'",
+                    "memory limit"),  # written, never mapped: in no process's resident memory
 }  # fmt: skip
 
 

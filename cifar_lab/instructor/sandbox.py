@@ -407,6 +407,23 @@ def _folder_usage(work_dir: Path) -> tuple[int, int]:
     return used, files
 
 
+def _memfd_bytes(pids: list[int]) -> int:
+    """Bytes in the memory files (``memfd_create``) the processes hold open, each counted once.
+
+    Written with ``write()`` and never mapped, their pages are in no process's resident
+    memory, yet they are memory all the same.
+    """
+    sizes: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(entry.path).startswith("/memfd:"):
+                        stats = os.stat(entry.path)
+                        sizes[(stats.st_dev, stats.st_ino)] = stats.st_blocks * 512
+    return sum(sizes.values())
+
+
 def watch_tree(
     child: subprocess.Popen, ceilings: Ceilings, work_dir: Path, *, what: str, tmpfs: bool
 ) -> tuple[int, str | None]:
@@ -432,7 +449,7 @@ def watch_tree(
     limit = ceilings.disk_bytes / MEGABYTE
     while child.poll() is None:
         members = [child.pid, *descendants(child.pid)]
-        peak = max(peak, _resident_bytes(members))
+        peak = max(peak, _resident_bytes(members) + _memfd_bytes(members))
         now = time.monotonic()
         usage = None
         if tmpfs:
