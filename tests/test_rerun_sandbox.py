@@ -23,7 +23,7 @@ import cifar_lab
 from cifar_lab.instructor import rerun as rerun_module
 from cifar_lab.instructor.budget import Budget, Limits
 from cifar_lab.instructor.claims import LazyTestSet, compare_claims
-from cifar_lab.instructor.cli import peak_memory_line
+from cifar_lab.instructor.cli import peak_memory_line, rerun_settings
 from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import MEGABYTE, Finding
 from cifar_lab.instructor.grading import GradeSettings, grade_safely, grade_submission
@@ -70,6 +70,25 @@ def test_unshare_is_a_cage_with_a_warning_that_it_reads_everything():
     warning = isolation_warning("unshare")
     assert "CAN READ" in warning and "bubblewrap" in warning
     assert isolation_warning("bwrap") is None
+
+
+def test_the_ceilings_are_grade_options_with_defaults_below_the_issues_attacks():
+    from cifar_lab.__main__ import build_parser
+
+    grade = ["grade", "subs", "--out", "r.csv", "--rerun"]
+    default = rerun_settings(build_parser().parse_args(grade))
+    assert default == RerunSettings(profile=default.profile)  # defaults defined once
+    assert default.memory_bytes < 5 << 30 and default.disk_bytes < 3 << 30
+    assert default.max_processes < 300
+    limits = ["--rerun-memory-mb", "100", "--rerun-disk-mb", "10", "--rerun-processes", "9"]
+    chosen = rerun_settings(build_parser().parse_args(grade + limits))
+    assert (chosen.memory_bytes, chosen.disk_bytes, chosen.max_processes) == (
+        100 * MEGABYTE,
+        10 * MEGABYTE,
+        9,
+    )
+    with pytest.raises(ValueError, match="max_processes"):
+        RerunSettings(max_processes=2)  # the cage alone runs more
 
 
 def test_the_students_text_is_a_detail_the_feedback_never_shows():

@@ -41,9 +41,9 @@ process-tree sweep stand between them and the machine.
 **Ceilings** (:func:`watch_tree`, the grader's side, any backend): every 0.1 s the
 grader reads the cage's process tree from ``/proc`` (every process below the one
 it started, however detached) and stops the run at the first ceiling passed:
-resident memory summed over the tree (the same measure as :func:`run_limited`),
-the number of processes, the disk quota, the wall time. The message names the
-ceiling. Why these mechanisms:
+resident memory summed over the tree (the same measure as :func:`run_limited`)
+plus the memory files (``memfd_create``) it holds open, the number of processes,
+the disk quota, the wall time. The message names the ceiling. Why these mechanisms:
 
 * *processes*: a count of the tree, not ``RLIMIT_NPROC``, which counts every process of the
   user on the machine, and which does not bind a sandbox running as root (the grader's
@@ -57,6 +57,9 @@ ceiling. Why these mechanisms:
   two walks (many files can, by what the disk writes in a second).
 * tmpfs pages are memory, but not resident memory of a process: the machine gives a
   re-run at most its memory ceiling plus its disk quota plus :data:`SHM_BYTES`.
+* not counted: System V shared memory segments that no process has attached (in the
+  cage's own IPC namespace, which the grader cannot list), and GPU memory. A cgroup
+  would count everything, but needs privileges a grading laptop may not give.
 
 ``CIFAR_LAB_SANDBOX`` (``bwrap``, ``unshare`` or ``none``) picks a backend
 instead of the first one that works (``none`` is for debugging, never grading).
