@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from sandbox_fixtures import sandbox  # noqa: F401  (fixture)
 
 from cifar_lab.data.formats import CLASS_NAMES
 

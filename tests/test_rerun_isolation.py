@@ -19,50 +19,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from sandbox_fixtures import QUICK, SANDBOXED, run_probe
 
 from cifar_lab.instructor import rerun as rerun_module
 from cifar_lab.instructor.claims import compare_claims
 from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, with_pristine_checks
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
-from cifar_lab.instructor.sandbox import (
-    BACKENDS,
-    SANDBOX_ENV,
-    _works,
-    isolation_warning,
-    sandbox_command,
-)
-
-QUICK = RerunSettings(profile="quick", total_timeout=180, cell_timeout=120)
-
-
-def _backend_param(backend: str):
-    reason = f"{backend} does not work on this machine (install Debian `bubblewrap`/util-linux)"
-    return pytest.param(backend, marks=pytest.mark.skipif(not _works(backend), reason=reason))
-
-
-SANDBOXED = [_backend_param(backend) for backend in BACKENDS]
-
-
-@pytest.fixture
-def sandbox(request, monkeypatch):
-    """Select a backend through ``CIFAR_LAB_SANDBOX`` for one test."""
-    monkeypatch.setenv(SANDBOX_ENV, request.param)
-    rerun_module._backend_once.cache_clear()
-    yield request.param
-    rerun_module._backend_once.cache_clear()
-
-
-def _run(folder: Path, *cells: str, settings: RerunSettings = QUICK) -> tuple[dict, str | None]:
-    """Re-run a one-notebook submission made of ``cells``; return (record, problem)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell("import cifar_lab as lab")]
-        + [nbformat.v4.new_code_cell(cell) for cell in cells]
-    )
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nbformat.write(notebook, folder / "01_probe.ipynb")
-    records, problem = rerun_notebooks(folder, ["01_probe"], settings)
-    return records.get("01_probe", {}), problem
+from cifar_lab.instructor.sandbox import SANDBOX_ENV, _works, isolation_warning, sandbox_command
 
 
 def _with_marker(marker: str) -> list[int]:
@@ -122,7 +85,7 @@ lab.record("wrote_home", attempt({str(home_file)!r}))
 lab.record("wrote_own_folder", attempt("scratch.txt"))
 """
     try:
-        record, problem = _run(tmp_path / "sub", cell)
+        record, problem = run_probe(tmp_path / "sub", cell)
     finally:
         home_written = home_file.exists()
         home_file.unlink(missing_ok=True)
@@ -138,7 +101,7 @@ def test_the_grader_environment_does_not_reach_the_kernel(tmp_path, sandbox, mon
     cell = """import os
 lab.record("sentinel_seen", float("GRADER_SECRET_SENTINEL" in os.environ))
 lab.record("private_home", float(os.environ["HOME"].startswith(os.getcwd())))"""
-    record, problem = _run(tmp_path / "sub", cell)
+    record, problem = run_probe(tmp_path / "sub", cell)
     assert problem is None, record
     assert record["results"] == {"sentinel_seen": 0.0, "private_home": 1.0}
 
@@ -163,7 +126,7 @@ def marked(pid):
         return False
 daemon = any(marked(p) for p in os.listdir("/proc") if p.isdigit())
 lab.record("started", float(child.poll() is None and daemon))"""
-    record, problem = _run(tmp_path / "sub", cell)
+    record, problem = run_probe(tmp_path / "sub", cell)
     assert problem is None and record["results"] == {"started": 1.0}, record
     deadline = time.time() + 10
     while _with_marker(marker) and time.time() < deadline:
@@ -183,7 +146,7 @@ for name in ("status.jsonl", os.path.join(os.environ["TMPDIR"], "status.jsonl"))
         out.write(json.dumps({{"notebook": "01_probe", "status": "ok", "results": {{}}}}) + "\\n")
 time.sleep(120)"""
         settings = RerunSettings(profile="quick", total_timeout=15, cell_timeout=120)
-        record, problem = _run(tmp_path / "sub", cell, settings=settings)
+        record, problem = run_probe(tmp_path / "sub", cell, settings=settings)
         assert "total limit of 15 s" in problem and record == {}  # nothing read from the file
         time.sleep(1)
         assert victim.poll() is None, "the grader killed a process named in a student file"
@@ -205,7 +168,7 @@ try:
 except OSError:
     connected = 0.0
 lab.record("connected", connected)"""
-        record, problem = _run(tmp_path / "sub", cell)
+        record, problem = run_probe(tmp_path / "sub", cell)
         assert problem is None and record["results"] == {"connected": 0.0}, record
         with pytest.raises(BlockingIOError):
             server.accept()
@@ -229,7 +192,7 @@ PATCHES = {
 def test_a_patched_check_does_not_pass_a_failing_exercise(tmp_path, patch, monkeypatch):
     monkeypatch.setenv(SANDBOX_ENV, "bwrap" if _works("bwrap") else "none")
     rerun_module._backend_once.cache_clear()
-    record, problem = _run(
+    record, problem = run_probe(
         tmp_path / "sub", "value = 0.1  # the student's answer", PATCHES[patch], CHECK
     )
     assert record["status"] == "failed", record
@@ -244,7 +207,7 @@ def test_a_patched_check_does_not_pass_a_failing_exercise(tmp_path, patch, monke
 
 @pytest.mark.slow
 def test_an_honest_check_passes_under_verification(tmp_path):
-    record, problem = _run(tmp_path / "sub", "value = 0.5", CHECK, "lab.record('v', value)")
+    record, problem = run_probe(tmp_path / "sub", "value = 0.5", CHECK, "lab.record('v', value)")
     assert problem is None and record["status"] == "ok", record
     assert record["checks_verified"] == 1 and record["results"] == {"v": 0.5}
 

@@ -446,7 +446,10 @@ def compare_claims(
         record = records.get(name, {"status": "failed", "error": "did not run", "results": {}})
         if record["status"] != "ok":
             failed = True
-            findings.append(Finding("flagged", name, f"rerun failed: {record['error']}"))
+            kind = record.get("error_kind") or "did not run"  # the grader's words; the
+            message = f"rerun failed: {kind}"  # error's text is the student's: detail only
+            detail = "" if record["error"] in (None, kind) else record["error"]
+            findings.append(Finding("flagged", name, message, detail=detail))
         for result, value in results.items():
             again = record["results"].get(result)
             if again is None or not math.isclose(value, again, abs_tol=tolerance):

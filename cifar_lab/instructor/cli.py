@@ -137,6 +137,9 @@ def rerun_settings(args: argparse.Namespace) -> RerunSettings | None:
         profile=args.rerun_profile,
         tolerance=args.rerun_tolerance,
         source=args.source,
+        memory_bytes=int(args.rerun_memory_mb * MEGABYTE),
+        disk_bytes=int(args.rerun_disk_mb * MEGABYTE),
+        max_processes=args.rerun_processes,
     )
 
 
@@ -198,7 +201,7 @@ def _grade(args: argparse.Namespace) -> int:
     print(
         f"{len(rows)} submissions: {summary}, {damaged} damaged; wrote {csv_path} and {json_path}"
     )
-    print(peak_memory_line())
+    print(peak_memory_line(rows))
     print(seconds_line(rows))
     if feedback is not None:
         print(f"feedback for each student in {feedback}")
@@ -404,6 +407,24 @@ def _add_rerun_options(grade: argparse.ArgumentParser) -> None:
         default=rerun["tolerance"],
         help="claim vs re-execution, " + DEFAULT,
     )
+    grade.add_argument(
+        "--rerun-memory-mb",
+        type=_positive(float),
+        default=rerun["memory_bytes"] / MEGABYTE,
+        help="memory of one student's whole re-run (killed above), " + DEFAULT,
+    )
+    grade.add_argument(
+        "--rerun-disk-mb",
+        type=_positive(float),
+        default=rerun["disk_bytes"] / MEGABYTE,
+        help="what one student's re-run may write (killed when full), " + DEFAULT,
+    )
+    grade.add_argument(
+        "--rerun-processes",
+        type=_positive(int),
+        default=rerun["max_processes"],
+        help="processes one student's re-run may run at once (killed above), " + DEFAULT,
+    )
 
 
 def add_cli(subparsers) -> None:
@@ -496,8 +517,13 @@ def seconds_line(rows: list[dict]) -> str:
     return f"time per student: mean {mean:.1f} s, max {max(seconds):.1f} s ({len(seconds)} timed)"
 
 
-def peak_memory_line() -> str:
-    """This process's peak resident memory and its largest child's, in MB (Linux and macOS)."""
+def peak_memory_line(rows: list[dict] = ()) -> str:
+    """This process's peak resident memory and its largest child's, in MB (Linux and macOS).
+
+    Args:
+        rows: the report's rows; their ``peak_memory_mb`` (model scoring, the whole
+            re-run: trees the kernel's own count misses) count as children too.
+    """
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     # VmHWM where there is /proc: unlike ru_maxrss, it does not carry over across exec the
     # peak of a large process that forked this one (Linux keeps that in ru_maxrss).
@@ -506,4 +532,6 @@ def peak_memory_line() -> str:
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     own /= MEGABYTE
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / MEGABYTE
+    graded = [row.get("peak_memory_mb") for row in rows]
+    child = max([child, *[peak for peak in graded if isinstance(peak, int | float)]])
     return f"peak memory: grader {own:.0f} MB, largest child process {child:.0f} MB"

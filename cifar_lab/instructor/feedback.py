@@ -10,8 +10,11 @@ printed them; the written answers, with the points and comment a person gave
 Part V's claimed accuracies next to the test accuracy the grader recomputed
 from the saved model. It holds no cell source, so no solution text, and
 nothing the student could not see in their own notebook apart from the
-grader's verdicts. Which report columns it shows, and their labels, the row
-type declares (:class:`~cifar_lab.instructor.report.ReportRow`).
+grader's verdicts. Problems appear in the grader's words only
+(:meth:`~cifar_lab.instructor.findings.Finding.for_student`): nothing a student's
+code printed while the grader re-ran it (an error line, a log) reaches this page.
+Which report columns it shows, and their labels, the row type declares
+(:class:`~cifar_lab.instructor.report.ReportRow`).
 
 The file is named by the row's ``student_id``
 (:func:`~cifar_lab.instructor.report.student_id`), unique per student name, so

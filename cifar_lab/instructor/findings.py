@@ -33,18 +33,27 @@ class Finding:
         where: notebook stem, ``"part5"`` or ``"submission"``.
         message: what is wrong.
         fix: what the student should do about it.
+        detail: text the student's code produced while the grader ran it (a re-run's
+            error line). The instructor's report shows it after the message; the
+            student's feedback never does (:meth:`for_student`), so a re-run cannot
+            send back what it read.
     """
 
     severity: str
     where: str
     message: str
     fix: str = ""
+    detail: str = ""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
 
     def __str__(self) -> str:
+        return self.for_student() + (f" ({self.detail})" if self.detail else "")
+
+    def for_student(self) -> str:
+        """The finding in the grader's own words only: what the student's feedback shows."""
         return f"{self.where[:2] if self.where[:2].isdigit() else self.where}: {self.message}"
 
 

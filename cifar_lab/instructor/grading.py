@@ -202,7 +202,7 @@ def _part5(
 
 
 def _rerun(
-    root: Path, inspections: list, settings: RerunSettings
+    root: Path, inspections: list, settings: RerunSettings, budget: Budget | None
 ) -> tuple[str, list, dict[str, dict] | None]:
     """(rerun state, findings, the runner's record per notebook) of one re-execution.
 
@@ -212,7 +212,7 @@ def _rerun(
     readable = [i for i in inspections if i.state == "ok"]
     if not readable:
         return "not-run", [], None
-    records, problem = rerun_notebooks(root, [i.name for i in readable], settings)
+    records, problem = rerun_notebooks(root, [i.name for i in readable], settings, budget)
     claimed = {i.name: i.results for i in readable}
     state, findings = compare_claims(claimed, records, problem, tolerance=settings.tolerance)
     return state, findings + _hashes_finding(records), records
@@ -257,7 +257,9 @@ def grade_root(
     rerun_state, rerun_findings, records = "not-run", [], None
     if settings.rerun is not None:  # after part5/ was read; before scoring: probes decide points
         with suspended_budget(budget):  # re-runs have their own --total-timeout
-            rerun_state, rerun_findings, records = _rerun(root, inspections, settings.rerun)
+            rerun_state, rerun_findings, records = _rerun(
+                root, inspections, settings.rerun, budget
+            )
     scores = score_submission(
         root, inspections, settings.manifest, settings.max_notebook_bytes, verified, records
     )
@@ -307,9 +309,15 @@ def _points(scores: list[NotebookScore]) -> dict[str, int | float]:
 def _with_feedback(
     row: ReportRow, scores: list[NotebookScore], findings: list[Finding], folder: Path | None
 ) -> ReportRow:
-    """Write the student's feedback page (when ``folder`` is given); return the row."""
+    """Write the student's feedback page (when ``folder`` is given); return the row.
+
+    The page lists the findings in the grader's words only (:meth:`Finding.for_student`):
+    no text the student's code produced while the grader ran it reaches the student.
+    """
     if folder is not None:
-        write_feedback(folder, row, scores, {str(f): f.fix for f in findings if f.fix})
+        problems = tuple(f.for_student() for f in findings)
+        fixes = {f.for_student(): f.fix for f in findings if f.fix}
+        write_feedback(folder, dataclasses.replace(row, problems=problems), scores, fixes)
     return row
 
 
@@ -428,6 +436,8 @@ def grade_safely(
         problems = (*row.problems[:MAX_PROBLEMS], f"... and {hidden} more problems")
         row = dataclasses.replace(row, problems=problems)
     row = dataclasses.replace(row, grading_seconds=round(time.perf_counter() - start, 1))
+    if peaks:
+        row = dataclasses.replace(row, peak_memory_mb=round(max(peaks) / MEGABYTE))
     return row, peaks
 
 
@@ -463,6 +473,6 @@ def run_batch(
         row, peaks = grade_safely(student, path, grade_one, limits)
         rows.append(report.add(row) if report is not None else row.record())
         if verbose:
-            child = f" (scoring peak {max(peaks) / MEGABYTE:.0f} MB)" if peaks else ""
+            child = f" (peak {max(peaks) / MEGABYTE:.0f} MB)" if peaks else ""
             print(f"graded {student}: {row.status}{child}", flush=True)
     return rows

@@ -248,6 +248,13 @@ class ReportRow:
     grading_seconds: float | Blank = field(
         default="", metadata=about("wall seconds this submission took to grade, all of it")
     )
+    peak_memory_mb: int | Blank = field(
+        default="",
+        metadata=about(
+            "peak resident memory of the processes grading started for it "
+            "(model scoring, the whole re-run), MB"
+        ),
+    )
     student_id: str = field(
         init=False,
         default="",

@@ -2,9 +2,14 @@
 
 Each submission runs in a separate process (``python -m cifar_lab.instructor.rerun``,
 the *runner*) on copies of its notebooks, with the student's outputs cleared
-first so that nothing claimed survives unless it is recomputed. Two limits
-apply: a per-cell timeout (default 1 hour, enough for the full profile's
-training cells on a CPU) and a total timeout per submission (default 4 hours).
+first so that nothing claimed survives unless it is recomputed. Limits: a
+per-cell timeout (default 1 hour, enough for the full profile's training cells
+on a CPU), and for the whole re-run of a submission a total timeout (default 4
+hours), a memory ceiling (4096 MB, all its processes together), a disk quota
+(1024 MB) and a process limit (64), watched by the grader
+(:func:`~cifar_lab.instructor.sandbox.watch_tree`); past any of them the re-run is
+killed and the row names the limit. Its peak memory joins the row's
+``peak_memory_mb`` and the grader's closing peak line.
 The default profile is the quick one (:class:`RerunSettings`, the one place it is set).
 
 **What runs is what was handed in.** Before anything runs, the grader copies every
@@ -17,8 +22,9 @@ started in the working folder. A file the student's code writes (a rewritten
 record carries the hash it ran from.
 
 **Isolation** (:mod:`cifar_lab.instructor.sandbox`). The runner and the
-kernels it starts run inside bubblewrap, else ``unshare``: no network, a
-read-only view of everything outside their working folder, and a pid namespace
+kernels it starts run inside bubblewrap, else ``unshare``: no network, under
+bubblewrap nothing visible but the Python install and environment, the course
+package and the data (read-only) and their working folder, and a pid namespace
 of their own, so that when the runner ends or is killed every process the
 notebooks started dies with it, detached children included. Where neither
 works, ``grade`` prints a loud warning and the README says to use a
@@ -40,6 +46,12 @@ after each notebook the runner runs the grader's probes of it in its kernel
 (:mod:`cifar_lab.instructor.verdicts`), whose verdicts decide the probed checks.
 :func:`cifar_lab.instructor.claims.compare_claims` then compares every recorded
 result with the re-executed value.
+
+**Nothing sent back that a student's code wrote.** A failed notebook's error text,
+and the runner's log, are the student's code talking: the first goes to the
+instructor's report as a finding's ``detail``, the second to the grader's console,
+and neither to the student's feedback, which names failures and limits in the
+grader's words only (so a cell cannot print a file it read into it).
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -58,7 +71,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar_lab.checks import check_int, check_number
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
@@ -67,11 +80,14 @@ from cifar_lab.instructor.inspection import recorded_results
 from cifar_lab.instructor.notebooks import notebook_client
 from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, is_check_cell, with_pristine_checks
 from cifar_lab.instructor.sandbox import (
+    Ceilings,
     choose_backend,
     clean_environment,
     isolation_warning,
     kill_descendants,
+    python_install,
     sandbox_command,
+    watch_tree,
 )
 from cifar_lab.instructor.verdicts import (
     ACCURACY_PROBES,
@@ -80,6 +96,9 @@ from cifar_lab.instructor.verdicts import (
     probe_notebook,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
+
+if TYPE_CHECKING:  # the runner, started in the cage, need not import numpy for it
+    from cifar_lab.instructor.budget import Budget
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
@@ -97,6 +116,10 @@ class RerunSettings:
         profile: ``CIFAR_LAB_PROFILE`` for the kernels (``"full"`` or ``"quick"``).
         tolerance: largest accepted |claimed - recomputed| for a recorded result.
         source: CIFAR-10 copy for the kernels (``CIFAR10_SOURCE``), or None.
+        memory_bytes: resident memory of the whole re-run (runner, kernels, whatever they
+            start), summed; past it the re-run is killed.
+        disk_bytes: what the notebooks may write (bubblewrap: a tmpfs of this size).
+        max_processes: live processes in the cage, the sandbox's own included.
     """
 
     cell_timeout: int = 3600
@@ -104,10 +127,16 @@ class RerunSettings:
     profile: str = "quick"  # the grading default: every notebook re-runs in minutes
     tolerance: float = DEFAULT_RERUN_TOLERANCE
     source: str | None = None
+    memory_bytes: int = 4096 * MEGABYTE
+    disk_bytes: int = 1024 * MEGABYTE
+    max_processes: int = 64
 
     def __post_init__(self) -> None:
         for name in ("cell_timeout", "total_timeout"):  # whole seconds
             check_int(name, getattr(self, name), minimum=1)
+        for name in ("memory_bytes", "disk_bytes"):
+            check_int(name, getattr(self, name), minimum=MEGABYTE)
+        check_int("max_processes", self.max_processes, minimum=8)  # the cage itself uses ~4
         check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         get_profile(self.profile)  # a typo fails here, not hours later
 
@@ -125,7 +154,8 @@ def _shared_cache(source: str) -> Path | None:
 
 def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], list[Path]]:
     """(clean environment, folders the sandbox must show read-only)."""
-    home, package_parent = work / ".home", Path(__file__).resolve().parents[2]
+    package = Path(__file__).resolve().parents[1]  # cifar_lab/, not the checkout around it
+    home, package_parent = work / ".home", package.parent
     (home / ".cache").mkdir(parents=True)
     (work / ".tmp").mkdir()
     source = settings.source  # a named source ("synthetic") passes as it is; a path, resolved
@@ -141,9 +171,8 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
         CIFAR_LAB_CACHE=str(shared or home / ".cache" / "cifar_lab"),
         **{PROFILE_ENV: settings.profile},
     )
-    python = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1]]
     folders = [Path(p) for p in (source, shared) if p and p not in NAMED_SOURCES]
-    visible = [*python, package_parent, *folders]
+    visible = [*python_install(), package, *folders]
     return environment, visible
 
 
@@ -157,7 +186,7 @@ def _backend_once() -> str | None:
 
 
 def rerun_notebooks(
-    folder: Path, names: list[str], settings: RerunSettings
+    folder: Path, names: list[str], settings: RerunSettings, budget: Budget | None = None
 ) -> tuple[dict[str, dict], str | None]:
     """Execute copies of ``folder/<name>.ipynb`` in order, in a sandboxed child process.
 
@@ -165,11 +194,16 @@ def rerun_notebooks(
         folder: the submission's notebook folder (not modified).
         names: notebook stems to run, in order.
         settings: limits and environment.
+        budget: the submission's budget; the re-run's peak memory is added to its
+            ``child_peaks`` (None: not recorded).
 
     Returns:
-        (record per notebook that finished: ``{"status", "error", "results",
-        "checks_verified", "cells", "sha256", "verdicts"}``, None or what went wrong
-        with the process as a whole, e.g. the total limit). ``cells`` maps the index (a
+        (record per notebook that finished: ``{"status", "error", "error_kind",
+        "results", "checks_verified", "cells", "sha256", "verdicts"}``, None or what
+        went wrong with the process as a whole in the grader's own words, e.g. the
+        limit it passed). ``error`` is text the student's code produced (for the
+        instructor only); ``error_kind`` says what failed in the grader's words
+        (e.g. "a cell raised an error"). ``cells`` maps the index (a
         string) of each code cell that ran, in the notebook as handed in, to
         ``"ok"`` or ``"error"``, as the kernel replied;
         ``sha256`` is the hash of the notebook as handed in, the one that ran;
@@ -186,12 +220,17 @@ def rerun_notebooks(
         # -P: the runner imports nothing from its working folder, which the kernels can write
         command = [sys.executable, "-P", "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
-        command += ["--work-dir", str(work)]
+        command += ["--work-dir", str(work), "--max-file-bytes", str(settings.disk_bytes)]
         for name in names:  # one hash per notebook, in the notebooks' order
             command += ["--sha256", digests[name]]
         command += [str(handed_in / f"{name}.ipynb") for name in names]
+        disk = settings.disk_bytes if backend == "bwrap" else None
         command = sandbox_command(
-            command, backend=backend, work_dir=work, read_only=[*visible, handed_in]
+            command,
+            backend=backend,
+            work_dir=work,
+            read_only=[*visible, handed_in],
+            disk_bytes=disk,
         )
         log_path = Path(temporary) / "rerun.log"  # outside the notebooks' folder
         with open(log_path, "wb") as log:
@@ -201,18 +240,29 @@ def rerun_notebooks(
             )  # fmt: skip
         os.close(write_end)
         report = _PipeReader(read_end)
+        ceilings = Ceilings(
+            settings.memory_bytes, settings.disk_bytes, settings.max_processes,
+            settings.total_timeout,
+        )  # fmt: skip
+        tmpfs = disk is not None  # else the folder is walked for its size
         try:
-            code, problem = child.wait(timeout=settings.total_timeout), None
-        except subprocess.TimeoutExpired:
-            code, problem = 0, f"stopped at the total limit of {settings.total_timeout} s"
+            peak, problem = watch_tree(child, ceilings, work, what="the re-run", tmpfs=tmpfs)
         finally:
             kill_tree(child)
         report.join()
-        if code != 0:
-            last = (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
-            problem = f"the rerun process exited with code {code}: {last[:200]}"
+        if budget is not None:
+            budget.child_peaks.append(peak)
+        if problem is None and child.returncode != 0:  # the runner or the sandbox failed
+            problem = f"the rerun process exited with code {child.returncode}"
+            _print_log_tail(log_path, problem)
         _writable_again(handed_in)  # so that the temporary folder can be removed
         return _parse_status(report.data), problem
+
+
+def _print_log_tail(log_path: Path, problem: str) -> None:
+    """Show the instructor the end of the runner's log (it may hold student text: never a row)."""
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+    print(f"{problem}; its log ends:", *[f"  {line[:300]}" for line in tail], sep="\n")
 
 
 def hand_in(folder: Path, names: list[str], copies: Path) -> dict[str, str]:
@@ -283,6 +333,14 @@ def _parse_status(data: bytes) -> dict[str, dict]:
     return records
 
 
+# how a failed notebook is named to the student (the error's own text is the student's)
+_ERROR_KINDS = {
+    "CellExecutionError": "a cell raised an error",
+    "CellTimeoutError": "a cell ran longer than the cell timeout",
+    "DeadKernelError": "the kernel died",
+}
+
+
 def _read_handed_in(path: Path) -> tuple[bytes, str]:
     """The bytes of one handed-in copy and their SHA-256 (read before any cell runs)."""
     data = path.read_bytes()
@@ -316,7 +374,7 @@ def _execute(
     import nbformat
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
-    record["sha256"] = digest
+    record["sha256"], record["error_kind"] = digest, None
     notebook, verified, client = None, {"checks": 0, "cells": {}}, None
     try:
         if digest != expected:  # never runs: something changed the grader's copy
@@ -335,7 +393,9 @@ def _execute(
         lines = [line for line in text.strip().splitlines() if line.strip("-=~ ")]
         lines = lines or [type(error).__name__]  # a timeout's first line says it; its last is ---
         line = lines[0] if isinstance(error, TimeoutError) else lines[-1]
-        record.update(status="failed", error=f"{type(error).__name__}: {line[:300]}")
+        kind = type(error).__name__
+        words = _ERROR_KINDS.get(kind, kind)
+        record.update(status="failed", error=f"{kind}: {line[:300]}", error_kind=words)
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
     record["cells"] = verified["cells"]
@@ -426,11 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-fd", type=int, required=True)
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--sha256", action="append", required=True, help="one per notebook")
+    parser.add_argument("--max-file-bytes", type=int, default=None)
     parser.add_argument("notebooks", type=Path, nargs="+")
     args = parser.parse_args(argv)
     if len(args.sha256) != len(args.notebooks):
         parser.error("give one --sha256 per notebook")
     _harden(args.status_fd)
+    if args.max_file_bytes is not None:  # no file over the disk quota, even without a tmpfs
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.max_file_bytes, args.max_file_bytes))
     signal.signal(signal.SIGTERM, lambda *_: (kill_descendants(os.getpid()), os._exit(1)))
     # every notebook is read, and hashed, before the first cell of the first one runs
     handed_in = [(path, *_read_handed_in(path)) for path in args.notebooks]

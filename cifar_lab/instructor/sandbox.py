@@ -6,20 +6,60 @@
 starts, runs
 
 * with **no network**: a network namespace of its own (loopback only);
-* with a **read-only view** of the file system, except its working folder
-  (which also holds its private home and temporary folder);
 * in a **pid namespace** of its own: when the command's process ends or is
   killed, the kernel kills everything left in the namespace, detached
   children and double-forked daemons included;
 * with **no capabilities** (it cannot remount anything writable again).
 
-bubblewrap (Debian package ``bubblewrap``) also puts an empty ``/tmp`` and an
-empty copy of the grader's home over the real ones, so a notebook cannot read
-other submissions unpacked in the grader's temporary folder. ``unshare`` (util-linux) gets
-the same namespaces; it remounts every mount read-only instead and leaves ``/tmp``
-readable. Where neither works, :func:`isolation_warning` says so loudly: the
-notebooks then run as the grader's user, with the network, and only a
-clean environment and a process-tree sweep stand between them and the machine.
+**What it can read** (bubblewrap, Debian package ``bubblewrap``): nothing but what it
+is given. The cage's root is empty; into it go, read-only, the OS's programs and
+libraries (:data:`SYSTEM_READ_ONLY`: ``/usr``, the loader's cache; ``/bin``,
+``/lib`` ... as the links they are on merged-``/usr`` systems), a fresh ``/dev``
+and ``/proc``, and the paths the caller names: the Python install and the
+environment (:func:`python_install`, each also at its real path), the course
+package folder alone (not the checkout around it, whose ``notebooks/`` hold the
+answers), and the data (the CIFAR-10 copy and the decoded cache). Where one of
+those lies in the grader's home, that path is bound, not the home. So ``/``,
+``$HOME``, the grader's ``/tmp`` (other submissions unpacked there, earlier
+reports), the instructor's checkout and ``/etc`` stay out of sight; ``/tmp`` is
+an empty, read-only folder.
+
+**What it can write**: only its work folder, a tmpfs of ``disk_bytes`` (``--size``,
+bubblewrap 0.8 and later) mounted over the grader's folder, in which the
+grader's files show read-only; plus ``/dev/shm``, a separate :data:`SHM_BYTES`
+tmpfs. The empty root, ``/tmp`` and ``/dev`` are remounted read-only once set up.
+
+``unshare`` (util-linux) gets the same namespaces but no new root: it remounts
+every mount read-only and leaves everything readable, ``/``, ``$HOME`` and
+``/tmp`` included, and writes go to the grader's folder itself (no tmpfs; see
+below for its quota). Building a root by hand (a tmpfs, binds, ``pivot_root``)
+is what bubblewrap does; use it. Where neither works,
+:func:`isolation_warning` says so loudly: the notebooks then run as the grader's
+user, with the network, and only a clean environment, the ceilings and a
+process-tree sweep stand between them and the machine.
+
+**Ceilings** (:func:`watch_tree`, the grader's side, any backend): every 0.2 s the
+grader reads the cage's process tree from ``/proc`` (every process below the one
+it started, however detached) and stops the run at the first ceiling passed:
+resident memory summed over the tree (the same measure as :func:`run_limited`)
+plus the memory files (``memfd_create``) it holds open, the number of processes,
+the disk quota, the wall time. The message names the ceiling. Why these mechanisms:
+
+* *processes*: a count of the tree, not ``RLIMIT_NPROC``, which counts every process of the
+  user on the machine, and which does not bind a sandbox running as root (the grader's
+  user here); a fork bomb overshoots by what it forks in 0.2 s before it is killed.
+* *disk*: under bubblewrap a tmpfs of exactly ``disk_bytes``, a hard limit (a write past it
+  fails with ``ENOSPC``); the grader reads its fill through a member's
+  ``/proc/<pid>/root`` and stops the run when it is full, or holds more than
+  :data:`MAX_FILES` files (inodes cost kernel memory the tmpfs size does not count).
+  Without a tmpfs (``unshare``, none) the folder is walked once a second, and the
+  runner sets ``RLIMIT_FSIZE`` to the quota, so no single file can pass it between
+  two walks (many files can, by what the disk writes in a second).
+* tmpfs pages are memory, but not resident memory of a process: the machine gives a
+  re-run at most its memory ceiling plus its disk quota plus :data:`SHM_BYTES`.
+* not counted: System V shared memory segments that no process has attached (in the
+  cage's own IPC namespace, which the grader cannot list), and GPU memory. A cgroup
+  would count everything, but needs privileges a grading laptop may not give.
 
 ``CIFAR_LAB_SANDBOX`` (``bwrap``, ``unshare`` or ``none``) picks a backend
 instead of the first one that works (``none`` is for debugging, never grading).
@@ -88,18 +128,58 @@ exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all "$@"
 """
 
 
-def _bwrap_prefix(work_dir: Path, read_only: list[Path]) -> list[str]:
-    prefix = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    prefix += ["--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
-    home = Path.home()
-    if home != Path("/") and not any(_inside(p, home) for p in [work_dir, *read_only]):
-        prefix += ["--tmpfs", str(home)]  # the grader's home: empty, not readable
+# What every program needs besides Python: the OS's programs and libraries, the loader's
+# cache. Merged-/usr systems have /bin, /lib ... as links into /usr; they are re-created as links.
+SYSTEM_READ_ONLY = ("/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d")
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SHM_BYTES = 64 * MEGABYTE  # /dev/shm (POSIX shared memory, semaphores): its own small quota
+
+
+def _bwrap_prefix(work_dir: Path, read_only: list[Path], disk_bytes: int | None) -> list[str]:
+    """bwrap's options: an empty root, then only what the command must see (see the module doc)."""
+    prefix = ["bwrap", *_NAMESPACES, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for path in SYSTEM_LINKS:
+        if os.path.islink(path):
+            prefix += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            prefix += ["--ro-bind", path, path]
+    for path in SYSTEM_READ_ONLY:
+        prefix += ["--ro-bind-try", path, path]
+    prefix += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    prefix += ["--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
     for device in [*sorted(Path("/dev").glob("nvidia*")), Path("/dev/dri")]:
         prefix += ["--dev-bind-try", str(device), str(device)]  # a GPU, where there is one
-    for path in read_only:  # after the tmpfs mounts, so that they stay visible
+    for path in _with_real_paths(read_only):
         prefix += ["--ro-bind-try", str(path), str(path)]
-    prefix += ["--bind", str(work_dir), str(work_dir), "--chdir", str(work_dir)]
-    return prefix + _NAMESPACES + ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if disk_bytes is None:  # the folder itself, writable
+        prefix += ["--bind", str(work_dir), str(work_dir)]
+    else:  # a size-limited tmpfs; what the grader put there shows through read-only
+        prefix += ["--size", str(disk_bytes), "--tmpfs", str(work_dir)]
+        prefix += _grader_files(work_dir)
+    # the empty root, /tmp and /dev were made writable by bwrap for its own set-up: not after it
+    prefix += ["--remount-ro", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/"]
+    return [*prefix, "--chdir", str(work_dir)]
+
+
+def _with_real_paths(paths: list[Path]) -> list[Path]:
+    """``paths`` and, where a link leads elsewhere, where it leads (both are used to reach it)."""
+    found: list[Path] = []
+    for path in paths:
+        for each in (Path(os.path.abspath(path)), Path(path).resolve()):
+            if each not in found and each != Path("/"):
+                found.append(each)
+    return found
+
+
+def _grader_files(work_dir: Path) -> list[str]:
+    """Re-create ``work_dir``'s tree in the cage: folders empty and writable, files read-only."""
+    options = []
+    for folder, subfolders, files in os.walk(work_dir):
+        for name in sorted(subfolders):
+            options += ["--dir", os.path.join(folder, name)]
+        for name in sorted(files):
+            options += ["--ro-bind", os.path.join(folder, name), os.path.join(folder, name)]
+    return options
 
 
 def _unshare_prefix(work_dir: Path) -> list[str]:
@@ -110,12 +190,25 @@ def _unshare_prefix(work_dir: Path) -> list[str]:
     return [*prefix, "sh", "-c", _READ_ONLY_SCRIPT, "sandbox", str(work_dir)]
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return Path(path).resolve().is_relative_to(folder.resolve())
+def python_install() -> list[Path]:
+    """The folders this Python runs from: its install and its environment (a venv).
+
+    Returns:
+        ``sys.prefix``, ``sys.base_prefix`` (and the exec prefixes where they differ) and
+        the folder above the real interpreter, each once; never ``/``.
+    """
+    folders = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
+    folders.append(str(Path(sys.executable).resolve().parents[1]))
+    return [Path(f) for f in dict.fromkeys(folders) if Path(f) != Path("/")]
 
 
 def sandbox_command(
-    command: list[str], *, backend: str | None, work_dir: Path, read_only: list[Path] = ()
+    command: list[str],
+    *,
+    backend: str | None,
+    work_dir: Path,
+    read_only: list[Path] = (),
+    disk_bytes: int | None = None,
 ) -> list[str]:
     """Wrap ``command`` so that it runs isolated by ``backend``.
 
@@ -123,8 +216,13 @@ def sandbox_command(
         command: the program and its arguments.
         backend: ``"bwrap"``, ``"unshare"`` or None (returns ``command`` unchanged).
         work_dir: the only writable folder; the command starts in it.
-        read_only: folders it must see although they may lie under ``/tmp`` or
-            the grader's home (the Python environment, the data, its cache).
+        read_only: files and folders it may read (the Python install and environment,
+            the course package, the data); with bubblewrap it sees nothing else but
+            :data:`SYSTEM_READ_ONLY`.
+        disk_bytes: with bubblewrap, the command writes to a tmpfs of this size mounted
+            on ``work_dir``, in which the files already in ``work_dir`` show read-only
+            and its folders empty (None: ``work_dir`` itself, writable, no quota; and
+            always so with ``unshare``).
 
     Returns:
         The command line to start.
@@ -132,7 +230,7 @@ def sandbox_command(
     if backend is None:
         return list(command)
     if backend == "bwrap":
-        prefix = _bwrap_prefix(Path(work_dir), [Path(p) for p in read_only])
+        prefix = _bwrap_prefix(Path(work_dir), [Path(p) for p in read_only], disk_bytes)
         return [*prefix, "--", *command]
     if backend == "unshare":
         return [*_unshare_prefix(Path(work_dir)), *command]
@@ -144,7 +242,10 @@ def _works(backend: str) -> bool:
     if shutil.which(backend) is None or (backend == "unshare" and not shutil.which("setpriv")):
         return False
     with tempfile.TemporaryDirectory(prefix="cifar_lab_probe_") as probe:
-        command = sandbox_command(["true"], backend=backend, work_dir=Path(probe))
+        # as the re-run uses it: a bwrap without --size (before 0.8) does not count as working
+        command = sandbox_command(
+            ["true"], backend=backend, work_dir=Path(probe), disk_bytes=MEGABYTE
+        )
         try:
             return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
         except (OSError, subprocess.SubprocessError):
@@ -173,7 +274,14 @@ def choose_backend() -> str | None:
 
 
 def isolation_warning(backend: str | None) -> str | None:
-    """A loud warning when student code would run without a sandbox, else None."""
+    """A loud warning when student code would run uncaged, or caged but able to read it all."""
+    if backend == "unshare":
+        return (
+            "WARNING: --rerun found no working bubblewrap (0.8 or later), only `unshare`: "
+            "student notebooks cannot write outside their folder or reach the network, but "
+            "they CAN READ every file you can (your home, /tmp, other submissions, the "
+            "answers). Install bubblewrap (Debian package `bubblewrap`)."
+        )
     if backend is not None:
         return None
     return (
@@ -211,12 +319,15 @@ def clean_environment(home: Path, tmp: Path, **values: str | None) -> dict[str, 
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children, theirs, ...), read from ``/proc``."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
+    for name in os.listdir("/proc"):  # plain os calls: the watchdog reads this 5 times a second
+        if not name.isdigit():
+            continue
         try:  # the command name may hold spaces and parentheses: split after the last ')'
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":  # a zombie is dead already; its parent reaps it
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-        except (OSError, ValueError, IndexError):  # not a process, or it has just gone
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            if fields[0] != b"Z":  # a zombie is dead already; its parent reaps it
+                children.setdefault(int(fields[1]), []).append(int(name))
+        except (OSError, ValueError, IndexError):  # it has just gone
             continue
     found, queue = [], list(children.get(pid, []))
     while queue:
@@ -242,6 +353,129 @@ def kill_descendants(pid: int) -> None:
         with contextlib.suppress(ChildProcessError):
             while os.getpid() == pid and os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+
+
+# ------------------------------------------------------------- the cage's ceilings
+TREE_POLL_SECONDS = 0.2  # a scan of /proc costs ~4 ms of CPU: 2 % of a core at this rate
+FOLDER_POLL_SECONDS = 1.0  # walking a folder costs more than reading /proc
+MAX_FILES = 100_000  # files and folders in the work folder (each costs kernel memory)
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """What one caged command and everything it starts may use, together.
+
+    Attributes:
+        memory_bytes: resident memory of all its processes, summed.
+        disk_bytes: bytes in its work folder (a tmpfs of this size under bubblewrap).
+        processes: live processes, the sandbox's own included.
+        seconds: wall time.
+    """
+
+    memory_bytes: int
+    disk_bytes: int
+    processes: int
+    seconds: float
+
+
+def _tmpfs_usage(pids: list[int], work_dir: Path, disk_bytes: int) -> tuple[int, int] | None:
+    """(bytes, files) of the cage's tmpfs on ``work_dir``, seen through a member's root.
+
+    Only a file system exactly ``disk_bytes`` large counts: before the cage is set up, a
+    member's root is the grader's and ``work_dir`` is the grader's folder.
+    """
+    for pid in reversed(pids):  # the deepest members are inside the cage
+        try:
+            stats = os.statvfs(f"/proc/{pid}/root{work_dir}")
+        except OSError:
+            continue
+        if stats.f_blocks * stats.f_frsize == disk_bytes:
+            used = (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+            return used, stats.f_files - stats.f_ffree
+    return None
+
+
+def _folder_usage(work_dir: Path) -> tuple[int, int]:
+    """(bytes allocated, files) below ``work_dir``; the walk stops past :data:`MAX_FILES`."""
+    used = files = 0
+    stack = [str(work_dir)]
+    while stack and files <= MAX_FILES:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            files += 1
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                used += entry.stat(follow_symlinks=False).st_blocks * 512
+    return used, files
+
+
+def _memfd_bytes(pids: list[int]) -> int:
+    """Bytes in the memory files (``memfd_create``) the processes hold open, each counted once.
+
+    Written with ``write()`` and never mapped, their pages are in no process's resident
+    memory, yet they are memory all the same.
+    """
+    sizes: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(entry.path).startswith("/memfd:"):
+                        stats = os.stat(entry.path)
+                        sizes[(stats.st_dev, stats.st_ino)] = stats.st_blocks * 512
+    return sum(sizes.values())
+
+
+def watch_tree(
+    child: subprocess.Popen, ceilings: Ceilings, work_dir: Path, *, what: str, tmpfs: bool
+) -> tuple[int, str | None]:
+    """Wait for ``child``, sampling it and every process below it; stop at the first ceiling.
+
+    The tree is read from ``/proc`` (:func:`descendants`), so a process that left the
+    session or double-forked is still counted. Memory is the summed resident memory, as
+    :func:`run_limited` measures it; a tmpfs is read through a member's ``/proc/<pid>/root``.
+    The caller kills the tree (this function only reports).
+
+    Args:
+        child: the started command (the sandbox's outermost process).
+        ceilings: the limits.
+        work_dir: its work folder.
+        what: what runs, for messages (e.g. ``"the re-run"``).
+        tmpfs: True when ``work_dir`` is the cage's size-limited tmpfs (bubblewrap),
+            False when it is the grader's folder (walked once a second).
+
+    Returns:
+        (peak resident bytes of the tree, None or the message naming the ceiling passed).
+    """
+    started, peak, next_walk = time.monotonic(), 0, 0.0
+    limit = ceilings.disk_bytes / MEGABYTE
+    while child.poll() is None:
+        members = [child.pid, *descendants(child.pid)]
+        peak = max(peak, _resident_bytes(members) + _memfd_bytes(members))
+        now = time.monotonic()
+        usage = None
+        if tmpfs:
+            usage = _tmpfs_usage(members, work_dir, ceilings.disk_bytes)
+        elif now >= next_walk:
+            usage, next_walk = _folder_usage(work_dir), now + FOLDER_POLL_SECONDS
+        if peak > ceilings.memory_bytes:
+            used, most = peak / MEGABYTE, ceilings.memory_bytes / MEGABYTE
+            return peak, f"{what} used {used:.0f} MB, over its {most:.0f} MB memory limit"
+        if len(members) > ceilings.processes:
+            count, most = len(members), ceilings.processes
+            return peak, f"{what} ran {count} processes, over its limit of {most}"
+        if usage is not None and usage[0] >= ceilings.disk_bytes:
+            return peak, f"{what} filled its {limit:.0f} MB disk quota"
+        if usage is not None and usage[1] > MAX_FILES:
+            return peak, f"{what} made over {MAX_FILES} files, the disk quota's limit"
+        if now - started > ceilings.seconds:
+            return peak, f"stopped at the total limit of {ceilings.seconds:g} s"
+        time.sleep(TREE_POLL_SECONDS)
+    return peak, None
 
 
 # ------------------------------------------------------- the ceiling-watched child
