@@ -5,6 +5,7 @@
     python -m cifar_lab release --out student_release/
     python -m cifar_lab submit --notebook-dir notebooks --out alice.zip
     python -m cifar_lab grade submissions/ --out report.csv [--rerun] [--gradebook gradebook.csv]
+    python -m cifar_lab grade submissions/ --out report.csv --workers 4   # or --scheduler tcp://...
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
@@ -156,9 +157,15 @@ def _grade(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, feedback_dir=feedback)
     if not Path(args.submissions).is_dir():
         raise ValueError(f"submissions folder {args.submissions} does not exist; pass a folder")
+    cluster = cluster_settings(args)
+    if cluster is not None:
+        from cifar_lab.instructor.cluster import with_threads
+
+        settings = with_threads(settings, cluster.threads)
     report = ReportFile(Path(args.out), settings.notebooks, resume=args.resume)
     try:  # each row is on disk as soon as it is final
-        rows = grade_folder(Path(args.submissions), settings, report=report)
+        with _cluster_client(cluster, args) as client:
+            rows = grade_folder(Path(args.submissions), settings, report=report, client=client)
     except GradingSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -184,6 +191,35 @@ def _grade(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {html_path} and {class_csv}")
     return 0
+
+
+def cluster_settings(args: argparse.Namespace) -> Any:
+    """Return the Dask cluster the ``grade`` options ask for.
+
+    Args:
+        args: parsed ``grade`` options.
+
+    Returns:
+        A :class:`~cifar_lab.instructor.cluster.ClusterSettings`, or None without
+        ``--workers`` and ``--scheduler`` (then ``distributed`` is never imported).
+    """
+    if args.workers is None and args.scheduler is None:
+        return None
+    from cifar_lab.instructor.cluster import ClusterSettings
+
+    return ClusterSettings(workers=args.workers, scheduler=args.scheduler)
+
+
+def _cluster_client(cluster: Any, args: argparse.Namespace) -> Any:
+    """:func:`~cifar_lab.instructor.cluster.dask_client`'s context (yields None: no cluster)."""
+    import contextlib
+
+    if cluster is None:
+        return contextlib.nullcontext()
+    from cifar_lab.instructor.cluster import dask_client
+
+    data = [args.source] if args.source and Path(args.source).exists() else []
+    return dask_client(cluster, [Path(args.submissions), *data])
 
 
 def _class_report(
@@ -277,7 +313,24 @@ def _add_grade(subparsers) -> None:
     _add_rerun_options(grade)
     _add_limit_options(grade)
     _add_output_options(grade)
+    _add_cluster_options(grade)
     grade.set_defaults(handler=_grade)
+
+
+def _add_cluster_options(grade: argparse.ArgumentParser) -> None:
+    """Add ``--workers`` and ``--scheduler`` (Dask; the ``cluster`` extra)."""
+    where = grade.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive(int),
+        help="grade on N Dask worker processes on this machine, sharing its cores "
+        '(pip install "cifar_lab[cluster]"; default: one process)',
+    )
+    where.add_argument(
+        "--scheduler",
+        help="grade on a running Dask cluster, e.g. tcp://HOST:8786 (README: "
+        '"Grading a class on N machines")',
+    )
 
 
 def _add_rerun_options(grade: argparse.ArgumentParser) -> None:

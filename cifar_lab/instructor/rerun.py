@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.checks import check_int, check_number
+from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.inspection import recorded_results
@@ -60,6 +60,7 @@ from cifar_lab.instructor.sandbox import (
     isolation_warning,
     kill_descendants,
     sandbox_command,
+    thread_variables,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 
@@ -77,6 +78,8 @@ class RerunSettings:
         profile: ``CIFAR_LAB_PROFILE`` for the kernels (``"full"`` or ``"quick"``).
         tolerance: largest accepted |claimed - recomputed| for a recorded result.
         source: CIFAR-10 copy for the kernels (``CIFAR10_SOURCE``), or None.
+        threads: TensorFlow and BLAS threads per pool in the kernels (None: their
+            defaults, every core); ``grade --workers N`` sets cores // N.
     """
 
     cell_timeout: int = 3600
@@ -84,10 +87,12 @@ class RerunSettings:
     profile: str = "full"
     tolerance: float = DEFAULT_RERUN_TOLERANCE
     source: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("cell_timeout", "total_timeout"):  # whole seconds
             check_int(name, getattr(self, name), minimum=1)
+        check_optional_int("threads", self.threads, minimum=1)
         check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         get_profile(self.profile)  # a typo fails here, not hours later
 
@@ -118,6 +123,7 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
         CIFAR10_SOURCE=source,
         CIFAR_LAB_CACHE=str(shared or home / ".cache" / "cifar_lab"),
         **{PROFILE_ENV: settings.profile},
+        **thread_variables(settings.threads),  # workers sharing the cores (grade --workers)
     )
     python = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1]]
     visible = [*python, package_parent, *[Path(p) for p in (source, shared) if p]]

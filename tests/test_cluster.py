@@ -1,0 +1,210 @@
+"""Grading on a Dask cluster: a worker killed mid-batch loses no row and duplicates none.
+
+The six submissions are crafted as in ``test_grading.py`` (faked executed notebooks,
+a small Keras model on synthetic data), graded with the static read
+(``GradeSettings(rerun=None)``). Each honest model file differs in its bytes, so that
+every task scores its own model in a child process: slow enough (seconds) for the
+test to kill a worker while it grades.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from instructor_fixtures import (
+    NUM_TEST,
+    code_cells,
+    course_source,
+    edit_notebook,
+    run_cli,
+    set_claim,
+    train_models,
+    write_submission,
+    zip_folder,
+)
+
+from cifar_lab.instructor.findings import GradingSetupError
+from cifar_lab.instructor.grading import GradeSettings, grade_folder
+from cifar_lab.instructor.release import load_manifest, release
+from cifar_lab.instructor.report import ReportFile
+from cifar_lab.instructor.rerun import RerunSettings, _environment
+from cifar_lab.instructor.sandbox import THREAD_VARIABLES
+from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
+
+distributed = pytest.importorskip("distributed", reason='needs pip install "cifar_lab[cluster]"')
+
+from cifar_lab.instructor.cluster import (  # noqa: E402  (after the skip)
+    ClusterSettings,
+    dask_client,
+    worker_facts,
+    worker_problems,
+)
+
+STUDENTS = ("ada", "bob", "cy", "dee", "eve", "fay")
+
+
+def _distinct_model(model: Path, out: Path, tag: str) -> Path:
+    """A byte-different copy of a ``.keras`` file: its metadata.json gains a ``tag``."""
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(out, "w") as target:
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename == "metadata.json":
+                data = json.dumps({**json.loads(data), "tag": tag}).encode()
+            target.writestr(member, data)
+    return out
+
+
+def _swap_counts(notebook: dict) -> None:
+    first, second = code_cells(notebook)[1:3]
+    first["execution_count"], second["execution_count"] = 3, 2
+
+
+DAMAGE = {  # honest, out of order, doctored claim, weak model, no model, a folder
+    "bob": lambda r: edit_notebook(r, "03_keras_model_subclassing", _swap_counts),
+    "cy": lambda r: edit_notebook(r, "05_tuning", lambda nb: set_claim(nb, "test_accuracy", 0.99)),
+    "eve": lambda r: (r / PART5_DIR / MODEL_FILE).unlink(),
+}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """Six submissions (five zips, one folder) and the settings to grade them with."""
+    base = tmp_path_factory.mktemp("cluster")
+    source = course_source(base / "source")
+    manifest = release(base / "release", source_dir=source)
+    models = train_models(base / "models")
+    folder = base / "submissions"
+    folder.mkdir()
+    for student in STUDENTS:
+        model = models.weak if student == "dee" else models.good
+        model = _distinct_model(model, base / "models" / f"{student}.keras", student)
+        root = write_submission(base / "work" / student, source, model, models.good_accuracy)
+        DAMAGE.get(student, lambda r: None)(root)
+        if student == "fay":
+            root.rename(folder / student)
+        else:
+            zip_folder(root, folder / f"{student}.zip")
+    settings = GradeSettings(
+        manifest=load_manifest(manifest), source="synthetic", num_test=NUM_TEST, rerun=None
+    )
+    return folder, settings, manifest
+
+
+def _grade(folder: Path, settings: GradeSettings, out: Path, client=None) -> list[dict]:
+    settings = dataclasses.replace(settings, feedback_dir=out / "feedback")
+    report = ReportFile(out / "report.csv", settings.notebooks)
+    return grade_folder(folder, settings, verbose=False, report=report, client=client)
+
+
+def _rows_on_disk(out: Path) -> list[dict]:
+    path = out / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _without_timing(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key != "grading_seconds"}
+
+
+def _kill_a_busy_worker(client, out: Path, killed: dict) -> None:
+    """Once the first row is on disk, SIGKILL a worker process that is grading a task."""
+    deadline = time.monotonic() + 300
+    while not _rows_on_disk(out) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = client.run(os.getpid)
+    while time.monotonic() < deadline:
+        busy = [address for address, keys in client.processing().items() if keys]
+        if busy:
+            killed.update(address=busy[0], pid=pids[busy[0]], rows=len(_rows_on_disk(out)))
+            os.kill(pids[busy[0]], signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_no_row(batch, tmp_path):
+    folder, settings, _ = batch
+    alone = {row["student"]: row for row in _grade(folder, settings, tmp_path / "alone")}
+    assert sorted(alone) == sorted(STUDENTS)
+    assert {alone[s]["status"] for s in STUDENTS} >= {"ok", "incomplete", "flagged"}
+
+    out = tmp_path / "cluster"
+    killed: dict = {}
+    with dask_client(ClusterSettings(workers=2), [folder]) as client:
+        before = client.run(os.getpid)
+        assert len(before) == 2
+        killer = threading.Thread(target=_kill_a_busy_worker, args=(client, out, killed))
+        killer.start()
+        returned = _grade(folder, settings, out, client=client)
+        killer.join()
+        after = client.run(os.getpid)
+
+    assert killed, "no worker was busy after the first row: nothing was killed"
+    assert killed["rows"] < len(STUDENTS)  # the kill came mid-batch
+    assert killed["pid"] not in after.values()  # it died; its nanny started another
+    rows = _rows_on_disk(out)
+    assert sorted(row["student"] for row in rows) == sorted(STUDENTS)  # each student once
+    csv_lines = (out / "report.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + len(STUDENTS)
+    assert len(returned) == len(STUDENTS)
+    for row in rows:
+        assert _without_timing(row) == _without_timing(alone[row["student"]]), row["student"]
+        page = f"{row['student']}.html"
+        assert (out / "feedback" / page).read_text() == (
+            tmp_path / "alone" / "feedback" / page
+        ).read_text()
+
+
+def test_local_workers_share_the_cores_and_pass_it_to_the_kernels(batch, tmp_path):
+    folder, _, _ = batch
+    cluster = ClusterSettings(workers=2, cores=6)
+    assert cluster.threads == 3
+    assert ClusterSettings(workers=8, cores=2).threads == 1
+    with dask_client(cluster, [folder]) as client:
+        seen = client.run(lambda: {name: os.environ.get(name) for name in THREAD_VARIABLES})
+    assert list(seen.values()) == [dict.fromkeys(THREAD_VARIABLES, "3")] * 2
+    work = tmp_path / "work"
+    work.mkdir()
+    environment, _ = _environment(RerunSettings(threads=3), work)
+    assert {name: environment[name] for name in THREAD_VARIABLES} == seen.popitem()[1]
+    (tmp_path / "work2").mkdir()
+    plain, _ = _environment(RerunSettings(), tmp_path / "work2")
+    assert not set(THREAD_VARIABLES) & set(plain)
+
+
+def test_a_worker_that_differs_stops_the_batch_before_any_row(batch, tmp_path):
+    folder, _, _ = batch
+    here = worker_facts([str(folder)])
+    assert worker_problems(here, here) == []
+    stale = {**here, "digest": "0" * 16}
+    assert "has cifar_lab" in worker_problems(stale, here)[0]
+    blind = {**here, "missing": [str(folder)]}
+    assert worker_problems(blind, here) == [f"does not see {folder}"]
+    assert "cannot run cifar_lab" in worker_problems(ImportError("no cifar_lab"), here)[0]
+    missing = tmp_path / "nowhere"
+    with (
+        pytest.raises(GradingSetupError, match=r"worker tcp://\S+ does not see .*nowhere"),
+        dask_client(ClusterSettings(workers=1), [folder, missing]),
+    ):
+        pass
+
+
+def test_without_the_extra_the_options_fail_in_one_line(batch, tmp_path, monkeypatch, capsys):
+    folder, _, manifest = batch
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
+    out = tmp_path / "report.csv"
+    argv = [str(folder), "--out", str(out), "--source", "synthetic", "--workers", "2"]
+    assert run_cli("grade", *argv, "--manifest", str(manifest)) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert 'pip install "cifar_lab[cluster]"' in error
+    assert not out.with_suffix(".json").read_text().strip("[]\n")  # no row written
+    with pytest.raises(ValueError, match="not both"):
+        ClusterSettings(workers=2, scheduler="tcp://127.0.0.1:8786")
