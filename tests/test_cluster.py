@@ -2,9 +2,9 @@
 
 The six submissions are crafted as in ``test_grading.py`` (faked executed notebooks,
 a small Keras model on synthetic data), graded with the static read
-(``GradeSettings(rerun=None)``). Each honest model file differs in its bytes, so that
-every task scores its own model in a child process: slow enough (seconds) for the
-test to kill a worker while it grades.
+(``GradeSettings(rerun=None)``). Scoring a model in its child process takes seconds,
+and a worker scores each distinct model file once (then reuses the accuracy), so a
+worker's first task with a model is slow: the test kills a worker while it grades one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from instructor_fixtures import (
     NUM_TEST,
     code_cells,
     course_source,
+    distinct_model,
     edit_notebook,
     run_cli,
     set_claim,
@@ -52,17 +52,6 @@ from cifar_lab.instructor.cluster import (  # noqa: E402  (after the skip)
 STUDENTS = ("ada", "bob", "cy", "dee", "eve", "fay")
 
 
-def _distinct_model(model: Path, out: Path, tag: str) -> Path:
-    """A byte-different copy of a ``.keras`` file: its metadata.json gains a ``tag``."""
-    with zipfile.ZipFile(model) as source, zipfile.ZipFile(out, "w") as target:
-        for member in source.infolist():
-            data = source.read(member)
-            if member.filename == "metadata.json":
-                data = json.dumps({**json.loads(data), "tag": tag}).encode()
-            target.writestr(member, data)
-    return out
-
-
 def _swap_counts(notebook: dict) -> None:
     first, second = code_cells(notebook)[1:3]
     first["execution_count"], second["execution_count"] = 3, 2
@@ -82,11 +71,11 @@ def batch(tmp_path_factory):
     source = course_source(base / "source")
     manifest = release(base / "release", source_dir=source)
     models = train_models(base / "models")
+    distinct = distinct_model(models.good, base / "models" / "copy.keras", "copy")
     folder = base / "submissions"
     folder.mkdir()
     for student in STUDENTS:
-        model = models.weak if student == "dee" else models.good
-        model = _distinct_model(model, base / "models" / f"{student}.keras", student)
+        model = {"dee": models.weak, "fay": distinct}.get(student, models.good)
         root = write_submission(base / "work" / student, source, model, models.good_accuracy)
         DAMAGE.get(student, lambda r: None)(root)
         if student == "fay":
