@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from instructor_fixtures import (
     NUM_TEST,
@@ -25,6 +26,7 @@ from instructor_fixtures import (
     course_source,
     distinct_model,
     edit_notebook,
+    executed,
     run_cli,
     set_claim,
     train_models,
@@ -45,6 +47,7 @@ distributed = pytest.importorskip("distributed", reason='needs pip install "cifa
 from cifar_lab.instructor.cluster import (  # noqa: E402  (after the skip)
     ClusterSettings,
     dask_client,
+    with_threads,
     worker_facts,
     worker_problems,
 )
@@ -151,20 +154,50 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_no_row(batch, tmp_path):
         ).read_text()
 
 
-def test_local_workers_share_the_cores_and_pass_it_to_the_kernels(batch, tmp_path):
-    folder, _, _ = batch
+THREADS_CELL = (
+    "import os\nimport cifar_lab as lab\n"
+    "lab.record('val_accuracy', int(os.environ.get('TF_NUM_INTRAOP_THREADS', 0)) / 100, key=True)"
+)
+
+
+def _tiny_batch(base: Path, claims: dict[str, float]) -> tuple[Path, dict]:
+    """A one-notebook course whose cell records the kernel's TensorFlow threads / 100."""
+    source = base / "source"
+    source.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(THREADS_CELL)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, source / "01_tiny.ipynb")
+    manifest = load_manifest(release(base / "release", source_dir=source))
+    batch = base / "batch"
+    for student, claim in claims.items():
+        executed_copy = executed(json.loads((source / "01_tiny.ipynb").read_text()), {})
+        set_claim(executed_copy, "val_accuracy", claim)
+        (batch / student).mkdir(parents=True)
+        (batch / student / "01_tiny.ipynb").write_text(json.dumps(executed_copy))
+    return batch, manifest
+
+
+def test_local_workers_share_the_cores_and_so_do_their_rerun_kernels(tmp_path):
     cluster = ClusterSettings(workers=2, cores=6)
     assert cluster.threads == 3
     assert ClusterSettings(workers=8, cores=2).threads == 1
-    with dask_client(cluster, [folder]) as client:
+    batch, manifest = _tiny_batch(tmp_path, {"three": 0.03, "none": 0.0})
+    rerun = RerunSettings(cell_timeout=120, total_timeout=600, profile="quick")
+    settings = with_threads(GradeSettings(manifest=manifest, rerun=rerun), cluster.threads)
+    assert settings.rerun.threads == 3
+    with dask_client(cluster, [batch]) as client:
         seen = client.run(lambda: {name: os.environ.get(name) for name in THREAD_VARIABLES})
-    assert list(seen.values()) == [dict.fromkeys(THREAD_VARIABLES, "3")] * 2
-    work = tmp_path / "work"
-    work.mkdir()
-    environment, _ = _environment(RerunSettings(threads=3), work)
-    assert {name: environment[name] for name in THREAD_VARIABLES} == seen.popitem()[1]
-    (tmp_path / "work2").mkdir()
-    plain, _ = _environment(RerunSettings(), tmp_path / "work2")
+        rows = grade_folder(batch, settings, verbose=False, client=client)
+    assert list(seen.values()) == [dict.fromkeys(THREAD_VARIABLES, "3")] * 2  # the workers
+    by_student = {row["student"]: row for row in rows}
+    assert by_student["three"]["rerun"] == "reproduced"  # the kernel a worker started saw 3
+    assert by_student["none"]["rerun"] == "not-reproduced"
+    assert (
+        "01: rerun: val_accuracy claimed 0.0000, recomputed 0.0300"
+        in (by_student["none"]["problems"])
+    )
+    (tmp_path / "plain").mkdir()
+    plain, _ = _environment(RerunSettings(), tmp_path / "plain")  # no --workers: no variable
     assert not set(THREAD_VARIABLES) & set(plain)
 
 
