@@ -50,6 +50,7 @@ from cifar_lab.instructor.cluster import (  # noqa: E402  (after the skip)
     with_threads,
     worker_facts,
     worker_problems,
+    worker_threads,
 )
 
 STUDENTS = ("ada", "bob", "cy", "dee", "eve", "fay")
@@ -183,8 +184,7 @@ def test_local_workers_share_the_cores_and_so_do_their_rerun_kernels(tmp_path):
     assert ClusterSettings(workers=8, cores=2).threads == 1
     batch, manifest = _tiny_batch(tmp_path, {"three": 0.03, "none": 0.0})
     rerun = RerunSettings(cell_timeout=120, total_timeout=600, profile="quick")
-    settings = with_threads(GradeSettings(manifest=manifest, rerun=rerun), cluster.threads)
-    assert settings.rerun.threads == 3
+    settings = GradeSettings(manifest=manifest, rerun=rerun)  # threads: the worker's own
     with dask_client(cluster, [batch]) as client:
         seen = client.run(lambda: {name: os.environ.get(name) for name in THREAD_VARIABLES})
         rows = grade_folder(batch, settings, verbose=False, client=client)
@@ -199,6 +199,10 @@ def test_local_workers_share_the_cores_and_so_do_their_rerun_kernels(tmp_path):
     (tmp_path / "plain").mkdir()
     plain, _ = _environment(RerunSettings(), tmp_path / "plain")  # no --workers: no variable
     assert not set(THREAD_VARIABLES) & set(plain)
+    assert worker_threads({"TF_NUM_INTRAOP_THREADS": "4"}) == 4
+    assert worker_threads({"TF_NUM_INTRAOP_THREADS": "0"}) is worker_threads({}) is None
+    assert with_threads(settings, 4).rerun.threads == 4
+    assert with_threads(settings, None) is settings
 
 
 def test_a_worker_that_differs_stops_the_batch_before_any_row(batch, tmp_path):

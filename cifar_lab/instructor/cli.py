@@ -158,10 +158,6 @@ def _grade(args: argparse.Namespace) -> int:
     if not Path(args.submissions).is_dir():
         raise ValueError(f"submissions folder {args.submissions} does not exist; pass a folder")
     cluster = cluster_settings(args)
-    if cluster is not None:
-        from cifar_lab.instructor.cluster import with_threads
-
-        settings = with_threads(settings, cluster.threads)
     report = ReportFile(Path(args.out), settings.notebooks, resume=args.resume)
     try:  # each row is on disk as soon as it is final
         with _cluster_client(cluster, args) as client:

@@ -2,9 +2,10 @@
 
 ``grade --workers N`` starts a Dask ``LocalCluster`` of N worker processes on this
 machine (one task at a time each), with TensorFlow's and BLAS's threads set to
-``cores // N`` per worker, for the workers and for the re-run kernels they start
-(:func:`~cifar_lab.instructor.sandbox.thread_variables`), so the workers share the
-cores instead of each starting a pool of every core. ``grade --scheduler
+``cores // N`` per worker (:func:`~cifar_lab.instructor.sandbox.thread_variables`);
+each worker passes its own setting on to the re-run kernels it starts
+(:func:`worker_threads`), so the workers share the cores instead of each starting a
+pool of every core. ``grade --scheduler
 tcp://HOST:8786`` uses a running cluster instead (``dask scheduler`` and ``dask
 worker``, dask-jobqueue, Kubernetes; see the README, "Grading a class on N machines").
 
@@ -61,7 +62,7 @@ from cifar_lab.instructor.grading import (
     grade_submission,
 )
 from cifar_lab.instructor.report import ReportRow
-from cifar_lab.instructor.sandbox import choose_backend, thread_variables
+from cifar_lab.instructor.sandbox import THREAD_VARIABLES, choose_backend, thread_variables
 
 INSTALL_HINT = 'pip install "cifar_lab[cluster]"'
 WORKER_WAIT_SECONDS = 60  # for the first worker of a --scheduler cluster
@@ -106,17 +107,30 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def worker_threads(environment: dict[str, str]) -> int | None:
+    """The TensorFlow threads a worker was started with (``TF_NUM_INTRAOP_THREADS``), or None.
+
+    Args:
+        environment: the worker process's environment (``os.environ`` there).
+
+    Returns:
+        The worker's threads per pool, passed on to the kernels it re-runs (None: unset).
+    """
+    value = environment.get(THREAD_VARIABLES[0], "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def with_threads(settings: GradeSettings, threads: int | None) -> GradeSettings:
-    """``settings`` whose re-run kernels use ``threads`` threads per pool (unchanged if None).
+    """``settings`` whose re-run kernels use ``threads`` threads per pool.
 
     Args:
         settings: the batch's settings.
-        threads: :attr:`ClusterSettings.threads`.
+        threads: threads per pool (None, or settings that already name theirs: unchanged).
 
     Returns:
-        The settings the tasks grade with.
+        The settings a task grades with.
     """
-    if threads is None or settings.rerun is None:
+    if threads is None or settings.rerun is None or settings.rerun.threads is not None:
         return settings
     rerun = dataclasses.replace(settings.rerun, threads=threads)
     return dataclasses.replace(settings, rerun=rerun)
@@ -264,6 +278,9 @@ def _test_set(source: str | None, num_test: int | None) -> LazyTestSet:
 def grade_task(student: str, path: str, settings: GradeSettings) -> TaskResult:
     """Grade one submission on a worker: :func:`grade_safely` of it, and its feedback page.
 
+    The kernels it re-runs get the worker's own TensorFlow/BLAS threads (set for the
+    workers of ``--workers N``; for ``dask worker``, by whoever starts it).
+
     Args:
         student: the row's name.
         path: the ``<student>.zip`` or ``<student>/`` folder, as the worker sees it.
@@ -273,6 +290,7 @@ def grade_task(student: str, path: str, settings: GradeSettings) -> TaskResult:
         (the row, the child processes' peak bytes, the feedback page's HTML or None);
         the grader writes the page, so that it lands where the grader's report is.
     """
+    settings = with_threads(settings, worker_threads(dict(os.environ)))
     test_set = _test_set(settings.source, settings.num_test)
     with tempfile.TemporaryDirectory(prefix="cifar_lab_task_") as temporary:
         folder = Path(temporary) if settings.feedback_dir is not None else None
