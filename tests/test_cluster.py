@@ -205,8 +205,9 @@ def test_local_workers_share_the_cores_and_so_do_their_rerun_kernels(tmp_path):
     assert with_threads(settings, None) is settings
 
 
-def test_a_worker_that_differs_stops_the_batch_before_any_row(batch, tmp_path):
-    folder, _, _ = batch
+def test_a_worker_that_differs_stops_the_batch_before_any_row(tmp_path):
+    folder = tmp_path / "submissions"
+    folder.mkdir()
     here = worker_facts([str(folder)])
     assert worker_problems(here, here) == []
     stale = {**here, "digest": "0" * 16}
@@ -215,11 +216,15 @@ def test_a_worker_that_differs_stops_the_batch_before_any_row(batch, tmp_path):
     assert worker_problems(blind, here) == [f"does not see {folder}"]
     assert "cannot run cifar_lab" in worker_problems(ImportError("no cifar_lab"), here)[0]
     missing = tmp_path / "nowhere"
-    with (
-        pytest.raises(GradingSetupError, match=r"worker tcp://\S+ does not see .*nowhere"),
-        dask_client(ClusterSettings(workers=1), [folder, missing]),
-    ):
-        pass
+    with distributed.LocalCluster(n_workers=1, dashboard_address=None) as running:
+        scheduler = ClusterSettings(scheduler=running.scheduler_address)  # --scheduler ADDRESS
+        with dask_client(scheduler, [folder]) as client:
+            assert len(client.scheduler_info()["workers"]) == 1  # it passed the checks
+        with (
+            pytest.raises(GradingSetupError, match=r"worker tcp://\S+ does not see .*nowhere"),
+            dask_client(scheduler, [folder, missing]),
+        ):
+            pass
 
 
 def test_without_the_extra_the_options_fail_in_one_line(batch, tmp_path, monkeypatch, capsys):
