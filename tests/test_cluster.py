@@ -34,6 +34,7 @@ from instructor_fixtures import (
     zip_folder,
 )
 
+from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import GradingSetupError
 from cifar_lab.instructor.grading import GradeSettings, grade_folder
 from cifar_lab.instructor.release import load_manifest, release
@@ -149,10 +150,8 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_no_row(batch, tmp_path):
     assert len(returned) == len(STUDENTS)
     for row in rows:
         assert _without_timing(row) == _without_timing(alone[row["student"]]), row["student"]
-        page = f"{row['student']}.html"
-        assert (out / "feedback" / page).read_text() == (
-            tmp_path / "alone" / "feedback" / page
-        ).read_text()
+        page = feedback_path(out / "feedback", row["student"]).read_text()
+        assert page == feedback_path(tmp_path / "alone" / "feedback", row["student"]).read_text()
 
 
 THREADS_CELL = (
