@@ -236,5 +236,7 @@ def test_without_the_extra_the_options_fail_in_one_line(batch, tmp_path, monkeyp
     assert error.count("\n") == 0
     assert 'pip install "cifar_lab[cluster]"' in error
     assert not out.with_suffix(".json").read_text().strip("[]\n")  # no row written
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="exactly one"):
         ClusterSettings(workers=2, scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="exactly one"):
+        ClusterSettings()

@@ -89,7 +89,9 @@ class ClusterSettings:
         if self.scheduler is not None and not isinstance(self.scheduler, str):
             raise TypeError(f"scheduler must be an address string, got {self.scheduler!r}")
         if (self.workers is None) == (self.scheduler is None):
-            raise ValueError("give either --workers (this machine) or --scheduler, not both")
+            raise ValueError(
+                "give exactly one of --workers (a cluster on this machine) and --scheduler"
+            )
 
     @property
     def threads(self) -> int | None:
