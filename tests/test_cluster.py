@@ -114,7 +114,7 @@ def _kill_a_busy_worker(client, out: Path, killed: dict) -> None:
     while not _rows_on_disk(out) and time.monotonic() < deadline:
         time.sleep(0.05)
     pids = client.run(os.getpid)
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and len(_rows_on_disk(out)) < len(STUDENTS):
         busy = [address for address, keys in client.processing().items() if keys]
         if busy:
             killed.update(address=busy[0], pid=pids[busy[0]], rows=len(_rows_on_disk(out)))
