@@ -93,9 +93,11 @@ def batch(tmp_path_factory):
     return folder, settings, manifest
 
 
-def _grade(folder: Path, settings: GradeSettings, out: Path, client=None) -> list[dict]:
+def _grade(
+    folder: Path, settings: GradeSettings, out: Path, client=None, resume: bool = False
+) -> list[dict]:
     settings = dataclasses.replace(settings, feedback_dir=out / "feedback")
-    report = ReportFile(out / "report.csv", settings.notebooks)
+    report = ReportFile(out / "report.csv", settings.notebooks, resume=resume)
     return grade_folder(folder, settings, verbose=False, report=report, client=client)
 
 
@@ -139,16 +141,22 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_no_row(batch, tmp_path):
         returned = _grade(folder, settings, out, client=client)
         killer.join()
         after = client.run(os.getpid)
+        first = _rows_on_disk(out)
+        (out / "report.json").write_text(json.dumps(first[:4]))  # as if stopped after 4 rows
+        resumed = _grade(folder, settings, out, client=client, resume=True)  # --resume
 
     assert killed, "no worker was busy after the first row: nothing was killed"
     assert killed["rows"] < len(STUDENTS)  # the kill came mid-batch
     assert killed["pid"] not in after.values()  # it died; its nanny started another
-    rows = _rows_on_disk(out)
-    assert sorted(row["student"] for row in rows) == sorted(STUDENTS)  # each student once
+    assert sorted(row["student"] for row in first) == sorted(STUDENTS)  # each student once
+    assert sorted(row["student"] for row in returned) == sorted(STUDENTS)
+    rows = _rows_on_disk(out)  # after --resume: the four kept, the two graded again
+    assert [row["student"] for row in rows[:4]] == [row["student"] for row in first[:4]]
+    assert sorted(row["student"] for row in rows) == sorted(STUDENTS)
+    assert resumed == rows
     csv_lines = (out / "report.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + len(STUDENTS)
-    assert len(returned) == len(STUDENTS)
-    for row in rows:
+    for row in first + rows[4:]:  # the batch a worker died in, and the rows --resume added
         assert _without_timing(row) == _without_timing(alone[row["student"]]), row["student"]
         page = feedback_path(out / "feedback", row["student"]).read_text()
         assert page == feedback_path(tmp_path / "alone" / "feedback", row["student"]).read_text()
