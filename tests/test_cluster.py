@@ -48,6 +48,7 @@ distributed = pytest.importorskip("distributed", reason='needs pip install "cifa
 from cifar_lab.instructor.cluster import (  # noqa: E402  (after the skip)
     ClusterSettings,
     dask_client,
+    grade_on,
     with_threads,
     worker_facts,
     worker_problems,
@@ -98,7 +99,8 @@ def _grade(
 ) -> list[dict]:
     settings = dataclasses.replace(settings, feedback_dir=out / "feedback")
     report = ReportFile(out / "report.csv", settings.notebooks, resume=resume)
-    return grade_folder(folder, settings, verbose=False, report=report, client=client)
+    grade_many = None if client is None else grade_on(client, settings)
+    return grade_folder(folder, settings, verbose=False, report=report, grade_many=grade_many)
 
 
 def _rows_on_disk(out: Path) -> list[dict]:
@@ -194,7 +196,7 @@ def test_local_workers_share_the_cores_and_so_do_their_rerun_kernels(tmp_path):
     settings = GradeSettings(manifest=manifest, rerun=rerun)  # threads: the worker's own
     with dask_client(cluster, [batch]) as client:
         seen = client.run(lambda: {name: os.environ.get(name) for name in THREAD_VARIABLES})
-        rows = grade_folder(batch, settings, verbose=False, client=client)
+        rows = grade_folder(batch, settings, verbose=False, grade_many=grade_on(client, settings))
     assert list(seen.values()) == [dict.fromkeys(THREAD_VARIABLES, "3")] * 2  # the workers
     by_student = {row["student"]: row for row in rows}
     assert by_student["three"]["rerun"] == "reproduced"  # the kernel a worker started saw 3

@@ -161,7 +161,10 @@ def _grade(args: argparse.Namespace) -> int:
     report = ReportFile(Path(args.out), settings.notebooks, resume=args.resume)
     try:  # each row is on disk as soon as it is final
         with _cluster_client(cluster, args) as client:
-            rows = grade_folder(Path(args.submissions), settings, report=report, client=client)
+            grade_many = None if client is None else _grade_on(client, settings)
+            rows = grade_folder(
+                Path(args.submissions), settings, report=report, grade_many=grade_many
+            )
     except GradingSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -216,6 +219,12 @@ def _cluster_client(cluster: Any, args: argparse.Namespace) -> Any:
 
     data = [args.source] if args.source and Path(args.source).exists() else []
     return dask_client(cluster, [Path(args.submissions), *data])
+
+
+def _grade_on(client: Any, settings: GradeSettings) -> Any:
+    from cifar_lab.instructor.cluster import grade_on
+
+    return grade_on(client, settings)
 
 
 def _class_report(

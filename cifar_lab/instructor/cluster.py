@@ -19,8 +19,8 @@ runs the task again on another worker; the future still finishes once, so the ro
 written once. A submission that kills every worker it is sent to (Dask's
 ``allowed-failures``, default 3) gets a ``damaged`` row, and the batch goes on.
 
-**Before any task**, every worker is asked (:func:`worker_facts`) for its ``cifar_lab``
-version and a digest of its source files, and whether it sees the submissions and
+**Before any task**, every worker is asked (:func:`worker_facts`) for a digest of its
+``cifar_lab`` source files (and its version, shown), and whether it sees the submissions and
 the CIFAR-10 copy at the paths this process uses: a worker that differs stops the batch
 with one line naming it, before a single row is written. Without the ``cluster``
 extra (``distributed``), ``--workers`` and ``--scheduler`` fail with one line that
@@ -40,6 +40,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import logging
 import os
 import tempfile
@@ -48,7 +49,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cifar_lab
 from cifar_lab.checks import check_optional_int
 from cifar_lab.instructor.budget import Budget
 from cifar_lab.instructor.claims import LazyTestSet
@@ -192,10 +192,21 @@ def dask_client(cluster: ClusterSettings | None, paths: Iterable[Path | str]) ->
         yield client
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the cifar_lab package this module is in
+
+
+def installed_version() -> str:
+    """This ``cifar_lab``'s installed version, shown beside the digest ("unknown": none)."""
+    try:
+        return importlib.metadata.version("cifar_lab")
+    except importlib.metadata.PackageNotFoundError:  # a checkout on PYTHONPATH
+        return "unknown"
+
+
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """SHA-256 (first 16 hex digits) of every ``.py`` file of this ``cifar_lab``, by path."""
-    package = Path(cifar_lab.__file__).resolve().parent
+    package = PACKAGE_DIR
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")
@@ -213,7 +224,7 @@ def worker_facts(paths: list[str]) -> dict[str, Any]:
         ``{"version", "digest", "missing": paths it does not see, "sandbox": backend or None}``.
     """
     return {
-        "version": cifar_lab.__version__,
+        "version": installed_version(),
         "digest": source_digest(),
         "missing": [path for path in paths if not Path(path).exists()],
         "sandbox": choose_backend(),
@@ -233,7 +244,7 @@ def worker_problems(facts: dict[str, Any], here: dict[str, Any]) -> list[str]:
     if isinstance(facts, BaseException):  # e.g. it cannot unpickle a cifar_lab function
         return [f"cannot run cifar_lab ({type(facts).__name__}: {str(facts)[:200]})"]
     problems = []
-    if (facts["version"], facts["digest"]) != (here["version"], here["digest"]):
+    if facts["digest"] != here["digest"]:  # the same source; the version is only shown
         problems.append(
             f"has cifar_lab {facts['version']} (source {facts['digest']}), "
             f"not {here['version']} (source {here['digest']})"

@@ -273,7 +273,7 @@ def grade_folder(
     *,
     verbose: bool = True,
     report: ReportFile | None = None,
-    client: Any = None,
+    grade_many: GradeMany | None = None,
 ) -> list[dict]:
     """Grade every submission in ``folder``; one row each, whatever happens.
 
@@ -283,8 +283,8 @@ def grade_folder(
         verbose: print one line per student.
         report: write each row there as soon as it is final, skipping students
             already in it (None: only return the rows).
-        client: a ``distributed.Client``: grade each submission as a task on its
-            workers (None: one after another in this process).
+        grade_many: grades the submissions elsewhere, e.g. as Dask tasks
+            (:func:`cifar_lab.instructor.cluster.grade_on`; None: in this process).
 
     Returns:
         Report rows (``problems`` as a list of strings), sorted by student.
@@ -297,11 +297,6 @@ def grade_folder(
     def grade_one(student: str, path: Path, budget: Budget) -> ReportRow:
         return grade_submission(student, path, settings, test_set, budget)
 
-    grade_many = None
-    if client is not None:
-        from cifar_lab.instructor.cluster import grade_on
-
-        grade_many = grade_on(client, settings)
     return run_batch(
         submissions,
         grade_one,
