@@ -6,6 +6,7 @@
     python -m cifar_lab submit --student alice      # in the notebooks' folder
     python -m cifar_lab grade submissions/ --out report.csv [--trust-outputs] [--gradebook gb.csv]
         [--manual manual.csv | --nbgrader-db gradebook.db]
+    python -m cifar_lab grade submissions/ --out report.csv --workers 4   # or --scheduler tcp://...
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
@@ -189,8 +190,13 @@ def _grade(args: argparse.Namespace) -> int:
     report = ReportFile(
         Path(args.out), settings.notebooks, resume=args.resume, manual_csv=manual_csv
     )
+    cluster = cluster_settings(args)
     try:  # each row is on disk as soon as it is final
-        rows = grade_folder(Path(args.submissions), settings, report=report)
+        with _cluster_client(cluster, args) as client:
+            grade_many = None if client is None else _grade_on(client, settings)
+            rows = grade_folder(
+                Path(args.submissions), settings, report=report, grade_many=grade_many
+            )
     except GradingSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -244,6 +250,41 @@ def manual_grades(args: argparse.Namespace, manual_csv: Path) -> ManualGrades | 
     if grades is not None:
         print(summary(grades))
     return grades
+
+
+def cluster_settings(args: argparse.Namespace) -> Any:
+    """Return the Dask cluster the ``grade`` options ask for.
+
+    Args:
+        args: parsed ``grade`` options.
+
+    Returns:
+        A :class:`~cifar_lab.instructor.cluster.ClusterSettings`, or None without
+        ``--workers`` and ``--scheduler`` (then ``distributed`` is never imported).
+    """
+    if args.workers is None and args.scheduler is None:
+        return None
+    from cifar_lab.instructor.cluster import ClusterSettings
+
+    return ClusterSettings(workers=args.workers, scheduler=args.scheduler)
+
+
+def _cluster_client(cluster: Any, args: argparse.Namespace) -> Any:
+    """:func:`~cifar_lab.instructor.cluster.dask_client`'s context (yields None: no cluster)."""
+    import contextlib
+
+    if cluster is None:
+        return contextlib.nullcontext()
+    from cifar_lab.instructor.cluster import dask_client
+
+    data = [args.source] if args.source and Path(args.source).exists() else []
+    return dask_client(cluster, [Path(args.submissions), *data])
+
+
+def _grade_on(client: Any, settings: GradeSettings) -> Any:
+    from cifar_lab.instructor.cluster import grade_on
+
+    return grade_on(client, settings)
 
 
 def _class_report(
@@ -365,6 +406,7 @@ def _add_grade(subparsers) -> None:
     _add_rerun_options(grade)
     _add_limit_options(grade)
     _add_output_options(grade)
+    _add_cluster_options(grade)
     grade.set_defaults(handler=_grade)
 
 
@@ -379,6 +421,22 @@ class _RerunIsTheDefault(argparse.Action):
             "--rerun is gone: grade now re-executes every submission by default; "
             "drop --rerun (or pass --trust-outputs to read the saved outputs instead)"
         )
+
+
+def _add_cluster_options(grade: argparse.ArgumentParser) -> None:
+    """Add ``--workers`` and ``--scheduler`` (Dask; the ``cluster`` extra)."""
+    where = grade.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive(int),
+        help="grade on N Dask worker processes on this machine, sharing its cores "
+        '(pip install "cifar_lab[cluster]"; default: one process)',
+    )
+    where.add_argument(
+        "--scheduler",
+        help="grade on a running Dask cluster, e.g. tcp://HOST:8786 (README: "
+        '"Grading a class on N machines")',
+    )
 
 
 def _add_rerun_options(grade: argparse.ArgumentParser) -> None:

@@ -34,6 +34,10 @@ file, or a grader bug. Only :class:`~cifar_lab.instructor.findings.GradingSetupE
 :class:`~cifar_lab.instructor.report.ReportFile`, each row is on disk
 before the next submission starts, and students already in it are skipped
 (``grade --resume``).
+
+**On a Dask cluster** (``grade --workers N`` / ``--scheduler``,
+:mod:`~cifar_lab.instructor.cluster`): each submission is one task; the rows still come
+back to this process, which writes each one as its task finishes.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import dataclasses
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,6 +352,7 @@ def grade_folder(
     *,
     verbose: bool = True,
     report: ReportFile | None = None,
+    grade_many: GradeMany | None = None,
 ) -> list[dict]:
     """Grade every submission in ``folder``; one row each, whatever happens.
 
@@ -357,6 +362,8 @@ def grade_folder(
         verbose: print one line per student.
         report: write each row there as soon as it is final, skipping students
             already in it (None: only return the rows).
+        grade_many: grades the submissions elsewhere, e.g. as Dask tasks
+            (:func:`cifar_lab.instructor.cluster.grade_on`; None: in this process).
 
     Returns:
         Report rows (``problems`` as a list of strings), sorted by student.
@@ -369,7 +376,14 @@ def grade_folder(
     def grade_one(student: str, path: Path, budget: Budget) -> ReportRow:
         return grade_submission(student, path, settings, test_set, budget)
 
-    return run_batch(submissions, grade_one, settings.limits, report=report, verbose=verbose)
+    return run_batch(
+        submissions,
+        grade_one,
+        settings.limits,
+        report=report,
+        verbose=verbose,
+        grade_many=grade_many,
+    )
 
 
 MAX_PROBLEMS = 50  # per row; a notebook of 300k failing cells must not make a 30 MB cell
@@ -404,6 +418,8 @@ def _grader_error(error: BaseException) -> str:
 
 
 GradeOne = Callable[[str, Path, Budget], ReportRow]  # (student, path, budget) -> the row
+# (student, path) pairs -> (row, child peaks) of each, in the order they finish
+GradeMany = Callable[[list[tuple[str, Path]]], Iterable[tuple[ReportRow, list[int]]]]
 
 
 def grade_safely(
@@ -448,6 +464,7 @@ def run_batch(
     *,
     report: ReportFile | None = None,
     verbose: bool = True,
+    grade_many: GradeMany | None = None,
 ) -> list[dict[str, Any]]:
     """Grade each submission in turn; write each row as soon as it is final.
 
@@ -458,6 +475,9 @@ def run_batch(
         report: where rows go as they finish (None: only returned); students
             already in it are skipped.
         verbose: print one line per student.
+        grade_many: grades the submissions not yet in ``report`` elsewhere (a Dask
+            cluster), yielding each row as it finishes (None: :func:`grade_safely`
+            here, in order).
 
     Returns:
         Every row as ``report.json`` holds it (:meth:`ReportRow.record`): those already
@@ -465,14 +485,20 @@ def run_batch(
     """
     done = report.students if report is not None else set()
     rows = list(report.rows) if report is not None else []
+    pending = []
     for student, path in submissions:
         if student in done:
             if verbose:
                 print(f"skipped {student}: already in the report (--resume)", flush=True)
             continue
-        row, peaks = grade_safely(student, path, grade_one, limits)
+        pending.append((student, path))
+    if grade_many is None:
+        finished = (grade_safely(student, path, grade_one, limits) for student, path in pending)
+    else:
+        finished = grade_many(pending)
+    for row, peaks in finished:  # the row is written here, in this process, once
         rows.append(report.add(row) if report is not None else row.record())
         if verbose:
             child = f" (peak {max(peaks) / MEGABYTE:.0f} MB)" if peaks else ""
-            print(f"graded {student}: {row.status}{child}", flush=True)
+            print(f"graded {row.student}: {row.status}{child}", flush=True)
     return rows

@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cifar_lab.checks import check_int, check_number
+from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.inspection import recorded_results
@@ -87,6 +87,7 @@ from cifar_lab.instructor.sandbox import (
     kill_descendants,
     python_install,
     sandbox_command,
+    thread_variables,
     watch_tree,
 )
 from cifar_lab.instructor.verdicts import (
@@ -120,6 +121,8 @@ class RerunSettings:
             start), summed; past it the re-run is killed.
         disk_bytes: what the notebooks may write (bubblewrap: a tmpfs of this size).
         max_processes: live processes in the cage, the sandbox's own included.
+        threads: TensorFlow and BLAS threads per pool in the kernels (None: their
+            defaults, every core); ``grade --workers N`` sets cores // N.
     """
 
     cell_timeout: int = 3600
@@ -130,6 +133,7 @@ class RerunSettings:
     memory_bytes: int = 4096 * MEGABYTE
     disk_bytes: int = 1024 * MEGABYTE
     max_processes: int = 64
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("cell_timeout", "total_timeout"):  # whole seconds
@@ -137,6 +141,7 @@ class RerunSettings:
         for name in ("memory_bytes", "disk_bytes"):
             check_int(name, getattr(self, name), minimum=MEGABYTE)
         check_int("max_processes", self.max_processes, minimum=8)  # the cage itself uses ~4
+        check_optional_int("threads", self.threads, minimum=1)
         check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         get_profile(self.profile)  # a typo fails here, not hours later
 
@@ -170,6 +175,7 @@ def _environment(settings: RerunSettings, work: Path) -> tuple[dict[str, str], l
         CIFAR10_SOURCE=source,
         CIFAR_LAB_CACHE=str(shared or home / ".cache" / "cifar_lab"),
         **{PROFILE_ENV: settings.profile},
+        **thread_variables(settings.threads),  # workers sharing the cores (grade --workers)
     )
     folders = [Path(p) for p in (source, shared) if p and p not in NAMED_SOURCES]
     visible = [*python_install(), package, *folders]

@@ -110,6 +110,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cifar_lab.checks import check_int
 from cifar_lab.instructor.findings import MEGABYTE
 
 SANDBOX_ENV = "CIFAR_LAB_SANDBOX"
@@ -314,6 +315,30 @@ def clean_environment(home: Path, tmp: Path, **values: str | None) -> dict[str, 
         "JUPYTER_PLATFORM_DIRS": "1",
     }
     return environment | {key: value for key, value in values.items() if value is not None}
+
+
+THREAD_VARIABLES = (  # TensorFlow's two pools, and OpenMP/BLAS (numpy, oneDNN)
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
+def thread_variables(threads: int | None) -> dict[str, str]:
+    """The variables that hold TensorFlow and BLAS to ``threads`` threads each.
+
+    Args:
+        threads: threads per pool (None: no variable, the libraries' own defaults).
+
+    Returns:
+        ``{name: str(threads)}`` for each of :data:`THREAD_VARIABLES`, or ``{}``.
+    """
+    if threads is None:
+        return {}
+    check_int("threads", threads, minimum=1)
+    return dict.fromkeys(THREAD_VARIABLES, str(threads))
 
 
 def descendants(pid: int) -> list[int]:
