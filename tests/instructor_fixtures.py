@@ -156,7 +156,7 @@ def distinct_model(model: Path, out: Path, tag: str) -> Path:
 _VALIDATION_SCORES: dict[tuple, float] = {}
 
 
-def synthetic_val_accuracy(model: Path) -> float:
+def synthetic_val_accuracy(model: Path, profile: str = "full") -> float:
     """``model``'s accuracy on the course's validation split of the synthetic source.
 
     That is the split ``grade --source synthetic`` recomputes a (full-profile)
@@ -166,9 +166,9 @@ def synthetic_val_accuracy(model: Path) -> float:
 
     from cifar_lab.instructor.claims import course_validation
 
-    key = (str(model), model.stat().st_mtime_ns, model.stat().st_size)
+    key = (str(model), model.stat().st_mtime_ns, model.stat().st_size, profile)
     if key not in _VALIDATION_SCORES:
-        (images, labels), _ = course_validation("synthetic", "full")
+        (images, labels), _ = course_validation("synthetic", profile)
         try:
             network = keras.models.load_model(model, safe_mode=True, compile=False)
         except Exception:  # a file no loader takes (code, a placeholder): never scored

@@ -108,8 +108,13 @@ def _rows_on_disk(out: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
+# measurements of the run, not grades: time, and the peak memory of the processes it started
+# (one process scores a byte-identical model once; each worker scores its own copy)
+MEASURED = ("grading_seconds", "peak_memory_mb")
+
+
 def _without_timing(row: dict) -> dict:
-    return {key: value for key, value in row.items() if key != "grading_seconds"}
+    return {key: value for key, value in row.items() if key not in MEASURED}
 
 
 def _kill_a_busy_worker(client, out: Path, killed: dict) -> None:

@@ -75,9 +75,9 @@ def test_unshare_is_a_cage_with_a_warning_that_it_reads_everything():
 def test_the_ceilings_are_grade_options_with_defaults_below_the_issues_attacks():
     from cifar_lab.__main__ import build_parser
 
-    grade = ["grade", "subs", "--out", "r.csv", "--rerun"]
+    grade = ["grade", "subs", "--out", "r.csv"]  # re-execution is the default
     default = rerun_settings(build_parser().parse_args(grade))
-    assert default == RerunSettings(profile=default.profile)  # defaults defined once
+    assert default == RerunSettings()  # defaults defined once
     assert default.memory_bytes < 5 << 30 and default.disk_bytes < 3 << 30
     assert default.max_processes < 300
     limits = ["--rerun-memory-mb", "100", "--rerun-disk-mb", "10", "--rerun-processes", "9"]
