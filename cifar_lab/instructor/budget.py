@@ -13,7 +13,7 @@ says why resident memory is watched rather than capped with ``RLIMIT_AS``
 scoring one submission must end within ``submission_seconds`` (default 300 s).
 In the main thread a ``SIGALRM`` timer raises :class:`SubmissionTimeoutError`
 wherever the grader is; the scoring child gets at most the time that is left.
-``--rerun`` runs outside the budget (:func:`suspended_budget`): it has its own
+The re-execution runs outside the budget (:func:`suspended_budget`): it has its own
 ``--total-timeout``. The budget is passed down as an argument, never kept in a global.
 """
 
@@ -46,7 +46,7 @@ class Limits:
         model_memory_bytes: resident memory of the model-scoring child (all its processes).
         model_seconds: wall time of the model-scoring child.
         submission_seconds: wall time for reading, checking and scoring one
-            submission (``--rerun`` has its own ``--total-timeout``).
+            submission (the re-execution has its own ``--total-timeout``).
     """
 
     model_memory_bytes: int = 4096 * MEGABYTE
@@ -120,7 +120,7 @@ def submission_budget(limits: Limits) -> Iterator[Budget]:
 
 @contextlib.contextmanager
 def suspended_budget(budget: Budget | None) -> Iterator[None]:
-    """Stop the per-submission clock inside the block (``--rerun`` has its own timeouts).
+    """Stop the per-submission clock inside the block (the re-execution has its own timeouts).
 
     Args:
         budget: the submission's budget (None: no clock runs, nothing to stop).

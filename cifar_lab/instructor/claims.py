@@ -9,7 +9,7 @@ with the claims in notebook 05's output (``lab.record("test_accuracy")``) and
 in ``part5/results.json``; a difference above the tolerance (default 0.005)
 is flagged, as is any disagreement between the two claims.
 
-**Re-executed results** (``grade --rerun``, see :mod:`cifar_lab.instructor.rerun`):
+**Re-executed results** (``grade``'s default re-execution, see :mod:`cifar_lab.instructor.rerun`):
 every recorded result is compared with the re-executed value; a difference
 above the tolerance (default 0.02, since training on other hardware is not
 bit-identical), a result no longer recorded, or a notebook that fails is flagged.

@@ -15,7 +15,7 @@ Everything in them is text a student can edit, so nothing is taken as written:
   here, the claimed ``passed`` agrees, and ``minimum`` is no lower than the
   lowest promise any profile makes (a lowered threshold is a doctored output);
   ``lab.check_that`` / ``lab.check_close`` payloads carry only ``what`` and
-  ``passed``, which must be the JSON value ``true`` (only ``grade --rerun`` can
+  ``passed``, which must be the JSON value ``true`` (only ``grade``'s re-execution can
   verify these further).
 * **Structure and execution** (:func:`inspect_notebook`): cells compared with
   the release manifest, the execution order (:func:`first_out_of_order`), error

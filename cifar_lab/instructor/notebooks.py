@@ -6,7 +6,7 @@
   notebooks are committed without outputs, except code cells tagged
   ``nbval-check-output``, whose (deterministic) outputs nbval compares;
 * :func:`notebook_client`: the one ``NotebookClient`` set-up (``run``, ``refresh-outputs``
-  and ``grade --rerun`` all execute through it);
+  and ``grade``'s re-execution all execute through it);
 * :func:`run_all`, :func:`format_summary`: ``python -m cifar_lab run`` executes every
   notebook in the chosen profile, prints progress per cell, writes executed copies and
   HTML to a git-ignored folder, and ends with a table of status, wall time, the

@@ -1,6 +1,6 @@
-"""How ``grade --rerun`` verifies the checks without trusting the student's copy of them.
+"""How ``grade``'s re-execution verifies the checks without trusting the student's copy of them.
 
-A check passes under ``--rerun`` when the check cell runs to its end in a
+A check passes in the re-execution when the check cell runs to its end in a
 fresh kernel with the grader's own check functions. Before **every** code
 cell of the re-executed copy the runner inserts a cell of its own
 (:func:`pristine_cell`) that

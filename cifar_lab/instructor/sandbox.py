@@ -1,6 +1,6 @@
-"""Where student files run: the ``--rerun`` cage, and the ceiling-watched child scoring a model.
+"""Where student files run: the re-execution's cage, and the ceiling-watched child scoring a model.
 
-**The cage** ``grade --rerun`` runs student notebooks in: bubblewrap, else ``unshare``, else none.
+**The cage** ``grade`` re-executes student notebooks in: bubblewrap, else ``unshare``, else none.
 
 :func:`sandbox_command` wraps a command line so that it, and every process it
 starts, runs
@@ -278,16 +278,16 @@ def isolation_warning(backend: str | None) -> str | None:
     """A loud warning when student code would run uncaged, or caged but able to read it all."""
     if backend == "unshare":
         return (
-            "WARNING: --rerun found no working bubblewrap (0.8 or later), only `unshare`: "
-            "student notebooks cannot write outside their folder or reach the network, but "
+            "WARNING: the re-execution found no working bubblewrap (0.8 or later), only "
+            "`unshare`: student notebooks cannot write outside their folder or reach the network, but "
             "they CAN READ every file you can (your home, /tmp, other submissions, the "
             "answers). Install bubblewrap (Debian package `bubblewrap`)."
         )
     if backend is not None:
         return None
     return (
-        "WARNING: --rerun found neither bubblewrap (Debian package `bubblewrap`) nor a working "
-        "`unshare`: student notebooks will run as YOUR user, WITH network access and write "
+        "WARNING: the re-execution found neither bubblewrap (Debian package `bubblewrap`) "
+        "nor a working `unshare`: student notebooks will run as YOUR user, WITH network access and write "
         "access to everything you can write. Install bubblewrap, or run the grader in a "
         "throw-away container (see README, 'Grade')."
     )

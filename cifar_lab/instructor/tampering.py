@@ -21,7 +21,7 @@ them, and reports code that could change what a check reports:
 
 Each cell is parsed once and its tree walked once (alias roots are memoised),
 so the work is linear in the notebook's size. Static reading is best effort:
-``grade --rerun`` is what verifies the checks by running them.
+``grade``'s re-execution is what verifies the checks by running them.
 """
 
 from __future__ import annotations

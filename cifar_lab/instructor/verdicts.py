@@ -3,7 +3,7 @@
 A notebook's check cells run in the student's kernel, and one Python process
 cannot protect one part of itself from another (see
 :mod:`cifar_lab.instructor.pristine_checks` for what re-running them stops and
-what it does not). So under ``grade --rerun`` the points of a probed check come
+what it does not). So under ``grade``'s re-execution the points of a probed check come
 from a **probe** instead, run by the runner (:mod:`cifar_lab.instructor.rerun`,
 a process the kernels cannot write to) once a notebook has run:
 
