@@ -279,17 +279,17 @@ def isolation_warning(backend: str | None) -> str | None:
     if backend == "unshare":
         return (
             "WARNING: the re-execution found no working bubblewrap (0.8 or later), only "
-            "`unshare`: student notebooks cannot write outside their folder or reach the network, but "
-            "they CAN READ every file you can (your home, /tmp, other submissions, the "
-            "answers). Install bubblewrap (Debian package `bubblewrap`)."
+            "`unshare`: student notebooks cannot write outside their folder or reach the "
+            "network, but they CAN READ every file you can (your home, /tmp, other "
+            "submissions, the answers). Install bubblewrap (Debian package `bubblewrap`)."
         )
     if backend is not None:
         return None
     return (
         "WARNING: the re-execution found neither bubblewrap (Debian package `bubblewrap`) "
-        "nor a working `unshare`: student notebooks will run as YOUR user, WITH network access and write "
-        "access to everything you can write. Install bubblewrap, or run the grader in a "
-        "throw-away container (see README, 'Grade')."
+        "nor a working `unshare`: student notebooks will run as YOUR user, WITH network "
+        "access and write access to everything you can write. Install bubblewrap, or run "
+        "the grader in a throw-away container (see README, 'Grade')."
     )
 
 
