@@ -217,7 +217,9 @@ def _grade_one(honest, name: str, change=None) -> dict:
         path = batch / name / PART5_DIR / RESULTS_FILE
         path.write_text(json.dumps(change(json.loads(path.read_text()))))
     # the grader's own test set: all 600 images; the saved outputs read, not re-executed
-    settings = GradeSettings(source=str(honest["cifar"]), rerun=None)
+    settings = GradeSettings(
+        source=str(honest["cifar"]), rerun=None, accept_profiles=("full", "quick")
+    )  # the honest part5/ ran in the quick profile; that is not what this test is about
     (row,) = grade_folder(batch, settings, verbose=False)
     return row
 

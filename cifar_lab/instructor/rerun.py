@@ -262,7 +262,11 @@ def rerun_notebooks(
             problem = f"the rerun process exited with code {child.returncode}"
             _print_log_tail(log_path, problem)
         _writable_again(handed_in)  # so that the temporary folder can be removed
-        return _parse_status(report.data), problem
+        records = _parse_status(report.data)
+        if problem is None and any(r.get("disk_full") is True for r in records.values()):
+            # a write that fills the tmpfs fails at once: the run can end between two samples
+            problem = f"the re-run filled its {settings.disk_bytes / MEGABYTE:.0f} MB disk quota"
+        return records, problem
 
 
 def _print_log_tail(log_path: Path, problem: str) -> None:
@@ -405,6 +409,7 @@ def _execute(
     record["results"] = recorded_results(notebook) if notebook is not None else {}
     record["checks_verified"] = verified["checks"]
     record["cells"] = verified["cells"]
+    record["disk_full"] = _disk_full(work)  # before the probes, which write there too
     record["verdicts"] = _probe_verdicts(client, path.stem, work, cell_timeout, validation)
     return record
 
@@ -437,6 +442,15 @@ def _probe_verdicts(
         if client is not None:
             with contextlib.suppress(Exception):
                 client._cleanup_kernel()
+
+
+def _disk_full(work: Path) -> bool:
+    """Whether the working folder's file system has under 1 MB left (the tmpfs quota is spent)."""
+    try:
+        usage = os.statvfs(work)
+    except OSError:
+        return False
+    return usage.f_bavail * usage.f_frsize < MEGABYTE
 
 
 def _no_kernel(source: str) -> None:
