@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint format env clean
 
@@ -22,12 +23,15 @@ run: $(STAMP)
 # Each notebook executes once, in the quick profile, inside the test run
 # (tests/executed_notebooks.py); cells tagged `nbval-check-output` are compared
 # with their committed outputs as nbval does (tests/test_notebooks.py).
+# Two pytest-xdist workers (TEST_WORKERS=0 runs in one process): much of the suite waits on
+# kernels, sandboxes and time limits, and tests/conftest.py keeps the tests that share a
+# session resource (the executed notebooks, the PostgreSQL server) on one worker.
 # pytest exits 5 when it collected no tests; that is a failure here too.
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	CIFAR_LAB_PROFILE=quick TF_CPP_MIN_LOG_LEVEL=3 \
-	$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 lint: $(STAMP)

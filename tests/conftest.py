@@ -49,6 +49,32 @@ def executed_notebooks(request, tmp_path_factory):
     runs.close()
 
 
+# Tests that share one expensive session resource run on one pytest-xdist worker (`make test`
+# runs two, `--dist loadgroup`): a worker executes a notebook only if one of its tests asks,
+# and the mutation tests need the kernel that executed it, in the same process.
+SHARED_RESOURCES = {
+    "executed_notebooks": "notebooks",  # each course notebook, executed once
+    "postgres_server": "postgres",  # one throw-away PostgreSQL server
+    "postgres_url": "postgres",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put each test that uses a shared session resource in that resource's xdist group.
+
+    The real-CIFAR-10 training tests (the ``slow`` promises) form a group of their own, so
+    that their module's data fixture is loaded once and they run one after another rather
+    than beside each other on a 2-core machine.
+    """
+    for item in items:
+        groups = {SHARED_RESOURCES[name] for name in item.fixturenames if name in SHARED_RESOURCES}
+        if item.module.__name__ == "test_real_training":
+            groups.add("real_training")
+        assert len(groups) <= 1, f"{item.nodeid} needs two worker groups: {groups}"
+        for group in groups:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
     """Keep every test away from the user's caches and data settings."""
