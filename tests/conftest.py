@@ -45,6 +45,7 @@ def executed_notebooks(request, tmp_path_factory):
         REAL_SOURCE,
         mutation_tests_collected(request.session.items),
     )
+    link_decoded_real_data(tmp_path_factory, runs.cache)
     yield runs
     runs.close()
 
@@ -75,12 +76,56 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+_DECODED: dict[str, Path | None] = {}  # this worker's answer of decoded_real_data()
+
+
+def decoded_real_data(tmp_path_factory) -> Path | None:
+    """The decode cache entry of ``REAL_SOURCE``, decoded once per test run; None without one.
+
+    Decoding the shared archive's 55,000 JPEGs takes ~20 s of CPU, and every test
+    gets a fresh, empty ``$CIFAR_LAB_CACHE``; so the first test of the run decodes it
+    into a folder the pytest-xdist workers share (under a lock), and each test's cache
+    folder gets a hard link to that one entry (:func:`link_decoded_real_data`). A test
+    of decoding itself passes its own ``cache_dir``. Sources that are not decoded (the
+    pickled python batches) have no entry.
+    """
+    if "entry" not in _DECODED:
+        _DECODED["entry"] = None
+        if REAL_SOURCE is not None:
+            import fcntl
+
+            from cifar_lab.data import sources
+
+            root = tmp_path_factory.getbasetemp()
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                root = root.parent  # the folder above the workers' own
+            folder = root / "decoded_cifar10"
+            folder.mkdir(exist_ok=True)
+            with (root / "decoded_cifar10.lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                entries = list(folder.glob("*.npz"))
+                if not entries:
+                    sources.read_source(REAL_SOURCE, cache_dir=folder, num_train=0, num_test=0)
+                    entries = list(folder.glob("*.npz"))
+            _DECODED["entry"] = entries[0] if entries else None
+    return _DECODED["entry"]
+
+
+def link_decoded_real_data(tmp_path_factory, cache: Path) -> None:
+    """Give the cache folder ``cache`` the run's decoded real data (a hard link, no copy)."""
+    entry = decoded_real_data(tmp_path_factory)
+    if entry is not None and not (cache / entry.name).exists():
+        os.link(entry, cache / entry.name)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
     """Keep every test away from the user's caches and data settings."""
     monkeypatch.delenv("CIFAR10_SOURCE", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
-    monkeypatch.setenv("CIFAR_LAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    cache = tmp_path_factory.mktemp("cache")
+    link_decoded_real_data(tmp_path_factory, cache)
+    monkeypatch.setenv("CIFAR_LAB_CACHE", str(cache))
 
 
 def make_pool(num_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -127,14 +127,16 @@ def exercise_cells(notebook) -> list[int]:
     ]
 
 
-def kernel_environment(source: Path | None, scratch: Path) -> dict[str, str]:
-    """The kernel's environment: quick profile, quiet TensorFlow, the data, private caches."""
+def kernel_environment(source: Path | None, scratch: Path, cache: Path) -> dict[str, str]:
+    """The kernel's environment: quick profile, quiet TensorFlow, the data, private caches.
+
+    ``cache`` is the decoded-data folder the five notebooks share (the data is decoded once).
+    """
     env = {**os.environ, "CIFAR_LAB_PROFILE": "quick", "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("CIFAR10_SOURCE", None)
     if source is not None:
         env["CIFAR10_SOURCE"] = str(source)
-    # shared by the five notebooks (the data is decoded once), away from the user's
-    env["CIFAR_LAB_CACHE"] = str(scratch / "cache")
+    env["CIFAR_LAB_CACHE"] = str(cache)  # away from the user's
     env["KERAS_HOME"] = str(scratch / "keras_home")
     return env
 
@@ -173,7 +175,7 @@ class ExecutedNotebook:
 
 
 def execute_notebook(
-    source: Path, scratch: Path, *, data: Path | None, keep_kernel: bool
+    source: Path, scratch: Path, *, data: Path | None, cache: Path, keep_kernel: bool
 ) -> ExecutedNotebook:
     """Execute ``source`` once in ``scratch/run``; save the namespace before each exercise.
 
@@ -181,6 +183,7 @@ def execute_notebook(
         source: an instructor notebook.
         scratch: an empty folder for the run, its copy and its caches.
         data: the CIFAR-10 copy for the kernel, or None for the profile's default.
+        cache: the decoded-data folder (``$CIFAR_LAB_CACHE``) for the kernel.
         keep_kernel: leave the kernel up for the mutation tests.
 
     Returns:
@@ -192,7 +195,7 @@ def execute_notebook(
     shutil.copy(source, work / source.name)
     working = nbformat.read(source, as_version=4)
     exercises = exercise_cells(working)
-    kernel = NotebookKernel(working, work, kernel_environment(data, scratch))
+    kernel = NotebookKernel(working, work, kernel_environment(data, scratch, cache))
     run = ExecutedNotebook(source, working, scratch / "executed", None, exercises=exercises)
     try:
         count = 0
@@ -236,6 +239,8 @@ class ExecutedNotebooks:
     ) -> None:
         self.notebook_dir, self.scratch, self.data = notebook_dir, scratch, data
         self.kernels_wanted = kernels_wanted
+        self.cache = scratch / "cache"  # one decoded-data folder for the five notebooks
+        self.cache.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, ExecutedNotebook] = {}
 
     def __getitem__(self, stem: str) -> ExecutedNotebook:
@@ -244,6 +249,7 @@ class ExecutedNotebooks:
                 self.notebook_dir / f"{stem}.ipynb",
                 self.scratch / stem,
                 data=self.data,
+                cache=self.cache,
                 keep_kernel=stem in self.kernels_wanted,
             )
         return self.runs[stem]
