@@ -47,6 +47,8 @@ from similarity_fixtures import (  # noqa: E402
 from cifar_lab.instructor.class_view.similarity import find_similar  # noqa: E402
 from cifar_lab.instructor.class_view.sources import course_references  # noqa: E402
 
+TARGET_SECONDS = 30  # issue 26: 300 submissions x 20 exercises, here (a shared 2-core machine)
+
 
 def build_class(students: int, exercises: int, model_share: float, seed: int = 0):
     """(sources, references, planted pairs) of a synthetic class."""
@@ -91,7 +93,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
     found = {(p.student_a, p.student_b, p.grade_id) for p in result.pairs}
     print(f"class of {len(sources)} students x {len(references)} exercises built in {built:.1f} s")
-    print(f"similarity pass: {seconds:.1f} s")
+    verdict = "met" if seconds < TARGET_SECONDS else "NOT met"
+    print(f"similarity pass: {seconds:.1f} s (target under {TARGET_SECONDS} s: {verdict})")
     print(f"pairs reported: {len(result.pairs)}; planted shared cells found: "
           f"{len(planted & found)} of {len(planted)}")  # fmt: skip
     matches = sum(len(students) for students in result.model_answer.values())
