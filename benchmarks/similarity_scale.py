@@ -19,9 +19,10 @@ students, 20 exercises, 30% of the cells the model answer rewritten)::
     pairs reported: 78905; planted shared cells found: 15 of 15
 
 With three other jobs on the two cores the same pass took 18 to 30 s (before
-statements were printed once instead of twice). The 78,905 pairs are the
-students who rewrote the model answer (about 90 per exercise, so about 4,000
-pairs each): similar to each other, as they are. Most of the time goes to
+statements were printed once instead of twice); measured again with load average
+8 on the two cores (other sessions' test runs): 19.7 s, under the issue's 30 s.
+The 78,905 pairs are the students who rewrote the model answer (about 90 per
+exercise, so about 4,000 pairs each): similar to each other, as they are. Most of the time goes to
 parsing and printing cells again (``ast``); pairing takes under a second.
 """
 
@@ -46,6 +47,8 @@ from similarity_fixtures import (  # noqa: E402
 
 from cifar_lab.instructor.class_view.similarity import find_similar  # noqa: E402
 from cifar_lab.instructor.class_view.sources import course_references  # noqa: E402
+
+TARGET_SECONDS = 30  # issue 26: 300 submissions x 20 exercises, here (a shared 2-core machine)
 
 
 def build_class(students: int, exercises: int, model_share: float, seed: int = 0):
@@ -91,7 +94,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
     found = {(p.student_a, p.student_b, p.grade_id) for p in result.pairs}
     print(f"class of {len(sources)} students x {len(references)} exercises built in {built:.1f} s")
-    print(f"similarity pass: {seconds:.1f} s")
+    verdict = "met" if seconds < TARGET_SECONDS else "NOT met"
+    print(f"similarity pass: {seconds:.1f} s (target under {TARGET_SECONDS} s: {verdict})")
     print(f"pairs reported: {len(result.pairs)}; planted shared cells found: "
           f"{len(planted & found)} of {len(planted)}")  # fmt: skip
     matches = sum(len(students) for students in result.model_answer.values())

@@ -187,3 +187,66 @@ def noise_body(rng: random.Random, statements: int = 6) -> str:
 def strip_markers(model_answer: str) -> str:
     """The model answer as a student would hand it in: no solution markers, no hint."""
     return re.sub(rf"^\s*(?:{BEGIN}|{END}|{HINT}.*)\n", "", model_answer, flags=re.M)
+
+
+CLASS_SIZE = 40
+RENAMED = ("training_step", "three_layer_fc", "build_network")  # renamed + comments changed
+REORDERED = tuple(SWAPS)  # independent lines swapped
+ONE_EXERCISE = "optimizer_search"  # the only exercise this pair shares
+MODEL_PASTE = "regularisation_search"  # both paste the model answer
+
+
+def noise_class(references, size: int, seed: int = 0) -> dict[str, dict[str, str]]:
+    """Every student writes their own random code for every exercise."""
+    rng = random.Random(seed)
+    return {
+        f"s{n:02d}": {g: fill_stub(r.stub, noise_body(rng)) for g, r in references.items()}
+        for n in range(size)
+    }
+
+
+def planted_class(references) -> tuple[dict[str, dict[str, str]], set[tuple[str, str, str]]]:
+    """The synthetic class of :data:`CLASS_SIZE` students with planted pairs.
+
+    Args:
+        references: grade_id -> :class:`~cifar_lab.instructor.class_view.similarity.Reference`
+            (the course's stubs and model answers).
+
+    Returns:
+        (student -> grade_id -> cell source, the planted pairs {(a, b, grade_id)}).
+    """
+    sources = noise_class(references, CLASS_SIZE - 11)  # + 8 paired + 3 distinct
+    planted = set()
+
+    def body(grade_id: str, seed: int) -> str:
+        return own_line(seed) + model_body(references[grade_id].model_answer)
+
+    def pair(a: str, b: str, exercises, second) -> None:
+        sources[a], sources[b] = {}, {}
+        rng = random.Random(a)
+        for grade_id in references:  # their own random code elsewhere
+            sources[a][grade_id] = fill_stub(references[grade_id].stub, noise_body(rng))
+            sources[b][grade_id] = fill_stub(references[grade_id].stub, noise_body(rng))
+        for seed, grade_id in enumerate(exercises):
+            sources[a][grade_id] = fill_stub(references[grade_id].stub, body(grade_id, seed))
+            sources[b][grade_id] = second(grade_id, sources[a][grade_id], seed)
+            planted.add((a, b, grade_id))
+
+    pair("rename_a", "rename_b", RENAMED, lambda g, code, seed: rename_and_recomment(code))
+    pair(
+        "reorder_a",
+        "reorder_b",
+        REORDERED,
+        lambda g, code, seed: fill_stub(references[g].stub, swap_lines(body(g, seed), *SWAPS[g])),
+    )
+    pair("one_a", "one_b", [ONE_EXERCISE], lambda g, code, seed: code)
+    pair("model_a", "model_b", [], None)
+    for student in ("model_a", "model_b"):
+        sources[student][MODEL_PASTE] = strip_markers(references[MODEL_PASTE].model_answer)
+    planted.add(("model_a", "model_b", MODEL_PASTE))
+    for grade_id, bodies in DISTINCT.items():
+        for number, solution in enumerate(bodies):
+            student = f"distinct_{number}"
+            sources.setdefault(student, dict(noise_class(references, 1, seed=number + 99)["s00"]))
+            sources[student][grade_id] = fill_stub(references[grade_id].stub, solution)
+    return sources, planted

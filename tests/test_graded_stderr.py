@@ -3,10 +3,16 @@
 A warning (``TqdmWarning: IProgress not found``, a deprecation, a TensorFlow log
 line) printed while a check cell runs lands on stderr, and nbgrader's autograder
 then scores that cell 0 whatever the check said. These tests read the executions
-the session already made (tests/executed_notebooks.py): nothing runs again.
+the session already made (tests/executed_notebooks.py): nothing runs again. The
+last one imports the Part V sweeps in a simulated kernel without ipywidgets (a
+plain install), where Optuna's import of tqdm would warn.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -73,3 +79,34 @@ def test_stderr_of_a_graded_check_cell_is_found():
     notebook.cells[index].execution_count = None
     with pytest.raises(AssertionError, match="never ran"):
         graded_check_stderr(NOTEBOOKS[0].stem, notebook)
+
+
+# A Jupyter kernel of a plain install, as tqdm sees it: ipykernel's shell is loaded and
+# ``import ipywidgets`` fails (the student extra brings ipywidgets; a plain install does not).
+KERNEL_WITHOUT_IPYWIDGETS = """
+import sys
+sys.modules["ipywidgets"] = None  # ``import ipywidgets`` raises ImportError
+import ipykernel.zmqshell  # tqdm.autonotebook takes this for "in a Jupyter kernel"
+"""
+
+
+def stderr_of(code: str) -> str:
+    """What ``python -c code`` writes to stderr (cifar_lab importable from this checkout)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # Python's defaults
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_part5_sweeps_import_quietly_in_a_kernel_without_ipywidgets():
+    """Optuna imports tqdm.auto; without ipywidgets that warns unless the course silenced it."""
+    # the simulated kernel reproduces the warning: Optuna imported on its own
+    bare = stderr_of(KERNEL_WITHOUT_IPYWIDGETS + "import optuna\n")
+    assert "IProgress not found" in bare, bare
+    # notebook 05's first use of the sweeps (lab.SweepSpec ...) imports optuna through
+    # cifar_lab.tuning, and writes nothing to stderr
+    code = "import cifar_lab as lab\nlab.SweepSpec\nimport optuna\n"
+    assert stderr_of(KERNEL_WITHOUT_IPYWIDGETS + code) == ""

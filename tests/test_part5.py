@@ -200,3 +200,6 @@ def test_save_final_model_writes_what_grading_reads(tmp_path, described):
     reloaded = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # the class report's leaderboard shows it; counted from the weights, not assumed
+    counted = sum(int(np.prod(weight.shape)) for weight in reloaded.weights)
+    assert results[part5.PARAMETERS_KEY] == counted > 0

@@ -13,10 +13,13 @@ from cifar_lab.instructor.report import (
     ReportFile,
     ReportRow,
     about,
+    checks_field,
     gradebook_rows,
+    json_only_columns,
     report_columns,
     write_gradebook,
 )
+from cifar_lab.instructor.scoring import CellScore, NotebookScore
 
 NOTEBOOKS = ("01_preparation", "02_barebones_tensorflow")
 
@@ -64,7 +67,8 @@ def test_every_column_has_a_type_and_a_meaning():
 
 def test_columns_and_record_come_from_the_row_type():
     record = _row().record()
-    assert list(record) == report_columns(NOTEBOOKS)
+    assert json_only_columns() == ["checks"]  # a list: report.json only
+    assert list(record) == report_columns(NOTEBOOKS) + json_only_columns()
     assert report_columns(NOTEBOOKS)[:8] == [
         "student", "status", "total_points", "max_points", "manual_points", "manual_score",
         "manual_ungraded", "problems",
@@ -98,6 +102,42 @@ def test_a_column_added_in_one_place_reaches_csv_json_gradebook_and_feedback(tmp
     assert "days_late" not in report_columns(NOTEBOOKS)
     assert "days late" not in render_feedback(_row(), [])
     assert "late" not in gradebook_rows([json_row])[0]
+
+
+def test_checks_reach_report_json_but_not_report_csv(tmp_path):
+    scores = [
+        NotebookScore(
+            NOTEBOOKS[0],
+            (
+                CellScore("splits", "solution", 2, 2, "done"),
+                CellScore("splits_check", "check", 0, 1, "failed", "check failed", "x" * 900),
+                CellScore("answer", "written", 0, 3, "manual"),
+            ),
+        )
+    ]
+    field = checks_field(scores)
+    assert [c["grade_id"] for c in field] == ["splits_check", "answer"]  # no solution cells
+    assert field[0] == {
+        "notebook": NOTEBOOKS[0],
+        "grade_id": "splits_check",
+        "kind": "check",
+        "points": 0,
+        "max_points": 1,
+        "status": "failed",
+        "reason": "check failed",
+        "message": "x" * 500,  # cut: a flood of text stays out of the report
+    }
+    report = ReportFile(tmp_path / "report.csv", NOTEBOOKS)
+    report.add(_row(checks=field))
+    (json_row,) = json.loads(report.json_path.read_text())
+    assert json_row["checks"] == list(field)
+    with open(report.csv_path, newline="") as handle:
+        (csv_row,) = list(csv.DictReader(handle))
+    assert "checks" not in csv_row and csv_row["student"] == "ada"
+    resumed = ReportFile(tmp_path / "report.csv", NOTEBOOKS, resume=True)  # rewrites the CSV
+    assert resumed.rows[0]["checks"] == list(field)
+    with open(resumed.csv_path, newline="") as handle:
+        assert "checks" not in next(csv.reader(handle))
 
 
 def test_rows_graded_no_further_than_intake_show_no_part5_section():

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import random
 import zipfile
 
 import pytest
 from similarity_fixtures import (
+    CLASS_SIZE,
     DISTINCT,
+    MODEL_PASTE,
+    RENAMED,
     SWAPS,
     fill_stub,
     model_body,
-    noise_body,
-    own_line,
+    planted_class,
     rename_and_recomment,
-    strip_markers,
     swap_lines,
 )
 
@@ -25,65 +25,16 @@ from cifar_lab.instructor.class_view.sources import collect_sources, course_refe
 from cifar_lab.instructor.intake import MAX_ZIP_MEMBERS
 from cifar_lab.tuning.part5 import MODEL_FILE
 
-CLASS_SIZE = 40
-RENAMED = ("training_step", "three_layer_fc", "build_network")  # renamed + comments changed
-REORDERED = tuple(SWAPS)  # independent lines swapped
-ONE_EXERCISE = "optimizer_search"  # the only exercise this pair shares
-MODEL_PASTE = "regularisation_search"  # both paste the model answer
-
 
 @pytest.fixture(scope="module")
 def references():
     return course_references()
 
 
-def _noise_class(references, size: int, seed: int = 0) -> dict[str, dict[str, str]]:
-    """Every student writes their own random code for every exercise."""
-    rng = random.Random(seed)
-    return {
-        f"s{n:02d}": {g: fill_stub(r.stub, noise_body(rng)) for g, r in references.items()}
-        for n in range(size)
-    }
-
-
 @pytest.fixture(scope="module")
 def planted(references):
     """40 students; who shares what with whom is known: {(a, b, grade_id)}."""
-    sources = _noise_class(references, CLASS_SIZE - 11)  # + 8 paired + 3 distinct
-    planted = set()
-
-    def body(grade_id: str, seed: int) -> str:
-        return own_line(seed) + model_body(references[grade_id].model_answer)
-
-    def pair(a: str, b: str, exercises, second) -> None:
-        sources[a], sources[b] = {}, {}
-        rng = random.Random(a)
-        for grade_id in references:  # their own random code elsewhere
-            sources[a][grade_id] = fill_stub(references[grade_id].stub, noise_body(rng))
-            sources[b][grade_id] = fill_stub(references[grade_id].stub, noise_body(rng))
-        for seed, grade_id in enumerate(exercises):
-            sources[a][grade_id] = fill_stub(references[grade_id].stub, body(grade_id, seed))
-            sources[b][grade_id] = second(grade_id, sources[a][grade_id], seed)
-            planted.add((a, b, grade_id))
-
-    pair("rename_a", "rename_b", RENAMED, lambda g, code, seed: rename_and_recomment(code))
-    pair(
-        "reorder_a",
-        "reorder_b",
-        REORDERED,
-        lambda g, code, seed: fill_stub(references[g].stub, swap_lines(body(g, seed), *SWAPS[g])),
-    )
-    pair("one_a", "one_b", [ONE_EXERCISE], lambda g, code, seed: code)
-    pair("model_a", "model_b", [], None)
-    for student in ("model_a", "model_b"):
-        sources[student][MODEL_PASTE] = strip_markers(references[MODEL_PASTE].model_answer)
-    planted.add(("model_a", "model_b", MODEL_PASTE))
-    for grade_id, bodies in DISTINCT.items():
-        for number, solution in enumerate(bodies):
-            student = f"distinct_{number}"
-            sources.setdefault(student, dict(_noise_class(references, 1, seed=number + 99)["s00"]))
-            sources[student][grade_id] = fill_stub(references[grade_id].stub, solution)
-    return sources, planted
+    return planted_class(references)
 
 
 def test_class_size(planted):

@@ -62,6 +62,7 @@ from cifar_lab.instructor.budget import (
 from cifar_lab.instructor.claims import (
     DEFAULT_TOLERANCE,
     LazyTestSet,
+    choose_split,
     claim_findings,
     claims_of,
     compare_claims,
@@ -95,6 +96,7 @@ from cifar_lab.instructor.report import (
     NotebookColumns,
     ReportFile,
     ReportRow,
+    checks_field,
     first_claim,
 )
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
@@ -102,8 +104,8 @@ from cifar_lab.instructor.run_profile import submission_profile
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
 from cifar_lab.instructor.submission import submission_identity, submission_name
 from cifar_lab.profiles import PROFILES
-from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
-from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY
+from cifar_lab.tuning.part5 import MODEL_FILE, PARAMETERS_KEY, PART5_DIR
+from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, split_fingerprint
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,31 @@ def _part5(
     return claims, accuracy, verified, findings + claim_findings(claims) + verify_findings
 
 
+MAX_PARAMETERS = 10**12  # a recorded count above it is no count (results.json is untrusted)
+
+
+def _leaderboard_fields(root: Path, test_set: LazyTestSet, scored: bool) -> dict[str, Any]:
+    """The row's ``part5_split`` and ``part5_parameters`` (none: no model was scored).
+
+    ``part5_split`` names the images the model was scored on by their count and
+    fingerprint, so that the class report ranks only models scored on the same images.
+    """
+    if not scored:
+        return {}
+    saved = read_part5_results(root)[0] or {}
+    choice = choose_split(test_set, saved.get(SPLIT_KEY))  # as verify_claims chose (cached)
+    # one fingerprint per split array: the batch's students share a few splits
+    known = test_set.__dict__.setdefault("fingerprints", {})
+    if id(choice.images) not in known:  # the array is kept, so its id is never reused
+        known[id(choice.images)] = (choice.images, split_fingerprint(choice.images, choice.labels))
+    digest = known[id(choice.images)][1]
+    fields: dict[str, Any] = {"part5_split": f"{len(choice.labels):,} test images {digest[:12]}"}
+    count = saved.get(PARAMETERS_KEY)
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count < MAX_PARAMETERS:
+        fields["part5_parameters"] = count
+    return fields
+
+
 def _rerun(
     root: Path, inspections: list, settings: RerunSettings, budget: Budget | None
 ) -> tuple[str, list, dict[str, dict] | None]:
@@ -294,6 +321,8 @@ def grade_root(
         rerun=rerun_state,
         manual=manual_entries(student, scores),
         executed=NOT_EXECUTED if records is None else RE_EXECUTED,
+        checks=checks_field(scores),
+        **_leaderboard_fields(root, test_set, accuracy is not None),
     )
     return _with_feedback(row, scores, findings, settings.feedback_dir)
 

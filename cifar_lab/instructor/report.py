@@ -62,6 +62,7 @@ def about(
     if_blank: int | None = None,
     feedback: str | None = None,
     column: bool = True,
+    csv: bool = True,
 ) -> dict[str, Any]:
     """The metadata of one report column: its meaning, and where else it goes.
 
@@ -71,6 +72,7 @@ def about(
         if_blank: the gradebook's integer for a blank value (None: copied as it is).
         feedback: its label on the student's feedback page (None: not shown there).
         column: False for a field the row carries that is no report column.
+        csv: False for a column of ``report.json`` only (a list no spreadsheet cell holds).
 
     Returns:
         The ``metadata`` of its dataclass field.
@@ -81,6 +83,7 @@ def about(
         "if_blank": if_blank,
         "feedback": feedback,
         "column": column,
+        "csv": csv,
     }
 
 
@@ -231,6 +234,17 @@ class ReportRow:
             feedback="claims confirmed by the saved model",
         ),
     )
+    part5_split: str = field(
+        default="",
+        metadata=about(
+            "the test images part5_model_test_accuracy was measured on: their count and "
+            "fingerprint (split_record.split_fingerprint); accuracies compare on one split only"
+        ),
+    )
+    part5_parameters: int | Blank = field(
+        default="",
+        metadata=about("the saved model's parameter count, as part5/results.json records it"),
+    )
     answers_present: str = field(
         default="", metadata=about("written answers present / expected, e.g. 9/9")
     )
@@ -259,6 +273,14 @@ class ReportRow:
         init=False,
         default="",
         metadata=about("unique, file-safe id of the student: feedback/<student_id>.html"),
+    )
+    checks: tuple[dict[str, Any], ...] = field(
+        default=(),
+        metadata=about(
+            "every graded check and written answer: notebook, grade_id, kind, points, "
+            "max_points, status, reason, message (report.json only; see checks_field)",
+            csv=False,
+        ),
     )
     manual: tuple[ManualEntry, ...] = field(
         default=(),
@@ -294,7 +316,9 @@ def _notebook_fields() -> list[str]:
 
 
 def report_columns(notebooks: tuple[str, ...], row_type: type[ReportRow] = ReportRow) -> list[str]:
-    """The report's columns, in order: the fields of ``row_type``, ``notebooks`` expanded.
+    """The columns of ``report.csv``, in order: the fields of ``row_type``, ``notebooks`` expanded.
+
+    ``report.json`` has these and the :func:`json_only_columns`.
 
     Args:
         notebooks: notebook stems, in course order.
@@ -302,11 +326,48 @@ def report_columns(notebooks: tuple[str, ...], row_type: type[ReportRow] = Repor
     """
     columns = []
     for spec in columns_of(row_type):
+        if not spec.metadata.get("csv", True):
+            continue
         if spec.name == "notebooks":
             columns += [f"{name[:2]}_{each}" for name in notebooks for each in _notebook_fields()]
         else:
             columns.append(spec.name)
     return columns
+
+
+def json_only_columns(row_type: type[ReportRow] = ReportRow) -> list[str]:
+    """The columns of ``report.json`` that ``report.csv`` leaves out, in order."""
+    return [spec.name for spec in columns_of(row_type) if not spec.metadata.get("csv", True)]
+
+
+CHECK_MESSAGE_CHARS = 500  # a failing check's message and hint fit; a flood does not
+
+
+def checks_field(scores: list[NotebookScore]) -> tuple[dict[str, Any], ...]:
+    """The ``checks`` column: every graded check's and written answer's result.
+
+    Args:
+        scores: the submission's notebook scores.
+
+    Returns:
+        One dict per graded cell but solutions, in notebook order: notebook, grade_id,
+        kind, points, max_points, status, reason, message (cut to 500 characters).
+    """
+    return tuple(
+        {
+            "notebook": score.name,
+            "grade_id": cell.grade_id,
+            "kind": cell.kind,
+            "points": cell.points,
+            "max_points": cell.max_points,
+            "status": cell.status,
+            "reason": cell.reason,
+            "message": cell.message[:CHECK_MESSAGE_CHARS],
+        }
+        for score in scores
+        for cell in score.cells
+        if cell.kind != "solution"
+    )
 
 
 def feedback_items(row: ReportRow) -> list[tuple[str, Any]]:
@@ -396,10 +457,11 @@ class ReportFile:
         self.csv_path = Path(out)
         self.json_path = self.csv_path.with_suffix(".json")
         self.columns = report_columns(notebooks, row_type)
+        self.json_only = json_only_columns(row_type)
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         resumable = resume and self.json_path.is_file()
         self.rows: list[dict[str, Any]] = read_rows(self.json_path) if resumable else []
-        _replace(self.csv_path, _csv_text(self.rows, self.columns, header=True))
+        _replace(self.csv_path, _csv_text(self._csv_rows(self.rows), self.columns, header=True))
         self._write_json()
         self.manual_csv = None if manual_csv is None else Path(manual_csv)
         if self.manual_csv is not None:
@@ -421,7 +483,8 @@ class ReportFile:
     def add(self, row: ReportRow) -> dict[str, Any]:
         """Append one final row to both files, durably, before returning its record."""
         record = row.record()
-        text = _csv_text([record], self.columns, header=False)  # raises first on bad keys
+        # raises first on bad keys
+        text = _csv_text(self._csv_rows([record]), self.columns, header=False)
         _append(self.csv_path, text)
         if self.manual_csv is not None and row.manual:
             entries = [entry.record() for entry in row.manual]
@@ -429,6 +492,10 @@ class ReportFile:
         self.rows.append(record)
         self._write_json()
         return record
+
+    def _csv_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records without their ``report.json``-only columns."""
+        return [{k: v for k, v in r.items() if k not in self.json_only} for r in records]
 
     def _write_json(self) -> None:
         _replace(self.json_path, json.dumps(self.rows, indent=1) + "\n")

@@ -12,4 +12,19 @@
   stages with the student's builder, budgets, the sealed test split, saved outputs.
 
 Imports the course library, never :mod:`cifar_lab.instructor`.
+
+Importing this package first imports ``tqdm.auto`` with one warning silenced. Optuna,
+which the sweep modules import, imports it; in a Jupyter kernel without ipywidgets (a
+plain ``pip install cifar_lab``) that import warns "IProgress not found" on stderr, and
+nbgrader gives 0 to a graded cell that wrote to stderr. Nothing in the course shows a
+tqdm bar (Optuna's is off unless asked for), so the warning says nothing a student needs.
 """
+
+import contextlib
+import warnings
+
+# only around this import: later warnings are untouched. tqdm comes with Optuna; should
+# a later Optuna go without it, there is nothing to silence.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto  # noqa: F401  (imported once; Optuna's import then finds it loaded)

@@ -30,6 +30,7 @@ from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, describe_split
 PART5_DIR = "part5"
 RESULTS_FILE = "results.json"
 MODEL_FILE = "best_model.keras"
+PARAMETERS_KEY = "parameters"  # results.json key of the model's parameter count
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ def save_final_model(
         "config": described,
         # the profile the notebook runs in (its lab.get_profile()): quick under nbgrader too
         PROFILE_KEY: get_profile().name,
+        PARAMETERS_KEY: int(raw_model.count_params()),  # the class report's leaderboard
     }
     if test_split is None:
         test_split = getattr(test_accuracy, "split", None)

@@ -21,13 +21,14 @@ and nothing is fetched, so it opens in any browser, offline. Its sections:
 Everything a student wrote (names, messages, code) is HTML-escaped.
 ``class_report.csv`` holds the per-check table for spreadsheets.
 
-Row fields read (all optional but ``student``): ``status``, ``problems``,
-``total_points``, ``max_points``, ``NN_points``, ``NN_max_points``,
-``part5_claimed_test_accuracy``, ``part5_model_test_accuracy``,
-``part5_claim_verified``, and, when the grader adds them, ``checks`` (see
-:func:`checks_field`), ``grading_seconds``, ``part5_split``,
-``part5_profile`` and ``part5_parameters``. A missing field shows as "not
-recorded"; the report never fails on a damaged row.
+Row fields read (``report.json``'s columns, see
+:class:`~cifar_lab.instructor.report.ReportRow`; all optional but ``student``):
+``status``, ``problems``, ``total_points``, ``max_points``, ``NN_points``,
+``NN_max_points``, ``checks`` (:func:`~cifar_lab.instructor.report.checks_field`),
+``profile``, ``part5_claimed_test_accuracy``, ``part5_model_test_accuracy``,
+``part5_claim_verified``, ``part5_split``, ``part5_parameters`` and
+``grading_seconds``. A missing field shows as "not recorded"; the report never
+fails on a damaged row (rows of an older report lack some fields).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import io
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from cifar_lab.instructor.spreadsheet import spreadsheet_cell
 HTML_FILE = "class_report.html"
 CSV_FILE = "class_report.csv"
 CSV_COLUMNS = (
+    "notebook",
     "check",
     "passed",
     "failed",
@@ -59,7 +60,9 @@ CSV_COLUMNS = (
     "points",
     "most_common_failure",
     "most_common_failure_count",
+    "failure_messages",
 )
+CSV_MESSAGES_CHARS = 5000  # per cell: the distinct messages of a check, most common first
 
 
 def render_class_report(
@@ -167,38 +170,6 @@ def write_batch_report(
     return write_class_report(rows, similarity, out_dir, feedback_dir=feedback_dir)
 
 
-def checks_field(scores: Iterable[Any]) -> list[dict[str, Any]]:
-    """The ``checks`` row field: every graded cell's result, from the notebooks' scores.
-
-    Args:
-        scores: :class:`~cifar_lab.instructor.scoring.NotebookScore` objects (anything
-            with ``name`` and ``cells`` of objects with ``grade_id``, ``kind``,
-            ``points``, ``max_points``, ``status``, ``reason`` and ``message``).
-
-    Returns:
-        One dict per check and written answer: notebook, grade_id, kind, points,
-        max_points, status, reason, message (cut to 500 characters).
-    """
-    field = []
-    for score in scores:
-        for cell in score.cells:
-            if cell.kind == "solution":
-                continue
-            field.append(
-                {
-                    "notebook": score.name,
-                    "grade_id": cell.grade_id,
-                    "kind": cell.kind,
-                    "points": cell.points,
-                    "max_points": cell.max_points,
-                    "status": cell.status,
-                    "reason": cell.reason,
-                    "message": cell.message[:500],
-                }
-            )
-    return field
-
-
 def number(value: Any) -> float | None:
     """A row value as a float, or None when blank, text or not finite."""
     if isinstance(value, bool) or value in (None, ""):
@@ -215,7 +186,9 @@ def check_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Returns:
         One dict per check (keys of :data:`CSV_COLUMNS` plus ``failures``, a
-        Counter of (reason, message)), lowest pass rate first.
+        Counter of (reason, message)), lowest pass rate first. ``failure_messages``
+        lists each distinct failure, most common first: ``"<count> x <reason>: <message>"``
+        one per line, cut to :data:`CSV_MESSAGES_CHARS`.
     """
     table: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -229,6 +202,7 @@ def check_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry = table.setdefault(
                 name, {"check": name, "passed": 0, "failed": 0, "failures": Counter()}
             )
+            entry["notebook"] = str(check.get("notebook", ""))
             entry["points"] = check.get("max_points", "")
             if check.get("status") == "passed":
                 entry["passed"] += 1
@@ -241,6 +215,11 @@ def check_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         common = entry["failures"].most_common(1)
         entry["most_common_failure"] = common[0][0][0] if common else ""
         entry["most_common_failure_count"] = common[0][1] if common else 0
+        lines = [
+            f"{count} x {reason}: {message}" if message else f"{count} x {reason}"
+            for (reason, message), count in entry["failures"].most_common()
+        ]
+        entry["failure_messages"] = "\n".join(lines)[:CSV_MESSAGES_CHARS]
     return sorted(table.values(), key=lambda e: (e["pass_rate"], -e["failed"], e["check"]))
 
 
@@ -444,8 +423,8 @@ def leaderboard_section(rows: list[dict[str, Any]]) -> str:
                     escape(row.get("student")),
                     escape(row.get("part5_claimed_test_accuracy", "")),
                     escape(row.get("part5_model_test_accuracy")),
-                    escape(row.get("part5_profile", "not recorded")),
-                    escape(row.get("part5_parameters", "not recorded")),
+                    escape(row.get("profile") or "not recorded"),
+                    escape(_parameters(row.get("part5_parameters"))),
                     f'<span class="{"ok" if holds == "yes" else "low"}">{escape(holds)}</span>',
                 ]
             )
@@ -454,6 +433,12 @@ def leaderboard_section(rows: list[dict[str, Any]]) -> str:
         parts.append(table(header, body))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _parameters(value: Any) -> str:
+    """A parameter count with thousands separators, or "not recorded"."""
+    count = number(value)
+    return f"{count:,.0f}" if count is not None and count >= 0 else "not recorded"
 
 
 def problems_section(rows: list[dict[str, Any]], feedback_dir: str | None) -> str:
