@@ -22,6 +22,7 @@ from instructor_fixtures import (
 from cifar_lab import __version__
 from cifar_lab.__main__ import main
 from cifar_lab.instructor.inspection import (
+    headings_above,
     inspect_notebook,
     read_notebook_json,
     structure_findings,
@@ -290,3 +291,43 @@ def test_grade_reads_the_id_from_submission_json(student_dir, course, tmp_path):
     (mismatch,) = [p for p in problems["erin"] if RECORD_FILE in p]
     assert "'erin'" in mismatch and "'dave'" in mismatch
     assert next(row for row in rows if row["student"] == "erin")["status"] == "flagged"
+
+
+def test_another_courses_notebook_is_one_finding_not_one_per_cell():
+    expected = {"cells": [
+        {"id": i, "kind": "given", "sha256": "", "first_line": f"line {i}", "has_check": False}
+        for i in "abcdef"
+    ]}  # fmt: skip
+    foreign = [{"id": f"other-{i}", "cell_type": "code", "source": ""} for i in range(40)]
+    found, edited = structure_findings("03", foreign, expected)
+    assert [(f.severity, f.message) for f in found] == [
+        (
+            "damaged",
+            "03.ipynb is not a notebook of this course: none of its 40 cells is one of the "
+            "release's (another course's notebook under this name?)",
+        )
+    ]
+    assert edited == []
+    # one cell of the course's is enough to compare cell by cell, as before
+    found, _ = structure_findings("03", [*foreign, {"id": "a", "cell_type": "code"}], expected)
+    assert sum("was deleted" in f.message for f in found) == 5
+
+
+def test_problems_name_the_heading_a_student_sees_above_the_cell():
+    def markdown(text):
+        return {"id": f"m{len(text)}", "cell_type": "markdown", "source": text}
+
+    cells = [
+        {"id": "c0", "cell_type": "code", "source": "import x", "execution_count": 1},
+        markdown("# Part II\n\nSome words.\n## Exercise: `two_layer_fc`"),
+        {"id": "c2", "cell_type": "code", "source": "y = 1", "execution_count": None},
+        markdown("No heading in this one."),
+        {"id": "c4", "cell_type": "code", "source": "z = 2", "execution_count": 3},
+    ]
+    assert headings_above(cells) == [
+        "above the first heading",
+        *["under the heading 'Exercise: `two_layer_fc`'"] * 4,
+    ]
+    inspection = inspect_notebook("02", {"cells": cells}, None)
+    (order,) = [f.message for f in inspection.findings]
+    assert order == "cell 2 (id c2) was never run, under the heading 'Exercise: `two_layer_fc`'"

@@ -221,6 +221,30 @@ def error_texts(cell: dict, max_chars: int = 600) -> list[str]:
     ]
 
 
+def headings_above(cells: list[dict]) -> list[str]:
+    """Where a student finds each cell in JupyterLab: the heading above it, in words.
+
+    Cell ids are invisible in JupyterLab, so a problem names the cell's place too.
+
+    Args:
+        cells: the notebook's cells (JSON objects), in order.
+
+    Returns:
+        One text per cell, ``"under the heading 'Part II: ...'"`` (the nearest
+        Markdown heading at or above it), or ``"above the first heading"``.
+    """
+    places, place = [], "above the first heading"
+    for cell in cells:  # one pass: linear in the notebook's size
+        if cell.get("cell_type") == "markdown":
+            lines = cell_source(cell).splitlines()
+            titles = [line.lstrip("#").strip() for line in lines if line.startswith("#")]
+            if titles and titles[-1]:
+                title = titles[-1] if len(titles[-1]) <= 80 else titles[-1][:77] + "..."
+                place = f"under the heading '{title}'"
+        places.append(place)
+    return places
+
+
 def _order_finding(name: str, cells: list[dict]) -> Finding | None:
     """The first code cell that breaks the 1, 2, 3, ... execution counts, if any."""
     broken = first_out_of_order(cells)
@@ -229,17 +253,21 @@ def _order_finding(name: str, cells: list[dict]) -> Finding | None:
     index, expected = broken
     count = cells[index].get("execution_count")
     label = f"cell {index} (id {cells[index].get('id', '?')})"
+    place = headings_above(cells[: index + 1])[index]
     if count is None:
-        message = f"{label} was never run"
+        message = f"{label} was never run, {place}"
     else:
-        message = f"{label} ran out of order (execution count {count}, expected {expected})"
+        message = (
+            f"{label} ran out of order (execution count {count}, expected {expected}), {place}"
+        )
     return Finding("incomplete", name, message, RESTART_FIX.format(name=name))
 
 
 def _error_findings(name: str, cells: list[dict]) -> list[Finding]:
     fix = "fix the code, then " + RESTART_FIX.format(name=name)
+    places = headings_above(cells)
     return [
-        Finding("incomplete", name, f"cell {index} raised {error}", fix)
+        Finding("incomplete", name, f"cell {index} raised {error}, {places[index]}", fix)
         for index, cell in enumerate(cells)
         for error in error_texts(cell, max_chars=200)  # a problem line, not the whole message
     ]
@@ -249,15 +277,21 @@ def _check_findings(name: str, notebook: dict, expected: dict | None) -> tuple[i
     """Count passed and failed checks; report failed ones and checks that never ran."""
     checks = read_outputs(notebook)["checks"]
     findings = []
+    places = headings_above(notebook["cells"])
     for check in checks:
         if not check_passed(check):  # recomputed from value and minimum, not read
-            message = f"check failed in cell {check['cell']}: {check.get('what', '?')}"
+            where = places[check["cell"]]
+            message = f"check failed in cell {check['cell']}, {where}: {check.get('what', '?')}"
             fix = "read the hint under that cell and fix the code it names"
             findings.append(Finding("incomplete", name, message, fix))
     ran = {notebook["cells"][check["cell"]].get("id") for check in checks}
+    place_of: dict[Any, str] = {}
+    for cell, place in zip(notebook["cells"], places, strict=True):
+        place_of.setdefault(cell.get("id"), place)
     for entry in (expected or {}).get("cells", []):
         if entry["has_check"] and entry["id"] not in ran:
             message = f"the check in cell id {entry['id']} did not run or printed no result"
+            message += f", {place_of[entry['id']]}" if entry["id"] in place_of else ""
             findings.append(Finding("incomplete", name, message, RESTART_FIX.format(name=name)))
     passed = sum(check_passed(check) for check in checks)
     return passed, len(checks) - passed, findings
@@ -303,9 +337,18 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
         return [Finding("flagged", name, message)], []
     released = {entry["id"]: entry for entry in expected["cells"]}
     fix = "start again from the release notebook and copy your work into it"
+    if released and released.keys().isdisjoint(ids):  # one line, not one per missing cell
+        message = (
+            f"{name}.ipynb is not a notebook of this course: none of its {len(ids)} cells "
+            "is one of the release's (another course's notebook under this name?)"
+        )
+        return [Finding("damaged", name, message, fix)], []
     counts = Counter(ids)
+    places: dict[str, str] = {}
+    for cell_id, place in zip(ids, headings_above(cells), strict=True):
+        places.setdefault(cell_id, place)  # of equal ids, the first
     findings = [
-        Finding("damaged", name, f"cell id {cell_id} is duplicated", fix)
+        Finding("damaged", name, f"cell id {cell_id} is duplicated, {places[cell_id]}", fix)
         for cell_id in sorted(i for i, n in counts.items() if n > 1 and i in released)
     ]
     for cell_id, entry in released.items():
@@ -316,7 +359,8 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
     order = [entry["id"] for entry in expected["cells"] if entry["id"] in counts]
     moved = next((mine for mine, theirs in zip(kept, order, strict=True) if mine != theirs), None)
     if moved:
-        findings.append(Finding("damaged", name, f"cells reordered (first: id {moved})", fix))
+        message = f"cells reordered (first: id {moved}), {places[moved]}"
+        findings.append(Finding("damaged", name, message, fix))
     by_id = {cell.get("id"): cell for cell in cells}
     edited = [
         cell_id
@@ -327,7 +371,8 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
     ]
     for cell_id in edited:
         if released[cell_id]["has_check"]:
-            findings.append(Finding("flagged", name, f"the check cell id {cell_id} was edited"))
+            message = f"the check cell id {cell_id} was edited, {places[cell_id]}"
+            findings.append(Finding("flagged", name, message))
     return findings, edited
 
 
