@@ -326,6 +326,35 @@ def _answers(cells: list[dict], expected: dict | None) -> tuple[int, int]:
     return sum(answer_is_present(cell) for cell in answer_cells), len(answer_cells)
 
 
+def foreign_notebook(name: str, cells: list[dict], expected: dict) -> Finding | None:
+    """A ``damaged`` finding when none of the notebook's cells is one of the release's.
+
+    Another course's notebook saved under a course notebook's name would otherwise
+    give one problem per released cell and per graded cell; this is the one line.
+
+    Args:
+        name: notebook stem.
+        cells: its cells (JSON objects).
+        expected: its release-manifest entry.
+
+    Returns:
+        The finding, or None (the notebook shares a cell with the release, or its cells
+        have no ids to compare).
+    """
+    ids = [cell.get("id") for cell in cells]
+    released = {entry["id"] for entry in expected["cells"]}
+    if not released or not all(isinstance(i, str) and i for i in ids):
+        return None
+    if not released.isdisjoint(ids):
+        return None
+    message = (
+        f"{name}.ipynb is not a notebook of this course: none of its {len(ids)} cells "
+        "is one of the release's (another course's notebook under this name?)"
+    )
+    fix = "start again from the release notebook and copy your work into it"
+    return Finding("damaged", name, message, fix)
+
+
 def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[list, list[str]]:
     """Compare cell ids with the release: deleted, duplicated, reordered, edited cells.
 
@@ -337,12 +366,9 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
         return [Finding("flagged", name, message)], []
     released = {entry["id"]: entry for entry in expected["cells"]}
     fix = "start again from the release notebook and copy your work into it"
-    if released and released.keys().isdisjoint(ids):  # one line, not one per missing cell
-        message = (
-            f"{name}.ipynb is not a notebook of this course: none of its {len(ids)} cells "
-            "is one of the release's (another course's notebook under this name?)"
-        )
-        return [Finding("damaged", name, message, fix)], []
+    foreign = foreign_notebook(name, cells, expected)
+    if foreign is not None:  # one line, not one per missing cell
+        return [foreign], []
     counts = Counter(ids)
     places: dict[str, str] = {}
     for cell_id, place in zip(ids, headings_above(cells), strict=True):
@@ -392,6 +418,10 @@ def inspect_notebook(name: str, notebook: dict, expected: dict | None) -> Notebo
         cells = [cell for cell in notebook["cells"] if isinstance(cell, dict)]
         if len(cells) != len(notebook["cells"]):
             raise TypeError("a cell is not a JSON object")
+        foreign = foreign_notebook(name, cells, expected) if expected else None
+        if foreign is not None:  # nothing else in it is worth a line
+            inspection.state, inspection.findings = "damaged", [foreign]
+            return inspection
         order = _order_finding(name, cells)
         errors = _error_findings(name, cells)
         passed, failed, check_problems = _check_findings(name, notebook, expected)
