@@ -211,3 +211,27 @@ def test_grade_names_another_courses_notebook_once(tmp_path):
         "under this name?)"
     ], row["problems"]
     assert row["status"] == "damaged"
+
+
+def test_submit_names_the_heading_above_a_cell_not_only_its_id(tmp_path):
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
+
+    folder = tmp_path / "course"
+    folder.mkdir()
+    cells = [
+        nbformat.v4.new_markdown_cell("# Part I\n## Exercise: `minibatches`"),
+        nbformat.v4.new_code_cell("x = 1"),  # never run: no execution count
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    nbformat.write(notebook, folder / f"{COURSE_NOTEBOOKS[0]}.ipynb")
+    result = cli("submit", "--student", "alice", "--notebook-dir", str(folder))
+    assert result.returncode == 1, result.stdout + result.stderr
+    problem = next(line for line in result.stdout.splitlines() if "was never run" in line)
+    assert problem.endswith(
+        f"01: cell 1 (id {notebook.cells[1].id}) was never run, "
+        "under the heading 'Exercise: `minibatches`'"
+    ), result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not list(folder.glob("*.zip"))
