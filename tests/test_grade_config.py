@@ -140,5 +140,9 @@ def test_a_missing_config_file_is_named(tmp_path):
 
 def test_config_text_comments_each_option_from_its_help():
     text = config_text(grade_parser())
-    assert "# memory of one student's whole re-run (killed above), default: 4096.0" in text
+    assert (
+        "# --rerun-memory-mb: memory of one student's whole re-run (killed above), default:"
+        in (text)
+    )
+    assert "\nrerun-memory-mb = 4096.0\n" in text and "\n# num-test = N\n" in text
     assert "# one of: full, quick" in text

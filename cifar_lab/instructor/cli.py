@@ -703,20 +703,26 @@ def config_text(parser: argparse.ArgumentParser, prog: str = "python -m cifar_la
     import textwrap
 
     lines = [
-        "# grade's options; edit, then: " + f"{prog} grade --config THIS_FILE",
+        f"# grade's options; edit, then: {prog} grade --config THIS_FILE",
         "# A key is an option's name without its dashes; options on the command line",
-        "# override the file. Delete a line to follow the package's own default.",
+        "# override the file. Delete or comment out a line to follow the package's default.",
     ]
     for key, action in configurable_actions(parser).items():
         what = (action.help or "").replace("%(default)s", str(action.default))
+        flag = key if not action.option_strings else f"--{key}"
         lines.append("")
-        lines += textwrap.wrap(what, 86, initial_indent="# ", subsequent_indent="# ")
+        lines += textwrap.wrap(f"{flag}: {what}", 86, initial_indent="# ", subsequent_indent="# ")
         if action.choices:
             lines.append("# one of: " + ", ".join(map(str, action.choices)))
-        example = "SUBMISSIONS" if key == "submissions" else action.metavar or key.upper()
-        if action.default is None or action.default == []:
-            value = "[]" if isinstance(action, argparse._AppendAction) else f'"{example}"'
-            lines.append(f"# {key} = {value}")
+        if action.default is None or action.default == []:  # a value to give: an example
+            if isinstance(action, argparse._AppendAction):
+                example = "[]"
+            elif action.type is None:  # text: a path or an address
+                name = "SUBMISSIONS" if key == "submissions" else action.metavar or key.upper()
+                example = f'"{name}"'
+            else:
+                example = "N"  # a number to write in
+            lines.append(f"# {key} = {example}")
         else:
             lines.append(f"{key} = {_toml_value(action.default)}")
     return "\n".join(lines) + "\n"
