@@ -230,7 +230,7 @@ def test_submit_names_the_heading_above_a_cell_not_only_its_id(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     problem = next(line for line in result.stdout.splitlines() if "was never run" in line)
     assert problem.endswith(
-        f"01: cell 1 (id {notebook.cells[1].id}) was never run, "
+        f"01: cell 1/1 (id {notebook.cells[1].id}) was never run, "
         "under the heading 'Exercise: `minibatches`'"
     ), result.stdout
     assert "Traceback" not in result.stdout + result.stderr

@@ -245,6 +245,29 @@ def headings_above(cells: list[dict]) -> list[str]:
     return places
 
 
+def cell_numbers(cells: list[dict]) -> list[str]:
+    """Each cell's number as ``run``'s progress lines give it: ``"2/14"``, the code cells' count.
+
+    One numbering everywhere: the position among the notebook's code cells, from 1,
+    over their number. A Markdown cell gets its position among all cells, ``"md 3"``.
+
+    Args:
+        cells: the notebook's cells (JSON objects), in order.
+
+    Returns:
+        One label per cell.
+    """
+    total = sum(cell.get("cell_type") == "code" for cell in cells)
+    numbers, seen = [], 0
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") == "code":
+            seen += 1
+            numbers.append(f"{seen}/{total}")
+        else:
+            numbers.append(f"md {index + 1}")
+    return numbers
+
+
 def _order_finding(name: str, cells: list[dict]) -> Finding | None:
     """The first code cell that breaks the 1, 2, 3, ... execution counts, if any."""
     broken = first_out_of_order(cells)
@@ -252,7 +275,7 @@ def _order_finding(name: str, cells: list[dict]) -> Finding | None:
         return None
     index, expected = broken
     count = cells[index].get("execution_count")
-    label = f"cell {index} (id {cells[index].get('id', '?')})"
+    label = f"cell {cell_numbers(cells)[index]} (id {cells[index].get('id', '?')})"
     place = headings_above(cells[: index + 1])[index]
     if count is None:
         message = f"{label} was never run, {place}"
@@ -265,9 +288,9 @@ def _order_finding(name: str, cells: list[dict]) -> Finding | None:
 
 def _error_findings(name: str, cells: list[dict]) -> list[Finding]:
     fix = "fix the code, then " + RESTART_FIX.format(name=name)
-    places = headings_above(cells)
+    places, numbers = headings_above(cells), cell_numbers(cells)
     return [
-        Finding("incomplete", name, f"cell {index} raised {error}, {places[index]}", fix)
+        Finding("incomplete", name, f"cell {numbers[index]} raised {error}, {places[index]}", fix)
         for index, cell in enumerate(cells)
         for error in error_texts(cell, max_chars=200)  # a problem line, not the whole message
     ]
@@ -277,11 +300,11 @@ def _check_findings(name: str, notebook: dict, expected: dict | None) -> tuple[i
     """Count passed and failed checks; report failed ones and checks that never ran."""
     checks = read_outputs(notebook)["checks"]
     findings = []
-    places = headings_above(notebook["cells"])
+    places, numbers = headings_above(notebook["cells"]), cell_numbers(notebook["cells"])
     for check in checks:
         if not check_passed(check):  # recomputed from value and minimum, not read
-            where = places[check["cell"]]
-            message = f"check failed in cell {check['cell']}, {where}: {check.get('what', '?')}"
+            where = f"cell {numbers[check['cell']]}, {places[check['cell']]}"
+            message = f"check failed in {where}: {check.get('what', '?')}"
             fix = "read the hint under that cell and fix the code it names"
             findings.append(Finding("incomplete", name, message, fix))
     ran = {notebook["cells"][check["cell"]].get("id") for check in checks}
