@@ -124,3 +124,15 @@ def test_docs_pages_link_to_pages_that_exist(page: Path):
     # mkdocs build --strict checks the site's links (CI); the README is not in the site
     for target in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", page.read_text()):
         assert (page.parent / target).is_file(), f"{page.name} links to missing {target}"
+
+
+def test_readme_is_a_front_page():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150, "the README is the front page: move detail to docs/"
+    for command in ("make run", "make test", "python -m cifar_lab run --profile quick --only 01"):
+        assert command in readme, command
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert all(f"\n{target}:" in makefile for target in ("run", "test", "docs"))
+    assert (
+        "mkdocs build --strict" in makefile and "make docs" in (REPO_ROOT / ".ci/run").read_text()
+    )
