@@ -112,7 +112,7 @@ def test_config_values_are_used_and_the_command_line_overrides_them(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("cell-timout = 60\n", "unknown key cell-timout"),
+        ("cell-timout = 60\n", "unknown key cell-timout; did you mean cell-timeout?"),
         ("cell-timeout = -5\n", "cell-timeout = -5: must be > 0"),
         ('rerun-profile = "fast"\n', "choose one of full, quick"),
         ('trust-outputs = "yes"\n', "trust-outputs is a flag"),

@@ -831,9 +831,13 @@ def apply_grade_config(parser: argparse.ArgumentParser, argv: list[str]) -> Grad
     table = read_config(Path(found.config))
     unknown = sorted(set(table) - set(actions))
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], actions, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
         raise ValueError(
-            f"--config {found.config}: unknown key {unknown[0]}; the keys are grade's options "
-            f"without their dashes (see --write-config)"
+            f"--config {found.config}: unknown key {unknown[0]}; {hint}the keys are grade's "
+            "options without their dashes (see --write-config)"
         )
     try:
         values = {actions[k].dest: _config_value(k, actions[k], v) for k, v in table.items()}
