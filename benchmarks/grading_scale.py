@@ -21,7 +21,7 @@ outputs are the tests' placeholders, which a re-run does not reproduce, so expec
 ``flagged`` rows there: the time is what this measures.
 
 Measured on the project's shared 2-core AMD EPYC (avx2, TF 2.21) at a load average
-of about 10, real CIFAR-10 (the README, "Grading a class on N machines", has both)::
+of about 10, real CIFAR-10 (docs/cluster.md, "Cost", has both)::
 
     4 honest submissions, static               wall s  s/student  students/h
     one process                                 143.3       35.8         100

@@ -321,9 +321,17 @@ def main(argv: list[str] | None = None) -> int:
         another operating-system error (each printed as one line, no traceback).
     """
     from cifar_lab.data.sources import CIFAR10NotFoundError
+    from cifar_lab.instructor.cli import apply_grade_config, settle_config
 
     parser = build_parser(program_name(sys.argv[0]))
+    argv = sys.argv[1:] if argv is None else argv
+    try:  # grade --config FILE: the file's values become the defaults, before parsing
+        from_file = apply_grade_config(parser, argv)
+    except ValueError as error:
+        _report(error, {})
+        return 2
     args = parser.parse_args(argv)
+    settle_config(args, parser, from_file)
     try:
         return args.handler(args)
     except (CIFAR10NotFoundError, ValueError) as error:  # CorruptSourceError is a ValueError

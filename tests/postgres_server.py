@@ -66,7 +66,7 @@ class PostgresServer:
     _names: itertools.count = field(default_factory=itertools.count, repr=False)
 
     def url(self, database: str = "postgres") -> str:
-        """A plain ``postgresql://`` URL, as the README writes it."""
+        """A plain ``postgresql://`` URL, as docs/part5.md writes it."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def new_database(self) -> str:

@@ -129,15 +129,15 @@ def test_dependencies_point_one_way():
 
 
 def test_rooms_exist():
-    # How many modules a room holds is a judgement, not a number to test (README, Layout);
+    # How many modules a room holds is a judgement, not a number to test (the Layout);
     # the Layout test below keeps every module named and described.
     for subpackage in ("data", "tuning", "instructor"):
         assert (PACKAGE_DIR / subpackage / "__init__.py").is_file(), subpackage
 
 
 def layout_section() -> str:
-    """The README's Layout section: from its heading to the next one."""
-    readme = (PACKAGE_DIR.parent / "README.md").read_text(encoding="utf-8")
+    """The maintainers' guide's Layout section (docs/maintainers.md): heading to the next one."""
+    readme = (PACKAGE_DIR.parent / "docs" / "maintainers.md").read_text(encoding="utf-8")
     start = readme.index("\n## Layout\n")
     end = readme.find("\n## ", start + 1)
     return readme[start : end if end != -1 else None]
@@ -187,6 +187,6 @@ def test_readme_layout_lists_every_module():
         if path.name != "__init__.py" or path.parent == PACKAGE_DIR
     }
     listed = listed_modules(layout_section())
-    assert not modules - listed, f"missing from README's Layout: {sorted(modules - listed)}"
+    assert not modules - listed, f"missing from the Layout: {sorted(modules - listed)}"
     gone = sorted(listed - modules)
-    assert not gone, f"in README's Layout but not in the package: {gone}"
+    assert not gone, f"in the Layout but not in the package: {gone}"

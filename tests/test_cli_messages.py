@@ -143,3 +143,95 @@ def test_nbgrader_kernels_start_without_the_tcp_warning(tmp_path):
     )
     assert "output: 42" in result.stdout, result.stdout + result.stderr
     assert "without encryption" not in result.stdout + result.stderr
+
+
+def test_run_in_the_full_profile_with_a_missing_source_is_one_plain_line(tmp_path):
+    missing = tmp_path / "nope"
+    line = one_line_error(cli("run", "--source", str(missing), "--out", str(tmp_path)))
+    assert f"--source {missing} does not exist" in line
+
+
+def test_run_names_a_failed_cell_as_its_progress_lines_do_in_plain_text(tmp_path):
+    import nbformat
+
+    folder = tmp_path / "course"
+    folder.mkdir()
+    cells = ["print('one')", "raise ValueError('\\x1b[31mboom\\x1b[0m')", "print('three')"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbformat.write(notebook, folder / "01_tiny.ipynb")
+    result = cli("run", "--notebooks", str(folder), "--out", str(tmp_path / "out"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "01_tiny cell 2/3" in result.stdout  # the progress line
+    assert "FAILED: 01_tiny, cell 2/3: ValueError: boom" in result.stdout  # the same numbering
+    assert "\x1b" not in output and "Traceback" not in output
+    assert "without encryption" not in output  # kernels get CurveZMQ keys: no TCP warning
+
+
+def test_grade_given_a_notebook_says_it_expects_a_folder(tmp_path):
+    notebook = tmp_path / "hw3.ipynb"
+    notebook.write_text("{}")
+    line = one_line_error(cli("grade", str(notebook), "--out", str(tmp_path / "r.csv")))
+    assert "grade expects a folder of <student>.zip files or <student>/ folders" in line
+    assert f"got a notebook, {notebook}" in line and "does not exist" not in line
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_grade_on_a_folder_without_submissions_fails_and_says_what_it_looked_for(tmp_path):
+    empty = tmp_path / "submissions"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    line = one_line_error(cli("grade", str(empty), "--out", str(tmp_path / "r.csv")))
+    assert f"no submissions in {empty}" in line
+    assert "<student>.zip files and <student>/ folders" in line and "notes.txt" in line
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_grade_names_another_courses_notebook_once(tmp_path):
+    import json
+
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
+
+    student = tmp_path / "submissions" / "alice"
+    student.mkdir(parents=True)
+    cells = [nbformat.v4.new_code_cell(f"x = {i}") for i in range(30)]  # ids of its own
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), student / f"{COURSE_NOTEBOOKS[0]}.ipynb")
+    out = tmp_path / "report" / "report.csv"
+    result = cli(
+        "grade", str(student.parent), "--out", str(out), "--trust-outputs", "--no-feedback"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads((out.parent / "report.json").read_text())
+    problems = [p for p in row["problems"] if p.startswith(COURSE_NOTEBOOKS[0][:2] + ":")]
+    assert problems == [
+        f"{COURSE_NOTEBOOKS[0][:2]}: {COURSE_NOTEBOOKS[0]}.ipynb is not a notebook of this "
+        "course: none of its 30 cells is one of the release's (another course's notebook "
+        "under this name?)"
+    ], row["problems"]
+    assert row["status"] == "damaged"
+
+
+def test_submit_names_the_heading_above_a_cell_not_only_its_id(tmp_path):
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
+
+    folder = tmp_path / "course"
+    folder.mkdir()
+    cells = [
+        nbformat.v4.new_markdown_cell("# Part I\n## Exercise: `minibatches`"),
+        nbformat.v4.new_code_cell("x = 1"),  # never run: no execution count
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    nbformat.write(notebook, folder / f"{COURSE_NOTEBOOKS[0]}.ipynb")
+    result = cli("submit", "--student", "alice", "--notebook-dir", str(folder))
+    assert result.returncode == 1, result.stdout + result.stderr
+    problem = next(line for line in result.stdout.splitlines() if "was never run" in line)
+    assert problem.endswith(
+        f"01: cell 1/1 (id {notebook.cells[1].id}) was never run, "
+        "under the heading 'Exercise: `minibatches`'"
+    ), result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not list(folder.glob("*.zip"))

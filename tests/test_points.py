@@ -1,4 +1,4 @@
-"""The points table, the nbgrader metadata written from it, and the README's copy of it."""
+"""The points table, the nbgrader metadata written from it, and the docs' copy of it."""
 
 from __future__ import annotations
 
@@ -161,6 +161,8 @@ def test_release_keeps_metadata_and_locks_cells_as_nbgrader_does():
     assert again == released
 
 
-def test_readme_shows_the_points_table():
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert points_markdown() in readme, "README's points table is stale: paste points_markdown()"
+def test_docs_show_the_points_table():
+    page = (REPO_ROOT / "docs" / "nbgrader.md").read_text(encoding="utf-8")
+    assert points_markdown() in page, (
+        "docs/nbgrader.md's points table is stale: paste points_markdown()"
+    )

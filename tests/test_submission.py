@@ -22,6 +22,8 @@ from instructor_fixtures import (
 from cifar_lab import __version__
 from cifar_lab.__main__ import main
 from cifar_lab.instructor.inspection import (
+    cell_numbers,
+    headings_above,
     inspect_notebook,
     read_notebook_json,
     structure_findings,
@@ -106,16 +108,17 @@ def test_submit_lists_every_problem_with_a_fix_and_writes_nothing(student_dir, t
     text = capsys.readouterr().out
     assert not out.exists()
     for expected in (
-        "02: cell 4 (id ID) was never run",
+        "02: cell NUM (id ID) was never run",
         "fix: re-run 02_barebones_tensorflow from the top (Kernel > Restart Kernel and Run All",
-        "02: cell 6 raised NotImplementedError: Part II: implement `x`",
+        "02: cell NUM raised NotImplementedError: Part II: implement `x`",
         "04: 04_keras_sequential_functional.ipynb is missing",
         f"part5: {PART5_DIR}/{MODEL_FILE} is missing",
         f"part5: {RESULTS_FILE}: 'test_accuracy' is not a number in 0..1",
         f"[warning] 05: 1 of {count_answer_cells(student_dir)} written answers are empty",
     ):
-        # cell ids change whenever the notebooks are rebuilt: match any id
-        pattern = re.escape(expected).replace("ID", r"\w+")
+        # cell ids change whenever the notebooks are rebuilt: match any id; cells are
+        # numbered among the code cells, "3/14", as run's progress lines number them
+        pattern = re.escape(expected).replace("ID", r"\w+").replace("NUM", r"\d+/\d+")
         assert re.search(pattern, text), text
 
 
@@ -138,7 +141,7 @@ def test_submit_without_a_manifest_still_checks_execution(student_dir, tmp_path,
     )
     text = capsys.readouterr().out
     assert "cell structure is not checked" in text and re.search(
-        r"01: cell 1 \(id \w+\) ran out of order", text
+        r"01: cell 1/\d+ \(id \w+\) ran out of order", text
     )
 
 
@@ -290,3 +293,44 @@ def test_grade_reads_the_id_from_submission_json(student_dir, course, tmp_path):
     (mismatch,) = [p for p in problems["erin"] if RECORD_FILE in p]
     assert "'erin'" in mismatch and "'dave'" in mismatch
     assert next(row for row in rows if row["student"] == "erin")["status"] == "flagged"
+
+
+def test_another_courses_notebook_is_one_finding_not_one_per_cell():
+    expected = {"cells": [
+        {"id": i, "kind": "given", "sha256": "", "first_line": f"line {i}", "has_check": False}
+        for i in "abcdef"
+    ]}  # fmt: skip
+    foreign = [{"id": f"other-{i}", "cell_type": "code", "source": ""} for i in range(40)]
+    found, edited = structure_findings("03", foreign, expected)
+    assert [(f.severity, f.message) for f in found] == [
+        (
+            "damaged",
+            "03.ipynb is not a notebook of this course: none of its 40 cells is one of the "
+            "release's (another course's notebook under this name?)",
+        )
+    ]
+    assert edited == []
+    # one cell of the course's is enough to compare cell by cell, as before
+    found, _ = structure_findings("03", [*foreign, {"id": "a", "cell_type": "code"}], expected)
+    assert sum("was deleted" in f.message for f in found) == 5
+
+
+def test_problems_name_the_heading_a_student_sees_above_the_cell():
+    def markdown(text):
+        return {"id": f"m{len(text)}", "cell_type": "markdown", "source": text}
+
+    cells = [
+        {"id": "c0", "cell_type": "code", "source": "import x", "execution_count": 1},
+        markdown("# Part II\n\nSome words.\n## Exercise: `two_layer_fc`"),
+        {"id": "c2", "cell_type": "code", "source": "y = 1", "execution_count": None},
+        markdown("No heading in this one."),
+        {"id": "c4", "cell_type": "code", "source": "z = 2", "execution_count": 3},
+    ]
+    assert headings_above(cells) == [
+        "above the first heading",
+        *["under the heading 'Exercise: `two_layer_fc`'"] * 4,
+    ]
+    inspection = inspect_notebook("02", {"cells": cells}, None)
+    (order,) = [f.message for f in inspection.findings]
+    assert order == "cell 2/3 (id c2) was never run, under the heading 'Exercise: `two_layer_fc`'"
+    assert cell_numbers(cells) == ["1/3", "md 2", "2/3", "md 4", "3/3"]

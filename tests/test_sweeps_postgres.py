@@ -1,6 +1,6 @@
-"""The README's many-machine recipe against a real PostgreSQL server.
+"""The many-machine recipe of docs/part5.md against a real PostgreSQL server.
 
-Each test starts worker processes that run exactly the README's lines,
+Each test starts worker processes that run exactly that page's lines,
 ``open_study(spec, storage=url)`` once and ``run_worker(spec, objective,
 storage=url)`` per worker, on a fresh database of a throw-away server
 (tests/postgres_server.py). Objectives are tiny (no training); each finished
@@ -96,7 +96,7 @@ def join_objective(log_dir: str, tag: str, trial, params) -> float:
 
 
 def worker(spec, objective, url: str) -> None:
-    """One worker process, as on each machine in the README."""
+    """One worker process, as on each machine in docs/part5.md."""
     run_worker(spec, objective, storage=url)
 
 

@@ -7,6 +7,8 @@
     python -m cifar_lab grade submissions/ --out report.csv [--trust-outputs] [--gradebook gb.csv]
         [--manual manual.csv | --nbgrader-db gradebook.db]
     python -m cifar_lab grade submissions/ --out report.csv --workers 4   # or --scheduler tcp://...
+    python -m cifar_lab grade --write-config grading.toml   # every option with its default
+    python -m cifar_lab grade submissions/ --config grading.toml   # options from the file
 
 Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
@@ -21,6 +23,13 @@ grading time per student (:func:`seconds_line`).
 quick profile among them); ``--trust-outputs`` reads the saved outputs instead. The
 former ``--rerun`` is refused with a message naming the new default, so that a script
 written for the old default learns that the meaning changed.
+
+``grade --config FILE`` reads any of its options from a TOML file, keyed by the
+option's name without dashes; the file's values become the options' defaults
+(:func:`apply_grade_config`, called by ``cifar_lab.__main__.main`` before parsing),
+so the command line overrides them (:func:`settle_config`). ``--write-config FILE``
+writes every option with its default, read from the parser, and its help as a comment.
+A submissions folder is checked before any work (:func:`check_submissions_folder`).
 """
 
 from __future__ import annotations
@@ -179,12 +188,11 @@ def _grade(args: argparse.Namespace) -> int:
     from cifar_lab.instructor.grading import grade_folder
     from cifar_lab.instructor.report import ReportFile
 
+    check_submissions_folder(Path(args.submissions))  # before any work
     outputs = grade_outputs(args)
     settings = grade_settings(args, _grade_manifest(args))
     feedback = outputs.feedback_folder(Path(args.out))
     settings = dataclasses.replace(settings, feedback_dir=feedback)
-    if not Path(args.submissions).is_dir():
-        raise ValueError(f"submissions folder {args.submissions} does not exist; pass a folder")
     manual_csv = Path(args.out).parent / MANUAL_FILE
     settings = dataclasses.replace(settings, manual=manual_grades(args, manual_csv))
     report = ReportFile(
@@ -224,6 +232,41 @@ def _grade(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {html_path} and {class_csv}")
     return 0
+
+
+SUBMISSIONS_HELP = "a folder of <student>.zip files or <student>/ folders"
+
+
+def check_submissions_folder(folder: Path) -> None:
+    """Refuse, in one line, a SUBMISSIONS that is not a folder holding any submission.
+
+    Args:
+        folder: what ``grade`` was given as SUBMISSIONS.
+
+    Raises:
+        ValueError: it is missing, a file (a notebook, a single zip) or a folder
+            without a ``<student>.zip`` or ``<student>/``; the message says what
+            ``grade`` looks for.
+    """
+    from cifar_lab.instructor.grading import find_submissions
+
+    if folder.is_file():
+        kinds = {".ipynb": "a notebook", ".zip": "a single zip"}
+        kind = kinds.get(folder.suffix.lower(), "a file")
+        raise ValueError(
+            f"grade expects {SUBMISSIONS_HELP}; got {kind}, {folder}: put each student's "
+            "work in one folder (<student>.zip or <student>/ in it) and pass that folder"
+        )
+    if not folder.is_dir():
+        raise ValueError(f"submissions folder {folder} does not exist; pass {SUBMISSIONS_HELP}")
+    found, ignored = find_submissions(folder)
+    if not found:
+        names = sorted(path.name for path in ignored)
+        held = f" (it holds only {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+        raise ValueError(
+            f"no submissions in {folder}: grade looks for <student>.zip files and <student>/ "
+            f"folders and found none{held if names else ''}"
+        )
 
 
 def manual_grades(args: argparse.Namespace, manual_csv: Path) -> ManualGrades | None:
@@ -407,6 +450,7 @@ def _add_grade(subparsers) -> None:
     _add_limit_options(grade)
     _add_output_options(grade)
     _add_cluster_options(grade)
+    _add_config_options(grade)
     grade.set_defaults(handler=_grade)
 
 
@@ -434,8 +478,7 @@ def _add_cluster_options(grade: argparse.ArgumentParser) -> None:
     )
     where.add_argument(
         "--scheduler",
-        help="grade on a running Dask cluster, e.g. tcp://HOST:8786 (README: "
-        '"Grading a class on N machines")',
+        help="grade on a running Dask cluster, e.g. tcp://HOST:8786 (docs/cluster.md)",
     )
 
 
@@ -445,8 +488,8 @@ def _add_rerun_options(grade: argparse.ArgumentParser) -> None:
         "--trust-outputs",
         action="store_true",
         help="do not re-execute: score the saved outputs (a fast pre-check; edited code "
-        "keeps its old outputs' points, see README). Default: re-execute every submission "
-        "in a sandbox (runs student code) and score that run",
+        "keeps its old outputs' points, see docs/grading.md). Default: re-execute every "
+        "submission in a sandbox (runs student code) and score that run",
     )
     grade.add_argument("--rerun", action=_RerunIsTheDefault)
     seconds = "seconds, " + DEFAULT
@@ -593,3 +636,253 @@ def peak_memory_line(rows: list[dict] = ()) -> str:
     graded = [row.get("peak_memory_mb") for row in rows]
     child = max([child, *[peak for peak in graded if isinstance(peak, int | float)]])
     return f"peak memory: grader {own:.0f} MB, largest child process {child:.0f} MB"
+
+
+# grade --config FILE / --write-config FILE: every grade option in a TOML file.
+# A key is an option's name without its dashes; the file's values become the
+# options' defaults, so the command line overrides them.
+CONFIG_KEY_OF = {"submissions": "submissions"}  # the positional keeps its name
+NOT_CONFIGURABLE = ("help", "config", "write_config", "rerun")
+
+
+def _add_config_options(grade: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and ``--write-config`` to the ``grade`` parser."""
+    grade.add_argument(
+        "--config",
+        metavar="TOML",
+        help="read any of these options from a TOML file (keys: the options' names without "
+        "dashes, e.g. rerun-memory-mb = 2048); options given here override it",
+    )
+    grade.add_argument(
+        "--write-config",
+        metavar="TOML",
+        action=_WriteConfig,
+        help="write every option with its default and what it does to this TOML file, then stop",
+    )
+
+
+def config_key(action: argparse.Action) -> str:
+    """The TOML key of a ``grade`` option: ``--rerun-memory-mb`` is ``rerun-memory-mb``."""
+    if not action.option_strings:
+        return action.dest
+    return max(action.option_strings, key=len).lstrip("-")
+
+
+def configurable_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The ``grade`` options a configuration file may hold, by TOML key, in --help order."""
+    return {
+        config_key(action): action
+        for action in parser._actions  # argparse keeps no public list of them
+        if action.dest not in NOT_CONFIGURABLE and action.help != argparse.SUPPRESS
+    }
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` written as TOML: a string, number, boolean or list of them."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # JSON's escapes are TOML's
+
+
+def config_text(parser: argparse.ArgumentParser, prog: str = "python -m cifar_lab") -> str:
+    """The ``grade --write-config`` file: every option, its default, and its help as a comment.
+
+    Args:
+        parser: the ``grade`` parser, whose defaults are read from the settings classes.
+        prog: the program name its opening comment shows.
+
+    Returns:
+        TOML text. Options without a default (a path to give) are written commented out.
+    """
+    import textwrap
+
+    lines = [
+        f"# grade's options; edit, then: {prog} grade --config THIS_FILE",
+        "# A key is an option's name without its dashes; options on the command line",
+        "# override the file. Delete or comment out a line to follow the package's default.",
+    ]
+    for key, action in configurable_actions(parser).items():
+        what = (action.help or "").replace("%(default)s", str(action.default))
+        flag = key if not action.option_strings else f"--{key}"
+        lines.append("")
+        lines += textwrap.wrap(f"{flag}: {what}", 86, initial_indent="# ", subsequent_indent="# ")
+        if action.choices:
+            lines.append("# one of: " + ", ".join(map(str, action.choices)))
+        if action.default is None or action.default == []:  # a value to give: an example
+            if isinstance(action, argparse._AppendAction):
+                example = "[]"
+            elif action.type is None:  # text: a path or an address
+                name = "SUBMISSIONS" if key == "submissions" else action.metavar or key.upper()
+                example = f'"{name}"'
+            else:
+                example = "N"  # a number to write in
+            lines.append(f"# {key} = {example}")
+        else:
+            lines.append(f"{key} = {_toml_value(action.default)}")
+    return "\n".join(lines) + "\n"
+
+
+class _WriteConfig(argparse.Action):
+    """``--write-config FILE``: write :func:`config_text` there and stop, as ``--version`` does."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        path = Path(values)
+        if path.exists():
+            parser.exit(2, f"error: {path} exists; remove it or pass another file name\n")
+        try:
+            path.write_text(config_text(parser, parser.prog.rsplit(" ", 1)[0]), encoding="utf-8")
+        except OSError as error:
+            parser.exit(1, f"error: cannot write {path}: {error.strerror or error}\n")
+        print(f"wrote {path}: grade's options and their defaults; use it with --config {path}")
+        parser.exit(0)
+
+
+def _config_value(key: str, action: argparse.Action, value: Any) -> Any:
+    """Check one value of a configuration file as the option would; return what it sets."""
+    where = f"{key} = {_toml_value(value) if not isinstance(value, dict) else '{...}'}"
+    flag = action.nargs == 0  # store_true: no value on the command line
+    if flag:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {key} is a flag; write {key} = true (or leave it out)")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        return [_config_value(key, _Single(action), item) for item in items]
+    if isinstance(value, bool | dict | list):
+        raise ValueError(f"{where}: {key} takes one value, e.g. {key} = {_toml_value('...')}")
+    try:
+        converted = action.type(str(value)) if action.type else str(value)
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"{where}: choose one of {', '.join(map(str, action.choices))}")
+    return converted
+
+
+class _Single:
+    """One item of an ``append`` option, checked as the option checks each of its values."""
+
+    def __init__(self, action: argparse.Action) -> None:
+        self.nargs, self.type, self.choices = None, action.type, action.choices
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file (``tomllib``; ``tomli`` before Python 3.11)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    if not path.is_file():
+        raise ValueError(f"--config {path} does not exist; write one with --write-config {path}")
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"--config {path} is not valid TOML: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class GradeConfig:
+    """What ``grade --config FILE`` set: the file's values and the defaults they replaced.
+
+    Attributes:
+        values: option ``dest`` to the file's value, checked as the option checks it.
+        defaults: option ``dest`` to the default the parser had before the file.
+    """
+
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def apply_grade_config(parser: argparse.ArgumentParser, argv: list[str]) -> GradeConfig:
+    """Make ``grade --config FILE``'s values the ``grade`` options' defaults.
+
+    Call before parsing: an option given on the command line then overrides the
+    file, and an option the file gives (``submissions``, ``out``) is no longer
+    required on the command line. :func:`settle_config` finishes the job after parsing.
+
+    Args:
+        parser: the whole command line's parser (``build_parser``).
+        argv: the arguments after the program name.
+
+    Returns:
+        The file's values and the defaults they replaced (empty: not ``grade``, or
+        no ``--config``).
+
+    Raises:
+        ValueError: a missing or malformed file, an unknown key, a wrong value (one line).
+    """
+    if not argv or argv[0] != "grade":
+        return GradeConfig()
+    finder = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    finder.add_argument("--config")
+    found, _ = finder.parse_known_args(argv[1:])
+    if found.config is None:
+        return GradeConfig()
+    grade = _subparser(parser, "grade")
+    actions = configurable_actions(grade)
+    table = read_config(Path(found.config))
+    unknown = sorted(set(table) - set(actions))
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], actions, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(
+            f"--config {found.config}: unknown key {unknown[0]}; {hint}the keys are grade's "
+            "options without their dashes (see --write-config)"
+        )
+    try:
+        values = {actions[k].dest: _config_value(k, actions[k], v) for k, v in table.items()}
+    except ValueError as error:
+        raise ValueError(f"--config {found.config}: {error}") from None
+    for group in grade._mutually_exclusive_groups:
+        both = [config_key(a) for a in group._group_actions if a.dest in values]
+        if len(both) > 1:
+            raise ValueError(f"--config {found.config}: {' and '.join(both)} exclude each other")
+    for key in table:
+        actions[key].required = False  # given by the file
+        if not actions[key].option_strings:
+            actions[key].nargs = "?"  # the positional SUBMISSIONS
+    before = {action.dest: action.default for action in actions.values()}
+    grade.set_defaults(**values)
+    return GradeConfig(values, before)
+
+
+def settle_config(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, config: GradeConfig
+) -> None:
+    """After parsing: the command line wins over the file, for lists and exclusive options too.
+
+    Args:
+        args: the parsed options, changed in place.
+        parser: the whole command line's parser.
+        config: what :func:`apply_grade_config` returned.
+    """
+    values = config.values
+    if not values:
+        return
+    grade = _subparser(parser, "grade")
+    for dest, value in values.items():
+        given = getattr(args, dest)
+        if isinstance(value, list) and given != value and given[: len(value)] == value:
+            setattr(args, dest, given[len(value) :])  # argparse appended to the file's list
+    for group in grade._mutually_exclusive_groups:
+        members = group._group_actions
+        typed = [a for a in members if getattr(args, a.dest) != values.get(a.dest, a.default)]
+        if typed:  # given on the command line: the file's choice in this group gives way
+            for action in members:
+                if action not in typed and action.dest in values:
+                    setattr(args, action.dest, config.defaults[action.dest])
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[command]

@@ -7,7 +7,7 @@ each worker passes its own setting on to the re-run kernels it starts
 (:func:`worker_threads`), so the workers share the cores instead of each starting a
 pool of every core. ``grade --scheduler
 tcp://HOST:8786`` uses a running cluster instead (``dask scheduler`` and ``dask
-worker``, dask-jobqueue, Kubernetes; see the README, "Grading a class on N machines").
+worker``, dask-jobqueue, Kubernetes; see docs/cluster.md).
 
 **One row per student, written once.** The per-submission work,
 :func:`~cifar_lab.instructor.grading.grade_safely` of one student, is one task
@@ -97,7 +97,7 @@ class ClusterSettings:
     def threads(self) -> int | None:
         """TensorFlow/BLAS threads per local worker: its share of the cores (None: remote)."""
         if self.workers is None:
-            return None  # remote workers are started by whoever runs them (README)
+            return None  # remote workers are started by whoever runs them (docs/cluster.md)
         cores = self.cores or _usable_cores()
         return max(1, cores // self.workers)
 

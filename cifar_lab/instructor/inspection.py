@@ -221,6 +221,53 @@ def error_texts(cell: dict, max_chars: int = 600) -> list[str]:
     ]
 
 
+def headings_above(cells: list[dict]) -> list[str]:
+    """Where a student finds each cell in JupyterLab: the heading above it, in words.
+
+    Cell ids are invisible in JupyterLab, so a problem names the cell's place too.
+
+    Args:
+        cells: the notebook's cells (JSON objects), in order.
+
+    Returns:
+        One text per cell, ``"under the heading 'Part II: ...'"`` (the nearest
+        Markdown heading at or above it), or ``"above the first heading"``.
+    """
+    places, place = [], "above the first heading"
+    for cell in cells:  # one pass: linear in the notebook's size
+        if cell.get("cell_type") == "markdown":
+            lines = cell_source(cell).splitlines()
+            titles = [line.lstrip("#").strip() for line in lines if line.startswith("#")]
+            if titles and titles[-1]:
+                title = titles[-1] if len(titles[-1]) <= 80 else titles[-1][:77] + "..."
+                place = f"under the heading '{title}'"
+        places.append(place)
+    return places
+
+
+def cell_numbers(cells: list[dict]) -> list[str]:
+    """Each cell's number as ``run``'s progress lines give it: ``"2/14"``, the code cells' count.
+
+    One numbering everywhere: the position among the notebook's code cells, from 1,
+    over their number. A Markdown cell gets its position among all cells, ``"md 3"``.
+
+    Args:
+        cells: the notebook's cells (JSON objects), in order.
+
+    Returns:
+        One label per cell.
+    """
+    total = sum(cell.get("cell_type") == "code" for cell in cells)
+    numbers, seen = [], 0
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") == "code":
+            seen += 1
+            numbers.append(f"{seen}/{total}")
+        else:
+            numbers.append(f"md {index + 1}")
+    return numbers
+
+
 def _order_finding(name: str, cells: list[dict]) -> Finding | None:
     """The first code cell that breaks the 1, 2, 3, ... execution counts, if any."""
     broken = first_out_of_order(cells)
@@ -228,18 +275,22 @@ def _order_finding(name: str, cells: list[dict]) -> Finding | None:
         return None
     index, expected = broken
     count = cells[index].get("execution_count")
-    label = f"cell {index} (id {cells[index].get('id', '?')})"
+    label = f"cell {cell_numbers(cells)[index]} (id {cells[index].get('id', '?')})"
+    place = headings_above(cells[: index + 1])[index]
     if count is None:
-        message = f"{label} was never run"
+        message = f"{label} was never run, {place}"
     else:
-        message = f"{label} ran out of order (execution count {count}, expected {expected})"
+        message = (
+            f"{label} ran out of order (execution count {count}, expected {expected}), {place}"
+        )
     return Finding("incomplete", name, message, RESTART_FIX.format(name=name))
 
 
 def _error_findings(name: str, cells: list[dict]) -> list[Finding]:
     fix = "fix the code, then " + RESTART_FIX.format(name=name)
+    places, numbers = headings_above(cells), cell_numbers(cells)
     return [
-        Finding("incomplete", name, f"cell {index} raised {error}", fix)
+        Finding("incomplete", name, f"cell {numbers[index]} raised {error}, {places[index]}", fix)
         for index, cell in enumerate(cells)
         for error in error_texts(cell, max_chars=200)  # a problem line, not the whole message
     ]
@@ -249,15 +300,21 @@ def _check_findings(name: str, notebook: dict, expected: dict | None) -> tuple[i
     """Count passed and failed checks; report failed ones and checks that never ran."""
     checks = read_outputs(notebook)["checks"]
     findings = []
+    places, numbers = headings_above(notebook["cells"]), cell_numbers(notebook["cells"])
     for check in checks:
         if not check_passed(check):  # recomputed from value and minimum, not read
-            message = f"check failed in cell {check['cell']}: {check.get('what', '?')}"
+            where = f"cell {numbers[check['cell']]}, {places[check['cell']]}"
+            message = f"check failed in {where}: {check.get('what', '?')}"
             fix = "read the hint under that cell and fix the code it names"
             findings.append(Finding("incomplete", name, message, fix))
     ran = {notebook["cells"][check["cell"]].get("id") for check in checks}
+    place_of: dict[Any, str] = {}
+    for cell, place in zip(notebook["cells"], places, strict=True):
+        place_of.setdefault(cell.get("id"), place)
     for entry in (expected or {}).get("cells", []):
         if entry["has_check"] and entry["id"] not in ran:
             message = f"the check in cell id {entry['id']} did not run or printed no result"
+            message += f", {place_of[entry['id']]}" if entry["id"] in place_of else ""
             findings.append(Finding("incomplete", name, message, RESTART_FIX.format(name=name)))
     passed = sum(check_passed(check) for check in checks)
     return passed, len(checks) - passed, findings
@@ -292,6 +349,35 @@ def _answers(cells: list[dict], expected: dict | None) -> tuple[int, int]:
     return sum(answer_is_present(cell) for cell in answer_cells), len(answer_cells)
 
 
+def foreign_notebook(name: str, cells: list[dict], expected: dict) -> Finding | None:
+    """A ``damaged`` finding when none of the notebook's cells is one of the release's.
+
+    Another course's notebook saved under a course notebook's name would otherwise
+    give one problem per released cell and per graded cell; this is the one line.
+
+    Args:
+        name: notebook stem.
+        cells: its cells (JSON objects).
+        expected: its release-manifest entry.
+
+    Returns:
+        The finding, or None (the notebook shares a cell with the release, or its cells
+        have no ids to compare).
+    """
+    ids = [cell.get("id") for cell in cells]
+    released = {entry["id"] for entry in expected["cells"]}
+    if not released or not all(isinstance(i, str) and i for i in ids):
+        return None
+    if not released.isdisjoint(ids):
+        return None
+    message = (
+        f"{name}.ipynb is not a notebook of this course: none of its {len(ids)} cells "
+        "is one of the release's (another course's notebook under this name?)"
+    )
+    fix = "start again from the release notebook and copy your work into it"
+    return Finding("damaged", name, message, fix)
+
+
 def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[list, list[str]]:
     """Compare cell ids with the release: deleted, duplicated, reordered, edited cells.
 
@@ -303,9 +389,15 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
         return [Finding("flagged", name, message)], []
     released = {entry["id"]: entry for entry in expected["cells"]}
     fix = "start again from the release notebook and copy your work into it"
+    foreign = foreign_notebook(name, cells, expected)
+    if foreign is not None:  # one line, not one per missing cell
+        return [foreign], []
     counts = Counter(ids)
+    places: dict[str, str] = {}
+    for cell_id, place in zip(ids, headings_above(cells), strict=True):
+        places.setdefault(cell_id, place)  # of equal ids, the first
     findings = [
-        Finding("damaged", name, f"cell id {cell_id} is duplicated", fix)
+        Finding("damaged", name, f"cell id {cell_id} is duplicated, {places[cell_id]}", fix)
         for cell_id in sorted(i for i, n in counts.items() if n > 1 and i in released)
     ]
     for cell_id, entry in released.items():
@@ -316,7 +408,8 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
     order = [entry["id"] for entry in expected["cells"] if entry["id"] in counts]
     moved = next((mine for mine, theirs in zip(kept, order, strict=True) if mine != theirs), None)
     if moved:
-        findings.append(Finding("damaged", name, f"cells reordered (first: id {moved})", fix))
+        message = f"cells reordered (first: id {moved}), {places[moved]}"
+        findings.append(Finding("damaged", name, message, fix))
     by_id = {cell.get("id"): cell for cell in cells}
     edited = [
         cell_id
@@ -327,7 +420,8 @@ def structure_findings(name: str, cells: list[dict], expected: dict) -> tuple[li
     ]
     for cell_id in edited:
         if released[cell_id]["has_check"]:
-            findings.append(Finding("flagged", name, f"the check cell id {cell_id} was edited"))
+            message = f"the check cell id {cell_id} was edited, {places[cell_id]}"
+            findings.append(Finding("flagged", name, message))
     return findings, edited
 
 
@@ -347,6 +441,10 @@ def inspect_notebook(name: str, notebook: dict, expected: dict | None) -> Notebo
         cells = [cell for cell in notebook["cells"] if isinstance(cell, dict)]
         if len(cells) != len(notebook["cells"]):
             raise TypeError("a cell is not a JSON object")
+        foreign = foreign_notebook(name, cells, expected) if expected else None
+        if foreign is not None:  # nothing else in it is worth a line
+            inspection.state, inspection.findings = "damaged", [foreign]
+            return inspection
         order = _order_finding(name, cells)
         errors = _error_findings(name, cells)
         passed, failed, check_problems = _check_findings(name, notebook, expected)

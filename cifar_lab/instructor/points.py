@@ -237,7 +237,7 @@ def cells_by_grade_id(cells: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def points_markdown() -> str:
-    """Return the points table as Markdown, as the README shows it (a test compares them).
+    """Return the points table as Markdown, as docs/nbgrader.md shows it (a test compares them).
 
     Returns:
         One row per check or written answer, a total row per notebook and the course total.

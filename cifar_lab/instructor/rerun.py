@@ -27,7 +27,7 @@ bubblewrap nothing visible but the Python install and environment, the course
 package and the data (read-only) and their working folder, and a pid namespace
 of their own, so that when the runner ends or is killed every process the
 notebooks started dies with it, detached children included. Where neither
-works, ``grade`` prints a loud warning and the README says to use a
+works, ``grade`` prints a loud warning and docs/grading.md says to use a
 container. The environment is built from nothing (no grader variable passes
 through): a private ``HOME`` and ``TMPDIR`` inside the working folder,
 ``CIFAR_LAB_PROFILE``, ``CIFAR10_SOURCE`` (from ``--source``, read-only) and

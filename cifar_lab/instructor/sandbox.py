@@ -289,7 +289,7 @@ def isolation_warning(backend: str | None) -> str | None:
         "WARNING: the re-execution found neither bubblewrap (Debian package `bubblewrap`) "
         "nor a working `unshare`: student notebooks will run as YOUR user, WITH network "
         "access and write access to everything you can write. Install bubblewrap, or run "
-        "the grader in a throw-away container (see README, 'Grade')."
+        "the grader in a throw-away container (see docs/grading.md, 'The sandbox')."
     )
 
 

@@ -309,7 +309,8 @@ def tamper_findings(name: str, cells: list[dict], released: dict) -> list[Findin
     for position, found in patches.items():
         index = code[position]
         what = "; ".join(f"line {line}: {text}" for line, text in found)
-        message = f"cell {index} (id {cells[index].get('id', '?')}) may patch the checks: {what}"
+        number = f"{position + 1}/{len(code)}"  # numbered as run's progress lines number it
+        message = f"cell {number} (id {cells[index].get('id', '?')}) may patch the checks: {what}"
         fix = "remove that code; a notebook that patches the checks scores 0 for its checks"
         findings.append(Finding("flagged", name, message, fix))
     return findings
