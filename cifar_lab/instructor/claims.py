@@ -58,12 +58,6 @@ from typing import Any
 
 import numpy as np
 
-from cifar_lab.instructor.budget import (
-    Budget,
-    LimitExceededError,
-    SubmissionTimeoutError,
-    score_model_sets,
-)
 from cifar_lab.instructor.findings import MEGABYTE, Finding, GradingSetupError
 from cifar_lab.instructor.inspection import finite_number, parse_json
 from cifar_lab.instructor.memorisation import (
@@ -71,6 +65,12 @@ from cifar_lab.instructor.memorisation import (
     probe_finding,
     probe_images,
     read_private_test,
+)
+from cifar_lab.instructor.sandbox import (
+    Budget,
+    LimitExceededError,
+    SubmissionTimeoutError,
+    score_model_sets,
 )
 from cifar_lab.metrics import evaluate_model
 from cifar_lab.profiles import PROFILES
@@ -289,7 +289,7 @@ def verify_claims(
     """Recompute the saved model's accuracies and compare them with the claims.
 
     One child process, under ``budget``'s limits (None: default limits, no
-    deadline; see :func:`~cifar_lab.instructor.budget.score_model_sets`), scores
+    deadline; see :func:`~cifar_lab.instructor.sandbox.score_model_sets`), scores
     the model on the test split, on its perturbed copy (the probe), on the
     course's validation split and on the private images when there are some.
 
@@ -322,7 +322,7 @@ def verify_claims(
     private = test_set.private()
     if private is not None:
         sets["private"] = private
-    try:  # in a child process under memory and time ceilings (budget.py)
+    try:  # in a child process under memory and time ceilings (sandbox.py)
         scores = _score_once(test_set, path, sets, max_bytes, budget)
     except SubmissionTimeoutError:
         raise

@@ -12,7 +12,7 @@ Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
 :class:`~cifar_lab.instructor.grading.GradeSettings`,
 :class:`~cifar_lab.instructor.rerun.RerunSettings`,
-:class:`~cifar_lab.instructor.budget.Limits` and the library's constants, never
+:class:`~cifar_lab.instructor.sandbox.Limits` and the library's constants, never
 restated here; none of these imports TensorFlow. ``grade`` ends with the peak
 memory of the grader and of its largest child (:func:`peak_memory_line`) and the
 grading time per student (:func:`seconds_line`).
@@ -32,7 +32,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.budget import Limits
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
@@ -40,7 +39,7 @@ from cifar_lab.instructor.manual_grades import DEFAULT_ASSIGNMENT, MANUAL_FILE, 
 from cifar_lab.instructor.release import MANIFEST_FILE
 from cifar_lab.instructor.report import GradeOutputs
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.instructor.sandbox import peak_resident_bytes
+from cifar_lab.instructor.sandbox import Limits, peak_resident_bytes
 from cifar_lab.profiles import PROFILES
 
 DEFAULT = "default: %(default)s"

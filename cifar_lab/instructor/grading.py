@@ -25,7 +25,7 @@ Any problem with one submission lands in its row and the batch goes on.
 
 **The batch**: one row per submission, whatever happens, written as soon as it is final.
 
-Each submission is graded inside a :func:`~cifar_lab.instructor.budget.submission_budget`
+Each submission is graded inside a :func:`~cifar_lab.instructor.sandbox.submission_budget`
 (reading, checking and scoring within ``submission_seconds``). Anything that
 goes wrong becomes that student's row with a reason, never the end of the
 batch: a time limit, a ``RecursionError`` or ``MemoryError`` from a hostile
@@ -52,13 +52,6 @@ from pathlib import Path
 from typing import Any
 
 from cifar_lab.checks import check_choice, check_int, check_number, check_optional_int
-from cifar_lab.instructor.budget import (
-    Budget,
-    Limits,
-    SubmissionTimeoutError,
-    submission_budget,
-    suspended_budget,
-)
 from cifar_lab.instructor.claims import (
     DEFAULT_TOLERANCE,
     LazyTestSet,
@@ -99,6 +92,13 @@ from cifar_lab.instructor.report import (
 )
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.run_profile import submission_profile
+from cifar_lab.instructor.sandbox import (
+    Budget,
+    Limits,
+    SubmissionTimeoutError,
+    submission_budget,
+    suspended_budget,
+)
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
 from cifar_lab.instructor.submission import submission_identity, submission_name
 from cifar_lab.profiles import PROFILES

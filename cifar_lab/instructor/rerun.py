@@ -71,7 +71,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
@@ -80,6 +80,7 @@ from cifar_lab.instructor.inspection import recorded_results
 from cifar_lab.instructor.notebooks import notebook_client
 from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, is_check_cell, with_pristine_checks
 from cifar_lab.instructor.sandbox import (
+    Budget,
     Ceilings,
     choose_backend,
     clean_environment,
@@ -97,9 +98,6 @@ from cifar_lab.instructor.verdicts import (
     probe_notebook,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
-
-if TYPE_CHECKING:  # the runner, started in the cage, need not import numpy for it
-    from cifar_lab.instructor.budget import Budget
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
