@@ -13,8 +13,8 @@ Read it in the order a submission travels:
   loaded by :mod:`.model_loading`) -> :mod:`.report` (the row type; CSV, JSON,
   gradebook) and :mod:`.feedback` (one HTML page per student);
 * beside it, by default (not under ``--trust-outputs``): :mod:`.rerun` re-executes the
-  notebooks with :mod:`.pristine_checks` in :mod:`.sandbox`, and :mod:`.scoring` takes
-  its points from that run; :mod:`.sandbox` also holds the per-submission
+  notebooks with :mod:`.verdicts` (probes, pristine checks) in :mod:`.sandbox`, and
+  :mod:`.scoring` takes its points from that run; :mod:`.sandbox` also holds the per-submission
   time budget and scores a model in a child process under ceilings;
 * :mod:`.grading`: the batch, one row per submission whatever happens;
 * :mod:`.submission`: the student's ``submit`` check and zip; :mod:`.cli`: the
