@@ -7,8 +7,8 @@ Read it in the order a submission travels:
   without solutions, and the manifest);
 * :mod:`.findings`: what every stage reports (``Finding``, severities, units);
 * a submission, stage by stage: :mod:`.intake` (zip or folder into a checked working
-  copy) -> :mod:`.inspection` (each notebook read as JSON, never run) ->
-  :mod:`.tampering` (cells that patch the checks) -> :mod:`.scoring` (points per graded
+  copy) -> :mod:`.inspection` (each notebook read as JSON, never run; its profile;
+  cells that patch the checks) -> :mod:`.scoring` (points per graded
   cell) -> :mod:`.claims` (Part V's claimed accuracy, recomputed from the saved model,
   loaded by :mod:`.model_loading`) -> :mod:`.report` (the row type; CSV, JSON,
   gradebook) and :mod:`.feedback` (one HTML page per student);

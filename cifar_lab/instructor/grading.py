@@ -72,6 +72,7 @@ from cifar_lab.instructor.inspection import (
     DEFAULT_MAX_NOTEBOOK_BYTES,
     NotebookInspection,
     inspect_file,
+    submission_profile,
 )
 from cifar_lab.instructor.intake import copy_folder, extract_zip, notebook_root
 from cifar_lab.instructor.manual_grades import (
@@ -91,7 +92,6 @@ from cifar_lab.instructor.report import (
     first_claim,
 )
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
-from cifar_lab.instructor.run_profile import submission_profile
 from cifar_lab.instructor.sandbox import (
     Budget,
     Limits,
