@@ -6,7 +6,7 @@ Read it in the order a submission travels:
   (the points table and its nbgrader metadata), :mod:`.release` (student notebooks
   without solutions, and the manifest);
 * :mod:`.findings`: what every stage reports (``Finding``, severities, units);
-* a submission, stage by stage: :mod:`.intake` (zip or folder into a checked working
+* a submission, stage by stage: :mod:`.submission` (zip or folder into a checked working
   copy) -> :mod:`.inspection` (each notebook read as JSON, never run; its profile;
   cells that patch the checks) -> :mod:`.scoring` (points per graded
   cell) -> :mod:`.claims` (Part V's claimed accuracy, recomputed from the saved model,

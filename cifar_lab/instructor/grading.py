@@ -74,7 +74,6 @@ from cifar_lab.instructor.inspection import (
     inspect_file,
     submission_profile,
 )
-from cifar_lab.instructor.intake import copy_folder, extract_zip, notebook_root
 from cifar_lab.instructor.manual_grades import (
     ManualGrades,
     manual_entries,
@@ -100,7 +99,13 @@ from cifar_lab.instructor.sandbox import (
     suspended_budget,
 )
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
-from cifar_lab.instructor.submission import submission_identity, submission_name
+from cifar_lab.instructor.submission import (
+    copy_folder,
+    extract_zip,
+    notebook_root,
+    submission_identity,
+    submission_name,
+)
 from cifar_lab.profiles import PROFILES
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY
