@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import json
 
-from cifar_lab.instructor.feedback import render_feedback
 from cifar_lab.instructor.inspection import NotebookInspection
 from cifar_lab.instructor.report import (
     NotebookColumns,
@@ -14,6 +13,7 @@ from cifar_lab.instructor.report import (
     ReportRow,
     about,
     gradebook_rows,
+    render_feedback,
     report_columns,
     write_gradebook,
 )

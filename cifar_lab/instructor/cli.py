@@ -35,9 +35,8 @@ from typing import Any
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
-from cifar_lab.instructor.manual_grades import DEFAULT_ASSIGNMENT, MANUAL_FILE, ManualGrades
 from cifar_lab.instructor.release import MANIFEST_FILE
-from cifar_lab.instructor.report import GradeOutputs
+from cifar_lab.instructor.report import DEFAULT_ASSIGNMENT, MANUAL_FILE, GradeOutputs, ManualGrades
 from cifar_lab.instructor.rerun import RerunSettings
 from cifar_lab.instructor.sandbox import Limits, peak_resident_bytes
 from cifar_lab.profiles import PROFILES
@@ -236,7 +235,7 @@ def manual_grades(args: argparse.Namespace, manual_csv: Path) -> ManualGrades | 
         The grades (None: neither option given).
     """
     from cifar_lab.instructor.grading import find_submissions
-    from cifar_lab.instructor.manual_grades import load_grades, protect_filled, summary
+    from cifar_lab.instructor.report import load_grades, protect_filled, summary
 
     protect_filled(manual_csv, args.manual and Path(args.manual), resume=args.resume)
     students = {student for student, _ in find_submissions(Path(args.submissions))[0]}

@@ -51,7 +51,6 @@ from typing import Any
 
 from cifar_lab.checks import check_optional_int
 from cifar_lab.instructor.claims import LazyTestSet
-from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import GradingSetupError
 from cifar_lab.instructor.grading import (
     GradeMany,
@@ -60,7 +59,7 @@ from cifar_lab.instructor.grading import (
     grade_safely,
     grade_submission,
 )
-from cifar_lab.instructor.report import ReportRow
+from cifar_lab.instructor.report import ReportRow, feedback_path
 from cifar_lab.instructor.sandbox import THREAD_VARIABLES, Budget, choose_backend, thread_variables
 
 INSTALL_HINT = 'pip install "cifar_lab[cluster]"'

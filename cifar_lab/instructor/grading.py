@@ -61,7 +61,6 @@ from cifar_lab.instructor.claims import (
     read_part5_results,
     verify_claims,
 )
-from cifar_lab.instructor.feedback import write_feedback
 from cifar_lab.instructor.findings import (
     MEGABYTE,
     Finding,
@@ -74,21 +73,20 @@ from cifar_lab.instructor.inspection import (
     inspect_file,
     submission_profile,
 )
-from cifar_lab.instructor.manual_grades import (
-    ManualGrades,
-    manual_entries,
-    manual_totals,
-    merge_manual,
-    tidy_points,
-)
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, PART5_NOTEBOOK
 from cifar_lab.instructor.report import (
     NOT_EXECUTED,
     RE_EXECUTED,
+    ManualGrades,
     NotebookColumns,
     ReportFile,
     ReportRow,
     first_claim,
+    manual_entries,
+    manual_totals,
+    merge_manual,
+    tidy_points,
+    write_feedback,
 )
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.sandbox import (
@@ -128,7 +126,7 @@ class GradeSettings:
         limits: memory and time ceilings per submission and for scoring its model.
         feedback_dir: write ``<student_id>.html`` feedback there (None: no feedback).
         manual: written answers graded by hand, student -> grade_id -> grade
-            (:mod:`~cifar_lab.instructor.manual_grades`; None: none given).
+            (:mod:`~cifar_lab.instructor.report`; None: none given).
         private_test: the instructor's private labelled images (``<class>/<image>``),
             scored next to the public test set against memorisation (None: none).
         accept_profiles: profiles the saved work may have run in; work saved in any

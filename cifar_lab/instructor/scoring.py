@@ -37,7 +37,7 @@ run (the re-run stopped, the kernel died) is a failed probe. The static tamper
 flags stay, as findings for a person to read.
 
 A **written** answer is ``manual``: 0 points until a person grades it, out of
-its points (:mod:`~cifar_lab.instructor.manual_grades` merges those grades).
+its points (:mod:`~cifar_lab.instructor.report` merges those grades).
 Solution cells are worth 0 (their check carries the points).
 """
 
