@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,10 @@ from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
 from cifar_lab.instructor.release import MANIFEST_FILE
 from cifar_lab.instructor.report import DEFAULT_ASSIGNMENT, MANUAL_FILE, GradeOutputs, ManualGrades
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.instructor.sandbox import Limits, peak_resident_bytes
+from cifar_lab.instructor.sandbox import Limits
+from cifar_lab.messages import DEFAULT
+from cifar_lab.peak_memory import peak_memory_mb
 from cifar_lab.profiles import PROFILES
-
-DEFAULT = "default: %(default)s"
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -580,14 +579,7 @@ def peak_memory_line(rows: list[dict] = ()) -> str:
         rows: the report's rows; their ``peak_memory_mb`` (model scoring, the whole
             re-run: trees the kernel's own count misses) count as children too.
     """
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    # VmHWM where there is /proc: unlike ru_maxrss, it does not carry over across exec the
-    # peak of a large process that forked this one (Linux keeps that in ru_maxrss).
-    own = peak_resident_bytes("self")
-    if own is None:
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    own /= MEGABYTE
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / MEGABYTE
+    own, child = peak_memory_mb(), peak_memory_mb(children=True)
     graded = [row.get("peak_memory_mb") for row in rows]
     child = max([child, *[peak for peak in graded if isinstance(peak, int | float)]])
     return f"peak memory: grader {own:.0f} MB, largest child process {child:.0f} MB"

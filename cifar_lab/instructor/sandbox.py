@@ -574,23 +574,6 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
-def peak_resident_bytes(pid: int | str) -> int | None:
-    """The one reader of peak memory: a process's peak resident bytes (``VmHWM``).
-
-    Args:
-        pid: a process id, or ``"self"``.
-
-    Returns:
-        The bytes, or None where ``/proc`` is missing (not Linux) or the process has gone.
-    """
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            line = next(row for row in status if row.startswith("VmHWM:"))
-        return int(line.split()[1]) * 1024
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-
-
 def _resident_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
