@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 from cifar_lab import __version__
+from cifar_lab.messages import DEFAULT
 
-DEFAULT = "default: %(default)s"
 NBGRADER_CONFIG = "nbgrader_config.py"  # shipped in cifar_lab/instructor/
 
 
@@ -59,14 +59,13 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_summary(args: argparse.Namespace) -> int:
-    import resource
-
     from cifar_lab.data.splits import load_cifar10
+    from cifar_lab.peak_memory import peak_memory_mb
 
     start = time.perf_counter()
     splits = load_cifar10(num_test=None, source=args.source, seed=args.seed)
     print(splits.summary())
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_memory_mb()
     print(f"loaded in {time.perf_counter() - start:.1f} s, peak RSS {peak_mb:.0f} MB")
     return 0
 

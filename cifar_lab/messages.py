@@ -6,6 +6,8 @@ the options of the command that ran, so its user reads ``--source keras``
 instead; a keyword that the command has no option for stays as written.
 :func:`plain_line` removes terminal colour codes (IPython colours its
 tracebacks) and joins the lines, so what is printed or saved is one plain line.
+Every command's help ends an option's text with :data:`DEFAULT`, so each option
+shows its default the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
+
+DEFAULT = "default: %(default)s"  # argparse fills in the option's default
 
 # CSI sequences (colours, cursor moves): ESC [ parameters intermediates final-byte
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")

@@ -34,11 +34,10 @@ from instructor_fixtures import (
     zip_folder,
 )
 
-from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import GradingSetupError
 from cifar_lab.instructor.grading import GradeSettings, grade_folder
 from cifar_lab.instructor.release import load_manifest, release
-from cifar_lab.instructor.report import ReportFile
+from cifar_lab.instructor.report import ReportFile, feedback_path
 from cifar_lab.instructor.rerun import RerunSettings, _environment
 from cifar_lab.instructor.sandbox import THREAD_VARIABLES
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR

@@ -34,11 +34,11 @@ from instructor_fixtures import (
 
 from cifar_lab.instructor.claims import compare_claims
 from cifar_lab.instructor.grading import GradeSettings, grade_folder
-from cifar_lab.instructor.intake import extract_zip
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
 from cifar_lab.instructor.release import release
 from cifar_lab.instructor.report import report_columns
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+from cifar_lab.instructor.submission import extract_zip
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 

@@ -36,11 +36,16 @@ from instructor_fixtures import (
     zip_folder,
 )
 
-from cifar_lab.instructor.budget import Budget, Limits
 from cifar_lab.instructor.grading import run_batch
 from cifar_lab.instructor.release import release
 from cifar_lab.instructor.report import ReportFile, ReportRow
-from cifar_lab.instructor.sandbox import ChildFailedError, LimitExceededError, run_limited
+from cifar_lab.instructor.sandbox import (
+    Budget,
+    ChildFailedError,
+    LimitExceededError,
+    Limits,
+    run_limited,
+)
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR, RESULTS_FILE
 
 PY = sys.executable
@@ -133,7 +138,7 @@ CRASHING_GRADER = """
 import os, signal, sys
 from pathlib import Path
 from cifar_lab.instructor.grading import run_batch
-from cifar_lab.instructor.budget import Limits
+from cifar_lab.instructor.sandbox import Limits
 from cifar_lab.instructor.report import ReportFile, ReportRow
 
 def grade(student, path, budget):

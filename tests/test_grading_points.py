@@ -29,10 +29,10 @@ from instructor_fixtures import (
     write_submission,
 )
 
-from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.notebooks import cell_source, course_notebooks
 from cifar_lab.instructor.points import COURSE_MAX_POINTS, POINTS
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release, release
+from cifar_lab.instructor.report import feedback_path
 from cifar_lab.instructor.scoring import score_notebook
 from cifar_lab.results import CHECK_MIME
 from cifar_lab.tuning.part5 import PART5_DIR, RESULTS_FILE

@@ -19,14 +19,14 @@ from instructor_fixtures import (
 )
 
 from cifar_lab.instructor.grading import GradeSettings
-from cifar_lab.instructor.release import release
-from cifar_lab.instructor.run_profile import (
+from cifar_lab.instructor.inspection import (
     notebook_profiles,
     part5_profiles,
     profile_findings,
     profile_label,
     submission_profile,
 )
+from cifar_lab.instructor.release import release
 from cifar_lab.results import RESULT_MIME
 from cifar_lab.tuning.part5 import PART5_DIR, RESULTS_FILE
 

@@ -27,18 +27,19 @@ from instructor_fixtures import (
 )
 from test_grading_points import _all_checks_pass
 
-from cifar_lab.instructor.feedback import feedback_path
-from cifar_lab.instructor.manual_grades import (
+from cifar_lab.instructor.notebooks import course_notebooks
+from cifar_lab.instructor.release import release
+from cifar_lab.instructor.report import (
     MANUAL_COLUMNS,
     MANUAL_FILE,
     ManualEntry,
+    ReportFile,
+    ReportRow,
+    feedback_path,
+    read_csv_rows,
     read_manual_csv,
     written_cells,
 )
-from cifar_lab.instructor.notebooks import course_notebooks
-from cifar_lab.instructor.release import release
-from cifar_lab.instructor.report import ReportFile, ReportRow
-from cifar_lab.instructor.spreadsheet import read_csv_rows
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
 STUDENTS = ("alice", "=1+2", "dup name", "dup_name")

@@ -25,8 +25,13 @@ from PIL import Image
 
 from cifar_lab.data.formats import CLASS_NAMES
 from cifar_lab.instructor import claims
-from cifar_lab.instructor.claims import COURSE_SEED, LazyTestSet, verify_claims
-from cifar_lab.instructor.memorisation import probe_images, read_private_test
+from cifar_lab.instructor.claims import (
+    COURSE_SEED,
+    LazyTestSet,
+    probe_images,
+    read_private_test,
+    verify_claims,
+)
 from cifar_lab.instructor.model_loading import (
     ForbiddenLayerError,
     check_dense_network,

@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import json
 
-from cifar_lab.instructor.feedback import render_feedback
 from cifar_lab.instructor.inspection import NotebookInspection
 from cifar_lab.instructor.report import (
     NotebookColumns,
@@ -16,6 +15,7 @@ from cifar_lab.instructor.report import (
     checks_field,
     gradebook_rows,
     json_only_columns,
+    render_feedback,
     report_columns,
     write_gradebook,
 )

@@ -23,9 +23,9 @@ from sandbox_fixtures import QUICK, SANDBOXED, run_probe
 
 from cifar_lab.instructor import rerun as rerun_module
 from cifar_lab.instructor.claims import compare_claims
-from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, with_pristine_checks
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
 from cifar_lab.instructor.sandbox import SANDBOX_ENV, _works, isolation_warning, sandbox_command
+from cifar_lab.instructor.verdicts import PRISTINE_TAG, with_pristine_checks
 
 
 def _with_marker(marker: str) -> list[int]:

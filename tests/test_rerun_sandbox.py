@@ -21,16 +21,16 @@ from sandbox_fixtures import backend_param, run_probe
 
 import cifar_lab
 from cifar_lab.instructor import rerun as rerun_module
-from cifar_lab.instructor.budget import Budget, Limits
 from cifar_lab.instructor.claims import LazyTestSet, compare_claims
 from cifar_lab.instructor.cli import peak_memory_line, rerun_settings
-from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import MEGABYTE, Finding
 from cifar_lab.instructor.grading import GradeSettings, grade_safely, grade_submission
-from cifar_lab.instructor.report import ReportRow
+from cifar_lab.instructor.report import ReportRow, feedback_path
 from cifar_lab.instructor.rerun import RerunSettings
 from cifar_lab.instructor.sandbox import (
+    Budget,
     Ceilings,
+    Limits,
     isolation_warning,
     sandbox_command,
     watch_tree,

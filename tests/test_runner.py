@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import nbformat
@@ -10,7 +11,7 @@ import pytest
 
 from cifar_lab.instructor import notebooks as runner  # the notebook runner
 from cifar_lab.instructor.findings import MEGABYTE
-from cifar_lab.instructor.sandbox import peak_resident_bytes
+from cifar_lab.peak_memory import peak_memory_mb, peak_resident_bytes
 
 
 def _notebook(path, *sources):
@@ -68,3 +69,13 @@ def test_peak_memory_reads_vmhwm_of_a_live_process():
     assert own is not None and own > 10 * MEGABYTE  # this pytest process
     assert peak_resident_bytes("self") >= own  # the same process, read a moment later
     assert peak_resident_bytes(2**22 + 12345) is None  # above pid_max: no such process
+
+
+def test_peak_memory_mb_of_this_process_and_of_a_child():
+    own = peak_memory_mb()
+    assert own > 10  # this pytest process, in MB
+    if sys.platform.startswith("linux"):
+        assert own == pytest.approx(peak_resident_bytes("self") / MEGABYTE, rel=0.2)
+    touch = "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])"
+    subprocess.run([sys.executable, "-c", touch], check=True)  # waited for: RUSAGE_CHILDREN
+    assert peak_memory_mb(children=True) >= 90  # the child touched 96 MB

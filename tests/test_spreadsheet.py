@@ -13,10 +13,19 @@ import json
 import pytest
 
 from cifar_lab.instructor.class_view.report import write_class_report
-from cifar_lab.instructor.feedback import feedback_path, write_feedback
-from cifar_lab.instructor.manual_grades import MANUAL_COLUMNS, ManualEntry
-from cifar_lab.instructor.report import ReportFile, ReportRow, student_id, write_gradebook
-from cifar_lab.instructor.spreadsheet import cell_value, read_csv_rows, spreadsheet_cell
+from cifar_lab.instructor.report import (
+    MANUAL_COLUMNS,
+    ManualEntry,
+    ReportFile,
+    ReportRow,
+    cell_value,
+    feedback_path,
+    read_csv_rows,
+    spreadsheet_cell,
+    student_id,
+    write_feedback,
+    write_gradebook,
+)
 
 NOTEBOOKS = ("01_preparation",)
 FORMULAS = ["=1+2", "+1", "-1+cmd|' /C calc'!A0", "@SUM(A1)", "\t=1", "\r=1"]

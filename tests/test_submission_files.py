@@ -16,7 +16,7 @@ import pytest
 from instructor_fixtures import course_source, write_submission, zip_folder
 
 from cifar_lab.instructor.grading import GradeSettings, grade_folder
-from cifar_lab.instructor.intake import copy_folder, duplicate_member, extract_zip
+from cifar_lab.instructor.submission import copy_folder, duplicate_member, extract_zip
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
 NB03 = "03_keras_model_subclassing.ipynb"

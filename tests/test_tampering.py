@@ -7,10 +7,9 @@ import json
 import pytest
 
 from cifar_lab.instructor.cli import grade_outputs
-from cifar_lab.instructor.inspection import TRUSTED_MINIMUM, check_verdict
+from cifar_lab.instructor.inspection import TRUSTED_MINIMUM, check_verdict, find_patches
 from cifar_lab.instructor.notebooks import cell_source, course_notebooks
 from cifar_lab.instructor.report import GradeOutputs, gradebook_rows
-from cifar_lab.instructor.tampering import find_patches
 
 GIVEN = "import numpy as np\nimport cifar_lab as lab\nfrom tensorflow import keras"
 

@@ -6,19 +6,24 @@ Read it in the order a submission travels:
   (the points table and its nbgrader metadata), :mod:`.release` (student notebooks
   without solutions, and the manifest);
 * :mod:`.findings`: what every stage reports (``Finding``, severities, units);
-* a submission, stage by stage: :mod:`.intake` (zip or folder into a checked working
-  copy) -> :mod:`.inspection` (each notebook read as JSON, never run) ->
-  :mod:`.tampering` (cells that patch the checks) -> :mod:`.scoring` (points per graded
-  cell) -> :mod:`.claims` (Part V's claimed accuracy, recomputed from the saved model,
-  loaded by :mod:`.model_loading`) -> :mod:`.report` (the row type; CSV, JSON,
-  gradebook) and :mod:`.feedback` (one HTML page per student);
+* a submission, stage by stage: :mod:`.submission` (the archive: the student's
+  ``submit`` check and zip; the grader's checked working copy of a zip or folder) ->
+  :mod:`.inspection` (each notebook's saved JSON, read, never run: structure, order,
+  errors, the profile it ran in, cells that patch the checks) -> :mod:`.scoring`
+  (points per graded cell) -> :mod:`.claims` (Part V's claimed accuracy, recomputed from
+  the saved model, loaded by :mod:`.model_loading`; memorised test images caught) ->
+  :mod:`.report` (what grading writes: the row type; CSV, JSON, gradebook, one feedback
+  page per student, ``manual.csv`` and the hand-graded points read back);
 * beside it, by default (not under ``--trust-outputs``): :mod:`.rerun` re-executes the
-  notebooks with :mod:`.pristine_checks` in :mod:`.sandbox`, and :mod:`.scoring` takes
-  its points from that run; :mod:`.budget` holds the per-submission
-  time budget and scores a model in a child process under ceilings;
+  notebooks in :mod:`.sandbox` and :mod:`.verdicts` judges the checks (probes, pristine
+  check cells); :mod:`.scoring` takes its points from that run. :mod:`.sandbox` also
+  holds the per-submission time budget and scores a model in a child process under
+  ceilings;
 * :mod:`.grading`: the batch, one row per submission whatever happens;
-* :mod:`.submission`: the student's ``submit`` check and zip; :mod:`.cli`: the
-  ``release``, ``submit`` and ``grade`` commands.
+  :mod:`.cluster`: the batch spread over Dask workers;
+* :mod:`.cli`: the ``release``, ``submit`` and ``grade`` commands;
+  :mod:`.nbgrader_config`: the course's nbgrader configuration;
+  :mod:`.class_view`: the class at a glance, written after the last row.
 
 May import the course library and :mod:`cifar_lab.tuning`; nothing imports it but the
 command line.

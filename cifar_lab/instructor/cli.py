@@ -14,7 +14,7 @@ Each handler returns the process exit code: 0 on success, 1 when ``submit``
 finds problems, 2 for a usage or set-up error. Option defaults are read from
 :class:`~cifar_lab.instructor.grading.GradeSettings`,
 :class:`~cifar_lab.instructor.rerun.RerunSettings`,
-:class:`~cifar_lab.instructor.budget.Limits` and the library's constants, never
+:class:`~cifar_lab.instructor.sandbox.Limits` and the library's constants, never
 restated here; none of these imports TensorFlow. ``grade`` ends with the peak
 memory of the grader and of its largest child (:func:`peak_memory_line`) and the
 grading time per student (:func:`seconds_line`).
@@ -36,23 +36,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import resource
 import sys
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.budget import Limits
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.grading import GradeSettings
 from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
-from cifar_lab.instructor.manual_grades import DEFAULT_ASSIGNMENT, MANUAL_FILE, ManualGrades
 from cifar_lab.instructor.release import MANIFEST_FILE
-from cifar_lab.instructor.report import GradeOutputs
+from cifar_lab.instructor.report import DEFAULT_ASSIGNMENT, MANUAL_FILE, GradeOutputs, ManualGrades
 from cifar_lab.instructor.rerun import RerunSettings
-from cifar_lab.instructor.sandbox import peak_resident_bytes
+from cifar_lab.instructor.sandbox import Limits
+from cifar_lab.messages import DEFAULT
+from cifar_lab.peak_memory import peak_memory_mb
 from cifar_lab.profiles import PROFILES
-
-DEFAULT = "default: %(default)s"
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -280,7 +277,7 @@ def manual_grades(args: argparse.Namespace, manual_csv: Path) -> ManualGrades | 
         The grades (None: neither option given).
     """
     from cifar_lab.instructor.grading import find_submissions
-    from cifar_lab.instructor.manual_grades import load_grades, protect_filled, summary
+    from cifar_lab.instructor.report import load_grades, protect_filled, summary
 
     protect_filled(manual_csv, args.manual and Path(args.manual), resume=args.resume)
     students = {student for student, _ in find_submissions(Path(args.submissions))[0]}
@@ -625,14 +622,7 @@ def peak_memory_line(rows: list[dict] = ()) -> str:
         rows: the report's rows; their ``peak_memory_mb`` (model scoring, the whole
             re-run: trees the kernel's own count misses) count as children too.
     """
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    # VmHWM where there is /proc: unlike ru_maxrss, it does not carry over across exec the
-    # peak of a large process that forked this one (Linux keeps that in ru_maxrss).
-    own = peak_resident_bytes("self")
-    if own is None:
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    own /= MEGABYTE
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / MEGABYTE
+    own, child = peak_memory_mb(), peak_memory_mb(children=True)
     graded = [row.get("peak_memory_mb") for row in rows]
     child = max([child, *[peak for peak in graded if isinstance(peak, int | float)]])
     return f"peak memory: grader {own:.0f} MB, largest child process {child:.0f} MB"

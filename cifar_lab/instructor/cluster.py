@@ -50,9 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar_lab.checks import check_optional_int
-from cifar_lab.instructor.budget import Budget
 from cifar_lab.instructor.claims import LazyTestSet
-from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.findings import GradingSetupError
 from cifar_lab.instructor.grading import (
     GradeMany,
@@ -61,8 +59,8 @@ from cifar_lab.instructor.grading import (
     grade_safely,
     grade_submission,
 )
-from cifar_lab.instructor.report import ReportRow
-from cifar_lab.instructor.sandbox import THREAD_VARIABLES, choose_backend, thread_variables
+from cifar_lab.instructor.report import ReportRow, feedback_path
+from cifar_lab.instructor.sandbox import THREAD_VARIABLES, Budget, choose_backend, thread_variables
 
 INSTALL_HINT = 'pip install "cifar_lab[cluster]"'
 WORKER_WAIT_SECONDS = 60  # for the first worker of a --scheduler cluster

@@ -25,7 +25,7 @@ Any problem with one submission lands in its row and the batch goes on.
 
 **The batch**: one row per submission, whatever happens, written as soon as it is final.
 
-Each submission is graded inside a :func:`~cifar_lab.instructor.budget.submission_budget`
+Each submission is graded inside a :func:`~cifar_lab.instructor.sandbox.submission_budget`
 (reading, checking and scoring within ``submission_seconds``). Anything that
 goes wrong becomes that student's row with a reason, never the end of the
 batch: a time limit, a ``RecursionError`` or ``MemoryError`` from a hostile
@@ -52,13 +52,6 @@ from pathlib import Path
 from typing import Any
 
 from cifar_lab.checks import check_choice, check_int, check_number, check_optional_int
-from cifar_lab.instructor.budget import (
-    Budget,
-    Limits,
-    SubmissionTimeoutError,
-    submission_budget,
-    suspended_budget,
-)
 from cifar_lab.instructor.claims import (
     DEFAULT_TOLERANCE,
     LazyTestSet,
@@ -69,7 +62,6 @@ from cifar_lab.instructor.claims import (
     read_part5_results,
     verify_claims,
 )
-from cifar_lab.instructor.feedback import write_feedback
 from cifar_lab.instructor.findings import (
     MEGABYTE,
     Finding,
@@ -80,29 +72,40 @@ from cifar_lab.instructor.inspection import (
     DEFAULT_MAX_NOTEBOOK_BYTES,
     NotebookInspection,
     inspect_file,
-)
-from cifar_lab.instructor.intake import copy_folder, extract_zip, notebook_root
-from cifar_lab.instructor.manual_grades import (
-    ManualGrades,
-    manual_entries,
-    manual_totals,
-    merge_manual,
-    tidy_points,
+    submission_profile,
 )
 from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS, PART5_NOTEBOOK
 from cifar_lab.instructor.report import (
     NOT_EXECUTED,
     RE_EXECUTED,
+    ManualGrades,
     NotebookColumns,
     ReportFile,
     ReportRow,
     checks_field,
     first_claim,
+    manual_entries,
+    manual_totals,
+    merge_manual,
+    tidy_points,
+    write_feedback,
 )
 from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
-from cifar_lab.instructor.run_profile import submission_profile
+from cifar_lab.instructor.sandbox import (
+    Budget,
+    Limits,
+    SubmissionTimeoutError,
+    submission_budget,
+    suspended_budget,
+)
 from cifar_lab.instructor.scoring import NotebookScore, score_submission
-from cifar_lab.instructor.submission import submission_identity, submission_name
+from cifar_lab.instructor.submission import (
+    copy_folder,
+    extract_zip,
+    notebook_root,
+    submission_identity,
+    submission_name,
+)
 from cifar_lab.profiles import PROFILES
 from cifar_lab.tuning.part5 import MODEL_FILE, PARAMETERS_KEY, PART5_DIR
 from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, split_fingerprint
@@ -125,7 +128,7 @@ class GradeSettings:
         limits: memory and time ceilings per submission and for scoring its model.
         feedback_dir: write ``<student_id>.html`` feedback there (None: no feedback).
         manual: written answers graded by hand, student -> grade_id -> grade
-            (:mod:`~cifar_lab.instructor.manual_grades`; None: none given).
+            (:mod:`~cifar_lab.instructor.report`; None: none given).
         private_test: the instructor's private labelled images (``<class>/<image>``),
             scored next to the public test set against memorisation (None: none).
         accept_profiles: profiles the saved work may have run in; work saved in any

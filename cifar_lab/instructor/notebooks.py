@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from cifar_lab.instructor.findings import MEGABYTE
-from cifar_lab.instructor.sandbox import peak_resident_bytes
 from cifar_lab.messages import plain_line
+from cifar_lab.peak_memory import peak_resident_bytes
 from cifar_lab.profiles import PROFILE_ENV, get_profile
 from cifar_lab.results import read_outputs
 

@@ -40,8 +40,8 @@ through a pipe that only it holds (the kernels do not inherit it, and the runner
 non-dumpable so that a kernel cannot open it through ``/proc``); no pid, path
 or verdict is read from the working folder. The grader kills the tree it started by
 walking ``/proc`` from the runner's pid, and the pid namespace takes whatever
-is left. Checks are verified with the grader's own check functions, see
-:mod:`cifar_lab.instructor.pristine_checks` for how, and what that does not stop;
+is left. Checks are verified with the grader's own check functions, see the pristine
+checks in :mod:`cifar_lab.instructor.verdicts` for how, and what that does not stop;
 after each notebook the runner runs the grader's probes of it in its kernel
 (:mod:`cifar_lab.instructor.verdicts`), whose verdicts decide the probed checks.
 :func:`cifar_lab.instructor.claims.compare_claims` then compares every recorded
@@ -71,15 +71,15 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cifar_lab.checks import check_int, check_number, check_optional_int
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.inspection import recorded_results
 from cifar_lab.instructor.notebooks import notebook_client
-from cifar_lab.instructor.pristine_checks import PRISTINE_TAG, is_check_cell, with_pristine_checks
 from cifar_lab.instructor.sandbox import (
+    Budget,
     Ceilings,
     choose_backend,
     clean_environment,
@@ -92,14 +92,14 @@ from cifar_lab.instructor.sandbox import (
 )
 from cifar_lab.instructor.verdicts import (
     ACCURACY_PROBES,
+    PRISTINE_TAG,
     PROBE_TIMEOUT,
+    is_check_cell,
     load_validation,
     probe_notebook,
+    with_pristine_checks,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
-
-if TYPE_CHECKING:  # the runner, started in the cage, need not import numpy for it
-    from cifar_lab.instructor.budget import Budget
 
 MAX_STATUS_BYTES = 16 * MEGABYTE  # the runner's report; more is cut off, not read into memory
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36

@@ -11,7 +11,7 @@ whose metadata names another ``grade_id`` scores 0, with a finding that names it
 A **check** earns its points only when all of these hold:
 
 * its source is the released one (not edited), and the notebook holds no code
-  that patches the checks or the library (:mod:`~cifar_lab.instructor.tampering`);
+  that patches the checks or the library (:mod:`~cifar_lab.instructor.inspection`);
 * the exercise it checks no longer holds the release's stub;
 * it ran, in order (execution counts 1, 2, ... up to it), without an error;
 * it printed at least one check result and every one of them passes as
@@ -37,7 +37,7 @@ run (the re-run stopped, the kernel died) is a failed probe. The static tamper
 flags stay, as findings for a person to read.
 
 A **written** answer is ``manual``: 0 points until a person grades it, out of
-its points (:mod:`~cifar_lab.instructor.manual_grades` merges those grades).
+its points (:mod:`~cifar_lab.instructor.report` merges those grades).
 Solution cells are worth 0 (their check carries the points).
 """
 
@@ -56,6 +56,7 @@ from cifar_lab.instructor.inspection import (
     error_texts,
     first_out_of_order,
     read_notebook_json,
+    tamper_findings,
 )
 from cifar_lab.instructor.notebooks import cell_source, notebook_dir
 from cifar_lab.instructor.points import (
@@ -66,7 +67,6 @@ from cifar_lab.instructor.points import (
     locate_cells,
 )
 from cifar_lab.instructor.release import source_digest
-from cifar_lab.instructor.tampering import tamper_findings
 from cifar_lab.instructor.verdicts import PROBED
 from cifar_lab.results import CHECK_MIME
 

@@ -13,6 +13,7 @@ import inspect
 import time
 from pathlib import Path
 
+from cifar_lab.messages import DEFAULT
 from cifar_lab.tuning import recipes
 from cifar_lab.tuning.config import PRECISIONS
 
@@ -45,7 +46,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--recipe",
         default=inspect.signature(recipes.train_best).parameters["recipe"].default,
         choices=sorted(recipes.RECIPES),
-        help="named recipe (default: %(default)s)",
+        help="named recipe, " + DEFAULT,
     )
     parser.add_argument(
         "--precision",

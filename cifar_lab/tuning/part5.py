@@ -258,7 +258,7 @@ def save_final_model(
     """Write ``part5/best_model.keras`` and ``part5/results.json`` for grading.
 
     results.json also records the run profile (``grade`` flags quick-profile
-    work, see :mod:`cifar_lab.instructor.run_profile`) and the test split the
+    work, see :mod:`cifar_lab.instructor.inspection`) and the test split the
     test accuracy was measured on (size, seed, hash), so the grader re-scores
     the model on the same images.
 

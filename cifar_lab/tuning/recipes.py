@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cifar_lab.peak_memory import peak_memory_mb
 from cifar_lab.tuning.config import MLPConfig
 
 # Plain strong recipe from the issue: about 59% test in about 25 minutes on 2 CPU cores.
@@ -184,7 +185,7 @@ def _evaluate_and_save(trained, splits, config: MLPConfig, out: Path, *, flip_tt
         },
         "training_seconds": trained.seconds,
         "images_per_second": config.epochs * len(splits.y_train) / max(trained.seconds, 1e-9),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_memory_mb(),
         "history": list(trained.history),
         "data": {"source": splits.source, "mean": splits.mean.tolist(), "std": splits.std.tolist(),
                  "sizes": [len(splits.y_train), len(splits.y_val), len(splits.y_test)]},
@@ -226,15 +227,6 @@ def choose_precision(
             "(bfloat16 would be slower here; --precision mixed_bfloat16 forces it)"
         )
     return "float32"
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _resolve(

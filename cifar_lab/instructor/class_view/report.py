@@ -45,9 +45,8 @@ from typing import Any
 
 from cifar_lab.instructor.class_view.similarity import Similarity, SimilaritySettings, find_similar
 from cifar_lab.instructor.class_view.sources import collect_sources, course_references
-from cifar_lab.instructor.feedback import feedback_path
 from cifar_lab.instructor.inspection import finite_number
-from cifar_lab.instructor.spreadsheet import spreadsheet_cell
+from cifar_lab.instructor.report import feedback_path, spreadsheet_cell
 
 HTML_FILE = "class_report.html"
 CSV_FILE = "class_report.csv"

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cifar_lab.instructor.class_view.similarity import Reference
-from cifar_lab.instructor.intake import MAX_ZIP_MEMBERS
 from cifar_lab.instructor.release import part_label, stub_code
-from cifar_lab.instructor.submission import submission_name
+from cifar_lab.instructor.submission import MAX_ZIP_MEMBERS, submission_name
 from cifar_lab.tuning.part5 import MODEL_FILE, PART5_DIR
 
 MEGABYTE = 1 << 20
