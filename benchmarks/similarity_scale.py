@@ -5,7 +5,7 @@ with either the model answer rewritten by that student (names renamed, comments
 changed, a line of their own) or random code of their own; a few pairs share a
 cell outright. The course's exercises are taken several times over (as
 ``<grade_id>_2`` ...) to reach ``--exercises``. Prints the time to build the
-class, the time of :func:`~cifar_lab.instructor.class_view.similarity.find_similar`, and
+class, the time of :func:`~cifar_lab.instructor.similarity.find_similar`, and
 what it found::
 
     python benchmarks/similarity_scale.py
@@ -45,8 +45,7 @@ from similarity_fixtures import (  # noqa: E402
     rename_and_recomment,
 )
 
-from cifar_lab.instructor.class_view.similarity import find_similar  # noqa: E402
-from cifar_lab.instructor.class_view.sources import course_references  # noqa: E402
+from cifar_lab.instructor.similarity import course_references, find_similar  # noqa: E402
 
 TARGET_SECONDS = 30  # issue 26: 300 submissions x 20 exercises, here (a shared 2-core machine)
 

@@ -209,7 +209,7 @@ def planted_class(references) -> tuple[dict[str, dict[str, str]], set[tuple[str,
     """The synthetic class of :data:`CLASS_SIZE` students with planted pairs.
 
     Args:
-        references: grade_id -> :class:`~cifar_lab.instructor.class_view.similarity.Reference`
+        references: grade_id -> :class:`~cifar_lab.instructor.similarity.Reference`
             (the course's stubs and model answers).
 
     Returns:

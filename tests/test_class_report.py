@@ -35,16 +35,15 @@ from instructor_fixtures import (
 )
 from similarity_fixtures import planted_class
 
-from cifar_lab.instructor.class_view.report import (
+from cifar_lab.instructor.class_report import (
     CSV_COLUMNS,
     render_class_report,
     write_class_report,
 )
-from cifar_lab.instructor.class_view.similarity import find_similar
-from cifar_lab.instructor.class_view.sources import collect_sources, course_references
 from cifar_lab.instructor.notebooks import course_notebooks
 from cifar_lab.instructor.release import release
 from cifar_lab.instructor.report import student_id
+from cifar_lab.instructor.similarity import collect_sources, course_references, find_similar
 from cifar_lab.results import CHECK_MIME
 from cifar_lab.tuning.part5 import PARAMETERS_KEY, PART5_DIR, RESULTS_FILE
 

@@ -19,9 +19,14 @@ from similarity_fixtures import (
     swap_lines,
 )
 
-from cifar_lab.instructor.class_view.fingerprints import normalised_text
-from cifar_lab.instructor.class_view.similarity import Reference, SimilaritySettings, find_similar
-from cifar_lab.instructor.class_view.sources import collect_sources, course_references
+from cifar_lab.instructor.similarity import (
+    Reference,
+    SimilaritySettings,
+    collect_sources,
+    course_references,
+    find_similar,
+    normalised_text,
+)
 from cifar_lab.instructor.submission import MAX_ZIP_MEMBERS
 from cifar_lab.tuning.part5 import MODEL_FILE
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from cifar_lab.instructor.class_view.report import write_class_report
+from cifar_lab.instructor.class_report import write_class_report
 from cifar_lab.instructor.report import (
     MANUAL_COLUMNS,
     ManualEntry,

@@ -23,7 +23,8 @@ Read it in the order a submission travels:
   :mod:`.cluster`: the batch spread over Dask workers;
 * :mod:`.cli`: the ``release``, ``submit`` and ``grade`` commands;
   :mod:`.nbgrader_config`: the course's nbgrader configuration;
-  :mod:`.class_view`: the class at a glance, written after the last row.
+* after the last row, the class at a glance: :mod:`.similarity` (similar solutions across
+  the class) and :mod:`.class_report` (``class_report.html`` and ``.csv``).
 
 May import the course library and :mod:`cifar_lab.tuning`; nothing imports it but the
 command line.

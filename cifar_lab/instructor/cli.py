@@ -333,7 +333,7 @@ def _class_report(
     """Write class_report.html and class_report.csv beside the report, for every row."""
     import os
 
-    from cifar_lab.instructor.class_view.report import write_batch_report
+    from cifar_lab.instructor.class_report import write_batch_report
 
     links = None if feedback is None else os.path.relpath(feedback, out_dir)
     return write_batch_report(rows, Path(args.submissions), out_dir, feedback_dir=links)

@@ -1,7 +1,7 @@
 """The class at a glance: ``class_report.html`` and ``class_report.csv`` for one graded batch.
 
 Written from the grader's report rows (``report.json``) and a similarity pass
-(:mod:`~cifar_lab.instructor.class_view.similarity`). The HTML is one self-contained
+(:mod:`~cifar_lab.instructor.similarity`). The HTML is one self-contained
 file: plots are matplotlib PNGs embedded as ``data:`` URIs, there is no script
 and nothing is fetched, so it opens in any browser, offline. Its sections:
 
@@ -43,10 +43,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.class_view.similarity import Similarity, SimilaritySettings, find_similar
-from cifar_lab.instructor.class_view.sources import collect_sources, course_references
 from cifar_lab.instructor.inspection import finite_number
 from cifar_lab.instructor.report import feedback_path, spreadsheet_cell
+from cifar_lab.instructor.similarity import (
+    Similarity,
+    SimilaritySettings,
+    collect_sources,
+    course_references,
+    find_similar,
+)
 
 HTML_FILE = "class_report.html"
 CSV_FILE = "class_report.csv"
