@@ -220,3 +220,75 @@ def test_readme_layout_lists_every_module():
     missing, gone = layout_gaps(modules, layout_section())
     assert not missing, f"missing from the Layout: {missing}"
     assert not gone, f"in the Layout but not in the package: {gone}"
+
+
+MEGABYTE_HOME = "cifar_lab/data/limits.py"  # issue 21: one megabyte constant, defined there
+
+
+def megabyte_spellings(path: Path, source: str) -> list[str]:
+    """Where ``source`` spells a megabyte itself: ``1 << 20``, ``2 ** 20`` or ``1024 * 1024``.
+
+    A byte unit named ``MEGABYTE``/``MEBIBYTE``/``MB``/``MIB`` defined outside
+    :data:`MEGABYTE_HOME` counts too, whatever its value. ``1 << 20`` counts only as
+    (part of) a value assigned to a ``*BYTES*`` name: elsewhere it may be a plain
+    count (a range of random ids).
+    """
+    spellings = []
+
+    def constant(node: ast.AST, value: int) -> bool:
+        return isinstance(node, ast.Constant) and node.value == value
+
+    def spelled(node: ast.AST, shifts: bool) -> bool:
+        for sub in ast.walk(node):
+            if not isinstance(sub, ast.BinOp):
+                continue
+            if isinstance(sub.op, ast.Pow) and constant(sub.left, 2) and constant(sub.right, 20):
+                return True
+            product = isinstance(sub.left, ast.BinOp) and isinstance(sub.left.op, ast.Mult)
+            kilo = sub.left.right if product else sub.left  # 64 * 1024 * 1024: (64 * 1024) * 1024
+            if isinstance(sub.op, ast.Mult) and constant(sub.right, 1024) and constant(kilo, 1024):
+                return True
+            if shifts and isinstance(sub.op, ast.LShift) and constant(sub.right, 20):
+                return True
+        return False
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.BinOp) and spelled(node, False):
+            spellings.append(f"{path}:{node.lineno}")
+        if not isinstance(node, ast.Assign | ast.AnnAssign):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        unit = any(name.upper() in ("MEGABYTE", "MEBIBYTE", "MB", "MIB") for name in names)
+        sized = node.value is not None and any("BYTES" in name.upper() for name in names)
+        if unit and path.as_posix() != MEGABYTE_HOME:
+            spellings.append(f"{path}:{node.lineno} defines {names[0]}")
+        elif sized and spelled(node.value, True):
+            spellings.append(f"{path}:{node.lineno}")
+    return sorted(set(spellings))
+
+
+def test_megabyte_reader_sees_each_spelling():
+    source = (
+        "MEGABYTE = 1 << 20\nMAX_BYTES = 64 * 1024 * 1024\nLIMIT_BYTES = 1 << 20\n"
+        "x = 2**20\nids = choice(1 << 20)\nOK_BYTES = 64 * MEGABYTE\n"
+    )
+    found = megabyte_spellings(Path("cifar_lab/a.py"), source)
+    assert found == [
+        "cifar_lab/a.py:1 defines MEGABYTE",
+        "cifar_lab/a.py:2",
+        "cifar_lab/a.py:3",
+        "cifar_lab/a.py:4",
+    ]
+    assert megabyte_spellings(Path(MEGABYTE_HOME), "MEGABYTE = 1 << 20\n") == []
+
+
+def test_one_megabyte_constant():
+    spellings = [
+        spelling
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        for spelling in megabyte_spellings(
+            path.relative_to(PACKAGE_DIR.parent), path.read_text(encoding="utf-8")
+        )
+    ]
+    assert not spellings, f"a megabyte spelled out (use {MEGABYTE_HOME}'s MEGABYTE): {spellings}"

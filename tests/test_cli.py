@@ -72,6 +72,8 @@ def test_the_former_rerun_flag_is_refused_naming_the_new_default(capsys):
 
 def test_the_batch_summary_gives_the_time_per_student():
     rows = [{"grading_seconds": 10.0}, {"grading_seconds": 30.0}, {"grading_seconds": ""}]
+    # a damaged report.json's time is left out, not averaged (the one finite-number check)
+    rows += [{"grading_seconds": float("nan")}, {"grading_seconds": True}]
     line = instructor_cli.seconds_line(rows)
     assert line == "time per student: mean 20.0 s, max 30.0 s (2 timed)"
     assert "no submission was timed" in instructor_cli.seconds_line([])

@@ -714,7 +714,7 @@ PROBE_JPEG_QUALITY = 90
 # 0.05 + 0.094 = 0.144 for quick's 500, far below a lookup's fall of 0.5 or more.
 HONEST_PROBE_DROP = 0.05
 MAX_PRIVATE_IMAGES = 100_000
-MAX_PRIVATE_FILE_BYTES = 1 << 20
+MAX_PRIVATE_FILE_BYTES = MEGABYTE
 
 
 def probe_images(images: np.ndarray, seed: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import Any
 
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.grading import GradeSettings
-from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES
+from cifar_lab.instructor.inspection import DEFAULT_MAX_NOTEBOOK_BYTES, finite_number
 from cifar_lab.instructor.release import MANIFEST_FILE
 from cifar_lab.instructor.report import DEFAULT_ASSIGNMENT, MANUAL_FILE, GradeOutputs, ManualGrades
 from cifar_lab.instructor.rerun import RerunSettings
@@ -608,7 +608,7 @@ def seconds_line(rows: list[dict]) -> str:
         One line for the batch summary.
     """
     seconds = [row.get("grading_seconds") for row in rows]
-    seconds = [s for s in seconds if isinstance(s, int | float) and not isinstance(s, bool)]
+    seconds = [s for s in seconds if finite_number(s)]
     if not seconds:
         return "time per student: no submission was timed"
     mean = sum(seconds) / len(seconds)
@@ -624,7 +624,7 @@ def peak_memory_line(rows: list[dict] = ()) -> str:
     """
     own, child = peak_memory_mb(), peak_memory_mb(children=True)
     graded = [row.get("peak_memory_mb") for row in rows]
-    child = max([child, *[peak for peak in graded if isinstance(peak, int | float)]])
+    child = max([child, *[peak for peak in graded if finite_number(peak)]])
     return f"peak memory: grader {own:.0f} MB, largest child process {child:.0f} MB"
 
 

@@ -97,7 +97,6 @@ import hashlib
 import html
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -108,7 +107,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_lab.instructor.inspection import NotebookInspection
+from cifar_lab.instructor.findings import MEGABYTE
+from cifar_lab.instructor.inspection import NotebookInspection, finite_number
 from cifar_lab.instructor.notebooks import cell_source, notebook_dir
 from cifar_lab.instructor.points import (
     ANSWER_PREFIX,
@@ -757,7 +757,7 @@ def write_feedback(
 MANUAL_FILE = "manual.csv"
 MANUAL_COLUMNS = ("student", "grade_id", "question", "answer", "max_points", "points", "comment")
 MAX_ANSWER_CHARS = 5000  # per answer in manual.csv; a notebook can hold megabytes of text
-MAX_MANUAL_BYTES = 64 * 1024 * 1024  # a manual.csv larger than this is refused unread
+MAX_MANUAL_BYTES = 64 * MEGABYTE  # a manual.csv larger than this is refused unread
 MAX_ERRORS_SHOWN = 20
 DEFAULT_ASSIGNMENT = "cifar_lab"  # the assignment name the README's nbgrader course uses
 FIX = "correct it in the file and run grade again"
@@ -930,7 +930,7 @@ def parse_points(text: str, most: int) -> int | float | None:
         value = float(text)
     except ValueError:
         raise ValueError(f"points {text!r} is not a number") from None
-    if not math.isfinite(value) or not 0 <= value <= most:
+    if not finite_number(value) or not 0 <= value <= most:
         raise ValueError(f"points {text} is outside 0..{most}")
     return tidy_points(value)
 

@@ -92,7 +92,10 @@ import numpy as np
 
 import cifar_lab.results as results_module
 from cifar_lab.instructor.findings import MEGABYTE
+from cifar_lab.instructor.notebooks import COURSE_NOTEBOOKS
 from cifar_lab.metrics import accuracy
+
+N01, N02, N03, N04, N05 = COURSE_NOTEBOOKS  # the probes' notebooks, by number
 
 MAX_OUTPUT_BYTES = 64 * MEGABYTE  # one result file, and the arrays it unpacks to
 MAX_OUTPUT_ARRAYS = 64
@@ -382,8 +385,8 @@ def accuracy_probe(grade_id: str, notebook: str, model: str, validation: Labelle
 
 # (grade_id, notebook, the trained model's name in the notebook once it has run)
 ACCURACY_PROBES: tuple[tuple[str, str, str], ...] = (
-    ("subclassed_accuracy_check", "03_keras_model_subclassing", "model"),
-    ("three_layer_model_accuracy_check", "03_keras_model_subclassing", "model_3"),
+    ("subclassed_accuracy_check", N03, "model"),
+    ("three_layer_model_accuracy_check", N03, "model_3"),
 )
 
 
@@ -583,7 +586,6 @@ def _judge_minibatches(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------- 02: barebones TensorFlow
-N02 = "02_barebones_tensorflow"
 PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
 
 # Kernel-side: arrays of whatever the student's function returned (tensors, variables).
@@ -763,7 +765,6 @@ def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # -------------------------------------------------- 03 and 04: three-layer Keras models
-N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
 
 
 def _distinct(rng: np.random.Generator, low: int, high: int, count: int) -> list[int]:
@@ -976,7 +977,6 @@ def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------------- 05: build_network
-N05 = "05_tuning"
 ACTIVATIONS = ("relu", "tanh")
 
 
@@ -1115,7 +1115,7 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
 PROBES: tuple[Probe, ...] = (
     Probe(
         "standardise_splits_check",
-        "01_preparation",
+        N01,
         ("standardise_splits",),
         _draw_standardise,
         _STANDARDISE_BODY,
@@ -1123,7 +1123,7 @@ PROBES: tuple[Probe, ...] = (
     ),
     Probe(
         "minibatches_check",
-        "01_preparation",
+        N01,
         ("Minibatches",),
         _draw_minibatches,
         _MINIBATCHES_BODY,
