@@ -46,6 +46,10 @@ class History(list):
         history.validations().to_dataframe()  # one row per validation
     """
 
+    # train_part2's trained variables (Part II's model is its model_fn with them);
+    # None for train_part34, which returns its model beside the history.
+    params: list | None = None
+
     def validations(self) -> History:
         """Only the records with a validation measurement, in order."""
         return History(

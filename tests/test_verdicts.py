@@ -53,7 +53,10 @@ def test_every_check_has_a_probe_or_is_listed_as_unprobed():
     assert sorted(PROBED | set(UNPROBED)) == sorted(checks)
     assert not PROBED & set(UNPROBED)
     rows = [(probe.grade_id, probe.notebook) for probe in PROBES]
-    for grade_id, notebook in rows + [row[:2] for row in verdicts.ACCURACY_PROBES]:
+    rows += [row[:2] for row in verdicts.ACCURACY_PROBES]
+    rows += [(spec.grade_id, spec.notebook) for spec in verdicts.AFTER_CHECK_PROBES]
+    assert len(rows) == len(PROBED)  # one probe per check
+    for grade_id, notebook in rows:
         # each probe runs after the notebook that defines its names
         assert grade_id in {row.grade_id for row in POINTS[f"{notebook}.ipynb"]}
 
@@ -912,6 +915,13 @@ def test_without_the_graders_images_accuracy_probes_are_skipped_and_the_cell_dec
     for grade_id, _, _ in verdicts.ACCURACY_PROBES:
         assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
     assert not found["train_step_check"]["passed"]  # the other probes ran (and failed here)
+    found = verdicts.probe_notebook(N04, tmp_path, lambda source: None, validation=None)
+    for grade_id in ("sequential_accuracy_check", "functional_accuracy_check"):
+        assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
+    assert verdicts.after_check_probe("sequential_accuracy_check", N04, None) is None
+    assert "sequential_accuracy_check" not in verdicts.probe_notebook(
+        N04, tmp_path, lambda source: None, validation=_labelled()
+    )  # with the images, it runs right after its check cell, not here
 
 
 @pytest.mark.slow
@@ -946,3 +956,207 @@ def test_the_graders_validation_images_are_the_profiles_split_as_the_notebooks_l
     assert validation.floor == get_profile("quick").min_val_accuracy
     assert np.array_equal(validation.images, data.X_val) and validation.images.dtype == np.float32
     assert np.array_equal(validation.labels, data.y_val)
+
+
+# ---------------------------------- trained models, scored right after their check cell
+AFTER = {spec.grade_id: spec for spec in verdicts.AFTER_CHECK_PROBES}
+
+
+def _reading_first_ten(layers: int, right: bool = True) -> list[np.ndarray]:
+    """Weight matrices and zero biases of a ReLU net whose scores are the first 10 numbers.
+
+    relu([x, -x]) keeps x in 20 units; each further layer passes them on; the last
+    layer maps [x, -x] back to x. ``right=False``: random weights instead.
+    """
+    rng = np.random.default_rng(3)
+    first = np.zeros((3072, 20), np.float32)
+    first[:10, :10], first[:10, 10:] = np.eye(10), -np.eye(10)
+    middle = np.eye(20, dtype=np.float32)
+    last = np.concatenate([np.eye(10), -np.eye(10)]).astype(np.float32)
+    kernels = [first, *[middle] * (layers - 2), last]
+    if not right:
+        kernels = [rng.normal(size=k.shape).astype(np.float32) for k in kernels]
+    return kernels
+
+
+def _barebones_history(layers: int, right: bool = True, biases: bool = False):
+    import tensorflow as tf
+
+    from cifar_lab.history import History
+
+    params = []
+    for kernel in _reading_first_ten(layers, right):
+        params += [tf.Variable(kernel)] + ([tf.Variable(np.zeros(kernel.shape[1], np.float32))]
+                                           if biases else [])  # fmt: skip
+    history = History([{"val_accuracy": 0.99}])
+    history.params = params
+    return history
+
+
+def _keras_net(layers: int, form: str = "sequential", right: bool = True, conv: bool = False):
+    import keras
+
+    kernels = _reading_first_ten(layers, right)
+    dense = [keras.layers.Dense(k.shape[1], activation="relu") for k in kernels[:-1]]
+    dense.append(keras.layers.Dense(10))
+    front = [keras.layers.Conv2D(3, 1, padding="same")] if conv else []
+    if form == "sequential":
+        model = keras.Sequential(
+            [keras.Input((32, 32, 3)), *front, keras.layers.Flatten(), *dense]
+        )
+    else:
+        inputs = keras.Input((32, 32, 3))
+        h = inputs
+        for layer in [*front, keras.layers.Flatten(), *dense]:
+            h = layer(h)
+        model = keras.Model(inputs, h)
+    if conv:
+        model.layers[0].set_weights([np.eye(3, dtype=np.float32)[None, None], np.zeros(3)])
+    for layer, kernel in zip(dense, kernels, strict=True):
+        layer.set_weights([kernel, np.zeros(kernel.shape[1], np.float32)])
+    return model
+
+
+def _trained_verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
+    probe = verdicts.trained_probe(AFTER[grade_id], _labelled())
+    return run_probe(probe, tmp_path, lambda source: exec(source, {"np": np, **namespace}))
+
+
+def _two_layer_fc_namespace(**names) -> dict:
+    return {**notebook_definitions(N02, "flatten", "two_layer_fc", "three_layer_fc"), **names}
+
+
+TRAINED_CASES = {
+    # grade_id, the kernel's names, passes?, words of the grader's message
+    "02 two-layer, trained": (
+        "two_layer_accuracy_check", lambda: {"history": _barebones_history(2)}, True, ""),
+    "02 two-layer, untrained": (
+        "two_layer_accuracy_check", lambda: {"history": _barebones_history(2, right=False)},
+        False, "below 0.4"),
+    "02 two-layer, training failed (no history)": (
+        "two_layer_accuracy_check", dict, False, "no usable result"),
+    "02 three-layer, trained": (
+        "three_layer_accuracy_check",
+        lambda: {"history_3": _barebones_history(3, biases=True)}, True, ""),
+    "02 three-layer scored with the two-layer net's weights": (
+        "three_layer_accuracy_check", lambda: {"history_3": _barebones_history(2)},
+        False, "no usable result"),
+    "04 Sequential, trained": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(3)}, True, ""),
+    "04 Sequential, untrained": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(3, right=False)},
+        False, "below 0.4"),
+    "04 Sequential: the given two-layer net kept (its training failed)": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(2)}, False,
+        "3 weight matrices"),
+    "04 Sequential with a convolution": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(3, conv=True)}, False,
+        "no convolution"),
+    "04 functional, trained": (
+        "functional_accuracy_check", lambda: {"model": _keras_net(3, "functional")}, True, ""),
+    "04 functional: a Sequential kept": (
+        "functional_accuracy_check", lambda: {"model": _keras_net(3)}, False,
+        "functional keras.Model"),
+    "05 final model, trained": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"))}, True, ""),
+    "05 final model, untrained": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(2, right=False))}, False, "below 0.4"),
+    "05 final model with a convolution": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(2, conv=True))}, False, "no convolution"),
+}  # fmt: skip
+
+
+def _namespace(**names):
+    import types
+
+    return types.SimpleNamespace(**names)
+
+
+@pytest.mark.parametrize("case", sorted(TRAINED_CASES))
+def test_a_trained_model_probe_scores_the_model_and_its_form(case, tmp_path):
+    grade_id, names, passed, words = TRAINED_CASES[case]
+    namespace = _two_layer_fc_namespace(**names())
+    verdict = _trained_verdict(grade_id, namespace, tmp_path)
+    assert verdict["passed"] is passed and words in verdict["message"], verdict
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_part2_keeps_the_variables_it_trained(synthetic):
+    import cifar_lab as lab
+
+    answers = _answers_02()
+    dataset = lab.Dataset(synthetic.X_train[:128], synthetic.y_train[:128], batch_size=64)
+    val = lab.Dataset(synthetic.X_val[:64], synthetic.y_val[:64], batch_size=64)
+    before = []
+
+    def init():
+        params = answers["two_layer_fc_init"](hidden_size=8)
+        before.extend(p.numpy() for p in params)
+        return params
+
+    step = answers["training_step"]
+    history = lab.train_part2(
+        answers["two_layer_fc"], init, 1e-2, dataset, val, step_fn=step, verbose=False
+    )
+    assert [tuple(p.shape) for p in history.params] == [(3072, 8), (8, 10)]
+    assert not np.array_equal(np.asarray(history.params[0]), before[0])  # trained in place
+    scores = answers["two_layer_fc"](synthetic.X_val[:64], history.params).numpy()
+    found = lab.accuracy(synthetic.y_val[:64], scores.argmax(axis=1))
+    assert found == pytest.approx(history[-1]["val_accuracy"])  # the model it validated
+
+
+SEQUENTIAL_FITTED = """\
+def fitted(functional=False):  # fitted to the validation images: quick, and well above the floor
+    layers = [keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),
+              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
+    if functional:
+        inputs = keras.Input((32, 32, 3))
+        h = inputs
+        for layer in layers:
+            h = layer(h)
+        net = keras.Model(inputs, h)
+    else:
+        net = keras.Sequential([keras.Input((32, 32, 3)), *layers])
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(data.X_val, data.y_val, epochs=40, batch_size=100, verbose=0)
+    return net"""
+
+
+@pytest.mark.slow
+def test_the_runner_scores_each_model_right_after_its_check_cell(tmp_path):
+    """04 in short: a fitted Sequential at its check; a hooked functional keeps a Sequential."""
+    import nbformat
+
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    def cell(source: str, grade_id: str | None = None):
+        metadata = {"nbgrader": {"grade_id": grade_id}} if grade_id else {}
+        return nbformat.v4.new_code_cell(source, metadata=metadata)
+
+    cells = [
+        cell("import cifar_lab as lab\nimport keras\nimport numpy as np\n"
+             "data = lab.load_profile_data(lab.get_profile())"),
+        cell(SEQUENTIAL_FITTED),
+        cell("model = fitted()", "sequential_accuracy_check"),
+        cell("model = fitted()  # as 04's given nets: a Sequential, trained"),
+        cell(ATTACKS["IPython ast_transformers"]),
+        # the exercise left undone: NameError, swallowed by the hook; `model` stays as it was
+        cell("model = three_layer_functional((32, 32, 3), (64, 32), 10)",
+             "functional_accuracy_check"),
+        cell("model = None  # what the notebook leaves: the probes ran before"),
+    ]  # fmt: skip
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / f"{N04}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=600, cell_timeout=300)
+    records, problem = rerun_notebooks(tmp_path, [N04], settings)
+    assert problem is None, problem
+    record = records[N04]
+    assert record["status"] == "ok", record  # the hook fools the notebook, not the probe
+    found = record["verdicts"]
+    assert found["sequential_accuracy_check"]["passed"], found
+    functional = found["functional_accuracy_check"]
+    assert not functional["passed"] and "functional keras.Model" in functional["message"], found

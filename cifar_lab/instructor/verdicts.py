@@ -42,7 +42,7 @@ import stat
 import tempfile
 import textwrap
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,9 @@ MAX_OUTPUT_ARRAYS = 64
 PROBE_TIMEOUT = 300  # seconds for one probe cell (at most the re-run's cell timeout)
 INPUTS_FILE, OUTPUTS_FILE = "inputs.npz", "outputs.npz"
 SEED_BITS = 64
+PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
+N02, N03 = "02_barebones_tensorflow", "03_keras_model_subclassing"
+N04, N05 = "04_keras_sequential_functional", "05_tuning"
 
 Inputs = dict[str, np.ndarray]
 
@@ -214,6 +217,45 @@ def run_probe(
     Returns:
         ``{"grade_id", "passed": bool, "message": str}``: the grader's verdict.
     """
+    inputs, folder = _staged(probe, work, seed)
+    try:
+        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
+            execute(probe_source(probe, folder))
+        outputs = read_outputs(folder / OUTPUTS_FILE)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return _judged(probe, inputs, outputs)
+
+
+async def run_probe_async(
+    probe: Probe, work: Path, execute: Callable[[str], Awaitable], seed: int | None = None
+) -> dict:
+    """:func:`run_probe` for a caller inside the kernel client's event loop.
+
+    The runner uses it to probe a trained model right after its check cell ran
+    (:data:`AFTER_CHECK_PROBES`), from nbclient's ``on_cell_executed`` hook.
+
+    Args:
+        probe: the probe.
+        work: the kernel's working folder.
+        execute: a coroutine function running one cell's source in the kernel.
+        seed: as :func:`run_probe`.
+
+    Returns:
+        The grader's verdict, as :func:`run_probe`.
+    """
+    inputs, folder = _staged(probe, work, seed)
+    try:
+        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
+            await execute(probe_source(probe, folder))
+        outputs = read_outputs(folder / OUTPUTS_FILE)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return _judged(probe, inputs, outputs)
+
+
+def _staged(probe: Probe, work: Path, seed: int | None) -> tuple[Inputs, Path]:
+    """Draw the probe's inputs and write the shown ones into a new probe folder in ``work``."""
     rng = np.random.default_rng(secrets.randbits(SEED_BITS) if seed is None else seed)
     inputs = probe.draw(rng)
     folder = Path(tempfile.mkdtemp(prefix=".probe-", dir=work))
@@ -222,11 +264,14 @@ def run_probe(
         shown = {name: value for name, value in inputs.items() if not name.startswith("_")}
         np.savez(buffer, allow_pickle=False, **shown)  # "_" names stay with the grader
         _write_exclusive(folder / INPUTS_FILE, buffer.getvalue())
-        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
-            execute(probe_source(probe, folder))
-        outputs = read_outputs(folder / OUTPUTS_FILE)
-    finally:
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return inputs, folder
+
+
+def _judged(probe: Probe, inputs: Inputs, outputs: Inputs | str) -> dict:
+    """The verdict on what the kernel returned (a message: no usable result)."""
     if isinstance(outputs, str):
         message = _no_result_message(probe, outputs)
     else:
@@ -260,15 +305,20 @@ def probe_notebook(
 
     Returns:
         grade_id -> verdict (see :func:`run_probe`; a skipped one has ``"skipped": True``).
+        The :data:`AFTER_CHECK_PROBES` ran earlier (the runner merges their
+        verdicts); they appear here only as skipped, when ``validation`` is None.
     """
     verdicts = {probe.grade_id: run_probe(probe, work, execute) for probe in probes_of(notebook)}
+    message = "the grader could not load its validation images"
+    skipped = {"passed": False, "skipped": True, "message": message}
+    for spec in AFTER_CHECK_PROBES:
+        if spec.notebook == notebook and validation is None:
+            verdicts[spec.grade_id] = {"grade_id": spec.grade_id, **skipped}
     for grade_id, stem, model in ACCURACY_PROBES:
         if stem != notebook:
             continue
         if validation is None:
-            message = "the grader could not load its validation images"
-            verdicts[grade_id] = {"grade_id": grade_id, "passed": False, "skipped": True,
-                                  "message": message}  # fmt: skip
+            verdicts[grade_id] = {"grade_id": grade_id, **skipped}
         else:
             verdicts[grade_id] = run_probe(accuracy_probe(grade_id, stem, model, validation),
                                            work, execute)  # fmt: skip
@@ -342,6 +392,184 @@ ACCURACY_PROBES: tuple[tuple[str, str, str], ...] = (
     ("subclassed_accuracy_check", "03_keras_model_subclassing", "model"),
     ("three_layer_model_accuracy_check", "03_keras_model_subclassing", "model_3"),
 )
+
+
+# ------------------------------------------- trained models, right after their check cell
+@dataclass(frozen=True)
+class TrainedProbe:
+    """A trained model the grader scores right after its check cell ran in the re-run.
+
+    Run then, not once the notebook has run: notebook 04 rebinds ``model`` after
+    each check, and a hooked submission whose training failed keeps an earlier
+    (given, trained) model under the name. So the grader also checks the
+    model's form, which no earlier model of the notebook has.
+
+    Attributes:
+        grade_id: the accuracy check; the probe runs after the handed-in cell that
+            carries this grade_id (the first one), before the next cell.
+        notebook: the notebook's stem.
+        model: what the kernel-side code scores, in the grader's messages.
+        body: kernel-side code that sets ``scores`` ((N, 10) for ``inputs["x"]``),
+            ``kernels`` (the model's 2-D weight matrices) and ``form``
+            (is a keras.Sequential, is a functional model, convolution layers).
+        layers: the number of weight matrices, chained 3072 -> ... -> 10; None: any.
+        form: "barebones", "sequential", "functional" or "any" (a Keras model).
+    """
+
+    grade_id: str
+    notebook: str
+    model: str
+    body: str
+    layers: int | None
+    form: str
+
+
+# Kernel-side, after ``body`` has set scores, kernels and form.
+_TRAINED_OUTPUTS = """
+import keras
+
+outputs = {
+    "classes": keras.ops.convert_to_numpy(scores).argmax(axis=1).astype(numpy.int32),
+    "kernels": numpy.array(
+        [tuple(int(d) for d in w.shape) for w in kernels if len(w.shape) == 2], numpy.int64
+    ).reshape(-1, 2),
+    "form": numpy.array([bool(v) for v in form[:2]] + [int(form[2])], numpy.int64),
+}
+"""
+
+# A barebones model (Part II): the forward function and the variables train_part2
+# trained (History.params), called on the grader's images.
+_BAREBONES_TRAINED = """
+import tensorflow as tf
+
+kernels = list({history}.params)
+scores = {forward}(tf.constant(inputs["x"]), kernels)
+form = (False, False, 0)
+"""
+
+# A Keras model (Parts IV, V): its predictions in batches, its weights, its form.
+_KERAS_TRAINED = """
+import keras
+
+import cifar_lab
+
+scored = {model}
+scores = scored.predict(inputs["x"], batch_size=256, verbose=0)
+kernels = list(scored.trainable_weights)
+form = (
+    isinstance(scored, keras.Sequential),
+    isinstance(scored, keras.Model) and bool(getattr(scored, "inputs", None)),
+    len(cifar_lab.convolution_layers(scored)),
+)
+"""
+
+
+def _keras_trained(grade_id, notebook, model, layers, form) -> TrainedProbe:
+    return TrainedProbe(
+        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form
+    )
+
+
+def _barebones_trained(grade_id, forward, history, layers) -> TrainedProbe:
+    body = _BAREBONES_TRAINED.format(forward=forward, history=history)
+    return TrainedProbe(
+        grade_id, N02, f"{forward}(x, {history}.params)", body, layers, "barebones"
+    )
+
+
+# Each probe's floor is the profile's one-model promise, min_val_accuracy (the check's
+# own floor, except for 04's functional net: its check holds the mean of three seeds
+# to min_fit_accuracy, and the notebook keeps seed 0's model only; min_fit_accuracy is
+# at least min_val_accuracy in every profile, so the mean stays the re-run cell's test).
+AFTER_CHECK_PROBES: tuple[TrainedProbe, ...] = (
+    _barebones_trained("two_layer_accuracy_check", "two_layer_fc", "history", 2),
+    _barebones_trained("three_layer_accuracy_check", "three_layer_fc", "history_3", 3),
+    _keras_trained("sequential_accuracy_check", N04, "model", 3, "sequential"),
+    _keras_trained("functional_accuracy_check", N04, "model", 3, "functional"),
+    _keras_trained("final_training_check", N05, "trained.model", None, "any"),
+)
+
+
+def _chained(kernels: np.ndarray, layers: int | None) -> bool:
+    """Whether the (k, 2) matrix shapes map 3072 pixels to 10 scores, one into the next."""
+    if kernels.ndim != 2 or kernels.shape[1:] != (2,) or len(kernels) == 0:
+        return False
+    if layers is not None and len(kernels) != layers:
+        return False
+    linked = all(a[1] == b[0] for a, b in itertools.pairwise(kernels.tolist()))
+    return linked and kernels[0, 0] == PIXELS and kernels[-1, 1] == 10
+
+
+def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
+    """The probe that scores ``spec``'s trained model on the grader's images.
+
+    Args:
+        spec: the trained model and the form it must have.
+        validation: the grader's labelled images (shuffled afresh for each probe).
+
+    Returns:
+        The probe; it passes when the model has ``spec``'s form (no convolutions;
+        ``spec.layers`` weight matrices from 3072 pixels to 10 scores) and the
+        grader's accuracy of its predicted class ids is at least ``validation.floor``.
+    """
+
+    def draw(rng: np.random.Generator) -> Inputs:
+        order = rng.permutation(len(validation.labels))
+        return {"x": validation.images[order], "_labels": validation.labels[order]}
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        classes, labels = outputs["classes"], inputs["_labels"]
+        sequential, functional, convolutions = (int(v) for v in outputs["form"])
+        kernels = outputs["kernels"]
+        wanted = "" if spec.layers is None else f"{spec.layers} "
+        conditions = [
+            (classes.shape == labels.shape and np.issubdtype(classes.dtype, np.integer),
+             f"{spec.model} gives one class id per image ({len(labels)}), "
+             f"got {classes.dtype} {classes.shape}"),
+            (convolutions == 0, f"{spec.model} has no convolution layers"),
+            (spec.form != "sequential" or sequential, f"{spec.model} is a keras.Sequential"),
+            (spec.form != "functional" or (functional and not sequential),
+             f"{spec.model} is a functional keras.Model, not a keras.Sequential"),
+            (spec.layers is None or _chained(kernels, spec.layers),
+             f"{spec.model} has {wanted}weight matrices from {PIXELS} pixels to 10 scores, "
+             f"got {[tuple(k) for k in kernels.tolist()]}"),
+        ]  # fmt: skip
+        failure = _first_failure(conditions)
+        if failure:
+            return failure
+        found = accuracy(labels, classes)
+        if found >= validation.floor:
+            return ""
+        return (
+            f"{spec.model}'s accuracy on the grader's {len(labels):,} validation images is "
+            f"{found:.4f}, below {validation.floor}"
+        )
+
+    body = spec.body + _TRAINED_OUTPUTS
+    return Probe(spec.grade_id, spec.notebook, (spec.model,), draw, body, judge)
+
+
+def after_check_probe(
+    grade_id: str | None, notebook: str, validation: LabelledImages | None
+) -> Probe | None:
+    """The probe to run right after the cell carrying ``grade_id`` in ``notebook`` ran.
+
+    Returns:
+        None when that check has no such probe, or the grader has no images.
+    """
+    if validation is None:
+        return None
+    spec = next(
+        (s for s in AFTER_CHECK_PROBES if (s.grade_id, s.notebook) == (grade_id, notebook)), None
+    )
+    return None if spec is None else trained_probe(spec, validation)
+
+
+def accuracy_notebooks() -> frozenset[str]:
+    """The stems of the notebooks whose probes need the grader's validation images."""
+    return frozenset(
+        [stem for _, stem, _ in ACCURACY_PROBES] + [s.notebook for s in AFTER_CHECK_PROBES]
+    )
 
 
 def load_validation(profile_name: str | None = None) -> LabelledImages:
@@ -540,8 +768,6 @@ def _judge_minibatches(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------- 02: barebones TensorFlow
-N02 = "02_barebones_tensorflow"
-PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
 
 # Kernel-side: arrays of whatever the student's function returned (tensors, variables).
 _AS_ARRAYS = """
@@ -720,7 +946,6 @@ def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # -------------------------------------------------- 03 and 04: three-layer Keras models
-N03, N04 = "03_keras_model_subclassing", "04_keras_sequential_functional"
 
 
 def _distinct(rng: np.random.Generator, low: int, high: int, count: int) -> list[int]:
@@ -933,7 +1158,6 @@ def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------------- 05: build_network
-N05 = "05_tuning"
 ACTIVATIONS = ("relu", "tanh")
 
 
@@ -1162,17 +1386,14 @@ PROBES: tuple[Probe, ...] = (
 
 # Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
 UNPROBED: tuple[str, ...] = (
-    "two_layer_accuracy_check",
-    "three_layer_accuracy_check",
-    "sequential_accuracy_check",
-    "functional_accuracy_check",
     "architecture_search_check",
     "activation_search_check",
     "initializer_search_check",
     "optimizer_search_check",
     "regularisation_search_check",
-    "final_training_check",
 )
 PROBED: frozenset[str] = frozenset(
-    [probe.grade_id for probe in PROBES] + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
+    [probe.grade_id for probe in PROBES]
+    + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
+    + [spec.grade_id for spec in AFTER_CHECK_PROBES]
 )
