@@ -62,7 +62,9 @@ def test_every_check_has_a_probe_or_is_listed_as_unprobed():
 
 
 # ------------------------------------------------------ model answers, mutations
-@pytest.mark.parametrize("grade_id", sorted(PROBE))
+@pytest.mark.parametrize(
+    "grade_id", sorted(set(PROBE) - {p.grade_id for p in verdicts.SEARCH_PROBES})
+)  # the searches: test_a_search_answer_passes_its_probe
 def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
     answers = {
         **_answers_01(),
@@ -773,8 +775,16 @@ DEFINED = {
     N02: ("flatten", "two_layer_fc", *ANSWERS_02),
     N03: ("train_step", "ThreeLayerFC"),
     N04: ("three_layer_sequential", "three_layer_functional"),
-    N05: ("build_network",),
+    N05: (
+        "build_network",
+        "architecture_search",
+        "activation_search",
+        "initializer_search",
+        "optimizer_search",
+        "regularisation_search",
+    ),
 }
+SETUP = {N05: "budget = lab.part5_budget(lab.get_profile().name)\nfine = lab.MLPConfig()"}
 
 
 @pytest.mark.slow
@@ -796,8 +806,9 @@ def test_the_model_answers_pass_the_02_to_05_probes_in_real_kernels(tmp_path):
             if c.cell_type == "code"
             and set(re.findall(r"^(?:def|class)\s+(\w+)", c.source, re.MULTILINE)) & set(names)
         ]
+        sources = (imports, SETUP.get(stem, ""), *defining)
         notebook = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(source) for source in (imports, *defining)]
+            cells=[nbformat.v4.new_code_cell(source) for source in sources]
         )
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
         nbformat.write(notebook, tmp_path / f"{stem}.ipynb")
@@ -1160,3 +1171,145 @@ def test_the_runner_scores_each_model_right_after_its_check_cell(tmp_path):
     assert found["sequential_accuracy_check"]["passed"], found
     functional = found["functional_accuracy_check"]
     assert not functional["passed"] and "functional keras.Model" in functional["message"], found
+
+
+# ------------------------------------------------------------- 05's five searches
+SEARCHES = ("architecture_search", "activation_search", "initializer_search",
+            "optimizer_search", "regularisation_search")  # fmt: skip
+
+
+def _searches(fine_batch_norm: str = "before", **replaced: str) -> dict:
+    """05's search answers in a namespace like the notebook's (budget, fine); some replaced."""
+    import re
+
+    import nbformat
+
+    import cifar_lab as lab
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    budget = lab.part5_budget("quick")
+    fine = lab.MLPConfig(batch_norm=fine_batch_norm, optimizer="adam", schedule="cosine")
+    namespace = {"np": np, "lab": lab, "budget": budget, "fine": fine}
+    for cell in nbformat.read(notebook_dir() / f"{N05}.ipynb", as_version=4).cells:
+        defined = set(re.findall(r"^def\s+(\w+)", cell.source, re.MULTILINE))
+        if cell.cell_type == "code" and defined & set(SEARCHES):
+            exec(compile(replaced.get(defined.pop(), cell.source), f"<{N05}>", "exec"), namespace)
+    return namespace
+
+
+def _search_verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
+    return run_probe(PROBE[grade_id], tmp_path, lambda source: exec(source, namespace))
+
+
+SEARCH_MUTATIONS = {
+    "four architectures": ("architecture_search", """\
+def architecture_search(budget):
+    space = {"hidden_sizes": list(budget.architectures)[:4], "learning_rate": [1e-3, 3e-3, 1e-2]}
+    return lab.SweepSpec("a", space, sampler="grid", pruner="none")""", "five architectures"),
+    "one rate per architecture": ("architecture_search", """\
+def architecture_search(budget):
+    settings = [lab.setting(hidden_sizes=a, learning_rate=r)
+                for a in budget.architectures for r in [1e-3]]
+    space = {"setting": settings, "batch_size": [128, 256]}
+    return lab.SweepSpec("a", space, sampler="grid", pruner="none")""", "two learning rates"),
+    "activations at one fixed rate": ("activation_search", """\
+def activation_search(tuned):
+    settings = [lab.setting(hidden_sizes=a, learning_rate=1e-3) for a in tuned]
+    space = {"setting": settings, "activation": list(budget.activations)}
+    return lab.SweepSpec("b", space, sampler="grid")""", "tuned learning rate"),
+    "the notebook's own architectures, not tuned's": ("activation_search", """\
+def activation_search(tuned):
+    space = {"hidden_sizes": list(budget.architectures), "activation": list(budget.activations)}
+    return lab.SweepSpec("b", space, sampler="grid")""", "every architecture of `tuned`"),
+    "four activations": ("activation_search", """\
+def activation_search(tuned):
+    settings = [lab.setting(hidden_sizes=a, learning_rate=r) for a, r in tuned.items()]
+    space = {"setting": settings, "activation": list(budget.activations)[:4]}
+    return lab.SweepSpec("b", space, sampler="grid")""", "five activations"),
+    "initialisers without zeros": ("initializer_search", """\
+def initializer_search(top):
+    inits = ["normal", "uniform", "lecun_normal", "glorot_uniform", "he_normal", "he_uniform"]
+    return lab.SweepSpec("c", {"setting": list(top), "initializer": inits}, sampler="grid")""",
+        '"zeros"'),
+    "initialisers on a fixed setting": ("initializer_search", """\
+def initializer_search(top):
+    space = {"setting": [lab.setting(hidden_sizes="64", activation="relu", learning_rate=1e-3)],
+             "initializer": list(budget.initializers)}
+    return lab.SweepSpec("c", space, sampler="grid")""", "unchanged"),
+    "no RMSprop": ("optimizer_search", """\
+def optimizer_search(best):
+    space = {"setting": [lab.setting(hidden_sizes=best["hidden_sizes"],
+                                     activation=best["activation"], initializer=i)
+                         for i in (best["initializer"], "normal")],
+             "batch_norm": ["none", "before"], "optimizer": ["sgd", "momentum", "adam"]}
+    return lab.SweepSpec("d", space, sampler="grid")""", "RMSprop"),
+    "another network": ("optimizer_search", """\
+def optimizer_search(best):
+    space = {"setting": [lab.setting(hidden_sizes="64", activation="relu", initializer=i)
+                         for i in ("he_normal", "normal")],
+             "batch_norm": ["none", "before"],
+             "optimizer": ["sgd", "momentum", "rmsprop", "adam"]}
+    return lab.SweepSpec("d", space, sampler="grid")""", "best network"),
+    "no baseline": ("regularisation_search", """\
+def regularisation_search():
+    variants = [lab.setting(batch_norm="none", l2=1e-4),
+                lab.setting(batch_norm="none", dropout=0.3),
+                lab.setting(batch_norm="before"), lab.setting(batch_norm="none", flip=True)]
+    return lab.SweepSpec("e", {"setting": variants}, sampler="grid")""", "baseline"),
+    "l2 on top of fine's batch norm": ("regularisation_search", """\
+def regularisation_search():
+    variants = [lab.setting(batch_norm="none"), lab.setting(l2=1e-4),
+                lab.setting(batch_norm="none", dropout=0.3), lab.setting(batch_norm="before"),
+                lab.setting(batch_norm="none", flip=True)]
+    return lab.SweepSpec("e", {"setting": variants}, sampler="grid")""", "uses l2 and no other"),
+    "a space of a million combinations": ("architecture_search", """\
+def architecture_search(budget):
+    space = {f"p{i}": list(range(10)) for i in range(6)}
+    return lab.SweepSpec("a", space, sampler="random", n_trials=10)""", "at most 10,000"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_a_search_answer_passes_its_probe(name, tmp_path):
+    verdict = _search_verdict(f"{name}_check", _searches(), tmp_path)
+    assert verdict == {"grade_id": f"{name}_check", "passed": True, "message": ""}
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mutation", sorted(SEARCH_MUTATIONS))
+def test_a_wrong_search_fails_its_probe(mutation, tmp_path):
+    name, source, words = SEARCH_MUTATIONS[mutation]
+    verdict = _search_verdict(f"{name}_check", _searches(**{name: source}), tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_a_search_left_as_pass_fails(name, tmp_path):
+    stub = f"def {name}(*args):\n    pass"
+    verdict = _search_verdict(f"{name}_check", _searches(**{name: stub}), tmp_path)
+    assert not verdict["passed"] and "returns a lab.SweepSpec" in verdict["message"], verdict
+
+
+def test_a_search_is_judged_on_the_stage_results_the_grader_drew(tmp_path):
+    """An answer fitted to the notebook's own stage results fails on the grader's."""
+    answers = _searches()
+    seen = []
+
+    def kernel(source: str) -> None:
+        folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
+        with np.load(folder / verdicts.INPUTS_FILE) as stored:
+            seen.append(tuple(str(a) for a in stored["architectures"]))
+        exec(source, answers)
+
+    for seed in (1, 2):
+        verdict = run_probe(PROBE["activation_search_check"], tmp_path, kernel, seed=seed)
+        assert verdict["passed"], verdict
+    assert seen[0] != seen[1]  # each grading draws its own `tuned`
+    fixed = dict.fromkeys(seen[0], 1e-3)
+    source = f"def activation_search(tuned):\n    return _real({fixed!r})"
+    wrapped = _searches(activation_search=source)
+    wrapped["_real"] = answers["activation_search"]
+    verdict = run_probe(
+        PROBE["activation_search_check"], tmp_path, lambda s: exec(s, wrapped), seed=2
+    )
+    assert not verdict["passed"], verdict
