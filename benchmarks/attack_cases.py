@@ -25,7 +25,39 @@ The batches:
 * ``limits`` (re-executed; the attack is 01's first cell): ``5 GiB`` of memory,
   ``3 GiB`` on disk, ``300 processes``.
 
-Measured: see the docstring's end (filled in by whoever ran it last).
+Measured (the first command above, quick re-run profile, default ceilings, real
+CIFAR-10 JPEG archive, one worker; a 2-core machine shared with five other jobs,
+so the times are long; 84 of the 100 points are auto-graded, 16 by hand). The
+saved outputs of every submission are faked by the test fixtures (every
+``lab.record`` 0.5), so each re-run row is also flagged "not reproduced"; the
+re-run recomputed ``rewritten 05``'s test accuracy as 0.2660, not the fake's
+0.99. ``hooked checks``: 0 points, each probed check "passed in the notebook but
+failed the grader's test". ``feedback leak``: every read failed
+(FileNotFoundError for the instructor's notebook and ``$HOME``, ``/tmp`` shows only
+the re-run's own folder) and no feedback page holds the student's text (the
+table says FEEDBACK LEAKS where one does). ``=1+2`` is written to the CSV as
+``'=1+2``; ``dup name`` and ``dup_name`` get two feedback files. Part V's rows
+name their finding (memorised test images, a split the course does not define,
+Conv2D refused, the validation claim recomputed)::
+
+    | case | status | points | peak memory (MB) | time (s) |
+    | --- | --- | --- | --- | --- |
+    | honest | ok | 84/100 |  | 1.0 |
+    | lookup model | flagged | 79/100 | 936 | 55.5 |
+    | 1-image split | flagged | 79/100 | 701 | 36.0 |
+    | chosen seed | flagged | 79/100 |  | 0.6 |
+    | CNN | flagged | 79/100 | 642 | 25.7 |
+    | validation claim 0.95 | flagged | 79/100 |  | 0.6 |
+    | dup name | ok | 84/100 |  | 0.7 |
+    | dup_name | ok | 84/100 |  | 0.7 |
+    | =1+2 | ok | 84/100 |  | 0.7 |
+    | honest (re-run) | flagged | 84/100 | 1556 | 220.4 |
+    | hooked checks | flagged | 0/100 | 1454 | 171.4 |
+    | rewritten 05 | flagged | 84/100 | 1513 | 481.7 |
+    | feedback leak | flagged | 74/100 | 1557 | 474.7 |
+    | 5 GiB | flagged | 0/100 | 4139 | 38.7 |
+    | 3 GiB disk | flagged | 0/100 | 690 | 28.3 |
+    | 300 processes | flagged | 0/100 | 564 | 8.1 |
 """
 
 from __future__ import annotations
@@ -94,6 +126,13 @@ for target in targets:
         pass
 """
 
+CASES = {  # batch -> its cases, each the name of its student
+    "claims": ["honest", "lookup model", "1-image split", "chosen seed", "CNN",
+               "validation claim 0.95", "dup name", "dup_name", "=1+2"],
+    "rerun": ["honest (re-run)", "hooked checks", "rewritten 05", "feedback leak"],
+    "limits": ["5 GiB", "3 GiB disk", "300 processes"],
+}  # fmt: skip
+
 LIMITS = {
     "5 GiB": "import numpy as np\nblock = np.ones(5 << 30, dtype=np.uint8)",
     "3 GiB disk": "with open('big', 'wb') as out:\n    for _ in range(3 << 4):\n"
@@ -112,6 +151,9 @@ def _parse() -> argparse.Namespace:
         "--batches", default="claims,rerun,limits", help="comma-separated: claims, rerun, limits"
     )
     parser.add_argument("--workers", type=int, default=1, help="grade --workers (default: 1)")
+    parser.add_argument(
+        "--table-only", action="store_true", help="print the table of the reports in --work"
+    )
     return parser.parse_args()
 
 
@@ -179,7 +221,7 @@ def _leak_cell() -> str:
 
 
 def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> dict:
-    """Write each batch's zips; return {batch: (folder, manifest path, [case names])}."""
+    """Write each batch's zips; return {batch: (folder, manifest path)}."""
     from instructor_fixtures import course_source, train_models, write_submission, zip_folder
     from test_part5_verification import _conv_model, lookup_model
 
@@ -264,7 +306,8 @@ def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> 
         for name, make in cases[batch].items():
             root = make(name)  # the case is the student's name
             zip_folder(root, folder / f"{root.name}.zip")
-        built[batch] = (folder, manifest, list(cases[batch]))
+        built[batch] = (folder, manifest)
+    assert {batch: list(made) for batch, made in cases.items()} == CASES
     return built
 
 
@@ -329,6 +372,20 @@ def _cell(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _telling(problems: list[str]) -> list[str]:
+    """The problems that say what happened: the grader's tests and limits first, then the rest.
+
+    Left out: claims of the faked saved outputs (every result 0.5) that the re-run
+    recomputes, and the list of hashes; the count of checks whose probe failed is given.
+    """
+    probed = [p for p in problems if "failed the grader's test" in p]
+    first = [p for p in problems if "limit" in p or "quota" in p or "rerun failed" in p]
+    rest = [p for p in problems if p not in probed + first and "claimed" not in p
+            and "re-executed as handed in" not in p]  # fmt: skip
+    head = [f"{len(probed)} checks failed the grader's test, e.g. {probed[0]}"] if probed else []
+    return (head + first + rest)[:2]
+
+
 def table(rows: list[tuple[str, dict, Path]]) -> str:
     """The markdown table: case, status, points, peak memory, time, what the row says."""
     lines = [
@@ -337,7 +394,7 @@ def table(rows: list[tuple[str, dict, Path]]) -> str:
     ]
     for case, row, feedback in rows:
         points = f"{row.get('total_points', '')}/{row.get('max_points', '')}"
-        problems = "; ".join(row.get("problems", [])[:2]) or "-"
+        problems = "; ".join(_telling(row.get("problems", []))) or "-"
         page = feedback.read_text(encoding="utf-8") if feedback.is_file() else ""
         if LEAK_MARK in page:
             problems = "FEEDBACK LEAKS THE STUDENT'S TEXT; " + problems
@@ -357,14 +414,17 @@ def main() -> None:
         work = Path(args.work) if args.work else Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        built = build(work, args.source, args.num_test, batches)
+        built = {} if args.table_only else build(work, args.source, args.num_test, batches)
         print(f"built the cases in {time.perf_counter() - started:.0f} s", flush=True)
         rows = []
-        for batch, (folder, manifest, cases) in built.items():
+        for batch in batches:
+            cases = CASES[batch]
             out = work / "reports" / batch / "report.csv"
-            out.parent.mkdir(parents=True)
-            seconds = grade(batch, folder, manifest, out, args)
-            print(f"graded {batch} in {seconds:.0f} s", flush=True)
+            if not args.table_only:
+                folder, manifest = built[batch]
+                out.parent.mkdir(parents=True)
+                seconds = grade(batch, folder, manifest, out, args)
+                print(f"graded {batch} in {seconds:.0f} s", flush=True)
             found = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
             by_student = {row["student"]: row for row in found}
             for case in cases:
