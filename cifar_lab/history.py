@@ -44,7 +44,14 @@ class History(list):
         frame = history.to_dataframe()
         frame.plot(x="iteration", y="loss")  # the learning curve
         history.validations().to_dataframe()  # one row per validation
+
+    Attributes:
+        params: ``train_part2``'s trained ``tf.Variable`` list (Part II's model is
+            its ``model_fn`` with them, which the grader scores); None for
+            ``train_part34``, which returns its model beside the history.
     """
+
+    params: list | None = None
 
     def validations(self) -> History:
         """Only the records with a validation measurement, in order."""

@@ -2,8 +2,9 @@
 
 Each kernel-starting test re-runs a one-notebook submission of a cell or two
 (:func:`sandbox_fixtures.run_probe`), mostly under bubblewrap, the backend that
-hides files; ``unshare`` only remounts the machine read-only, so it is tested
-for the ceilings, which do not depend on the backend. Ceilings are configured
+hides files; ``unshare`` remounts the machine read-only and hides ``/tmp``,
+``$HOME`` and the folders around what it shows, so it is tested for those reads
+and for the ceilings, which do not depend on the backend. Ceilings are configured
 low to keep the tests fast; the issue's own sizes are tested where that is cheap.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from sandbox_fixtures import backend_param, run_probe
+from sandbox_fixtures import SANDBOXED, backend_param, run_probe
 
 import cifar_lab
 from cifar_lab.instructor import rerun as rerun_module
@@ -66,10 +67,31 @@ def test_bwrap_binds_neither_root_home_tmp_nor_the_checkout(tmp_path):
     assert environment["PYTHONPATH"] == str(CHECKOUT)  # an empty folder but for cifar_lab/
 
 
-def test_unshare_is_a_cage_with_a_warning_that_it_reads_everything():
+def test_unshare_is_a_cage_with_a_warning_that_it_reads_the_rest():
     warning = isolation_warning("unshare")
-    assert "CAN READ" in warning and "bubblewrap" in warning
+    assert "CAN READ" in warning and "bubblewrap" in warning and "/etc" in warning
     assert isolation_warning("bwrap") is None
+
+
+def test_unshare_hides_tmp_home_and_the_checkout_and_shows_what_it_must(tmp_path):
+    from cifar_lab.instructor.sandbox import _hidden_folders
+
+    work = tmp_path / "work"
+    work.mkdir()
+    environment, visible = rerun_module._environment(SMALL, work)
+    covered = _hidden_folders(work, visible)
+    assert Path("/tmp") in covered and Path.home().resolve() in covered
+    assert CHECKOUT in covered or any(f in CHECKOUT.parents for f in covered), covered
+    for never in ("/", "/usr", "/etc"):
+        assert Path(never) not in covered
+    kept = {path for paths in covered.values() for path in paths}
+    assert work.resolve() in kept  # under /tmp: bound back, writable
+    assert (CHECKOUT / "cifar_lab") in kept or not any(
+        f in (CHECKOUT / "cifar_lab").parents for f in covered
+    )
+    command = sandbox_command(["true"], backend="unshare", work_dir=work, read_only=visible)
+    script = command[command.index("-c") + 1]
+    assert "mount -t tmpfs -o mode=0755,size=1m hidden /tmp\n" in script
 
 
 def test_the_ceilings_are_grade_options_with_defaults_below_the_issues_attacks():
@@ -140,7 +162,7 @@ lab.record("probe", readable({str(path)!r}))"""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sandbox", BWRAP, indirect=True)
+@pytest.mark.parametrize("sandbox", SANDBOXED, indirect=True)
 def test_the_cage_reads_only_what_it_must(tmp_path, sandbox):
     secret = f"secret-{uuid.uuid4().hex}"
     home_file = Path.home() / f".rerun-probe-{secret}"

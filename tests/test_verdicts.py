@@ -53,13 +53,18 @@ def test_every_check_has_a_probe_or_is_listed_as_unprobed():
     assert sorted(PROBED | set(UNPROBED)) == sorted(checks)
     assert not PROBED & set(UNPROBED)
     rows = [(probe.grade_id, probe.notebook) for probe in PROBES]
-    for grade_id, notebook in rows + [row[:2] for row in verdicts.ACCURACY_PROBES]:
+    rows += [row[:2] for row in verdicts.ACCURACY_PROBES]
+    rows += [(spec.grade_id, spec.notebook) for spec in verdicts.AFTER_CHECK_PROBES]
+    assert len(rows) == len(PROBED)  # one probe per check
+    for grade_id, notebook in rows:
         # each probe runs after the notebook that defines its names
         assert grade_id in {row.grade_id for row in POINTS[f"{notebook}.ipynb"]}
 
 
 # ------------------------------------------------------ model answers, mutations
-@pytest.mark.parametrize("grade_id", sorted(PROBE))
+@pytest.mark.parametrize(
+    "grade_id", sorted(set(PROBE) - {p.grade_id for p in verdicts.SEARCH_PROBES})
+)  # the searches: test_a_search_answer_passes_its_probe
 def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
     answers = {
         **_answers_01(),
@@ -770,8 +775,16 @@ DEFINED = {
     N02: ("flatten", "two_layer_fc", *ANSWERS_02),
     N03: ("train_step", "ThreeLayerFC"),
     N04: ("three_layer_sequential", "three_layer_functional"),
-    N05: ("build_network",),
+    N05: (
+        "build_network",
+        "architecture_search",
+        "activation_search",
+        "initializer_search",
+        "optimizer_search",
+        "regularisation_search",
+    ),
 }
+SETUP = {N05: "budget = lab.part5_budget(lab.get_profile().name)\nfine = lab.MLPConfig()"}
 
 
 @pytest.mark.slow
@@ -793,8 +806,9 @@ def test_the_model_answers_pass_the_02_to_05_probes_in_real_kernels(tmp_path):
             if c.cell_type == "code"
             and set(re.findall(r"^(?:def|class)\s+(\w+)", c.source, re.MULTILINE)) & set(names)
         ]
+        sources = (imports, SETUP.get(stem, ""), *defining)
         notebook = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(source) for source in (imports, *defining)]
+            cells=[nbformat.v4.new_code_cell(source) for source in sources]
         )
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
         nbformat.write(notebook, tmp_path / f"{stem}.ipynb")
@@ -912,6 +926,13 @@ def test_without_the_graders_images_accuracy_probes_are_skipped_and_the_cell_dec
     for grade_id, _, _ in verdicts.ACCURACY_PROBES:
         assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
     assert not found["train_step_check"]["passed"]  # the other probes ran (and failed here)
+    found = verdicts.probe_notebook(N04, tmp_path, lambda source: None, validation=None)
+    for grade_id in ("sequential_accuracy_check", "functional_accuracy_check"):
+        assert found[grade_id]["skipped"] is True and probe_failure(found[grade_id]) is None
+    assert verdicts.after_check_probe("sequential_accuracy_check", N04, None) is None
+    assert "sequential_accuracy_check" not in verdicts.probe_notebook(
+        N04, tmp_path, lambda source: None, validation=_labelled()
+    )  # with the images, it runs right after its check cell, not here
 
 
 @pytest.mark.slow
@@ -946,3 +967,349 @@ def test_the_graders_validation_images_are_the_profiles_split_as_the_notebooks_l
     assert validation.floor == get_profile("quick").min_val_accuracy
     assert np.array_equal(validation.images, data.X_val) and validation.images.dtype == np.float32
     assert np.array_equal(validation.labels, data.y_val)
+
+
+# ---------------------------------- trained models, scored right after their check cell
+AFTER = {spec.grade_id: spec for spec in verdicts.AFTER_CHECK_PROBES}
+
+
+def _reading_first_ten(layers: int, right: bool = True) -> list[np.ndarray]:
+    """Weight matrices and zero biases of a ReLU net whose scores are the first 10 numbers.
+
+    relu([x, -x]) keeps x in 20 units; each further layer passes them on; the last
+    layer maps [x, -x] back to x. ``right=False``: random weights instead.
+    """
+    rng = np.random.default_rng(3)
+    first = np.zeros((3072, 20), np.float32)
+    first[:10, :10], first[:10, 10:] = np.eye(10), -np.eye(10)
+    middle = np.eye(20, dtype=np.float32)
+    last = np.concatenate([np.eye(10), -np.eye(10)]).astype(np.float32)
+    kernels = [first, *[middle] * (layers - 2), last]
+    if not right:
+        kernels = [rng.normal(size=k.shape).astype(np.float32) for k in kernels]
+    return kernels
+
+
+def _barebones_history(layers: int, right: bool = True, biases: bool = False):
+    import tensorflow as tf
+
+    from cifar_lab.history import History
+
+    params = []
+    for kernel in _reading_first_ten(layers, right):
+        params += [tf.Variable(kernel)] + ([tf.Variable(np.zeros(kernel.shape[1], np.float32))]
+                                           if biases else [])  # fmt: skip
+    history = History([{"val_accuracy": 0.99}])
+    history.params = params
+    return history
+
+
+def _keras_net(layers: int, form: str = "sequential", right: bool = True, conv: bool = False):
+    import keras
+
+    kernels = _reading_first_ten(layers, right)
+    dense = [keras.layers.Dense(k.shape[1], activation="relu") for k in kernels[:-1]]
+    dense.append(keras.layers.Dense(10))
+    front = [keras.layers.Conv2D(3, 1, padding="same")] if conv else []
+    if form == "sequential":
+        model = keras.Sequential(
+            [keras.Input((32, 32, 3)), *front, keras.layers.Flatten(), *dense]
+        )
+    else:
+        inputs = keras.Input((32, 32, 3))
+        h = inputs
+        for layer in [*front, keras.layers.Flatten(), *dense]:
+            h = layer(h)
+        model = keras.Model(inputs, h)
+    if conv:
+        model.layers[0].set_weights([np.eye(3, dtype=np.float32)[None, None], np.zeros(3)])
+    for layer, kernel in zip(dense, kernels, strict=True):
+        layer.set_weights([kernel, np.zeros(kernel.shape[1], np.float32)])
+    return model
+
+
+def _trained_verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
+    probe = verdicts.trained_probe(AFTER[grade_id], _labelled())
+    return run_probe(probe, tmp_path, lambda source: exec(source, {"np": np, **namespace}))
+
+
+def _two_layer_fc_namespace(**names) -> dict:
+    return {**notebook_definitions(N02, "flatten", "two_layer_fc", "three_layer_fc"), **names}
+
+
+TRAINED_CASES = {
+    # grade_id, the kernel's names, passes?, words of the grader's message
+    "02 two-layer, trained": (
+        "two_layer_accuracy_check", lambda: {"history": _barebones_history(2)}, True, ""),
+    "02 two-layer, untrained": (
+        "two_layer_accuracy_check", lambda: {"history": _barebones_history(2, right=False)},
+        False, "below 0.4"),
+    "02 two-layer, training failed (no history)": (
+        "two_layer_accuracy_check", dict, False, "no usable result"),
+    "02 three-layer, trained": (
+        "three_layer_accuracy_check",
+        lambda: {"history_3": _barebones_history(3, biases=True)}, True, ""),
+    "02 three-layer scored with the two-layer net's weights": (
+        "three_layer_accuracy_check", lambda: {"history_3": _barebones_history(2)},
+        False, "no usable result"),
+    "04 Sequential, trained": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(3)}, True, ""),
+    "04 Sequential, untrained": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(3, right=False)},
+        False, "below 0.4"),
+    "04 Sequential: the given two-layer net kept (its training failed)": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(2)}, False,
+        "3 weight matrices"),
+    "04 Sequential with a convolution": (
+        "sequential_accuracy_check", lambda: {"model": _keras_net(3, conv=True)}, False,
+        "no convolution"),
+    "04 functional, trained": (
+        "functional_accuracy_check", lambda: {"model": _keras_net(3, "functional")}, True, ""),
+    "04 functional: a Sequential kept": (
+        "functional_accuracy_check", lambda: {"model": _keras_net(3)}, False,
+        "functional keras.Model"),
+    "05 final model, trained": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"))}, True, ""),
+    "05 final model, untrained": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(2, right=False))}, False, "below 0.4"),
+    "05 final model with a convolution": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(2, conv=True))}, False, "no convolution"),
+}  # fmt: skip
+
+
+def _namespace(**names):
+    import types
+
+    return types.SimpleNamespace(**names)
+
+
+@pytest.mark.parametrize("case", sorted(TRAINED_CASES))
+def test_a_trained_model_probe_scores_the_model_and_its_form(case, tmp_path):
+    grade_id, names, passed, words = TRAINED_CASES[case]
+    namespace = _two_layer_fc_namespace(**names())
+    verdict = _trained_verdict(grade_id, namespace, tmp_path)
+    assert verdict["passed"] is passed and words in verdict["message"], verdict
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_part2_keeps_the_variables_it_trained(synthetic):
+    import cifar_lab as lab
+
+    answers = _answers_02()
+    dataset = lab.Dataset(synthetic.X_train[:128], synthetic.y_train[:128], batch_size=64)
+    val = lab.Dataset(synthetic.X_val[:64], synthetic.y_val[:64], batch_size=64)
+    before = []
+
+    def init():
+        params = answers["two_layer_fc_init"](hidden_size=8)
+        before.extend(p.numpy() for p in params)
+        return params
+
+    step = answers["training_step"]
+    history = lab.train_part2(
+        answers["two_layer_fc"], init, 1e-2, dataset, val, step_fn=step, verbose=False
+    )
+    assert [tuple(p.shape) for p in history.params] == [(3072, 8), (8, 10)]
+    assert not np.array_equal(np.asarray(history.params[0]), before[0])  # trained in place
+    scores = answers["two_layer_fc"](synthetic.X_val[:64], history.params).numpy()
+    found = lab.accuracy(synthetic.y_val[:64], scores.argmax(axis=1))
+    assert found == pytest.approx(history[-1]["val_accuracy"])  # the model it validated
+
+
+SEQUENTIAL_FITTED = """\
+def fitted(functional=False):  # fitted to the validation images: quick, and well above the floor
+    layers = [keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),
+              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
+    if functional:
+        inputs = keras.Input((32, 32, 3))
+        h = inputs
+        for layer in layers:
+            h = layer(h)
+        net = keras.Model(inputs, h)
+    else:
+        net = keras.Sequential([keras.Input((32, 32, 3)), *layers])
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(data.X_val, data.y_val, epochs=40, batch_size=100, verbose=0)
+    return net"""
+
+
+@pytest.mark.slow
+def test_the_runner_scores_each_model_right_after_its_check_cell(tmp_path):
+    """04 in short: a fitted Sequential at its check; a hooked functional keeps a Sequential."""
+    import nbformat
+
+    from cifar_lab.instructor.rerun import RerunSettings, rerun_notebooks
+
+    def cell(source: str, grade_id: str | None = None):
+        metadata = {"nbgrader": {"grade_id": grade_id}} if grade_id else {}
+        return nbformat.v4.new_code_cell(source, metadata=metadata)
+
+    cells = [
+        cell("import cifar_lab as lab\nimport keras\nimport numpy as np\n"
+             "data = lab.load_profile_data(lab.get_profile())"),
+        cell(SEQUENTIAL_FITTED),
+        cell("model = fitted()", "sequential_accuracy_check"),
+        cell("model = fitted()  # as 04's given nets: a Sequential, trained"),
+        cell(ATTACKS["IPython ast_transformers"]),
+        # the exercise left undone: NameError, swallowed by the hook; `model` stays as it was
+        cell("model = three_layer_functional((32, 32, 3), (64, 32), 10)",
+             "functional_accuracy_check"),
+        cell("model = None  # what the notebook leaves: the probes ran before"),
+    ]  # fmt: skip
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / f"{N04}.ipynb")
+    settings = RerunSettings(profile="quick", total_timeout=600, cell_timeout=300)
+    records, problem = rerun_notebooks(tmp_path, [N04], settings)
+    assert problem is None, problem
+    record = records[N04]
+    assert record["status"] == "ok", record  # the hook fools the notebook, not the probe
+    found = record["verdicts"]
+    assert found["sequential_accuracy_check"]["passed"], found
+    functional = found["functional_accuracy_check"]
+    assert not functional["passed"] and "functional keras.Model" in functional["message"], found
+
+
+# ------------------------------------------------------------- 05's five searches
+SEARCHES = ("architecture_search", "activation_search", "initializer_search",
+            "optimizer_search", "regularisation_search")  # fmt: skip
+
+
+def _searches(fine_batch_norm: str = "before", **replaced: str) -> dict:
+    """05's search answers in a namespace like the notebook's (budget, fine); some replaced."""
+    import re
+
+    import nbformat
+
+    import cifar_lab as lab
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    budget = lab.part5_budget("quick")
+    fine = lab.MLPConfig(batch_norm=fine_batch_norm, optimizer="adam", schedule="cosine")
+    namespace = {"np": np, "lab": lab, "budget": budget, "fine": fine}
+    for cell in nbformat.read(notebook_dir() / f"{N05}.ipynb", as_version=4).cells:
+        defined = set(re.findall(r"^def\s+(\w+)", cell.source, re.MULTILINE))
+        if cell.cell_type == "code" and defined & set(SEARCHES):
+            exec(compile(replaced.get(defined.pop(), cell.source), f"<{N05}>", "exec"), namespace)
+    return namespace
+
+
+def _search_verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
+    return run_probe(PROBE[grade_id], tmp_path, lambda source: exec(source, namespace))
+
+
+SEARCH_MUTATIONS = {
+    "four architectures": ("architecture_search", """\
+def architecture_search(budget):
+    space = {"hidden_sizes": list(budget.architectures)[:4], "learning_rate": [1e-3, 3e-3, 1e-2]}
+    return lab.SweepSpec("a", space, sampler="grid", pruner="none")""", "five architectures"),
+    "one rate per architecture": ("architecture_search", """\
+def architecture_search(budget):
+    settings = [lab.setting(hidden_sizes=a, learning_rate=r)
+                for a in budget.architectures for r in [1e-3]]
+    space = {"setting": settings, "batch_size": [128, 256]}
+    return lab.SweepSpec("a", space, sampler="grid", pruner="none")""", "two learning rates"),
+    "activations at one fixed rate": ("activation_search", """\
+def activation_search(tuned):
+    settings = [lab.setting(hidden_sizes=a, learning_rate=1e-3) for a in tuned]
+    space = {"setting": settings, "activation": list(budget.activations)}
+    return lab.SweepSpec("b", space, sampler="grid")""", "tuned learning rate"),
+    "the notebook's own architectures, not tuned's": ("activation_search", """\
+def activation_search(tuned):
+    space = {"hidden_sizes": list(budget.architectures), "activation": list(budget.activations)}
+    return lab.SweepSpec("b", space, sampler="grid")""", "every architecture of `tuned`"),
+    "four activations": ("activation_search", """\
+def activation_search(tuned):
+    settings = [lab.setting(hidden_sizes=a, learning_rate=r) for a, r in tuned.items()]
+    space = {"setting": settings, "activation": list(budget.activations)[:4]}
+    return lab.SweepSpec("b", space, sampler="grid")""", "five activations"),
+    "initialisers without zeros": ("initializer_search", """\
+def initializer_search(top):
+    inits = ["normal", "uniform", "lecun_normal", "glorot_uniform", "he_normal", "he_uniform"]
+    return lab.SweepSpec("c", {"setting": list(top), "initializer": inits}, sampler="grid")""",
+        '"zeros"'),
+    "initialisers on a fixed setting": ("initializer_search", """\
+def initializer_search(top):
+    space = {"setting": [lab.setting(hidden_sizes="64", activation="relu", learning_rate=1e-3)],
+             "initializer": list(budget.initializers)}
+    return lab.SweepSpec("c", space, sampler="grid")""", "unchanged"),
+    "no RMSprop": ("optimizer_search", """\
+def optimizer_search(best):
+    space = {"setting": [lab.setting(hidden_sizes=best["hidden_sizes"],
+                                     activation=best["activation"], initializer=i)
+                         for i in (best["initializer"], "normal")],
+             "batch_norm": ["none", "before"], "optimizer": ["sgd", "momentum", "adam"]}
+    return lab.SweepSpec("d", space, sampler="grid")""", "RMSprop"),
+    "another network": ("optimizer_search", """\
+def optimizer_search(best):
+    space = {"setting": [lab.setting(hidden_sizes="64", activation="relu", initializer=i)
+                         for i in ("he_normal", "normal")],
+             "batch_norm": ["none", "before"],
+             "optimizer": ["sgd", "momentum", "rmsprop", "adam"]}
+    return lab.SweepSpec("d", space, sampler="grid")""", "best network"),
+    "no baseline": ("regularisation_search", """\
+def regularisation_search():
+    variants = [lab.setting(batch_norm="none", l2=1e-4),
+                lab.setting(batch_norm="none", dropout=0.3),
+                lab.setting(batch_norm="before"), lab.setting(batch_norm="none", flip=True)]
+    return lab.SweepSpec("e", {"setting": variants}, sampler="grid")""", "baseline"),
+    "l2 on top of fine's batch norm": ("regularisation_search", """\
+def regularisation_search():
+    variants = [lab.setting(batch_norm="none"), lab.setting(l2=1e-4),
+                lab.setting(batch_norm="none", dropout=0.3), lab.setting(batch_norm="before"),
+                lab.setting(batch_norm="none", flip=True)]
+    return lab.SweepSpec("e", {"setting": variants}, sampler="grid")""", "uses l2 and no other"),
+    "a space of a million combinations": ("architecture_search", """\
+def architecture_search(budget):
+    space = {f"p{i}": list(range(10)) for i in range(6)}
+    return lab.SweepSpec("a", space, sampler="random", n_trials=10)""", "at most 10,000"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_a_search_answer_passes_its_probe(name, tmp_path):
+    verdict = _search_verdict(f"{name}_check", _searches(), tmp_path)
+    assert verdict == {"grade_id": f"{name}_check", "passed": True, "message": ""}
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mutation", sorted(SEARCH_MUTATIONS))
+def test_a_wrong_search_fails_its_probe(mutation, tmp_path):
+    name, source, words = SEARCH_MUTATIONS[mutation]
+    verdict = _search_verdict(f"{name}_check", _searches(**{name: source}), tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_a_search_left_as_pass_fails(name, tmp_path):
+    stub = f"def {name}(*args):\n    pass"
+    verdict = _search_verdict(f"{name}_check", _searches(**{name: stub}), tmp_path)
+    assert not verdict["passed"] and "returns a lab.SweepSpec" in verdict["message"], verdict
+
+
+def test_a_search_is_judged_on_the_stage_results_the_grader_drew(tmp_path):
+    """An answer fitted to the notebook's own stage results fails on the grader's."""
+    answers = _searches()
+    seen = []
+
+    def kernel(source: str) -> None:
+        folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
+        with np.load(folder / verdicts.INPUTS_FILE) as stored:
+            seen.append(tuple(str(a) for a in stored["architectures"]))
+        exec(source, answers)
+
+    for seed in (1, 2):
+        verdict = run_probe(PROBE["activation_search_check"], tmp_path, kernel, seed=seed)
+        assert verdict["passed"], verdict
+    assert seen[0] != seen[1]  # each grading draws its own `tuned`
+    fixed = dict.fromkeys(seen[0], 1e-3)
+    source = f"def activation_search(tuned):\n    return _real({fixed!r})"
+    wrapped = _searches(activation_search=source)
+    wrapped["_real"] = answers["activation_search"]
+    verdict = run_probe(
+        PROBE["activation_search_check"], tmp_path, lambda s: exec(s, wrapped), seed=2
+    )
+    assert not verdict["passed"], verdict

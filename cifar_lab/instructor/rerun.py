@@ -91,12 +91,14 @@ from cifar_lab.instructor.sandbox import (
     watch_tree,
 )
 from cifar_lab.instructor.verdicts import (
-    ACCURACY_PROBES,
     PRISTINE_TAG,
     PROBE_TIMEOUT,
+    accuracy_notebooks,
+    after_check_probe,
     is_check_cell,
     load_validation,
     probe_notebook,
+    run_probe_async,
     with_pristine_checks,
 )
 from cifar_lab.profiles import PROFILE_ENV, get_profile
@@ -385,7 +387,7 @@ def _execute(
 
     record: dict[str, Any] = {"notebook": path.stem, "status": "ok", "error": None}
     record["sha256"], record["error_kind"] = digest, None
-    notebook, verified, client = None, {"checks": 0, "cells": {}}, None
+    notebook, verified, client, hook = None, {"checks": 0, "cells": {}}, None, None
     try:
         if digest != expected:  # never runs: something changed the grader's copy
             raise ValueError(f"the notebook is not the one the grader hashed ({expected})")
@@ -396,7 +398,8 @@ def _execute(
             cell.metadata[_POSITION] = index  # set on every cell; the kernel never sees it
         notebook = with_pristine_checks(notebook)
         client = notebook_client(notebook, work, cell_timeout)
-        client.on_cell_executed = functools.partial(_count_check, verified)
+        hook = _AfterCell(verified, client, path.stem, work, validation)
+        client.on_cell_executed = hook
         client.execute(cleanup_kc=False)  # the kernel stays up for the grader's probes
     except Exception as error:  # cell error, timeout, dead kernel: all mean "failed"
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # IPython's colours
@@ -410,7 +413,8 @@ def _execute(
     record["checks_verified"] = verified["checks"]
     record["cells"] = verified["cells"]
     record["disk_full"] = _disk_full(work)  # before the probes, which write there too
-    record["verdicts"] = _probe_verdicts(client, path.stem, work, cell_timeout, validation)
+    after = hook.verdicts if hook is not None else {}  # probes right after their checks
+    record["verdicts"] = _probe_verdicts(client, path.stem, work, cell_timeout, validation) | after
     return record
 
 
@@ -464,14 +468,54 @@ def _validation_for(notebooks: list[Path]):
     no notebook has an accuracy probe, or the images cannot be loaded (those probes
     are then skipped).
     """
-    stems = {stem for _, stem, _ in ACCURACY_PROBES}
-    if not stems & {path.stem for path in notebooks}:
+    if not accuracy_notebooks() & {path.stem for path in notebooks}:
         return None
     try:
         return load_validation()
     except Exception as error:  # a grader problem: the checks keep their re-run verdict
         print(f"cannot load the validation images for the probes: {error}", file=sys.stderr)
         return None
+
+
+class _AfterCell:
+    """nbclient's ``on_cell_executed`` hook: note the cell, then run a probe due after it.
+
+    A trained model is scored right after its check cell ran (before the next cell
+    can rebind its name): :func:`cifar_lab.instructor.verdicts.after_check_probe`.
+    Only a handed-in cell (one with its position) can set a probe off, once per check.
+
+    Attributes:
+        verdicts: grade_id -> the grader's verdict of each probe that ran.
+    """
+
+    def __init__(self, verified: dict, client, notebook: str, work: Path, validation) -> None:
+        self._verified, self._client, self._notebook = verified, client, notebook
+        self._work, self._validation = work, validation
+        self.verdicts: dict[str, dict] = {}
+
+    async def __call__(self, cell, cell_index: int, execute_reply: dict, **_) -> None:
+        _count_check(self._verified, cell, cell_index, execute_reply)
+        metadata = cell.get("metadata", {})
+        grade_id = metadata.get("nbgrader", {}).get("grade_id")
+        if _POSITION not in metadata or grade_id in self.verdicts:
+            return
+        probe = after_check_probe(grade_id, self._notebook, self._validation)
+        if probe is not None:
+            self.verdicts[grade_id] = await run_probe_async(probe, self._work, self._execute)
+
+    async def _execute(self, source: str) -> None:
+        """Run one grader cell in the kernel, with the probes' time limit, interrupting on it."""
+        import nbformat
+
+        client = self._client
+        saved = client.timeout, client.interrupt_on_timeout
+        client.timeout = min(client.timeout or PROBE_TIMEOUT, PROBE_TIMEOUT)
+        client.interrupt_on_timeout = True  # the notebook's next cell must find the kernel idle
+        try:
+            cell = nbformat.v4.new_code_cell(source)  # not part of the notebook: no results read
+            await client.async_execute_cell(cell, len(client.nb.cells), store_history=False)
+        finally:
+            client.timeout, client.interrupt_on_timeout = saved
 
 
 def _count_check(verified: dict, cell, cell_index: int, execute_reply: dict, **_) -> None:

@@ -32,11 +32,17 @@ bubblewrap 0.8 and later) mounted over the grader's folder, in which the
 grader's files show read-only; plus ``/dev/shm``, a separate :data:`SHM_BYTES`
 tmpfs. The empty root, ``/tmp`` and ``/dev`` are remounted read-only once set up.
 
-``unshare`` (util-linux) gets the same namespaces but no new root: it remounts
-every mount read-only and leaves everything readable, ``/``, ``$HOME`` and
-``/tmp`` included, and writes go to the grader's folder itself (no tmpfs; see
-below for its quota). Building a root by hand (a tmpfs, binds, ``pivot_root``)
-is what bubblewrap does; use it. Where neither works,
+``unshare`` (util-linux) gets the same namespaces but no new root. It covers
+``/tmp``, ``$HOME`` and the folder around each path shown (the checkout around
+the package, the project around the venv, the data's folder) with an empty
+tmpfs and binds back only the paths shown that lie in them
+(:func:`_hidden_folders`), then remounts every mount read-only. So other
+submissions and earlier reports in ``/tmp``, the grader's home and the
+instructor's checkout are out of sight; the rest of ``/`` stays readable
+(``/etc``, a second checkout elsewhere), which :func:`isolation_warning` says.
+Writes go to the grader's folder itself (no tmpfs; see below for its quota).
+Building a whole root by hand (a tmpfs, binds, ``pivot_root``) is what
+bubblewrap does; use it. Where neither works,
 :func:`isolation_warning` says so loudly: the notebooks then run as the grader's
 user, with the network, and only a clean environment, the ceilings and a
 process-tree sweep stand between them and the machine.
@@ -116,6 +122,7 @@ import importlib
 import json
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -136,17 +143,21 @@ from cifar_lab.instructor.findings import MEGABYTE
 SANDBOX_ENV = "CIFAR_LAB_SANDBOX"
 BACKENDS = ("bwrap", "unshare")
 _NAMESPACES = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-# unshare: make the working folder its own mount, remount everything else read-only.
+# unshare: hide folders (:func:`_hiding_commands`), make the working folder its own
+# mount, remount everything else read-only.
 _READ_ONLY_SCRIPT = """set -e
 work="$1"; shift
 ip link set lo up  # the kernel talks to its runner over loopback
 mount --make-rprivate /
-mount --bind "$work" "$work"
-for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+{hide}mount --bind "$work" "$work"
+for m in $(awk '{{print $5}}' /proc/self/mountinfo | sort -u); do
   [ "$m" = "$work" ] || mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
+cd "$work"
 exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all "$@"
 """
+# Never covered by unshare's hiding: the OS itself (the kernel needs its programs).
+_NEVER_HIDDEN = ("/", "/usr", "/etc", "/proc", "/dev", "/sys", "/run", "/var", "/bin", "/lib")
 
 
 # What every program needs besides Python: the OS's programs and libraries, the loader's
@@ -203,12 +214,74 @@ def _grader_files(work_dir: Path) -> list[str]:
     return options
 
 
-def _unshare_prefix(work_dir: Path) -> list[str]:
+def _unshare_prefix(work_dir: Path, read_only: list[Path] = ()) -> list[str]:
     prefix = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
     prefix += ["--ipc", "--uts"]
     if os.geteuid() != 0:
         prefix += ["--user", "--map-root-user"]
-    return [*prefix, "sh", "-c", _READ_ONLY_SCRIPT, "sandbox", str(work_dir)]
+    script = _READ_ONLY_SCRIPT.format(hide=_hiding_commands(work_dir, read_only))
+    return [*prefix, "sh", "-c", script, "sandbox", str(work_dir)]
+
+
+def _hidden_folders(work_dir: Path, read_only: list[Path]) -> dict[Path, list[Path]]:
+    """What ``unshare`` covers with an empty tmpfs, and what of each it shows again.
+
+    Covered: ``/tmp``, ``$HOME`` and the folder around each path shown (the
+    checkout around the package, the venv's project, the data's folder), except
+    the OS's own folders and a folder inside a path shown; an outermost folder
+    only. Shown again, inside each: the paths shown that lie in it.
+
+    Returns:
+        covered folder -> the paths under it to bind back (outermost only), in order.
+    """
+    shown = [Path(os.path.realpath(p)) for p in [work_dir, *read_only] if os.path.exists(p)]
+    shown = list(dict.fromkeys(shown))
+
+    def inside(path: Path, folder: Path) -> bool:
+        return path == folder or folder in path.parents
+
+    def system(path: Path) -> bool:
+        return any(inside(path, Path(f)) if f != "/" else path == Path(f) for f in _NEVER_HIDDEN)
+
+    candidates = [Path("/tmp"), Path.home(), *(path.parent for path in shown)]
+    folders = sorted(
+        {Path(os.path.realpath(c)) for c in candidates if os.path.isdir(c)},
+        key=lambda path: len(path.parts),
+    )
+    covered: dict[Path, list[Path]] = {}
+    for folder in folders:
+        if system(folder) or any(inside(folder, path) for path in shown):
+            continue
+        if any(inside(folder, outer) for outer in covered):
+            continue  # hidden already, with what it shows
+        kept = sorted((p for p in shown if inside(p, folder) and p != folder),
+                      key=lambda path: len(path.parts))  # fmt: skip
+        covered[folder] = [
+            p for i, p in enumerate(kept) if not any(inside(p, q) for q in kept[:i])
+        ]
+    return covered
+
+
+def _hiding_commands(work_dir: Path, read_only: list[Path]) -> str:
+    """Shell lines that cover :func:`_hidden_folders` and bind back what must show.
+
+    The trick: ``cd`` into a folder before mounting over it keeps its old contents
+    reachable through relative paths (``mount -c``: not made absolute), so each
+    path to show is bound from there into the new, empty tmpfs.
+    """
+    lines = []
+    for folder, kept in _hidden_folders(work_dir, read_only).items():
+        quoted = shlex.quote(str(folder))
+        lines += [f"cd -- {quoted}", f"mount -t tmpfs -o mode=0755,size=1m hidden {quoted}"]
+        for path in kept:
+            target, source = shlex.quote(str(path)), shlex.quote(f"./{path.relative_to(folder)}")
+            if path.is_dir():
+                lines.append(f"mkdir -p -- {target}")
+            else:
+                lines += [f"mkdir -p -- {shlex.quote(str(path.parent))}", f": > {target}"]
+            lines.append(f"mount -c --rbind {source} {target}")
+    lines.append("cd /")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def python_install() -> list[Path]:
@@ -239,7 +312,8 @@ def sandbox_command(
         work_dir: the only writable folder; the command starts in it.
         read_only: files and folders it may read (the Python install and environment,
             the course package, the data); with bubblewrap it sees nothing else but
-            :data:`SYSTEM_READ_ONLY`.
+            :data:`SYSTEM_READ_ONLY`; with ``unshare``, the folders around them,
+            ``/tmp`` and ``$HOME`` are hidden but for these.
         disk_bytes: with bubblewrap, the command writes to a tmpfs of this size mounted
             on ``work_dir``, in which the files already in ``work_dir`` show read-only
             and its folders empty (None: ``work_dir`` itself, writable, no quota; and
@@ -254,7 +328,7 @@ def sandbox_command(
         prefix = _bwrap_prefix(Path(work_dir), [Path(p) for p in read_only], disk_bytes)
         return [*prefix, "--", *command]
     if backend == "unshare":
-        return [*_unshare_prefix(Path(work_dir)), *command]
+        return [*_unshare_prefix(Path(work_dir), [Path(p) for p in read_only]), *command]
     raise ValueError(f"sandbox backend must be one of {BACKENDS} or None, got {backend!r}")
 
 
@@ -300,8 +374,10 @@ def isolation_warning(backend: str | None) -> str | None:
         return (
             "WARNING: the re-execution found no working bubblewrap (0.8 or later), only "
             "`unshare`: student notebooks cannot write outside their folder or reach the "
-            "network, but they CAN READ every file you can (your home, /tmp, other "
-            "submissions, the answers). Install bubblewrap (Debian package `bubblewrap`)."
+            "network, and /tmp, your home and the folders around the course package, "
+            "Python and the data are hidden, but they CAN READ every other file you can "
+            "(/etc, any other checkout or folder of submissions elsewhere). Install "
+            "bubblewrap (Debian package `bubblewrap`)."
         )
     if backend is not None:
         return None

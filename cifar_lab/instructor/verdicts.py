@@ -25,9 +25,30 @@ grader's cell (an IPython hook) or patch NumPy in its own process, but it never
 sees the reference or the seed, so a result passes only if the kernel computed
 the right answer for inputs it had not seen.
 
-:data:`PROBES` holds one probe per probed check (``grade_id``); the checks in
-:data:`UNPROBED` keep today's verdict (the check cell, re-run with the grader's
-pristine check functions), the weaker signal.
+Every auto-graded check has a probe (:data:`UNPROBED` is empty; a test holds the
+table against the points table):
+
+* :data:`PROBES`, run once the notebook has run: each exercise function on inputs
+  drawn now, and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
+  calls the search on stage results the grader drew and returns the
+  ``lab.SweepSpec`` as JSON text; the grader rebuilds the configs it would train,
+  at most :data:`MAX_SEARCH_CONFIGS`, and applies the check's conditions itself);
+* :data:`ACCURACY_PROBES` (notebook 03's models, once the notebook has run) and
+  :data:`AFTER_CHECK_PROBES` (02's barebones nets, 04's Sequential and functional
+  nets, 05's final model), which the runner runs **right after the handed-in cell
+  that carries the check's grade_id** (:func:`after_check_probe`, from nbclient's
+  ``on_cell_executed`` hook), because notebook 04 rebinds ``model`` after each
+  check. The kernel returns the model's predicted class ids on the grader's
+  validation images (labels kept by the grader), its weight matrices' shapes and
+  its form; the grader requires the form the exercise asks for (a two-layer net
+  kept from an earlier cell, whose training "passed" under a hook, fails) and
+  computes the accuracy against the profile's floor.
+
+What the probes do not prove: the validation images are public CIFAR-10, so a
+model fitted to them passes an accuracy probe (the probe shows that the student's
+code produced a trained model of the right form, not how it was trained); Part V's
+model is checked against memorisation separately (:mod:`cifar_lab.instructor.claims`).
+The re-run check cells (pristine check functions) still run, as a second signal.
 
 **The pristine checks** (the last part of this module): how the re-execution verifies
 the checks without trusting the student's copy of them. A check passes in the
@@ -64,11 +85,10 @@ compared in another, with only data in between. Such code is conspicuous in the
 notebook: the static checks flag added and edited cells, and an instructor
 should read every flagged submission.
 
-That separation is the probes above: for every check it probes, the runner calls
-the student's functions in the kernel with inputs it drew, reads back arrays and judges
-them itself, and those verdicts decide the points. The pristine check cells remain the
-verdict only for the checks listed in :data:`UNPROBED` (the accuracy checks and
-Part V's), and a second, weaker signal for the rest.
+That separation is the probes above: for every check, the runner calls the
+student's functions (or asks for a trained model's predictions) in the kernel with
+inputs it drew, reads back arrays and judges them itself, and those verdicts decide the
+points; the pristine check cells are a second, weaker signal.
 """
 
 from __future__ import annotations
@@ -84,7 +104,7 @@ import stat
 import tempfile
 import textwrap
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +122,7 @@ MAX_OUTPUT_ARRAYS = 64
 PROBE_TIMEOUT = 300  # seconds for one probe cell (at most the re-run's cell timeout)
 INPUTS_FILE, OUTPUTS_FILE = "inputs.npz", "outputs.npz"
 SEED_BITS = 64
+PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
 
 Inputs = dict[str, np.ndarray]
 
@@ -260,6 +281,45 @@ def run_probe(
     Returns:
         ``{"grade_id", "passed": bool, "message": str}``: the grader's verdict.
     """
+    inputs, folder = _staged(probe, work, seed)
+    try:
+        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
+            execute(probe_source(probe, folder))
+        outputs = read_outputs(folder / OUTPUTS_FILE)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return _judged(probe, inputs, outputs)
+
+
+async def run_probe_async(
+    probe: Probe, work: Path, execute: Callable[[str], Awaitable], seed: int | None = None
+) -> dict:
+    """:func:`run_probe` for a caller inside the kernel client's event loop.
+
+    The runner uses it to probe a trained model right after its check cell ran
+    (:data:`AFTER_CHECK_PROBES`), from nbclient's ``on_cell_executed`` hook.
+
+    Args:
+        probe: the probe.
+        work: the kernel's working folder.
+        execute: a coroutine function running one cell's source in the kernel.
+        seed: as :func:`run_probe`.
+
+    Returns:
+        The grader's verdict, as :func:`run_probe`.
+    """
+    inputs, folder = _staged(probe, work, seed)
+    try:
+        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
+            await execute(probe_source(probe, folder))
+        outputs = read_outputs(folder / OUTPUTS_FILE)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return _judged(probe, inputs, outputs)
+
+
+def _staged(probe: Probe, work: Path, seed: int | None) -> tuple[Inputs, Path]:
+    """Draw the probe's inputs and write the shown ones into a new probe folder in ``work``."""
     rng = np.random.default_rng(secrets.randbits(SEED_BITS) if seed is None else seed)
     inputs = probe.draw(rng)
     folder = Path(tempfile.mkdtemp(prefix=".probe-", dir=work))
@@ -268,11 +328,14 @@ def run_probe(
         shown = {name: value for name, value in inputs.items() if not name.startswith("_")}
         np.savez(buffer, allow_pickle=False, **shown)  # "_" names stay with the grader
         _write_exclusive(folder / INPUTS_FILE, buffer.getvalue())
-        with contextlib.suppress(Exception):  # error, timeout, dead kernel: the file decides
-            execute(probe_source(probe, folder))
-        outputs = read_outputs(folder / OUTPUTS_FILE)
-    finally:
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return inputs, folder
+
+
+def _judged(probe: Probe, inputs: Inputs, outputs: Inputs | str) -> dict:
+    """The verdict on what the kernel returned (a message: no usable result)."""
     if isinstance(outputs, str):
         message = _no_result_message(probe, outputs)
     else:
@@ -306,15 +369,20 @@ def probe_notebook(
 
     Returns:
         grade_id -> verdict (see :func:`run_probe`; a skipped one has ``"skipped": True``).
+        The :data:`AFTER_CHECK_PROBES` ran earlier (the runner merges their
+        verdicts); they appear here only as skipped, when ``validation`` is None.
     """
     verdicts = {probe.grade_id: run_probe(probe, work, execute) for probe in probes_of(notebook)}
+    message = "the grader could not load its validation images"
+    skipped = {"passed": False, "skipped": True, "message": message}
+    for spec in AFTER_CHECK_PROBES:
+        if spec.notebook == notebook and validation is None:
+            verdicts[spec.grade_id] = {"grade_id": spec.grade_id, **skipped}
     for grade_id, stem, model in ACCURACY_PROBES:
         if stem != notebook:
             continue
         if validation is None:
-            message = "the grader could not load its validation images"
-            verdicts[grade_id] = {"grade_id": grade_id, "passed": False, "skipped": True,
-                                  "message": message}  # fmt: skip
+            verdicts[grade_id] = {"grade_id": grade_id, **skipped}
         else:
             verdicts[grade_id] = run_probe(accuracy_probe(grade_id, stem, model, validation),
                                            work, execute)  # fmt: skip
@@ -388,6 +456,185 @@ ACCURACY_PROBES: tuple[tuple[str, str, str], ...] = (
     ("subclassed_accuracy_check", N03, "model"),
     ("three_layer_model_accuracy_check", N03, "model_3"),
 )
+
+
+# ------------------------------------------- trained models, right after their check cell
+@dataclass(frozen=True)
+class TrainedProbe:
+    """A trained model the grader scores right after its check cell ran in the re-run.
+
+    Run then, not once the notebook has run: notebook 04 rebinds ``model`` after
+    each check, and a hooked submission whose training failed keeps an earlier
+    (given, trained) model under the name. So the grader also checks the
+    model's form, which no earlier model of the notebook has.
+
+    Attributes:
+        grade_id: the accuracy check; the probe runs after the handed-in cell that
+            carries this grade_id (the first one), before the next cell.
+        notebook: the notebook's stem.
+        model: what the kernel-side code scores, in the grader's messages.
+        body: kernel-side code that sets ``scores`` ((N, 10) for ``inputs["x"]``),
+            ``kernels`` (the model's 2-D weight matrices) and ``form``
+            (is a keras.Sequential, is a functional model, convolution layers).
+        layers: the number of weight matrices, chained 3072 -> ... -> 10; None: any.
+        form: "barebones", "sequential", "functional" or "any" (a Keras model).
+    """
+
+    grade_id: str
+    notebook: str
+    model: str
+    body: str
+    layers: int | None
+    form: str
+
+
+# Kernel-side, after ``body`` has set scores, kernels and form.
+_TRAINED_OUTPUTS = """
+import keras
+
+outputs = {
+    "classes": keras.ops.convert_to_numpy(scores).argmax(axis=1).astype(numpy.int32),
+    "kernels": numpy.array(
+        [tuple(int(d) for d in w.shape) for w in kernels if len(w.shape) == 2], numpy.int64
+    ).reshape(-1, 2),
+    "form": numpy.array([bool(v) for v in form[:2]] + [int(form[2])], numpy.int64),
+}
+"""
+
+# A barebones model (Part II): the forward function and the variables train_part2
+# trained (History.params), called on the grader's images.
+_BAREBONES_TRAINED = """
+import tensorflow as tf
+
+kernels = list({history}.params)
+scores = {forward}(tf.constant(inputs["x"]), kernels)
+form = (False, False, 0)
+"""
+
+# A Keras model (Parts IV, V): its predictions in batches, its weights, its form.
+_KERAS_TRAINED = """
+import keras
+
+import cifar_lab
+
+scored = {model}
+scores = scored.predict(inputs["x"], batch_size=256, verbose=0)
+kernels = list(scored.trainable_weights)
+try:  # a subclassed model may raise rather than say it has no inputs
+    functional = isinstance(scored, keras.Model) and bool(scored.inputs)
+except Exception:
+    functional = False
+convolutions = len(cifar_lab.convolution_layers(scored))
+form = (isinstance(scored, keras.Sequential), functional, convolutions)
+"""
+
+
+def _keras_trained(grade_id, notebook, model, layers, form) -> TrainedProbe:
+    return TrainedProbe(
+        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form
+    )
+
+
+def _barebones_trained(grade_id, forward, history, layers) -> TrainedProbe:
+    body = _BAREBONES_TRAINED.format(forward=forward, history=history)
+    return TrainedProbe(
+        grade_id, N02, f"{forward}(x, {history}.params)", body, layers, "barebones"
+    )
+
+
+# Each probe's floor is the profile's one-model promise, min_val_accuracy (the check's
+# own floor, except for 04's functional net: its check holds the mean of three seeds
+# to min_fit_accuracy, and the notebook keeps seed 0's model only; min_fit_accuracy is
+# at least min_val_accuracy in every profile, so the mean stays the re-run cell's test).
+AFTER_CHECK_PROBES: tuple[TrainedProbe, ...] = (
+    _barebones_trained("two_layer_accuracy_check", "two_layer_fc", "history", 2),
+    _barebones_trained("three_layer_accuracy_check", "three_layer_fc", "history_3", 3),
+    _keras_trained("sequential_accuracy_check", N04, "model", 3, "sequential"),
+    _keras_trained("functional_accuracy_check", N04, "model", 3, "functional"),
+    _keras_trained("final_training_check", N05, "trained.model", None, "any"),
+)
+
+
+def _chained(kernels: np.ndarray, layers: int | None) -> bool:
+    """Whether the (k, 2) matrix shapes map 3072 pixels to 10 scores, one into the next."""
+    if kernels.ndim != 2 or kernels.shape[1:] != (2,) or len(kernels) == 0:
+        return False
+    if layers is not None and len(kernels) != layers:
+        return False
+    linked = all(a[1] == b[0] for a, b in itertools.pairwise(kernels.tolist()))
+    return linked and kernels[0, 0] == PIXELS and kernels[-1, 1] == 10
+
+
+def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
+    """The probe that scores ``spec``'s trained model on the grader's images.
+
+    Args:
+        spec: the trained model and the form it must have.
+        validation: the grader's labelled images (shuffled afresh for each probe).
+
+    Returns:
+        The probe; it passes when the model has ``spec``'s form (no convolutions;
+        ``spec.layers`` weight matrices from 3072 pixels to 10 scores) and the
+        grader's accuracy of its predicted class ids is at least ``validation.floor``.
+    """
+
+    def draw(rng: np.random.Generator) -> Inputs:
+        order = rng.permutation(len(validation.labels))
+        return {"x": validation.images[order], "_labels": validation.labels[order]}
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        classes, labels = outputs["classes"], inputs["_labels"]
+        sequential, functional, convolutions = (int(v) for v in outputs["form"])
+        kernels = outputs["kernels"]
+        wanted = "" if spec.layers is None else f"{spec.layers} "
+        conditions = [
+            (classes.shape == labels.shape and np.issubdtype(classes.dtype, np.integer),
+             f"{spec.model} gives one class id per image ({len(labels)}), "
+             f"got {classes.dtype} {classes.shape}"),
+            (convolutions == 0, f"{spec.model} has no convolution layers"),
+            (spec.form != "sequential" or sequential, f"{spec.model} is a keras.Sequential"),
+            (spec.form != "functional" or (functional and not sequential),
+             f"{spec.model} is a functional keras.Model, not a keras.Sequential"),
+            (spec.layers is None or _chained(kernels, spec.layers),
+             f"{spec.model} has {wanted}weight matrices from {PIXELS} pixels to 10 scores, "
+             f"got {[tuple(k) for k in kernels.tolist()]}"),
+        ]  # fmt: skip
+        failure = _first_failure(conditions)
+        if failure:
+            return failure
+        found = accuracy(labels, classes)
+        if found >= validation.floor:
+            return ""
+        return (
+            f"{spec.model}'s accuracy on the grader's {len(labels):,} validation images is "
+            f"{found:.4f}, below {validation.floor}"
+        )
+
+    body = spec.body + _TRAINED_OUTPUTS
+    return Probe(spec.grade_id, spec.notebook, (spec.model,), draw, body, judge)
+
+
+def after_check_probe(
+    grade_id: str | None, notebook: str, validation: LabelledImages | None
+) -> Probe | None:
+    """The probe to run right after the cell carrying ``grade_id`` in ``notebook`` ran.
+
+    Returns:
+        None when that check has no such probe, or the grader has no images.
+    """
+    if validation is None:
+        return None
+    spec = next(
+        (s for s in AFTER_CHECK_PROBES if (s.grade_id, s.notebook) == (grade_id, notebook)), None
+    )
+    return None if spec is None else trained_probe(spec, validation)
+
+
+def accuracy_notebooks() -> frozenset[str]:
+    """The stems of the notebooks whose probes need the grader's validation images."""
+    return frozenset(
+        [stem for _, stem, _ in ACCURACY_PROBES] + [s.notebook for s in AFTER_CHECK_PROBES]
+    )
 
 
 def load_validation(profile_name: str | None = None) -> LabelledImages:
@@ -586,7 +833,6 @@ def _judge_minibatches(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------- 02: barebones TensorFlow
-PIXELS = 32 * 32 * 3  # the flattened CIFAR-10 image the init functions size w1 for
 
 # Kernel-side: arrays of whatever the student's function returned (tensors, variables).
 _AS_ARRAYS = """
@@ -1112,6 +1358,289 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
     ])  # fmt: skip
 
 
+# ------------------------------------------------------------- 05: the five searches
+# A search exercise returns a lab.SweepSpec. The kernel calls it on inputs the grader
+# drew (a stage's results it has never seen), and writes the spec back as JSON text:
+# its name, sampler, trial count and space (lists of plain values, or a range's ends).
+# The grader rebuilds the configs the spec would train and judges them itself.
+MAX_SEARCH_CONFIGS = 10_000  # a larger product of choices is refused before expanding it
+_GRID_VALUES = (str, int, float, bool, type(None))
+
+_SEARCH_BODY = """
+import json
+
+import cifar_lab
+
+profile_name = str(inputs["profile"])
+{call}
+
+
+def plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def choices(values):
+    if hasattr(values, "low") and hasattr(values, "high"):
+        return {{"low": float(values.low), "high": float(values.high)}}
+    return [plain(value) for value in getattr(values, "choices", values)]
+
+
+found = {{}}
+if isinstance(search, cifar_lab.SweepSpec):
+    found = {{
+        "name": str(search.name), "sampler": str(search.sampler),
+        "n_trials": None if search.n_trials is None else int(search.n_trials),
+        "space": {{str(name): choices(values) for name, values in dict(search.space).items()}},
+    }}
+{extra}
+outputs = {{"search": numpy.frombuffer(json.dumps(found).encode(), numpy.uint8)}}
+if base is not None:
+    outputs["base_batch_norm"] = numpy.array(str(base))
+"""
+
+
+def _search_body(call: str, extra: str = "base = None") -> str:
+    return _SEARCH_BODY.format(call=call, extra=extra)
+
+
+def _profile_name() -> str:
+    from cifar_lab.profiles import get_profile
+
+    return get_profile().name
+
+
+def _budget(inputs: Inputs):
+    from cifar_lab.tuning.part5 import part5_budget
+
+    return part5_budget(str(inputs["profile"]))
+
+
+def _coarse(budget):
+    """The base config of stages 1-4, as notebook 05 makes it."""
+    from cifar_lab.tuning.config import MLPConfig
+
+    return MLPConfig(optimizer="adam", learning_rate=1e-3, epochs=budget.coarse_epochs,
+                     num_train=budget.coarse_train, batch_size=256)  # fmt: skip
+
+
+def _search_configs(outputs: Inputs, base) -> tuple[list, int] | str:
+    """The configs the returned spec would train from ``base``, and its trial count.
+
+    Returns:
+        (configs, trials), or why the result is not a search the grader can rebuild.
+    """
+    import json
+    import math
+
+    from cifar_lab.tuning.stages import expand
+
+    data = json.loads(outputs["search"].astype(np.uint8).tobytes().decode("utf-8"))
+    if not isinstance(data, dict) or not data:
+        return "it returns a lab.SweepSpec"
+    space, sampler, n_trials = data["space"], data["sampler"], data["n_trials"]
+    if not isinstance(space, dict) or not space or sampler not in ("grid", "random", "tpe"):
+        return "it returns a lab.SweepSpec with a space and a sampler"
+    lists = {}
+    for name, values in space.items():
+        if isinstance(values, dict):  # a numeric range stands for its two ends
+            values = [float(values["low"]), float(values["high"])]
+        if not isinstance(values, list) or not values:
+            return f"parameter {name!r} has a non-empty list of choices"
+        if not all(isinstance(value, _GRID_VALUES) for value in values):
+            return f"the choices of {name!r} are plain values"
+        lists[name] = values
+    size = math.prod(len(values) for values in lists.values())
+    if size > MAX_SEARCH_CONFIGS:
+        return f"the search has at most {MAX_SEARCH_CONFIGS:,} combinations, not {size:,}"
+    points = [dict(zip(lists, combo, strict=True)) for combo in itertools.product(*lists.values())]
+    trials = size if sampler == "grid" else int(n_trials or 0)
+    return [base.replace(**expand(point)) for point in points], trials
+
+
+def _search_judge(decide: Callable[[Inputs, list, int], list[tuple[bool, str]]], base_of):
+    """A judge that rebuilds the configs and applies ``decide``'s conditions to them."""
+
+    def judge(inputs: Inputs, outputs: Inputs) -> str:
+        found = _search_configs(outputs, base_of(inputs, outputs))
+        if isinstance(found, str):
+            return found
+        configs, trials = found
+        return _first_failure(decide(inputs, configs, trials))
+
+    return judge
+
+
+def _stage_base(inputs: Inputs, outputs: Inputs):
+    return _coarse(_budget(inputs))
+
+
+def _draw_profile(rng: np.random.Generator) -> Inputs:
+    return {"profile": np.array(_profile_name())}
+
+
+def _decide_architectures(inputs: Inputs, configs: list, trials: int) -> list:
+    rates: dict[tuple, set] = {}
+    for config in configs:
+        rates.setdefault(config.hidden_sizes, set()).add(config.learning_rate)
+    one_layer = [h for h in rates if len(h) == 1]
+    return [
+        (len(rates) >= 5, f"at least five architectures, got {sorted(rates)}"),
+        (len(one_layer) >= 2 and max(map(len, rates)) >= 2,
+         "one hidden layer at two widths or more, and two or more layers"),
+        (min(map(len, rates.values())) >= 2,
+         "every architecture is tried with at least two learning rates"),
+        (trials >= 10, f"at least 10 trials, got {trials}"),
+    ]  # fmt: skip
+
+
+def _draw_tuned(rng: np.random.Generator) -> Inputs:
+    budget = _budget(_draw_profile(rng))
+    count = int(rng.integers(2, min(4, len(budget.architectures)) + 1))
+    architectures = rng.choice(list(budget.architectures), size=count, replace=False)
+    rates = rng.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], size=count)
+    return {**_draw_profile(rng), "architectures": architectures.astype(str), "rates": rates}
+
+
+def _tuned_of(inputs: Inputs) -> dict[tuple, float]:
+    from cifar_lab.tuning.config import MLPConfig
+
+    pairs = zip(inputs["architectures"], inputs["rates"], strict=True)
+    return {MLPConfig(hidden_sizes=str(a)).hidden_sizes: float(r) for a, r in pairs}
+
+
+def _decide_activations(inputs: Inputs, configs: list, trials: int) -> list:
+    tuned = _tuned_of(inputs)
+    seen: dict[tuple, set] = {}
+    for config in configs:
+        seen.setdefault(config.hidden_sizes, set()).add((config.activation, config.learning_rate))
+    wrong = sorted(h for h, pairs in seen.items() if {r for _, r in pairs} != {tuned.get(h)})
+    return [
+        (set(seen) == set(tuned), f"every architecture of `tuned` {sorted(tuned)} and only "
+         f"those, got {sorted(seen)}"),
+        (not wrong, f"each architecture runs at its tuned learning rate; not so for {wrong}"),
+        (min(len({a for a, _ in pairs}) for pairs in seen.values()) >= 5,
+         "at least five activations on every architecture"),
+    ]  # fmt: skip
+
+
+def _draw_top(rng: np.random.Generator) -> Inputs:
+    from cifar_lab.tuning.stages import setting
+
+    budget = _budget(_draw_profile(rng))
+    count = int(rng.integers(1, 4))
+    architectures = rng.choice(list(budget.architectures), size=count, replace=False)
+    top = [
+        setting(hidden_sizes=str(a), activation=str(rng.choice(list(budget.activations))),
+                learning_rate=float(rng.choice([1e-4, 3e-4, 1e-3, 3e-3])))
+        for a in architectures
+    ]  # fmt: skip
+    return {**_draw_profile(rng), "top": np.array(top)}
+
+
+def _decide_initializers(inputs: Inputs, configs: list, trials: int) -> list:
+    from cifar_lab.tuning.stages import expand
+
+    coarse = _coarse(_budget(inputs))
+    wanted = {coarse.replace(**expand({"setting": str(s)})) for s in inputs["top"]}
+    found: dict = {}
+    for config in configs:
+        found.setdefault(config.replace(initializer=coarse.initializer), set()).add(
+            config.initializer
+        )
+    return [
+        (set(found) == wanted, f"the {len(wanted)} setting(s) of `top`, unchanged"),
+        (min(map(len, found.values())) >= 6, "at least six initialisers on every setting"),
+        (all("zeros" in inits for inits in found.values()),
+         '"zeros" is among the initialisers of every setting'),
+    ]  # fmt: skip
+
+
+_BEST_FIELDS = ("hidden_sizes", "activation", "initializer")
+
+
+def _draw_best(rng: np.random.Generator) -> Inputs:
+    budget = _budget(_draw_profile(rng))
+    names = [
+        str(rng.choice(list(budget.architectures))),
+        str(rng.choice([a for a in budget.activations if a != "maxout"])),
+        str(rng.choice([i for i in budget.initializers if i != "zeros"])),
+    ]
+    rate = np.array(float(rng.choice([1e-4, 3e-4, 1e-3, 3e-3])))
+    return {**_draw_profile(rng), "best": np.array(names), "learning_rate": rate}
+
+
+def _decide_optimizers(inputs: Inputs, configs: list, trials: int) -> list:
+    from cifar_lab.tuning.config import MLPConfig
+
+    best = dict(zip(_BEST_FIELDS, (str(v) for v in inputs["best"]), strict=True))
+    network = MLPConfig(hidden_sizes=best["hidden_sizes"], activation=best["activation"])
+    inits: dict[tuple, set] = {}
+    for config in configs:
+        inits.setdefault((config.optimizer, config.batch_norm), set()).add(config.initializer)
+    norms = {config.batch_norm for config in configs}
+    return [
+        (all((c.hidden_sizes, c.activation) == (network.hidden_sizes, network.activation)
+             for c in configs),
+         f"every trial uses the best network ({best['hidden_sizes']}, {best['activation']})"),
+        ({"sgd", "momentum", "rmsprop", "adam"} <= {c.optimizer for c in configs},
+         "SGD, SGD with momentum, RMSprop and Adam are all tried"),
+        ("none" in norms and len(norms) >= 2, "batch norm both off and on"),
+        (min(map(len, inits.values())) >= 2,
+         "every optimiser and batch-norm choice meets at least two initialisers"),
+    ]  # fmt: skip
+
+
+def _fine_base(inputs: Inputs, outputs: Inputs):
+    """Stage 5's base as the check sees it: the notebook's `fine`, by its batch norm only.
+
+    Whether `fine` has batch norm decides what a baseline must switch off; the rest of
+    the base comes from the grader. A kernel that reports another batch norm gains
+    nothing: the search must still hold each regulariser alone and a baseline.
+    """
+    return _coarse(_budget(inputs)).replace(batch_norm=str(outputs["base_batch_norm"]))
+
+
+def _decide_regularisers(inputs: Inputs, configs: list, trials: int) -> list:
+    def regularisers(config) -> frozenset:
+        on = {
+            "l2": config.l2 > 0,
+            "dropout": config.dropout > 0,
+            "batch norm": config.batch_norm != "none",
+            "augmentation": config.flip or config.translate > 0 or config.noise_std > 0,
+        }
+        return frozenset(name for name, used in on.items() if used)  # fmt: skip
+
+    kinds = {regularisers(config) for config in configs}
+    return [(frozenset() in kinds, "one trial has no regulariser at all (the baseline)")] + [
+        (frozenset({name}) in kinds, f"one trial uses {name} and no other regulariser")
+        for name in ("l2", "dropout", "batch norm", "augmentation")
+    ]
+
+
+SEARCH_PROBES: tuple[Probe, ...] = (
+    Probe("architecture_search_check", N05, ("architecture_search",), _draw_profile,
+          _search_body("search = architecture_search(cifar_lab.part5_budget(profile_name))"),
+          _search_judge(_decide_architectures, _stage_base)),
+    Probe("activation_search_check", N05, ("activation_search",), _draw_tuned,
+          _search_body("search = activation_search({str(a): float(r) for a, r in "
+                       'zip(inputs["architectures"], inputs["rates"])})'),
+          _search_judge(_decide_activations, _stage_base)),
+    Probe("initializer_search_check", N05, ("initializer_search",), _draw_top,
+          _search_body('search = initializer_search([str(s) for s in inputs["top"]])'),
+          _search_judge(_decide_initializers, _stage_base)),
+    Probe("optimizer_search_check", N05, ("optimizer_search",), _draw_best,
+          _search_body('best = dict(zip(("hidden_sizes", "activation", "initializer"), '
+                       '(str(v) for v in inputs["best"])))\n'
+                       'best["learning_rate"] = float(inputs["learning_rate"])\n'
+                       "search = optimizer_search(best)"),
+          _search_judge(_decide_optimizers, _stage_base)),
+    Probe("regularisation_search_check", N05, ("regularisation_search",), _draw_profile,
+          _search_body("search = regularisation_search()", "base = fine.batch_norm"),
+          _search_judge(_decide_regularisers, _fine_base)),
+)  # fmt: skip
+
+
 PROBES: tuple[Probe, ...] = (
     Probe(
         "standardise_splits_check",
@@ -1201,23 +1730,15 @@ PROBES: tuple[Probe, ...] = (
         _BUILD_NETWORK_BODY,
         _judge_build_network,
     ),
+    *SEARCH_PROBES,
 )
 
-# Checks without a probe: they keep the verdict of the re-run check cell (pristine checks).
-UNPROBED: tuple[str, ...] = (
-    "two_layer_accuracy_check",
-    "three_layer_accuracy_check",
-    "sequential_accuracy_check",
-    "functional_accuracy_check",
-    "architecture_search_check",
-    "activation_search_check",
-    "initializer_search_check",
-    "optimizer_search_check",
-    "regularisation_search_check",
-    "final_training_check",
-)
+# Checks without a probe would keep the verdict of the re-run check cell (pristine checks).
+UNPROBED: tuple[str, ...] = ()
 PROBED: frozenset[str] = frozenset(
-    [probe.grade_id for probe in PROBES] + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
+    [probe.grade_id for probe in PROBES]
+    + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
+    + [spec.grade_id for spec in AFTER_CHECK_PROBES]
 )
 
 
