@@ -83,7 +83,7 @@ def _block_layer(kind: str, units: int, config: MLPConfig, index: int):
     dtype = config.precision
     maxout = config.activation == "maxout"
     if kind == "dense":  # maxout takes the max of maxout_pieces outputs per unit
-        return keras.layers.Dense(
+        affine = keras.layers.Dense(
             units * config.maxout_pieces if maxout else units,
             use_bias=config.batch_norm != "before",  # batch norm's beta is the shift
             kernel_initializer=make_initializer(config.initializer, _layer_seed(config, index)),
@@ -91,6 +91,7 @@ def _block_layer(kind: str, units: int, config: MLPConfig, index: int):
             name=f"dense_{index}",
             dtype=dtype,
         )
+        return affine
     if kind == "batch_norm":
         return keras.layers.BatchNormalization(name=f"batch_norm_{index}", dtype=dtype)
     if kind == "activation":
