@@ -9,6 +9,7 @@ the grader read results from the executed notebook without scraping text.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from cifar_lab.profiles import get_profile
@@ -41,18 +42,22 @@ def record(name: str, value: float, *, key: bool = False) -> None:
 
     Args:
         name: short identifier such as ``"val_accuracy"``.
-        value: a finite float.
+        value: a finite number; a whole number given as an int (a count of
+            images) is printed as one, any other value with four decimals.
         key: mark it as the notebook's headline number (shown in summaries).
     """
     if not isinstance(name, str):
         raise TypeError(f"result name must be a non-empty string, got {name!r}")
     if not name:
         raise ValueError("result name must be a non-empty string, got ''")
+    # a count (int or NumPy integer, not bool) prints as 5000, not 5000.0000
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"result {name!r} must be finite, got {value}")
     payload = {"name": name, "value": value, "key": key, "profile": get_profile().name}
-    _emit(f"result {name} = {value:.4f}", RESULT_MIME, payload)
+    shown = f"{int(value)}" if whole else f"{value:.4f}"
+    _emit(f"result {name} = {shown}", RESULT_MIME, payload)
 
 
 def check_at_least(value: float, minimum: float, *, what: str, hint: str) -> None:

@@ -51,6 +51,27 @@ def test_same_seed_same_sequence_of_epochs():
     np.testing.assert_array_equal(gen_a[1], gen_b[1])
 
 
+def test_drop_remainder_leaves_out_the_partial_batch_and_other_examples_each_epoch():
+    X, y = _data()  # 103 = 6 x 16 + 7
+    kept = lab.Dataset(X, y, batch_size=16, shuffle=True, seed=0)
+    dropped = lab.Dataset(X, y, batch_size=16, shuffle=True, seed=0, drop_remainder=True)
+    assert len(kept) == 7 and len(dropped) == 6
+    epochs = [[yb for _, yb in dropped] for _ in range(2)]
+    for batches in epochs:
+        assert [len(yb) for yb in batches] == [16] * 6
+        seen = np.concatenate(batches)
+        assert len(set(seen.tolist())) == 96  # each example at most once
+    first, second = (set(np.concatenate(b).tolist()) for b in epochs)
+    assert first != second  # a new shuffle leaves out other examples
+    in_order = lab.Dataset(X, y, batch_size=10, drop_remainder=True)
+    np.testing.assert_array_equal(np.concatenate([yb for _, yb in in_order]), y[:100])
+    assert "drop_remainder=True" in repr(in_order)
+    with pytest.raises(ValueError, match="no batch"):
+        lab.Dataset(X[:5], y[:5], batch_size=10, drop_remainder=True)
+    with pytest.raises(TypeError, match="drop_remainder"):
+        lab.Dataset(X, y, batch_size=10, drop_remainder="yes")
+
+
 @pytest.mark.parametrize("batch_size", [0, -4])
 def test_non_positive_batch_size_raises(batch_size):
     with pytest.raises(ValueError, match="batch_size"):

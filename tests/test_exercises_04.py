@@ -58,6 +58,17 @@ SEQUENTIAL = [
         "initializer = keras.initializers.VarianceScaling(scale=1.0)",
     ),
     Mutation(
+        "sequential: output layer left at Keras' default (Glorot)",
+        "keras.layers.Dense(num_classes, kernel_initializer=initializer),",
+        "keras.layers.Dense(num_classes),",
+    ),
+    Mutation(
+        "sequential: output layer at LeCun std sqrt(1/fan_in)",
+        "keras.layers.Dense(num_classes, kernel_initializer=initializer),",
+        "keras.layers.Dense(num_classes, kernel_initializer="
+        "keras.initializers.VarianceScaling(scale=1.0)),",
+    ),
+    Mutation(
         "sequential: random biases",
         'Dense(hidden_sizes[0], activation="relu", kernel_initializer=initializer)',
         'Dense(hidden_sizes[0], activation="relu", kernel_initializer=initializer, '
@@ -103,6 +114,16 @@ FUNCTIONAL = [
         "functional: Glorot normal instead of He",
         "he = keras.initializers.VarianceScaling(scale=2.0)",
         "he = keras.initializers.GlorotNormal()",
+    ),
+    Mutation(
+        "functional: output layer left at Keras' default (Glorot)",
+        "scores = keras.layers.Dense(num_classes, kernel_initializer=he)(h2)",
+        "scores = keras.layers.Dense(num_classes)(h2)",
+    ),
+    Mutation(
+        "functional: output layer at a fixed std 0.05 (random_normal)",
+        "scores = keras.layers.Dense(num_classes, kernel_initializer=he)(h2)",
+        'scores = keras.layers.Dense(num_classes, kernel_initializer="random_normal")(h2)',
     ),
     Mutation(
         "functional: no biases in the hidden layers",

@@ -46,6 +46,39 @@ BUILD_NETWORK = [
         'if config.batch_norm == "before":',
         'if config.batch_norm == "after" and False:',
     ),
+    Mutation(
+        "every activation but tanh mapped to ReLU",
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("tanh" if config.activation == "tanh" else "relu")',
+    ),
+    Mutation(
+        "batch_norm='after' ignored",
+        '        if config.batch_norm == "after":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n",
+        "",
+    ),
+    Mutation(
+        "batch norm always before the activation, whatever the placement",
+        'if config.batch_norm == "before":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n"
+        "        x = activation()(x)\n"
+        '        if config.batch_norm == "after":',
+        'if config.batch_norm != "none":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n"
+        "        x = activation()(x)\n"
+        "        if False:",
+    ),
+    Mutation(
+        "PReLU as a fixed leaky ReLU (no learned slopes)",
+        "return keras.layers.PReLU()",
+        "return keras.layers.LeakyReLU(negative_slope=0.25)",
+    ),
+    Mutation(
+        "SELU built as ELU",
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("elu" if config.activation == "selu" '
+        "else config.activation)",
+    ),
     Mutation("dropout ignored", "if config.dropout > 0:", "if config.dropout > 0.5:"),
     Mutation("L2 ignored", "if config.l2 > 0 else None", "if config.l2 > 1 else None"),
 ]
@@ -151,6 +184,26 @@ REGULARISATION_SEARCH = [
 ]
 
 FINAL_TRAINING = [
+    Mutation(
+        "the stage-5 subset config, never retrained on all images",
+        'final = lab.rung("medium", budget, network=config)',
+        "final = config",
+    ),
+    Mutation(
+        "an ensemble member reused, never retrained",
+        "trained = lab.train_config(final, X_train, y_train, X_val, y_val, build=build_network)",
+        "trained = members[0]",
+    ),
+    Mutation(
+        "trained on a slice of the training images",
+        "lab.train_config(final, X_train, y_train,",
+        "lab.train_config(final, X_train[: len(y_train) // 2], y_train[: len(y_train) // 2],",
+    ),
+    Mutation(
+        "all images trained, but an ensemble member saved and evaluated",
+        "raw_model = lab.raw_pixel_model(trained.model, data.mean, data.std)",
+        "raw_model = lab.raw_pixel_model(members[0].model, data.mean, data.std)",
+    ),
     Mutation(
         "saves the model that expects standardised images",
         "lab.save_final_model(raw_model, final,",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -203,3 +204,12 @@ def test_save_final_model_writes_what_grading_reads(tmp_path, described):
     # the class report's leaderboard shows it; counted from the weights, not assumed
     counted = sum(int(np.prod(weight.shape)) for weight in reloaded.weights)
     assert results[part5.PARAMETERS_KEY] == counted > 0
+    assert "trained_on" not in results  # nothing said about the training: nothing recorded
+
+
+def test_save_final_model_records_the_images_and_epochs_trained(tmp_path):
+    trained = SimpleNamespace(num_images=1234, history=[{"epoch": 1}, {"epoch": 2}])
+    config = lab.MLPConfig(hidden_sizes=(8,), epochs=2)
+    folder = part5.save_final_model(_raw_model(), config, 0.5, 0.25, tmp_path, trained=trained)
+    results = json.loads((folder / RESULTS_FILE).read_text())
+    assert results["trained_on"] == {"images": 1234, "epochs": 2}

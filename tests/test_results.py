@@ -12,6 +12,12 @@ from cifar_lab import results
 def test_record_prints_outside_ipython_and_validates(capsys):
     assert results.record("val_accuracy", 0.5) is None  # no stray echo in a notebook
     assert "val_accuracy = 0.5000" in capsys.readouterr().out
+    results.record("num_training", np.int64(2000))  # a count, e.g. len(y_train)
+    results.record("images", 3)
+    results.record("epochs", 3.0)  # a float stays a float, even when whole
+    printed = capsys.readouterr().out
+    assert "num_training = 2000\n" in printed and "images = 3\n" in printed
+    assert "epochs = 3.0000" in printed
     with pytest.raises(ValueError, match="finite"):
         results.record("x", float("nan"))
     with pytest.raises(ValueError, match="non-empty"):

@@ -420,6 +420,7 @@ def test_train_config_fits_whitening_on_the_training_subset_only(monkeypatch):
     trained = train_config(config, X_train, y_train, X_val, y_val, verbose=False)
     subset, _ = mlp_training.training_subset(X_train, y_train, 100, config.seed)
     assert len(seen) == 1 and np.array_equal(seen[0], subset)
+    assert trained.num_images == 100  # the num_train subset, not the 120 given
     kernel, bias = trained.model.get_layer("whitening").get_weights()
     np.testing.assert_allclose(kernel, fake_fit(4).matrix)
     assert len(trained.history) == 1 and 0.0 <= trained.history[0]["val_accuracy"] <= 1.0
@@ -433,6 +434,7 @@ def test_a_fit_of_a_few_steps_runs_eagerly_with_the_same_result(monkeypatch):
     short = MLPConfig(hidden_sizes=(8,), epochs=1, batch_size=48)  # 2 steps
     eager = train_config(short, X_train, y_train, X_val, y_val, verbose=False)
     assert eager.model.run_eagerly
+    assert eager.num_images == 96  # num_train=None: every image given
     long = short.replace(batch_size=96 // (mlp_training.EAGER_MAX_STEPS + 1))
     assert not train_config(long, X_train, y_train, X_val, y_val, verbose=False).model.run_eagerly
     monkeypatch.setattr(mlp_training, "EAGER_MAX_STEPS", 0)  # the same two steps, traced

@@ -41,14 +41,6 @@ SHARED_WITH_THE_LIBRARY = {
     "loss = loss_fn(y, scores)": "cifar_lab/training.py",
     "gradients = tape.gradient(loss, model.trainable_variables)": "cifar_lab/training.py",
     "return params": "cifar_lab/tuning/sweeps.py",
-    # Part V: the library's build_mlp (train-best) builds the same kind of dense network
-    # as the exercise build_network; it is given code, listed so a change is reviewed
-    'pieces = config.maxout_pieces if config.activation == "maxout" else 1': (
-        "cifar_lab/tuning/network.py"
-    ),
-    'if config.batch_norm == "before":': "cifar_lab/tuning/network.py",
-    'if config.batch_norm == "after":': "cifar_lab/tuning/network.py",
-    "if config.dropout > 0:": "cifar_lab/tuning/network.py",
 }
 SKIP_IN_COPY = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".ipynb_checkpoints", "part5", "runs"

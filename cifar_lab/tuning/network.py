@@ -16,9 +16,10 @@ if TYPE_CHECKING:  # TensorFlow loads only when a model is built
 def build_mlp(config: MLPConfig, *, whitening: WhiteningFit | None = None) -> keras.Model:
     """Build the dense network a config describes (no convolution layers).
 
-    Each hidden layer is Dense (without bias when batch norm comes before the
-    activation: BN's shift replaces it), [BatchNorm], activation, [BatchNorm],
-    [Dropout]. A maxout layer's Dense has ``units * maxout_pieces`` outputs.
+    Each hidden block is the row of ``_BLOCKS`` for ``config.batch_norm``: Dense
+    (without bias when batch norm comes before the activation: BN's shift
+    replaces it), [BatchNorm], activation, [BatchNorm], [Dropout]. A maxout
+    layer's Dense has ``units * maxout_pieces`` outputs.
 
     Args:
         config: the network to build.
@@ -57,32 +58,51 @@ def build_mlp(config: MLPConfig, *, whitening: WhiteningFit | None = None) -> ke
     return keras.Model(inputs, outputs, name=f"mlp_{config.architecture}")
 
 
+# The layers of one hidden block, in order, for each batch-norm placement: the block is
+# read from this table rather than branched on, so a placement is one row to change.
+_BLOCKS = {
+    "none": ("dense", "activation", "dropout"),
+    "before": ("dense", "batch_norm", "activation", "dropout"),
+    "after": ("dense", "activation", "batch_norm", "dropout"),
+}
+
+
 def _hidden_block(x: keras.KerasTensor, units: int, config: MLPConfig, index: int):
+    for kind in _BLOCKS[config.batch_norm]:
+        layer = _block_layer(kind, units, config, index)
+        x = x if layer is None else layer(x)
+    return x
+
+
+def _block_layer(kind: str, units: int, config: MLPConfig, index: int):
+    """Layer ``kind`` of hidden block ``index``, or None when the config leaves it out."""
     import keras
 
     from cifar_lab.tuning.layers import make_activation, make_initializer
 
-    pieces = config.maxout_pieces if config.activation == "maxout" else 1
     dtype = config.precision
-    x = keras.layers.Dense(
-        units * pieces,
-        use_bias=config.batch_norm != "before",
-        kernel_initializer=make_initializer(config.initializer, _layer_seed(config, index)),
-        kernel_regularizer=_l2(config.l2),
-        name=f"dense_{index}",
-        dtype=dtype,
-    )(x)
-    if config.batch_norm == "before":
-        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}", dtype=dtype)(x)
-    name = f"{config.activation}_{index}"
-    x = make_activation(config.activation, pieces=pieces, name=name, dtype=dtype)(x)
-    if config.batch_norm == "after":
-        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}", dtype=dtype)(x)
-    if config.dropout > 0:
-        seed = _layer_seed(config, 100 + index)
-        name = f"dropout_{index}"
-        x = keras.layers.Dropout(config.dropout, seed=seed, name=name, dtype=dtype)(x)
-    return x
+    maxout = config.activation == "maxout"
+    if kind == "dense":  # maxout takes the max of maxout_pieces outputs per unit
+        affine = keras.layers.Dense(
+            units * config.maxout_pieces if maxout else units,
+            use_bias=config.batch_norm != "before",  # batch norm's beta is the shift
+            kernel_initializer=make_initializer(config.initializer, _layer_seed(config, index)),
+            kernel_regularizer=_l2(config.l2),
+            name=f"dense_{index}",
+            dtype=dtype,
+        )
+        return affine
+    if kind == "batch_norm":
+        return keras.layers.BatchNormalization(name=f"batch_norm_{index}", dtype=dtype)
+    if kind == "activation":
+        name = f"{config.activation}_{index}"
+        return make_activation(
+            config.activation, pieces=config.maxout_pieces, name=name, dtype=dtype
+        )
+    if not config.dropout:  # kind == "dropout"
+        return None
+    seed, name = _layer_seed(config, 100 + index), f"dropout_{index}"
+    return keras.layers.Dropout(config.dropout, seed=seed, name=name, dtype=dtype)
 
 
 def _layer_seed(config: MLPConfig, index: int) -> int:

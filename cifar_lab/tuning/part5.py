@@ -254,6 +254,7 @@ def save_final_model(
     folder: str | Path = PART5_DIR,
     *,
     test_split: TestSplit | None = None,
+    trained=None,
 ) -> Path:
     """Write ``part5/best_model.keras`` and ``part5/results.json`` for grading.
 
@@ -271,6 +272,8 @@ def save_final_model(
         test_split: the split ``test_accuracy`` was measured on; None means the
             :class:`TestSplit` whose ``evaluate`` gave ``test_accuracy`` (not recorded
             when it did not come from one).
+        trained: the :class:`cifar_lab.TrainedMLP` the model comes from, or None; its
+            training images and epochs are recorded as ``trained_on``.
 
     Returns:
         The folder.
@@ -291,5 +294,10 @@ def save_final_model(
         test_split = getattr(test_accuracy, "split", None)
     if test_split is not None:
         results[SPLIT_KEY] = test_split.record()
+    if trained is not None:  # what the network saw, next to the recipe in "config"
+        results["trained_on"] = {
+            "images": int(trained.num_images),
+            "epochs": len(trained.history),
+        }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return out

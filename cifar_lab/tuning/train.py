@@ -46,6 +46,8 @@ class TrainedMLP:
         history: one record per epoch: epoch (1-based), loss, accuracy, val_loss,
             val_accuracy, learning_rate, seconds (cumulative wall time).
         seconds: wall time of the whole call, whitening fit included.
+        num_images: training images the network was fitted on: all those given, or
+            the ``config.num_train`` subset (what Part V's final check reads).
     """
 
     config: MLPConfig
@@ -53,6 +55,7 @@ class TrainedMLP:
     whitening: WhiteningFit | None
     history: History
     seconds: float
+    num_images: int
 
 
 def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -148,7 +151,8 @@ def train_config(
             )
     finally:
         batches.release()  # TF keeps the generator until clear_session(); not its data
-    return TrainedMLP(config, model, whitening, history, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return TrainedMLP(config, model, whitening, history, seconds, num_images=len(X_fit))
 
 
 def _check_split(name: str, X: np.ndarray, y: np.ndarray) -> None:
