@@ -88,7 +88,7 @@ def _table() -> dict[str, tuple[GradedCell, ...]]:
         *_exercise(n2, "training_step", 3, "def training_step("),
         *_exercise(n2, "two_layer_fc_init", 1, "def two_layer_fc_init("),
         *_exercise(n2, "evaluate_loss", 2, "def evaluate_loss("),
-        GradedCell(n2, "answer_initial_loss", "written", 1, "the loss of a network that knows"),
+        GradedCell(n2, "answer_initial_loss", "written", 1, "two losses of the untrained network"),
         *_exercise(n2, "overfit_tiny_subset", 2, "def overfit_tiny_subset("),
         GradedCell(n2, "two_layer_accuracy_check", "check", 2, 'val_accuracy = history[-1]["val'),
         *_exercise(n2, "three_layer_fc", 3, "def three_layer_fc("),
