@@ -147,7 +147,94 @@ THREE_LAYER_FC_INIT = [
     ),
 ]
 
-MUTATIONS = TRAINING_STEP + TWO_LAYER_FC_INIT + THREE_LAYER_FC + THREE_LAYER_FC_INIT
+EVALUATE_LOSS = [
+    Mutation(
+        "summed loss, not the mean",
+        "return tf.reduce_mean(losses)",
+        "return tf.reduce_sum(losses)",
+    ),
+    Mutation(
+        "log base 10",
+        "return tf.reduce_mean(losses)",
+        "return tf.reduce_mean(losses) / np.log(10)",
+    ),
+    Mutation(
+        "softmax applied before the loss",
+        "logits=model_fn(x, params))",
+        "logits=tf.nn.softmax(model_fn(x, params)))",
+    ),
+    Mutation(
+        "evaluation takes a training step",
+        "    return tf.reduce_mean(losses)\n",
+        "    return training_step(model_fn, x, y, params, 0.1)\n",
+    ),
+]
+
+OVERFIT_TINY_SUBSET = [
+    Mutation(
+        "one step only",
+        "for _ in range(num_steps):",
+        "for _ in range(1):",
+    ),
+    Mutation(
+        "fresh weights at every step",
+        "training_step(two_layer_fc, x, y, params, learning_rate)",
+        "training_step(two_layer_fc, x, y, two_layer_fc_init(hidden_size=500), learning_rate)",
+    ),
+    Mutation(
+        "learning rate far too small",
+        "training_step(two_layer_fc, x, y, params, learning_rate)",
+        "training_step(two_layer_fc, x, y, params, learning_rate * 1e-3)",
+    ),
+    Mutation(
+        "trained on a tenth of the subset",
+        "training_step(two_layer_fc, x, y, params, learning_rate)",
+        "training_step(two_layer_fc, x[:10], y[:10], params, learning_rate)",
+    ),
+    Mutation(
+        "default hidden size",
+        "params = two_layer_fc_init(hidden_size=500)",
+        "params = two_layer_fc_init()",
+    ),
+]
+
+MOMENTUM_UPDATE = [
+    Mutation(
+        "plain SGD, velocity unused",
+        "        w.assign_add(v)\n",
+        "        w.assign_sub(learning_rate * grad)\n",
+    ),
+    Mutation(
+        "velocity rebound, not kept between steps",
+        "v.assign(momentum * v - learning_rate * grad)",
+        "v = momentum * v - learning_rate * grad",
+    ),
+    Mutation(
+        "weight moved before the velocity is updated",
+        "        v.assign(momentum * v - learning_rate * grad)\n        w.assign_add(v)\n",
+        "        w.assign_add(v)\n        v.assign(momentum * v - learning_rate * grad)\n",
+    ),
+    Mutation(
+        "dampened gradient (1 - momentum)",
+        "v.assign(momentum * v - learning_rate * grad)",
+        "v.assign(momentum * v - (1 - momentum) * learning_rate * grad)",
+    ),
+    Mutation(
+        "gradient ascent",
+        "v.assign(momentum * v - learning_rate * grad)",
+        "v.assign(momentum * v + learning_rate * grad)",
+    ),
+]
+
+MUTATIONS = (
+    TRAINING_STEP
+    + TWO_LAYER_FC_INIT
+    + EVALUATE_LOSS
+    + OVERFIT_TINY_SUBSET
+    + THREE_LAYER_FC
+    + THREE_LAYER_FC_INIT
+    + MOMENTUM_UPDATE
+)
 
 
 def test_wrong_answers_fail_their_checks_and_stubs_stop(executed_notebooks):

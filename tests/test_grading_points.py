@@ -129,6 +129,7 @@ def _add_patch(notebook: dict) -> None:
 N01, N02, N03 = "01_preparation", "02_barebones_tensorflow", "03_keras_model_subclassing"
 N04 = "04_keras_sequential_functional"
 CHECKS_01 = POINTS_OF["standardise_splits_check"] + POINTS_OF["minibatches_check"]
+MAX_01 = sum(row.points for row in POINTS[f"{N01}.ipynb"])  # the checks and a written answer
 # student -> (damage(root, release_dir), expected total_points, status, problem pattern)
 CASES = {
     "full_marks": (None, FULL, "ok", None),
@@ -255,7 +256,7 @@ def test_feedback_of_full_marks_holds_no_solution_text(graded):
 def test_feedback_names_the_failing_check_its_hint_and_part5(graded):
     page = feedback_path(graded["feedback"], "failed_check").read_text()
     assert "standardise_splits_check" in page and html.escape(f"Hint: {HINT}") in page
-    assert "0 / 5" in page
+    assert f"0 / {POINTS_OF['standardise_splits_check']}" in page
     accuracy = graded["rows"]["failed_check"]["part5_model_test_accuracy"]
     assert str(accuracy) in page and "recomputed by the grader" in page
     doctored = feedback_path(graded["feedback"], "doctored_claim").read_text()
@@ -282,7 +283,7 @@ def test_cells_without_ids_are_found_by_grade_id(course_release):
     for cell in notebook["cells"]:
         cell.pop("id")
     score = score_notebook(N01, notebook, course_release["notebooks"][N01])
-    assert (score.points, score.max_points, score.findings) == (CHECKS_01, CHECKS_01, ())
+    assert (score.points, score.max_points, score.findings) == (CHECKS_01, MAX_01, ())
 
 
 def test_a_grade_id_edited_in_the_metadata_scores_zero(course_release):

@@ -82,19 +82,25 @@ def _exercise(notebook: str, name: str, points: int, anchor: str) -> tuple[Grade
 def _table() -> dict[str, tuple[GradedCell, ...]]:
     n1, n2, n3, n4, n5 = (f"{name}.ipynb" for name in COURSE_NOTEBOOKS)
     rows = [
-        *_exercise(n1, "standardise_splits", 5, "def standardise_splits("),
+        *_exercise(n1, "standardise_splits", 4, "def standardise_splits("),
+        GradedCell(n1, "answer_training_statistics", "written", 1, "Why are the validation and"),
         *_exercise(n1, "minibatches", 5, "class Minibatches"),
-        *_exercise(n2, "training_step", 4, "def training_step("),
-        *_exercise(n2, "two_layer_fc_init", 3, "def two_layer_fc_init("),
-        GradedCell(n2, "two_layer_accuracy_check", "check", 3, 'val_accuracy = history[-1]["val'),
-        *_exercise(n2, "three_layer_fc", 4, "def three_layer_fc("),
-        *_exercise(n2, "three_layer_fc_init", 3, "def three_layer_fc_init("),
-        GradedCell(n2, "three_layer_accuracy_check", "check", 3, "val_accuracy_3 = history_3[-1]"),
+        *_exercise(n2, "training_step", 3, "def training_step("),
+        *_exercise(n2, "two_layer_fc_init", 1, "def two_layer_fc_init("),
+        *_exercise(n2, "evaluate_loss", 2, "def evaluate_loss("),
+        GradedCell(n2, "answer_initial_loss", "written", 1, "two losses of the untrained network"),
+        *_exercise(n2, "overfit_tiny_subset", 2, "def overfit_tiny_subset("),
+        GradedCell(n2, "two_layer_accuracy_check", "check", 2, 'val_accuracy = history[-1]["val'),
+        *_exercise(n2, "three_layer_fc", 3, "def three_layer_fc("),
+        *_exercise(n2, "three_layer_fc_init", 2, "def three_layer_fc_init("),
+        GradedCell(n2, "three_layer_accuracy_check", "check", 2, "val_accuracy_3 = history_3[-1]"),
+        *_exercise(n2, "momentum_update", 2, "def momentum_update("),
         *_exercise(n3, "train_step", 5, "def train_step("),
         GradedCell(
             n3, "subclassed_accuracy_check", "check", 2, 'record("subclassed_val_accuracy"'
         ),
-        *_exercise(n3, "three_layer_model", 6, "class ThreeLayerFC("),
+        GradedCell(n3, "answer_optimizer_state", "written", 1, "What does an optimizer such as"),
+        *_exercise(n3, "three_layer_model", 5, "class ThreeLayerFC("),
         GradedCell(
             n3, "three_layer_model_accuracy_check", "check", 2, 'record("three_layer_val_accuracy"'
         ),

@@ -25,7 +25,8 @@ grader's cell (an IPython hook) or patch NumPy in its own process, but it never
 sees the reference or the seed, so a result passes only if the kernel computed
 the right answer for inputs it had not seen.
 
-Every auto-graded check has a probe (:data:`UNPROBED` is empty; a test holds the
+Every auto-graded check but three has a probe (:data:`UNPROBED` names notebook 02's three
+newest checks, which keep the re-run check cell's verdict; a test holds the
 table against the points table):
 
 * :data:`PROBES`, run once the notebook has run: each exercise function on inputs
@@ -1733,8 +1734,13 @@ PROBES: tuple[Probe, ...] = (
     *SEARCH_PROBES,
 )
 
-# Checks without a probe would keep the verdict of the re-run check cell (pristine checks).
-UNPROBED: tuple[str, ...] = ()
+# Checks without a probe keep the verdict of the re-run check cell (pristine checks).
+UNPROBED: tuple[str, ...] = (
+    # Notebook 02's sanity checks and optimiser (issue 25): pure functions, probes still to write.
+    "evaluate_loss_check",
+    "overfit_tiny_subset_check",
+    "momentum_update_check",
+)
 PROBED: frozenset[str] = frozenset(
     [probe.grade_id for probe in PROBES]
     + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
