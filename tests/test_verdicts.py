@@ -429,19 +429,31 @@ def _build_network(activation=True, initializer=True, batch_norm=True, dropout=T
     """05's build_network, with one option ignored (or none, with the defaults)."""
     import keras
 
+    import cifar_lab
+
+    def activation_layer(config):
+        if config.activation == "maxout":
+            return cifar_lab.Maxout(config.maxout_pieces)
+        if config.activation == "prelu":
+            return keras.layers.PReLU()
+        return keras.layers.Activation(config.activation if activation else "relu")
+
     def build_network(config):
         penalty = keras.regularizers.L2(config.l2) if l2 and config.l2 > 0 else None
         init = config.initializer if initializer else "glorot_uniform"
+        pieces = config.maxout_pieces if config.activation == "maxout" else 1
         inputs = x = keras.Input(shape=(32, 32, 3))
         if conv:
             x = keras.layers.Conv2D(3, 3, padding="same")(x)
         x = keras.layers.Flatten()(x)
         for units in config.hidden_sizes if widths else config.hidden_sizes[:1]:
-            x = keras.layers.Dense(units, use_bias=bias, kernel_initializer=init,
+            x = keras.layers.Dense(units * pieces, use_bias=bias, kernel_initializer=init,
                                    kernel_regularizer=penalty)(x)  # fmt: skip
             if batch_norm and config.batch_norm == "before":
                 x = keras.layers.BatchNormalization()(x)
-            x = keras.layers.Activation(config.activation if activation else "relu")(x)
+            x = activation_layer(config)(x)
+            if batch_norm and config.batch_norm == "after":
+                x = keras.layers.BatchNormalization()(x)
             if dropout and config.dropout > 0:
                 x = keras.layers.Dropout(config.dropout)(x)
         outputs = keras.layers.Dense(10, kernel_initializer=init, kernel_regularizer=penalty)(x)
@@ -459,6 +471,83 @@ MUTATIONS_05 = {
     "a convolution": _build_network(conv=True),
     "one hidden layer only": _build_network(widths=False),
 }
+
+
+# The notebook's own mutations of its model answer that its check now catches (in
+# tests/test_exercises_05.py): the probe's grid of activations x placements catches them too.
+NOTEBOOK_MUTATIONS_05 = {
+    "every activation but tanh mapped to ReLU": (
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("tanh" if config.activation == "tanh" else "relu")',
+    ),
+    "batch_norm='after' ignored": (
+        '        if config.batch_norm == "after":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n",
+        "",
+    ),
+    "batch norm always before the activation": (
+        'if config.batch_norm == "before":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n"
+        "        x = activation()(x)\n"
+        '        if config.batch_norm == "after":',
+        'if config.batch_norm != "none":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n"
+        "        x = activation()(x)\n"
+        "        if False:",
+    ),
+    "PReLU as a fixed leaky ReLU": (
+        "return keras.layers.PReLU()",
+        "return keras.layers.LeakyReLU(negative_slope=0.25)",
+    ),
+    "SELU built as ELU": (
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("elu" if config.activation == "selu" '
+        "else config.activation)",
+    ),
+    "GELU as ReLU": (
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("relu" if config.activation == "gelu" '
+        "else config.activation)",
+    ),
+}  # fmt: skip
+
+
+def _mutated_notebook_build_network(old: str, new: str):
+    """Notebook 05's model answer of build_network with ``old`` replaced by ``new``."""
+    import keras
+    import nbformat
+    import tensorflow as tf
+
+    import cifar_lab as lab
+
+    path = Path(__file__).parents[1] / "notebooks" / f"{N05}.ipynb"
+    cell = next(
+        c.source
+        for c in nbformat.read(path, as_version=4).cells
+        if c.cell_type == "code" and "def build_network(" in c.source
+    )
+    assert old in cell, old
+    namespace = {"np": np, "tf": tf, "keras": keras, "lab": lab}
+    exec(compile(cell.replace(old, new), f"<{N05} mutated>", "exec"), namespace)
+    return namespace["build_network"]
+
+
+@pytest.mark.parametrize("mutation", sorted(NOTEBOOK_MUTATIONS_05))
+def test_a_notebook_05_mutation_fails_the_build_network_probe(mutation, tmp_path):
+    wrong = _mutated_notebook_build_network(*NOTEBOOK_MUTATIONS_05[mutation])
+    verdict = _verdict("build_network_check", {"build_network": wrong}, tmp_path)
+    assert not verdict["passed"] and "batch_norm" in verdict["message"], verdict
+
+
+def test_the_grid_covers_every_activation_and_placement_mlpconfig_accepts():
+    from cifar_lab.tuning.config import ACTIVATIONS, BATCH_NORM_PLACES
+
+    assert sorted(verdicts.GRID_ACTIVATIONS) == sorted(ACTIVATIONS)
+    assert sorted(verdicts.GRID_PLACES) == sorted(BATCH_NORM_PLACES)
+    grid = PROBE["build_network_check"].draw(np.random.default_rng(0))["grid"]
+    assert sorted(map(tuple, grid[:, :2].tolist())) == sorted(
+        itertools.product(range(len(ACTIVATIONS)), range(len(BATCH_NORM_PLACES)))
+    )
 
 
 def test_05_unmutated_test_version_passes(tmp_path):
