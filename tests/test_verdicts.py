@@ -319,20 +319,22 @@ def _train_step(training=True, apply=True, metrics=True, loss_after=False):
     return train_step
 
 
-def _keras_layers(relu_last=False, glorot=False, bias=True, hidden=(0, 1)):
+def _keras_layers(relu_last=False, glorot=False, bias=True, hidden=(0, 1), glorot_last=False):
     import keras
 
     he = "glorot_uniform" if glorot else keras.initializers.VarianceScaling(scale=2.0)
 
-    def dense(units, activation=None):
-        return keras.layers.Dense(units, activation, use_bias=bias, kernel_initializer=he)
+    def dense(units, activation=None, init=he):
+        return keras.layers.Dense(units, activation, use_bias=bias, kernel_initializer=init)
 
     def layers(hidden_sizes, num_classes):
         return [
             keras.layers.Flatten(),
             dense(hidden_sizes[hidden[0]], "relu"),
             dense(hidden_sizes[hidden[1]], "relu"),
-            dense(num_classes, "relu" if relu_last else None),
+            dense(
+                num_classes, "relu" if relu_last else None, "glorot_uniform" if glorot_last else he
+            ),
         ]
 
     return layers
@@ -390,6 +392,7 @@ for _kind, (_grade_id, _name, _make) in {
     for _defect, _options in {
         "ReLU on the logits": {"relu_last": True},
         "Glorot init": {"glorot": True},
+        "output layer at Keras' default (Glorot)": {"glorot_last": True},
         "no biases": {"bias": False},
         "H1 twice": {"hidden": (0, 0)},
     }.items():

@@ -1039,6 +1039,9 @@ def _draw_three_layer_model(rng: np.random.Generator) -> Inputs:
         **{name: value.astype(np.float32) for name, value in weights.items()},
         "large_input_shape": np.array([int(rng.integers(15, 26)), 40]),
         "large_hidden_sizes": np.array(_distinct(rng, 300, 501, 2)),
+        # ~300 classes: with 10, Glorot's sqrt(2 / (fan_in + fan_out)) is within 1.3% of
+        # He's sqrt(2 / fan_in) on the output layer, and no test could tell them apart
+        "large_classes": np.array(int(rng.integers(250, 351))),
     }
 
 
@@ -1065,7 +1068,8 @@ for name in names:  # every shape is different, so the shape says which weight i
     by_shape[inputs[name].shape].assign(inputs[name])
 outputs["scores"] = keras.ops.convert_to_numpy(model(inputs["x"]))
 large_shape = tuple(int(v) for v in inputs["large_input_shape"])
-large = build(large_shape, tuple(int(v) for v in inputs["large_hidden_sizes"]), 10)
+large_hidden = tuple(int(v) for v in inputs["large_hidden_sizes"])
+large = build(large_shape, large_hidden, int(inputs["large_classes"]))
 large(numpy.zeros((1, *large_shape), numpy.float32))
 for index, weight in enumerate(large.trainable_weights):
     outputs[f"large{index}"] = keras.ops.convert_to_numpy(weight)
@@ -1111,11 +1115,17 @@ def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
              "the forward pass equals relu(relu(x W1 + b1) W2 + b2) W3 + b3"),
         ]  # fmt: skip
         large = [outputs[f"large{i}"] for i in range(6)]
-        kernels = [w for w in large if w.ndim == 2][: 3 if kind == "subclassed" else 2]
+        kernels = [w for w in large if w.ndim == 2]
+        classes = int(inputs["large_classes"])
+        conditions.append(
+            (len(kernels) == 3 and classes in [kernel.shape[1] for kernel in kernels],
+             f"{classes} classes give three Dense kernels, one with {classes} outputs")
+        )  # fmt: skip
         for index, kernel in enumerate(kernels, start=1):
             conditions.append(
                 (_close(kernel.std(), np.sqrt(2 / kernel.shape[0]), rtol=kaiming_rtol, atol=0),
-                 f"kernel {index} ({kernel.shape}) starts with std sqrt(2 / fan_in) (Kaiming)")
+                 f"kernel {index} ({kernel.shape}) starts with std sqrt(2 / fan_in) (Kaiming; "
+                 "the output layer too)")
             )  # fmt: skip
         biases = [w for w in large if w.ndim == 1]
         conditions.append((not any(np.any(b) for b in biases), "the biases start at zero"))
