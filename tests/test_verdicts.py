@@ -963,11 +963,14 @@ def test_a_probe_that_passes_earns_points_the_notebook_outputs_do_not_show():
 
 
 # ------------------------------------------------------- accuracy of trained models
+TRAIN_SIZE = 1234  # the training split size the grader's _labelled images come with
+
+
 def _labelled(n: int = 60, floor: float = 0.4) -> verdicts.LabelledImages:
     """Images whose class is the brightest of their first 10 numbers."""
     images = np.random.default_rng(0).normal(size=(n, 32, 32, 3)).astype(np.float32)
     labels = images.reshape(n, -1)[:, :10].argmax(axis=1)
-    return verdicts.LabelledImages(images, labels, floor)
+    return verdicts.LabelledImages(images, labels, floor, TRAIN_SIZE)
 
 
 def _linear_model(right: bool):
@@ -1162,13 +1165,29 @@ TRAINED_CASES = {
         "functional keras.Model"),
     "05 final model, trained": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(4, "functional"))}, True, ""),
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=TRAIN_SIZE)}, True, ""),
     "05 final model, untrained": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(2, right=False))}, False, "below 0.4"),
+        lambda: {"trained": _namespace(model=_keras_net(2, right=False), num_images=TRAIN_SIZE)},
+        False, "below 0.4"),
     "05 final model with a convolution": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(2, conv=True))}, False, "no convolution"),
+        lambda: {"trained": _namespace(model=_keras_net(2, conv=True), num_images=TRAIN_SIZE)},
+        False, "no convolution"),
+    # the notebook's mutation "the stage-5 subset config, never retrained on all images"
+    "05 final model trained on a subset": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=TRAIN_SIZE // 4)}, False, "all 1,234 training"),
+    "05 final model: a count that is no integer": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=float("nan"))}, False, "no usable result"),
+    "05 final model: a count beyond any split": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=10**12)}, False, "all 1,234 training"),
 }  # fmt: skip
 
 

@@ -401,11 +401,14 @@ class LabelledImages:
             (standardised with the training statistics).
         labels: int (N,) class ids; never written to the kernel.
         floor: the profile's ``min_val_accuracy``.
+        train_size: the profile's training split size (the notebooks' ``len(y_train)``);
+            None: not known, a trained model's image count is not checked.
     """
 
     images: np.ndarray
     labels: np.ndarray
     floor: float
+    train_size: int | None = None
 
 
 # Kernel-side: the trained model's class ids; ``{model}`` is the notebook's variable.
@@ -480,6 +483,9 @@ class TrainedProbe:
             (is a keras.Sequential, is a functional model, convolution layers).
         layers: the number of weight matrices, chained 3072 -> ... -> 10; None: any.
         form: "barebones", "sequential", "functional" or "any" (a Keras model).
+        images: kernel-side expression for the number of training images the model
+            was fitted on, which must be the profile's whole training split
+            (``LabelledImages.train_size``); None: not checked.
     """
 
     grade_id: str
@@ -488,6 +494,7 @@ class TrainedProbe:
     body: str
     layers: int | None
     form: str
+    images: str | None = None
 
 
 # Kernel-side, after ``body`` has set scores, kernels and form.
@@ -531,10 +538,17 @@ form = (isinstance(scored, keras.Sequential), functional, convolutions)
 """
 
 
-def _keras_trained(grade_id, notebook, model, layers, form) -> TrainedProbe:
+def _keras_trained(grade_id, notebook, model, layers, form, images=None) -> TrainedProbe:
     return TrainedProbe(
-        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form
+        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form, images
     )
+
+
+# Kernel-side, when the spec names an image count: read as a plain integer.
+_IMAGES_OUTPUT = """
+outputs["images"] = numpy.array(int({images}), numpy.int64)
+"""
+MAX_TRAIN_IMAGES = 10**7  # an image count beyond any split (the whole of CIFAR-10 is 60,000)
 
 
 def _barebones_trained(grade_id, forward, history, layers) -> TrainedProbe:
@@ -553,7 +567,9 @@ AFTER_CHECK_PROBES: tuple[TrainedProbe, ...] = (
     _barebones_trained("three_layer_accuracy_check", "three_layer_fc", "history_3", 3),
     _keras_trained("sequential_accuracy_check", N04, "model", 3, "sequential"),
     _keras_trained("functional_accuracy_check", N04, "model", 3, "functional"),
-    _keras_trained("final_training_check", N05, "trained.model", None, "any"),
+    _keras_trained(
+        "final_training_check", N05, "trained.model", None, "any", "trained.num_images"
+    ),
 )
 
 
@@ -601,6 +617,14 @@ def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
              f"{spec.model} has {wanted}weight matrices from {PIXELS} pixels to 10 scores, "
              f"got {[tuple(k) for k in kernels.tolist()]}"),
         ]  # fmt: skip
+        if spec.images is not None and validation.train_size is not None:
+            images = outputs["images"]
+            count = int(images) if images.shape == () and images.dtype == np.int64 else -1
+            conditions.append(
+                (0 <= count <= MAX_TRAIN_IMAGES and count == validation.train_size,
+                 f"{spec.images}: the model was trained on all {validation.train_size:,} "
+                 f"training images, got {images.reshape(-1)[:1].tolist()}")
+            )  # fmt: skip
         failure = _first_failure(conditions)
         if failure:
             return failure
@@ -613,6 +637,8 @@ def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
         )
 
     body = spec.body + _TRAINED_OUTPUTS
+    if spec.images is not None and validation.train_size is not None:
+        body += _IMAGES_OUTPUT.format(images=spec.images)
     return Probe(spec.grade_id, spec.notebook, (spec.model,), draw, body, judge)
 
 
@@ -653,7 +679,7 @@ def load_validation(profile_name: str | None = None) -> LabelledImages:
     profile = get_profile(profile_name)
     data = load_profile_data(profile)
     images, labels = np.array(data.X_val, dtype=np.float32), np.array(data.y_val)
-    return LabelledImages(images, labels, profile.min_val_accuracy)
+    return LabelledImages(images, labels, profile.min_val_accuracy, len(data.y_train))
 
 
 # ----------------------------------------------------------- comparison helpers
