@@ -319,20 +319,22 @@ def _train_step(training=True, apply=True, metrics=True, loss_after=False):
     return train_step
 
 
-def _keras_layers(relu_last=False, glorot=False, bias=True, hidden=(0, 1)):
+def _keras_layers(relu_last=False, glorot=False, bias=True, hidden=(0, 1), glorot_last=False):
     import keras
 
     he = "glorot_uniform" if glorot else keras.initializers.VarianceScaling(scale=2.0)
 
-    def dense(units, activation=None):
-        return keras.layers.Dense(units, activation, use_bias=bias, kernel_initializer=he)
+    def dense(units, activation=None, init=he):
+        return keras.layers.Dense(units, activation, use_bias=bias, kernel_initializer=init)
 
     def layers(hidden_sizes, num_classes):
         return [
             keras.layers.Flatten(),
             dense(hidden_sizes[hidden[0]], "relu"),
             dense(hidden_sizes[hidden[1]], "relu"),
-            dense(num_classes, "relu" if relu_last else None),
+            dense(
+                num_classes, "relu" if relu_last else None, "glorot_uniform" if glorot_last else he
+            ),
         ]
 
     return layers
@@ -390,6 +392,7 @@ for _kind, (_grade_id, _name, _make) in {
     for _defect, _options in {
         "ReLU on the logits": {"relu_last": True},
         "Glorot init": {"glorot": True},
+        "output layer at Keras' default (Glorot)": {"glorot_last": True},
         "no biases": {"bias": False},
         "H1 twice": {"hidden": (0, 0)},
     }.items():
@@ -429,19 +432,31 @@ def _build_network(activation=True, initializer=True, batch_norm=True, dropout=T
     """05's build_network, with one option ignored (or none, with the defaults)."""
     import keras
 
+    import cifar_lab
+
+    def activation_layer(config):
+        if config.activation == "maxout":
+            return cifar_lab.Maxout(config.maxout_pieces)
+        if config.activation == "prelu":
+            return keras.layers.PReLU()
+        return keras.layers.Activation(config.activation if activation else "relu")
+
     def build_network(config):
         penalty = keras.regularizers.L2(config.l2) if l2 and config.l2 > 0 else None
         init = config.initializer if initializer else "glorot_uniform"
+        pieces = config.maxout_pieces if config.activation == "maxout" else 1
         inputs = x = keras.Input(shape=(32, 32, 3))
         if conv:
             x = keras.layers.Conv2D(3, 3, padding="same")(x)
         x = keras.layers.Flatten()(x)
         for units in config.hidden_sizes if widths else config.hidden_sizes[:1]:
-            x = keras.layers.Dense(units, use_bias=bias, kernel_initializer=init,
+            x = keras.layers.Dense(units * pieces, use_bias=bias, kernel_initializer=init,
                                    kernel_regularizer=penalty)(x)  # fmt: skip
             if batch_norm and config.batch_norm == "before":
                 x = keras.layers.BatchNormalization()(x)
-            x = keras.layers.Activation(config.activation if activation else "relu")(x)
+            x = activation_layer(config)(x)
+            if batch_norm and config.batch_norm == "after":
+                x = keras.layers.BatchNormalization()(x)
             if dropout and config.dropout > 0:
                 x = keras.layers.Dropout(config.dropout)(x)
         outputs = keras.layers.Dense(10, kernel_initializer=init, kernel_regularizer=penalty)(x)
@@ -459,6 +474,83 @@ MUTATIONS_05 = {
     "a convolution": _build_network(conv=True),
     "one hidden layer only": _build_network(widths=False),
 }
+
+
+# The notebook's own mutations of its model answer that its check now catches (in
+# tests/test_exercises_05.py): the probe's grid of activations x placements catches them too.
+NOTEBOOK_MUTATIONS_05 = {
+    "every activation but tanh mapped to ReLU": (
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("tanh" if config.activation == "tanh" else "relu")',
+    ),
+    "batch_norm='after' ignored": (
+        '        if config.batch_norm == "after":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n",
+        "",
+    ),
+    "batch norm always before the activation": (
+        'if config.batch_norm == "before":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n"
+        "        x = activation()(x)\n"
+        '        if config.batch_norm == "after":',
+        'if config.batch_norm != "none":\n'
+        "            x = keras.layers.BatchNormalization()(x)\n"
+        "        x = activation()(x)\n"
+        "        if False:",
+    ),
+    "PReLU as a fixed leaky ReLU": (
+        "return keras.layers.PReLU()",
+        "return keras.layers.LeakyReLU(negative_slope=0.25)",
+    ),
+    "SELU built as ELU": (
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("elu" if config.activation == "selu" '
+        "else config.activation)",
+    ),
+    "GELU as ReLU": (
+        "return keras.layers.Activation(config.activation)",
+        'return keras.layers.Activation("relu" if config.activation == "gelu" '
+        "else config.activation)",
+    ),
+}  # fmt: skip
+
+
+def _mutated_notebook_build_network(old: str, new: str):
+    """Notebook 05's model answer of build_network with ``old`` replaced by ``new``."""
+    import keras
+    import nbformat
+    import tensorflow as tf
+
+    import cifar_lab as lab
+
+    path = Path(__file__).parents[1] / "notebooks" / f"{N05}.ipynb"
+    cell = next(
+        c.source
+        for c in nbformat.read(path, as_version=4).cells
+        if c.cell_type == "code" and "def build_network(" in c.source
+    )
+    assert old in cell, old
+    namespace = {"np": np, "tf": tf, "keras": keras, "lab": lab}
+    exec(compile(cell.replace(old, new), f"<{N05} mutated>", "exec"), namespace)
+    return namespace["build_network"]
+
+
+@pytest.mark.parametrize("mutation", sorted(NOTEBOOK_MUTATIONS_05))
+def test_a_notebook_05_mutation_fails_the_build_network_probe(mutation, tmp_path):
+    wrong = _mutated_notebook_build_network(*NOTEBOOK_MUTATIONS_05[mutation])
+    verdict = _verdict("build_network_check", {"build_network": wrong}, tmp_path)
+    assert not verdict["passed"] and "batch_norm" in verdict["message"], verdict
+
+
+def test_the_grid_covers_every_activation_and_placement_mlpconfig_accepts():
+    from cifar_lab.tuning.config import ACTIVATIONS, BATCH_NORM_PLACES
+
+    assert sorted(verdicts.GRID_ACTIVATIONS) == sorted(ACTIVATIONS)
+    assert sorted(verdicts.GRID_PLACES) == sorted(BATCH_NORM_PLACES)
+    grid = PROBE["build_network_check"].draw(np.random.default_rng(0))["grid"]
+    assert sorted(map(tuple, grid[:, :2].tolist())) == sorted(
+        itertools.product(range(len(ACTIVATIONS)), range(len(BATCH_NORM_PLACES)))
+    )
 
 
 def test_05_unmutated_test_version_passes(tmp_path):
@@ -871,11 +963,14 @@ def test_a_probe_that_passes_earns_points_the_notebook_outputs_do_not_show():
 
 
 # ------------------------------------------------------- accuracy of trained models
+TRAIN_SIZE = 1234  # the training split size the grader's _labelled images come with
+
+
 def _labelled(n: int = 60, floor: float = 0.4) -> verdicts.LabelledImages:
     """Images whose class is the brightest of their first 10 numbers."""
     images = np.random.default_rng(0).normal(size=(n, 32, 32, 3)).astype(np.float32)
     labels = images.reshape(n, -1)[:, :10].argmax(axis=1)
-    return verdicts.LabelledImages(images, labels, floor)
+    return verdicts.LabelledImages(images, labels, floor, TRAIN_SIZE)
 
 
 def _linear_model(right: bool):
@@ -1070,13 +1165,29 @@ TRAINED_CASES = {
         "functional keras.Model"),
     "05 final model, trained": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(4, "functional"))}, True, ""),
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=TRAIN_SIZE)}, True, ""),
     "05 final model, untrained": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(2, right=False))}, False, "below 0.4"),
+        lambda: {"trained": _namespace(model=_keras_net(2, right=False), num_images=TRAIN_SIZE)},
+        False, "below 0.4"),
     "05 final model with a convolution": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(2, conv=True))}, False, "no convolution"),
+        lambda: {"trained": _namespace(model=_keras_net(2, conv=True), num_images=TRAIN_SIZE)},
+        False, "no convolution"),
+    # the notebook's mutation "the stage-5 subset config, never retrained on all images"
+    "05 final model trained on a subset": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=TRAIN_SIZE // 4)}, False, "all 1,234 training"),
+    "05 final model: a count that is no integer": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=float("nan"))}, False, "no usable result"),
+    "05 final model: a count beyond any split": (
+        "final_training_check",
+        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
+                                       num_images=10**12)}, False, "all 1,234 training"),
 }  # fmt: skip
 
 
@@ -1243,9 +1354,10 @@ def optimizer_search(best):
                          for i in (best["initializer"], "normal")],
              "batch_norm": ["none", "before"], "optimizer": ["sgd", "momentum", "adam"]}
     return lab.SweepSpec("d", space, sampler="grid")""", "RMSprop"),
+    # width 7: no budget has it, so no drawn best network is this one ("64" was, in 4% of draws)
     "another network": ("optimizer_search", """\
 def optimizer_search(best):
-    space = {"setting": [lab.setting(hidden_sizes="64", activation="relu", initializer=i)
+    space = {"setting": [lab.setting(hidden_sizes="7", activation="relu", initializer=i)
                          for i in ("he_normal", "normal")],
              "batch_norm": ["none", "before"],
              "optimizer": ["sgd", "momentum", "rmsprop", "adam"]}

@@ -98,6 +98,8 @@ import contextlib
 import copy
 import io
 import itertools
+import json
+import math
 import os
 import secrets
 import shutil
@@ -400,11 +402,14 @@ class LabelledImages:
             (standardised with the training statistics).
         labels: int (N,) class ids; never written to the kernel.
         floor: the profile's ``min_val_accuracy``.
+        train_size: the profile's training split size (the notebooks' ``len(y_train)``);
+            None: not known, a trained model's image count is not checked.
     """
 
     images: np.ndarray
     labels: np.ndarray
     floor: float
+    train_size: int | None = None
 
 
 # Kernel-side: the trained model's class ids; ``{model}`` is the notebook's variable.
@@ -479,6 +484,9 @@ class TrainedProbe:
             (is a keras.Sequential, is a functional model, convolution layers).
         layers: the number of weight matrices, chained 3072 -> ... -> 10; None: any.
         form: "barebones", "sequential", "functional" or "any" (a Keras model).
+        images: kernel-side expression for the number of training images the model
+            was fitted on, which must be the profile's whole training split
+            (``LabelledImages.train_size``); None: not checked.
     """
 
     grade_id: str
@@ -487,6 +495,7 @@ class TrainedProbe:
     body: str
     layers: int | None
     form: str
+    images: str | None = None
 
 
 # Kernel-side, after ``body`` has set scores, kernels and form.
@@ -530,10 +539,17 @@ form = (isinstance(scored, keras.Sequential), functional, convolutions)
 """
 
 
-def _keras_trained(grade_id, notebook, model, layers, form) -> TrainedProbe:
+def _keras_trained(grade_id, notebook, model, layers, form, images=None) -> TrainedProbe:
     return TrainedProbe(
-        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form
+        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form, images
     )
+
+
+# Kernel-side, when the spec names an image count: read as a plain integer.
+_IMAGES_OUTPUT = """
+outputs["images"] = numpy.array(int({images}), numpy.int64)
+"""
+MAX_TRAIN_IMAGES = 10**7  # an image count beyond any split (the whole of CIFAR-10 is 60,000)
 
 
 def _barebones_trained(grade_id, forward, history, layers) -> TrainedProbe:
@@ -552,7 +568,9 @@ AFTER_CHECK_PROBES: tuple[TrainedProbe, ...] = (
     _barebones_trained("three_layer_accuracy_check", "three_layer_fc", "history_3", 3),
     _keras_trained("sequential_accuracy_check", N04, "model", 3, "sequential"),
     _keras_trained("functional_accuracy_check", N04, "model", 3, "functional"),
-    _keras_trained("final_training_check", N05, "trained.model", None, "any"),
+    _keras_trained(
+        "final_training_check", N05, "trained.model", None, "any", "trained.num_images"
+    ),
 )
 
 
@@ -600,6 +618,14 @@ def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
              f"{spec.model} has {wanted}weight matrices from {PIXELS} pixels to 10 scores, "
              f"got {[tuple(k) for k in kernels.tolist()]}"),
         ]  # fmt: skip
+        if spec.images is not None and validation.train_size is not None:
+            images = outputs["images"]
+            count = int(images) if images.shape == () and images.dtype == np.int64 else -1
+            conditions.append(
+                (0 <= count <= MAX_TRAIN_IMAGES and count == validation.train_size,
+                 f"{spec.images}: the model was trained on all {validation.train_size:,} "
+                 f"training images, got {images.reshape(-1)[:1].tolist()}")
+            )  # fmt: skip
         failure = _first_failure(conditions)
         if failure:
             return failure
@@ -612,6 +638,8 @@ def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
         )
 
     body = spec.body + _TRAINED_OUTPUTS
+    if spec.images is not None and validation.train_size is not None:
+        body += _IMAGES_OUTPUT.format(images=spec.images)
     return Probe(spec.grade_id, spec.notebook, (spec.model,), draw, body, judge)
 
 
@@ -652,7 +680,7 @@ def load_validation(profile_name: str | None = None) -> LabelledImages:
     profile = get_profile(profile_name)
     data = load_profile_data(profile)
     images, labels = np.array(data.X_val, dtype=np.float32), np.array(data.y_val)
-    return LabelledImages(images, labels, profile.min_val_accuracy)
+    return LabelledImages(images, labels, profile.min_val_accuracy, len(data.y_train))
 
 
 # ----------------------------------------------------------- comparison helpers
@@ -1038,6 +1066,9 @@ def _draw_three_layer_model(rng: np.random.Generator) -> Inputs:
         **{name: value.astype(np.float32) for name, value in weights.items()},
         "large_input_shape": np.array([int(rng.integers(15, 26)), 40]),
         "large_hidden_sizes": np.array(_distinct(rng, 300, 501, 2)),
+        # ~300 classes: with 10, Glorot's sqrt(2 / (fan_in + fan_out)) is within 1.3% of
+        # He's sqrt(2 / fan_in) on the output layer, and no test could tell them apart
+        "large_classes": np.array(int(rng.integers(250, 351))),
     }
 
 
@@ -1064,7 +1095,8 @@ for name in names:  # every shape is different, so the shape says which weight i
     by_shape[inputs[name].shape].assign(inputs[name])
 outputs["scores"] = keras.ops.convert_to_numpy(model(inputs["x"]))
 large_shape = tuple(int(v) for v in inputs["large_input_shape"])
-large = build(large_shape, tuple(int(v) for v in inputs["large_hidden_sizes"]), 10)
+large_hidden = tuple(int(v) for v in inputs["large_hidden_sizes"])
+large = build(large_shape, large_hidden, int(inputs["large_classes"]))
 large(numpy.zeros((1, *large_shape), numpy.float32))
 for index, weight in enumerate(large.trainable_weights):
     outputs[f"large{index}"] = keras.ops.convert_to_numpy(weight)
@@ -1110,11 +1142,17 @@ def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
              "the forward pass equals relu(relu(x W1 + b1) W2 + b2) W3 + b3"),
         ]  # fmt: skip
         large = [outputs[f"large{i}"] for i in range(6)]
-        kernels = [w for w in large if w.ndim == 2][: 3 if kind == "subclassed" else 2]
+        kernels = [w for w in large if w.ndim == 2]
+        classes = int(inputs["large_classes"])
+        conditions.append(
+            (len(kernels) == 3 and classes in [kernel.shape[1] for kernel in kernels],
+             f"{classes} classes give three Dense kernels, one with {classes} outputs")
+        )  # fmt: skip
         for index, kernel in enumerate(kernels, start=1):
             conditions.append(
                 (_close(kernel.std(), np.sqrt(2 / kernel.shape[0]), rtol=kaiming_rtol, atol=0),
-                 f"kernel {index} ({kernel.shape}) starts with std sqrt(2 / fan_in) (Kaiming)")
+                 f"kernel {index} ({kernel.shape}) starts with std sqrt(2 / fan_in) (Kaiming; "
+                 "the output layer too)")
             )  # fmt: skip
         biases = [w for w in large if w.ndim == 1]
         conditions.append((not any(np.any(b) for b in biases), "the biases start at zero"))
@@ -1224,7 +1262,11 @@ def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------------- 05: build_network
-ACTIVATIONS = ("relu", "tanh")
+ACTIVATIONS = ("relu", "tanh")  # the first net's, with the grader's weights and no batch norm
+# The grid: every activation and batch-norm placement MLPConfig accepts (a test holds these
+# against cifar_lab.tuning.config), as the notebook's check builds them.
+GRID_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "tanh", "maxout")
+GRID_PLACES = ("none", "before", "after")
 
 
 def _draw_build_network(rng: np.random.Generator) -> Inputs:
@@ -1243,7 +1285,47 @@ def _draw_build_network(rng: np.random.Generator) -> Inputs:
         "he_width": np.array(int(rng.integers(300, 501))),
         "dropout": np.array(float(rng.choice([0.1, 0.2, 0.25, 0.3, 0.5]))),
         "l2": np.array(float(rng.uniform(1e-4, 1e-2))),
+        **_draw_network_grid(rng),
     }
+
+
+def _draw_network_grid(rng: np.random.Generator) -> Inputs:
+    """Every activation x every batch-norm placement, with the grader's weights for each.
+
+    Returns:
+        ``grid`` (C, 3) int64: activation index (:data:`GRID_ACTIVATIONS`), placement index
+        (:data:`GRID_PLACES`), maxout pieces; per config ``i``: ``g{i}_hidden`` (depth,)
+        int64; ``g{i}_w{j}`` / ``g{i}_b{j}`` float32 Dense kernels and biases (maxout
+        layers ``units * pieces`` wide); ``g{i}_bn{j}`` (4, size) float32 batch-norm
+        moving mean, moving variance, gamma, beta (far from the identity, so they count);
+        ``g{i}_alpha{j}`` (units,) float32 PReLU slopes (far from 0, so PReLU is not ReLU).
+    """
+    drawn: Inputs = {}
+    rows = []
+    for index, (activation, place) in enumerate(
+        itertools.product(range(len(GRID_ACTIVATIONS)), range(len(GRID_PLACES)))
+    ):
+        pieces = int(rng.integers(2, 4))
+        rows.append((activation, place, pieces))
+        hidden = [int(v) for v in rng.integers(4, 13, size=int(rng.integers(1, 3)))]
+        maxout = GRID_ACTIVATIONS[activation] == "maxout"
+        widths = [units * (pieces if maxout else 1) for units in hidden]
+        drawn[f"g{index}_hidden"] = np.array(hidden, np.int64)
+        shapes = zip((PIXELS, *hidden), (*widths, 10), strict=True)
+        for layer, (fan_in, fan_out) in enumerate(shapes):
+            drawn[f"g{index}_w{layer}"] = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out))
+            drawn[f"g{index}_b{layer}"] = rng.normal(0, 0.5, fan_out)
+        sizes = {"none": [], "before": widths, "after": hidden}[GRID_PLACES[place]]
+        for layer, size in enumerate(sizes):
+            drawn[f"g{index}_bn{layer}"] = np.stack([
+                rng.normal(0.0, 0.5, size), rng.uniform(0.5, 2.0, size),
+                rng.uniform(-1.0, 1.5, size), rng.uniform(-1.0, 1.5, size),
+            ])  # fmt: skip
+        if GRID_ACTIVATIONS[activation] == "prelu":
+            for layer, units in enumerate(hidden):
+                drawn[f"g{index}_alpha{layer}"] = rng.uniform(0.1, 0.5, units)
+    drawn = {n: v if n.endswith("_hidden") else v.astype(np.float32) for n, v in drawn.items()}
+    return {"grid": np.array(rows, np.int64), **drawn}
 
 
 _BUILD_NETWORK_BODY = """
@@ -1305,7 +1387,49 @@ outputs["penalty"] = numpy.array(
 )
 for index, kernel in enumerate(kernels(penalised)):
     outputs[f"penalised{index}"] = kernel
-"""
+# The grid: each config's layers (as JSON text) and its logits with the grader's weights,
+# batch-norm statistics and PReLU slopes assigned where the shapes fit.
+import json
+
+structures = []
+for index, (activation, place, pieces) in enumerate(inputs["grid"].tolist()):
+    model = built(
+        hidden_sizes=tuple(int(v) for v in inputs[f"g{index}_hidden"]),
+        activation={activations!r}[activation], batch_norm={places!r}[place],
+        maxout_pieces=pieces, initializer="glorot_uniform",
+    )
+    dense = layers_of(model, keras.layers.Dense)
+    norms = layers_of(model, keras.layers.BatchNormalization)
+    prelus = layers_of(model, keras.layers.PReLU)
+    for layer, weight in enumerate(dense):
+        kernel = inputs.get(f"g{index}_w{layer}", numpy.zeros(0))
+        if tuple(weight.kernel.shape) == kernel.shape:
+            weight.kernel.assign(kernel)
+            if weight.use_bias:
+                weight.bias.assign(inputs[f"g{index}_b{layer}"])
+    for layer, norm in enumerate(norms):
+        stats = inputs.get(f"g{index}_bn{layer}", numpy.zeros((4, 0)))
+        if tuple(norm.moving_mean.shape) == stats.shape[1:]:
+            norm.moving_mean.assign(stats[0])
+            norm.moving_variance.assign(stats[1])
+            for weight, values in ((norm.gamma, stats[2]), (norm.beta, stats[3])):
+                if weight is not None:
+                    weight.assign(values)
+    for layer, prelu in enumerate(prelus):
+        alpha = inputs.get(f"g{index}_alpha{layer}", numpy.zeros(0))
+        if tuple(prelu.alpha.shape) == alpha.shape:
+            prelu.alpha.assign(alpha)
+    outputs[f"grid{index}"] = keras.ops.convert_to_numpy(model(x, training=False))
+    structures.append({
+        "kernels": [[int(d) for d in weight.kernel.shape] for weight in dense],
+        "use_bias": [bool(weight.use_bias) for weight in dense],
+        "norms": [[int(n.moving_mean.shape[-1]), n.gamma is not None, n.beta is not None,
+                   float(n.epsilon)] for n in norms],
+        "prelus": [[int(d) for d in p.alpha.shape] for p in prelus],
+        "slopes": [float(l.negative_slope) for l in layers_of(model, keras.layers.LeakyReLU)],
+    })
+outputs["grid_layers"] = numpy.frombuffer(json.dumps(structures).encode(), numpy.uint8)
+""".replace("{activations!r}", repr(GRID_ACTIVATIONS)).replace("{places!r}", repr(GRID_PLACES))
 
 
 def _numbered(outputs: Inputs, prefix: str) -> list[np.ndarray]:
@@ -1314,6 +1438,109 @@ def _numbered(outputs: Inputs, prefix: str) -> list[np.ndarray]:
     while f"{prefix}{len(found)}" in outputs:
         found.append(outputs[f"{prefix}{len(found)}"])
     return found
+
+
+def _grid_activation(h: np.ndarray, activation: str, pieces: int, slope, alpha, exact: bool):
+    """``activation`` on float64 pre-activations h (N, F); maxout gives (N, F / pieces)."""
+    positive, negative = np.maximum(h, 0.0), np.minimum(h, 0.0)
+    if activation == "relu":
+        return positive
+    if activation == "leaky_relu":
+        return positive + slope * negative
+    if activation == "prelu":
+        return positive + alpha * negative
+    if activation == "elu":
+        return positive + np.expm1(negative)
+    if activation == "selu":
+        return 1.0507009873554805 * (positive + 1.6732632423543772 * np.expm1(negative))
+    if activation == "gelu":  # Keras's default is exact; its tanh form is accepted too
+        if exact:
+            return 0.5 * h * (1.0 + np.vectorize(math.erf)(h / math.sqrt(2.0)))
+        return 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h**3)))
+    if activation == "tanh":
+        return np.tanh(h)
+    return h.reshape(len(h), -1, pieces).max(axis=2)  # maxout
+
+
+def _grid_logits(inputs: Inputs, index: int, layers: dict, exact: bool) -> np.ndarray:
+    """The grader's float64 logits (N, 10) of grid config ``index``, with its own weights.
+
+    Per hidden layer: Dense, [batch norm before], activation, [batch norm after]; then
+    Dense(10). Biases, gamma and beta only where the student's layers have them.
+    """
+    activation, place, pieces = (int(v) for v in inputs["grid"][index])
+    name, where = GRID_ACTIVATIONS[activation], GRID_PLACES[place]
+    hidden = inputs[f"g{index}_hidden"]
+
+    def affine(h, layer):
+        h = h @ inputs[f"g{index}_w{layer}"].astype(np.float64)
+        bias = inputs[f"g{index}_b{layer}"].astype(np.float64)
+        return h + bias if layers["use_bias"][layer] else h
+
+    def normalise(h, layer):
+        mean, variance, gamma, beta = inputs[f"g{index}_bn{layer}"].astype(np.float64)
+        _, has_gamma, has_beta, epsilon = layers["norms"][layer]
+        h = (h - mean) / np.sqrt(variance + float(epsilon))
+        h = h * gamma if has_gamma else h
+        return h + beta if has_beta else h
+
+    h = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    for layer in range(len(hidden)):
+        h = affine(h, layer)
+        h = normalise(h, layer) if where == "before" else h
+        # Activation("leaky_relu") has Keras's slope 0.2; a LeakyReLU layer has its own
+        slope = layers["slopes"][layer] if len(layers["slopes"]) > layer else 0.2
+        alpha = inputs.get(f"g{index}_alpha{layer}")
+        h = _grid_activation(h, name, pieces, slope, alpha, exact)
+        h = normalise(h, layer) if where == "after" else h
+    return affine(h, len(hidden))
+
+
+def _grid_failures(inputs: Inputs, outputs: Inputs) -> list[str]:
+    """What each grid config's network gets wrong: "activation with batch_norm=...: why"."""
+    structures = json.loads(outputs["grid_layers"].astype(np.uint8).tobytes().decode("utf-8"))
+    rows = inputs["grid"]
+    if not isinstance(structures, list) or len(structures) != len(rows):
+        return [f"{len(rows)} grid networks built"]
+    failures = []
+    for index, layers in enumerate(structures):
+        activation, place, pieces = (int(v) for v in rows[index])
+        name, where = GRID_ACTIVATIONS[activation], GRID_PLACES[place]
+        hidden = [int(v) for v in inputs[f"g{index}_hidden"]]
+        widths = [units * (pieces if name == "maxout" else 1) for units in hidden]
+        expected = [list(shape) for shape in zip((PIXELS, *hidden), (*widths, 10), strict=True)]
+        wanted = {"none": [], "before": widths, "after": hidden}[where]
+        norms = [int(norm[0]) for norm in layers["norms"]]
+        slopes = [float(slope) for slope in layers["slopes"]]
+        logits = outputs[f"grid{index}"]
+        problem = _first_failure([
+            (layers["kernels"] == expected,
+             f"Dense kernels {layers['kernels']}, expected {expected}"),
+            (norms == wanted,
+             f"BatchNormalization layers of sizes {norms}, expected {wanted} (one per hidden "
+             f"layer, {where} the activation)"),
+            (all(0 <= float(norm[3]) <= 0.1 for norm in layers["norms"]),
+             "batch norm's epsilon is between 0 and 0.1"),
+            (name != "prelu" or layers["prelus"] == [[units] for units in hidden],
+             f"PReLU layers (a learned slope per unit) of shapes {layers['prelus']}, "
+             f"expected {[[units] for units in hidden]}"),
+            (all(0 < slope < 1 for slope in slopes),
+             f"leaky ReLU slopes {slopes}: a leaky ReLU's slope is between 0 and 1"),
+            (logits.shape == (len(inputs["x"]), 10) and logits.dtype == np.float32,
+             f"float32 logits of shape ({len(inputs['x'])}, 10), got {logits.dtype} "
+             f"{logits.shape}"),
+        ])  # fmt: skip
+        if not problem:
+            found = logits.astype(np.float64)
+            error = min(
+                float(np.abs(found - _grid_logits(inputs, index, layers, exact)).max())
+                for exact in ((True, False) if name == "gelu" else (True,))
+            )
+            if not error <= 1e-4 + 1e-3 * float(np.abs(found).max()):
+                problem = f"logits differ from the grader's forward pass by up to {error:.3g}"
+        if problem:
+            failures.append(f"{name} with batch_norm={where!r}: {problem}")
+    return failures
 
 
 def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
@@ -1336,6 +1563,7 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
         float(np.sum(w.astype(np.float64) ** 2)) for w in penalised
     )
     zeros = _numbered(outputs, "zeros")
+    grid = _grid_failures(inputs, outputs)
     return _first_failure([
         (bool(is_model), "build_network returns a keras.Model"),
         (convolutions == 0, "the network has no convolution layers"),
@@ -1356,6 +1584,10 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
          f"dropout={rate} gives Dropout({rate}) after each hidden layer"),
         (len(penalised) == 2 and _close(outputs["penalty"].reshape(()), penalty, rtol=1e-4),
          "l2 adds the penalty l2 * sum(W**2) over every Dense kernel to model.losses"),
+        (not grid, f"the {len(GRID_ACTIVATIONS)} activations x batch_norm {GRID_PLACES}: logits "
+                   "equal the grader's forward pass (random batch-norm statistics and PReLU "
+                   f"slopes): {'; '.join(grid[:3])}"
+                   + (f" (and {len(grid) - 3} more)" if len(grid) > 3 else "")),
     ])  # fmt: skip
 
 
