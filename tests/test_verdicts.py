@@ -189,6 +189,7 @@ ANSWERS_02 = (
     "three_layer_fc",
     "three_layer_fc_init",
     "evaluate_loss",
+    "overfit_tiny_subset",
     "momentum_update",
 )
 
@@ -264,6 +265,22 @@ def _evaluate_loss(reduce="mean", log=np.e, step=False):
     return evaluate_loss
 
 
+def _overfit(hidden=500, steps=None, rate=None, init_each_step=False):
+    """overfit_tiny_subset on the model answer's init and step, with one defect (or none)."""
+    answers = notebook_definitions(N02, "flatten", "two_layer_fc", *ANSWERS_02)
+
+    def overfit_tiny_subset(x, y, num_steps=50, learning_rate=1e-2):
+        params = answers["two_layer_fc_init"](hidden_size=hidden)
+        for _ in range(num_steps if steps is None else steps):
+            if init_each_step:
+                params = answers["two_layer_fc_init"](hidden_size=hidden)
+            rate_used = learning_rate if rate is None else rate
+            answers["training_step"](answers["two_layer_fc"], x, y, params, rate_used)
+        return params
+
+    return overfit_tiny_subset
+
+
 def _momentum(velocity=True, nesterov=False, weight_first=False):
     def momentum_update(params, grads, velocities, learning_rate, momentum):
         for w, grad, v in zip(params, grads, velocities, strict=True):
@@ -287,6 +304,14 @@ MUTATIONS_02 = {
     "evaluate_loss: log base 2": ("evaluate_loss_check", {"evaluate_loss": _evaluate_loss(log=2)}),
     "evaluate_loss: takes a training step": (
         "evaluate_loss_check", {"evaluate_loss": _evaluate_loss(step=True)}),
+    "overfit_tiny_subset: one step": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(steps=1)}),
+    "overfit_tiny_subset: learning rate ignored": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(rate=1e-4)}),
+    "overfit_tiny_subset: a fresh network every step": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(init_each_step=True)}),
+    "overfit_tiny_subset: 100 hidden units": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(hidden=100)}),
     "momentum_update: plain SGD": (
         "momentum_update_check", {"momentum_update": _momentum(velocity=False)}),
     "momentum_update: Nesterov": (
@@ -349,6 +374,7 @@ def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differ
         "training_step": _step(),
         "three_layer_fc": _three_layer(),
         "evaluate_loss": _evaluate_loss(),
+        "overfit_tiny_subset": _overfit(),
         "momentum_update": _momentum(),
         **_init(),
     }

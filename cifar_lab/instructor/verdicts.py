@@ -25,9 +25,9 @@ grader's cell (an IPython hook) or patch NumPy in its own process, but it never
 sees the reference or the seed, so a result passes only if the kernel computed
 the right answer for inputs it had not seen.
 
-Every auto-graded check but one has a probe (:data:`UNPROBED` names notebook 02's
-``overfit_tiny_subset_check``, which keeps the re-run check cell's verdict; a test holds
-the table against the points table):
+Every auto-graded check has a probe (:data:`UNPROBED`, empty now, would name a check
+that keeps only the re-run check cell's verdict; a test holds the table against the
+points table):
 
 * :data:`PROBES`, run once the notebook has run: each exercise function on inputs
   drawn now, and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
@@ -1011,7 +1011,7 @@ def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
-# ------------------------------------------------ 02: evaluate_loss, momentum_update
+# ----------------------------- 02: evaluate_loss, overfit_tiny_subset, momentum_update
 def _draw_evaluate_loss(rng: np.random.Generator) -> Inputs:
     return _draw_training_step(rng)  # the same tiny net; only the learning rate goes unused
 
@@ -1045,6 +1045,45 @@ def _judge_evaluate_loss(inputs: Inputs, outputs: Inputs) -> str:
         (_close(outputs["loss"].reshape(()), loss, rtol=1e-4),
          "evaluate_loss returns the mean softmax cross-entropy of the scores (natural log)"),
         (unchanged, "evaluate_loss leaves the weights unchanged"),
+    ])  # fmt: skip
+
+
+OVERFIT_HIDDEN = 500  # the exercise's network: two_layer_fc_init(hidden_size=500)
+OVERFIT_FLOOR = 0.95  # the check cell's floor on the training accuracy
+
+
+def _draw_overfit_tiny_subset(rng: np.random.Generator) -> Inputs:
+    # Gaussian images with random labels: nothing but memorising them fits them (a fresh
+    # network scores about 1/10, one step or a rate 100x too small under 0.3), and
+    # 100 points in 3,072 dimensions are separable, so 50 right steps reach 100%.
+    n = int(rng.integers(80, 121))
+    return {
+        "x": rng.normal(size=(n, 32, 32, 3)).astype(np.float32),
+        "y": rng.integers(0, 10, size=n).astype(np.int32),
+    }
+
+
+_OVERFIT_TINY_SUBSET_BODY = (
+    _AS_ARRAYS
+    + """
+params = overfit_tiny_subset(inputs["x"], inputs["y"], num_steps=50, learning_rate=1e-2)
+outputs = {f"p{i}": as_array(p) for i, p in enumerate(params)}
+"""
+)
+
+
+def _judge_overfit_tiny_subset(inputs: Inputs, outputs: Inputs) -> str:
+    params = _params(outputs)
+    expected = [(PIXELS, OVERFIT_HIDDEN), (OVERFIT_HIDDEN, 10)]
+    if [p.shape for p in params] != expected:
+        return f"overfit_tiny_subset returns [w1, w2] of shapes {expected}"
+    w1, w2 = (p.astype(np.float64) for p in params)
+    x, y = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64), inputs["y"]
+    accuracy = float(np.mean((np.maximum(x @ w1, 0) @ w2).argmax(axis=1) == y))
+    return _first_failure([
+        (accuracy >= OVERFIT_FLOOR,
+         f"after 50 full-batch steps, the training accuracy on the grader's {len(y)} images "
+         f"is at least {OVERFIT_FLOOR} (got {accuracy:.2f})"),
     ])  # fmt: skip
 
 
@@ -1792,6 +1831,14 @@ PROBES: tuple[Probe, ...] = (
         _judge_evaluate_loss,
     ),
     Probe(
+        "overfit_tiny_subset_check",
+        N02,
+        ("overfit_tiny_subset",),
+        _draw_overfit_tiny_subset,
+        _OVERFIT_TINY_SUBSET_BODY,
+        _judge_overfit_tiny_subset,
+    ),
+    Probe(
         "momentum_update_check",
         N02,
         ("momentum_update",),
@@ -1843,11 +1890,7 @@ PROBES: tuple[Probe, ...] = (
 )
 
 # Checks without a probe keep the verdict of the re-run check cell (pristine checks).
-UNPROBED: tuple[str, ...] = (
-    # Notebook 02's tiny-subset training (issue 25): a probe would train a 500-unit net in
-    # the kernel on images the grader draws; not written yet.
-    "overfit_tiny_subset_check",
-)
+UNPROBED: tuple[str, ...] = ()
 PROBED: frozenset[str] = frozenset(
     [probe.grade_id for probe in PROBES]
     + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
