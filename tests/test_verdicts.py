@@ -183,7 +183,15 @@ def test_the_unmutated_test_class_passes(tmp_path):  # the mutations above diffe
 
 
 # ------------------------------------------------------------- 02's four probes
-ANSWERS_02 = ("training_step", "two_layer_fc_init", "three_layer_fc", "three_layer_fc_init")
+ANSWERS_02 = (
+    "training_step",
+    "two_layer_fc_init",
+    "three_layer_fc",
+    "three_layer_fc_init",
+    "evaluate_loss",
+    "overfit_tiny_subset",
+    "momentum_update",
+)
 
 
 def _answers_02() -> dict:
@@ -244,7 +252,72 @@ def _three_layer(relu_scores=False, biases=True, flatten=True):
     return three_layer_fc
 
 
+def _evaluate_loss(reduce="mean", log=np.e, step=False):
+    def evaluate_loss(model_fn, x, y, params):
+        import tensorflow as tf
+
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, model_fn(x, params))
+        loss = tf.reduce_mean(losses) if reduce == "mean" else tf.reduce_sum(losses)
+        if step:  # a training step where only an evaluation is asked for
+            _step()(model_fn, x, y, params, 0.1)
+        return loss / np.log(log)
+
+    return evaluate_loss
+
+
+def _overfit(hidden=500, steps=None, rate=None, init_each_step=False):
+    """overfit_tiny_subset on the model answer's init and step, with one defect (or none)."""
+    answers = notebook_definitions(N02, "flatten", "two_layer_fc", *ANSWERS_02)
+
+    def overfit_tiny_subset(x, y, num_steps=50, learning_rate=1e-2):
+        params = answers["two_layer_fc_init"](hidden_size=hidden)
+        for _ in range(num_steps if steps is None else steps):
+            if init_each_step:
+                params = answers["two_layer_fc_init"](hidden_size=hidden)
+            rate_used = learning_rate if rate is None else rate
+            answers["training_step"](answers["two_layer_fc"], x, y, params, rate_used)
+        return params
+
+    return overfit_tiny_subset
+
+
+def _momentum(velocity=True, nesterov=False, weight_first=False):
+    def momentum_update(params, grads, velocities, learning_rate, momentum):
+        for w, grad, v in zip(params, grads, velocities, strict=True):
+            if not velocity:  # plain SGD: the velocity never builds up
+                w.assign_sub(learning_rate * grad)
+                continue
+            if weight_first:  # the weight moves along the old velocity
+                w.assign_add(v)
+            v.assign(momentum * v - learning_rate * grad)
+            if nesterov:
+                w.assign_add(momentum * v - learning_rate * grad)
+            elif not weight_first:
+                w.assign_add(v)
+
+    return momentum_update
+
+
 MUTATIONS_02 = {
+    "evaluate_loss: summed loss": (
+        "evaluate_loss_check", {"evaluate_loss": _evaluate_loss(reduce="sum")}),
+    "evaluate_loss: log base 2": ("evaluate_loss_check", {"evaluate_loss": _evaluate_loss(log=2)}),
+    "evaluate_loss: takes a training step": (
+        "evaluate_loss_check", {"evaluate_loss": _evaluate_loss(step=True)}),
+    "overfit_tiny_subset: one step": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(steps=1)}),
+    "overfit_tiny_subset: learning rate ignored": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(rate=1e-4)}),
+    "overfit_tiny_subset: a fresh network every step": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(init_each_step=True)}),
+    "overfit_tiny_subset: 100 hidden units": (
+        "overfit_tiny_subset_check", {"overfit_tiny_subset": _overfit(hidden=100)}),
+    "momentum_update: plain SGD": (
+        "momentum_update_check", {"momentum_update": _momentum(velocity=False)}),
+    "momentum_update: Nesterov": (
+        "momentum_update_check", {"momentum_update": _momentum(nesterov=True)}),
+    "momentum_update: weight before velocity": (
+        "momentum_update_check", {"momentum_update": _momentum(weight_first=True)}),
     "training_step: gradient ascent": ("training_step_check", {"training_step": _step("add")}),
     "training_step: summed loss": ("training_step_check", {"training_step": _step(reduce="sum")}),
     "training_step: only w1 updated": (
@@ -281,11 +354,30 @@ def test_a_wrong_02_answer_fails_its_probe(mutation, tmp_path):
 def test_a_02_exercise_left_as_pass_fails(grade_id, tmp_path):
     stub = {name: lambda *args, **kwargs: None for name in ANSWERS_02}
     verdict = _verdict(grade_id, {**_answers_02(), **stub}, tmp_path)
+    # momentum_update returns nothing: its stub leaves the weights, which the judge reads
+    expected = "after step 1" if grade_id == "momentum_update_check" else "no usable result"
+    assert not verdict["passed"] and expected in verdict["message"], verdict
+
+
+@pytest.mark.parametrize("grade_id", sorted(p.grade_id for p in PROBES if p.notebook == N02))
+def test_a_02_exercise_raising_not_implemented_fails(grade_id, tmp_path):
+    def unwritten(*args, **kwargs):
+        raise NotImplementedError
+
+    stub = dict.fromkeys(ANSWERS_02, unwritten)
+    verdict = _verdict(grade_id, {**_answers_02(), **stub}, tmp_path)
     assert not verdict["passed"] and "no usable result" in verdict["message"], verdict
 
 
 def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differs in one thing
-    defaults = {"training_step": _step(), "three_layer_fc": _three_layer(), **_init()}
+    defaults = {
+        "training_step": _step(),
+        "three_layer_fc": _three_layer(),
+        "evaluate_loss": _evaluate_loss(),
+        "overfit_tiny_subset": _overfit(),
+        "momentum_update": _momentum(),
+        **_init(),
+    }
     for probe in probes_of(N02):
         assert _verdict(probe.grade_id, {**_answers_02(), **defaults}, tmp_path)["passed"]
 

@@ -25,9 +25,9 @@ grader's cell (an IPython hook) or patch NumPy in its own process, but it never
 sees the reference or the seed, so a result passes only if the kernel computed
 the right answer for inputs it had not seen.
 
-Every auto-graded check but three has a probe (:data:`UNPROBED` names notebook 02's three
-newest checks, which keep the re-run check cell's verdict; a test holds the
-table against the points table):
+Every auto-graded check has a probe (:data:`UNPROBED`, empty now, would name a check
+that keeps only the re-run check cell's verdict; a test holds the table against the
+points table):
 
 * :data:`PROBES`, run once the notebook has run: each exercise function on inputs
   drawn now, and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
@@ -1039,6 +1039,137 @@ def _judge_three_layer_init(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
+# ----------------------------- 02: evaluate_loss, overfit_tiny_subset, momentum_update
+def _draw_evaluate_loss(rng: np.random.Generator) -> Inputs:
+    return _draw_training_step(rng)  # the same tiny net; only the learning rate goes unused
+
+
+_EVALUATE_LOSS_BODY = (
+    _AS_ARRAYS
+    + """
+
+def model(x, params):  # the grader's own two-layer network: only the loss is the student's
+    w1, w2 = params
+    hidden = tf.nn.relu(tf.matmul(tf.reshape(x, (tf.shape(x)[0], -1)), w1))
+    return tf.matmul(hidden, w2)
+
+
+v1, v2 = tf.Variable(inputs["w1"]), tf.Variable(inputs["w2"])
+loss = evaluate_loss(model, inputs["x"], inputs["y"], [v1, v2])
+outputs = {"loss": as_array(loss), "w1": v1.numpy(), "w2": v2.numpy()}
+"""
+)
+
+
+def _judge_evaluate_loss(inputs: Inputs, outputs: Inputs) -> str:
+    x, y = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64), inputs["y"]
+    w1, w2 = inputs["w1"].astype(np.float64), inputs["w2"].astype(np.float64)
+    scores = np.maximum(x @ w1, 0) @ w2
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -np.mean(log_probs[np.arange(len(y)), y])
+    unchanged = all(np.array_equal(outputs[name], inputs[name]) for name in ("w1", "w2"))
+    return _first_failure([
+        (_close(outputs["loss"].reshape(()), loss, rtol=1e-4),
+         "evaluate_loss returns the mean softmax cross-entropy of the scores (natural log)"),
+        (unchanged, "evaluate_loss leaves the weights unchanged"),
+    ])  # fmt: skip
+
+
+OVERFIT_HIDDEN = 500  # the exercise's network: two_layer_fc_init(hidden_size=500)
+OVERFIT_FLOOR = 0.95  # the check cell's floor on the training accuracy
+
+
+def _draw_overfit_tiny_subset(rng: np.random.Generator) -> Inputs:
+    # Gaussian images with random labels: nothing but memorising them fits them (a fresh
+    # network scores about 1/10, one step or a rate 100x too small under 0.3), and
+    # 100 points in 3,072 dimensions are separable, so 50 right steps reach 100%.
+    n = int(rng.integers(80, 121))
+    return {
+        "x": rng.normal(size=(n, 32, 32, 3)).astype(np.float32),
+        "y": rng.integers(0, 10, size=n).astype(np.int32),
+    }
+
+
+_OVERFIT_TINY_SUBSET_BODY = (
+    _AS_ARRAYS
+    + """
+params = overfit_tiny_subset(inputs["x"], inputs["y"], num_steps=50, learning_rate=1e-2)
+outputs = {f"p{i}": as_array(p) for i, p in enumerate(params)}
+"""
+)
+
+
+def _judge_overfit_tiny_subset(inputs: Inputs, outputs: Inputs) -> str:
+    params = _params(outputs)
+    expected = [(PIXELS, OVERFIT_HIDDEN), (OVERFIT_HIDDEN, 10)]
+    if [p.shape for p in params] != expected:
+        return f"overfit_tiny_subset returns [w1, w2] of shapes {expected}"
+    w1, w2 = (p.astype(np.float64) for p in params)
+    x, y = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64), inputs["y"]
+    accuracy = float(np.mean((np.maximum(x @ w1, 0) @ w2).argmax(axis=1) == y))
+    return _first_failure([
+        (accuracy >= OVERFIT_FLOOR,
+         f"after 50 full-batch steps, the training accuracy on the grader's {len(y)} images "
+         f"is at least {OVERFIT_FLOOR} (got {accuracy:.2f})"),
+    ])  # fmt: skip
+
+
+MOMENTUM_STEPS = 4  # enough for the velocity to matter: step 2 on differs from plain SGD
+
+
+def _draw_momentum_update(rng: np.random.Generator) -> Inputs:
+    rows, columns = (int(v) for v in rng.integers(2, 6, size=2))
+    shapes = [(rows, columns), (columns,)]  # a weight matrix and a bias
+    drawn = {
+        "learning_rate": np.array(rng.uniform(0.05, 0.5)),
+        "momentum": np.array(rng.uniform(0.5, 0.95)),
+    }
+    for i, shape in enumerate(shapes):
+        drawn[f"w{i}"] = rng.normal(size=shape).astype(np.float32)
+        drawn[f"g{i}"] = rng.normal(size=(MOMENTUM_STEPS, *shape)).astype(np.float32)
+    return drawn
+
+
+_MOMENTUM_UPDATE_BODY = (
+    _AS_ARRAYS
+    + """
+names = sorted(name for name in inputs if name.startswith("w"))
+params = [tf.Variable(inputs[name]) for name in names]
+velocities = [tf.Variable(tf.zeros_like(inputs[name])) for name in names]
+rate, mu = float(inputs["learning_rate"]), float(inputs["momentum"])
+after = {name: [] for name in names}
+for step in range(len(inputs["g0"])):
+    grads = [tf.constant(inputs["g" + name[1:]][step]) for name in names]
+    momentum_update(params, grads, velocities, rate, mu)
+    for name, w in zip(names, params):
+        after[name].append(w.numpy())
+outputs = {name: numpy.stack(values) for name, values in after.items()}
+"""
+)
+
+
+def _judge_momentum_update(inputs: Inputs, outputs: Inputs) -> str:
+    rate, mu = float(inputs["learning_rate"]), float(inputs["momentum"])
+    names = sorted(name for name in inputs if name.startswith("w"))
+    # keras.optimizers.SGD(momentum=mu), nesterov=False: v <- mu v - rate g; w <- w + v
+    weights = [inputs[name].astype(np.float64) for name in names]
+    velocities = [np.zeros_like(w) for w in weights]
+    conditions = []
+    for step in range(MOMENTUM_STEPS):
+        grads = [inputs["g" + name[1:]][step].astype(np.float64) for name in names]
+        velocities = [mu * v - rate * g for v, g in zip(velocities, grads, strict=True)]
+        weights = [w + v for w, v in zip(weights, velocities, strict=True)]
+        for name, expected in zip(names, weights, strict=True):
+            conditions.append((
+                _close(outputs[name][step], expected, rtol=1e-5, atol=1e-5),
+                f"after step {step + 1}, weight {name[1:]} equals "
+                f"keras.optimizers.SGD(momentum={mu:.3f})'s: v <- momentum v - learning_rate g, "
+                "w <- w + v",
+            ))  # fmt: skip
+    return _first_failure(conditions)
+
+
 # -------------------------------------------------- 03 and 04: three-layer Keras models
 
 
@@ -1924,6 +2055,30 @@ PROBES: tuple[Probe, ...] = (
         _judge_three_layer_init,
     ),
     Probe(
+        "evaluate_loss_check",
+        N02,
+        ("evaluate_loss",),
+        _draw_evaluate_loss,
+        _EVALUATE_LOSS_BODY,
+        _judge_evaluate_loss,
+    ),
+    Probe(
+        "overfit_tiny_subset_check",
+        N02,
+        ("overfit_tiny_subset",),
+        _draw_overfit_tiny_subset,
+        _OVERFIT_TINY_SUBSET_BODY,
+        _judge_overfit_tiny_subset,
+    ),
+    Probe(
+        "momentum_update_check",
+        N02,
+        ("momentum_update",),
+        _draw_momentum_update,
+        _MOMENTUM_UPDATE_BODY,
+        _judge_momentum_update,
+    ),
+    Probe(
         "train_step_check",
         N03,
         ("train_step",),
@@ -1967,12 +2122,7 @@ PROBES: tuple[Probe, ...] = (
 )
 
 # Checks without a probe keep the verdict of the re-run check cell (pristine checks).
-UNPROBED: tuple[str, ...] = (
-    # Notebook 02's sanity checks and optimiser (issue 25): pure functions, probes still to write.
-    "evaluate_loss_check",
-    "overfit_tiny_subset_check",
-    "momentum_update_check",
-)
+UNPROBED: tuple[str, ...] = ()
 PROBED: frozenset[str] = frozenset(
     [probe.grade_id for probe in PROBES]
     + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
