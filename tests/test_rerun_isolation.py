@@ -306,6 +306,17 @@ def test_warm_imports_are_what_the_notebook_imports_of_them_in_their_order():
     assert rerun_module.warm_imports(_notebook("import numpy", "x = 1")) == []
 
 
+def test_kernels_start_ahead_in_the_quick_profile_unless_told_otherwise():
+    assert RerunSettings(profile="quick").starts_ahead()
+    assert not RerunSettings(profile="full").starts_ahead()  # its kernels leave no room
+    assert RerunSettings(profile="full", start_ahead=True).starts_ahead()
+    assert not RerunSettings(profile="quick", start_ahead=False).starts_ahead()
+    with pytest.raises(ValueError, match="start_ahead"):
+        RerunSettings(start_ahead="yes")
+    with pytest.raises(TypeError, match="start_ahead"):
+        RerunSettings(start_ahead=1)
+
+
 def test_a_kernel_started_ahead_has_imported_and_bound_nothing(tmp_path):
     """02's kernel starts, and imports Keras, while 01 runs; 02's cells see no trace but that."""
     folder = tmp_path / "sub"

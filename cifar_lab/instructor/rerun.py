@@ -26,7 +26,7 @@ its own. While one notebook runs, the next one's kernel is already started (same
 set-up, folder, environment and cage) and imports, silently and binding no name, what
 that notebook imports of :data:`WARM_IMPORTS` (TensorFlow, Keras): kernel start and
 imports then overlap the running notebook instead of adding to the re-run's time
-(``RerunSettings.start_ahead=False`` starts each kernel in its turn).
+(in the quick profile, the grading default; see ``RerunSettings.start_ahead``).
 
 **Isolation** (:mod:`cifar_lab.instructor.sandbox`). The runner and the
 kernels it starts run inside bubblewrap, else ``unshare``: no network, under
@@ -82,7 +82,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cifar_lab.checks import check_bool, check_int, check_number, check_optional_int
+from cifar_lab.checks import (
+    check_bool_or_auto,
+    check_int,
+    check_number,
+    check_optional_int,
+)
 from cifar_lab.instructor.claims import DEFAULT_RERUN_TOLERANCE
 from cifar_lab.instructor.findings import MEGABYTE
 from cifar_lab.instructor.inspection import recorded_results
@@ -133,7 +138,11 @@ class RerunSettings:
         threads: TensorFlow and BLAS threads per pool in the kernels (None: their
             defaults, every core); ``grade --workers N`` sets cores // N.
         start_ahead: start each notebook's kernel, and its imports, while the previous
-            notebook runs (:func:`_start_ahead`); False starts each one in its turn.
+            notebook runs (True, :func:`_start_ahead`), or each one in its turn (False);
+            ``"auto"``: in the quick profile only. The kernel started ahead counts
+            towards ``memory_bytes`` (~0.7 GB resident once TensorFlow is loaded): room
+            the quick profile leaves (its whole re-run peaked at 2.2 GB), the full one
+            not (notebook 04's kernel alone peaks at 3.1 GB there).
     """
 
     cell_timeout: int = 3600
@@ -145,7 +154,7 @@ class RerunSettings:
     disk_bytes: int = 1024 * MEGABYTE
     max_processes: int = 64
     threads: int | None = None
-    start_ahead: bool = True
+    start_ahead: bool | str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("cell_timeout", "total_timeout"):  # whole seconds
@@ -154,9 +163,13 @@ class RerunSettings:
             check_int(name, getattr(self, name), minimum=MEGABYTE)
         check_int("max_processes", self.max_processes, minimum=8)  # the cage itself uses ~4
         check_optional_int("threads", self.threads, minimum=1)
-        check_bool("start_ahead", self.start_ahead)
+        check_bool_or_auto("start_ahead", self.start_ahead)
         check_number("tolerance", self.tolerance, minimum=0, maximum=1, maximum_inclusive=False)
         get_profile(self.profile)  # a typo fails here, not hours later
+
+    def starts_ahead(self) -> bool:
+        """Whether the next notebook's kernel starts while one runs (``start_ahead`` resolved)."""
+        return self.profile == "quick" if self.start_ahead == "auto" else bool(self.start_ahead)
 
 
 @functools.lru_cache(maxsize=8)
@@ -240,7 +253,7 @@ def rerun_notebooks(
         command = [sys.executable, "-P", "-m", "cifar_lab.instructor.rerun", "--cell-timeout"]
         command += [str(settings.cell_timeout), "--status-fd", str(write_end)]
         command += ["--work-dir", str(work), "--max-file-bytes", str(settings.disk_bytes)]
-        command += [] if settings.start_ahead else ["--one-kernel-at-a-time"]
+        command += [] if settings.starts_ahead() else ["--one-kernel-at-a-time"]
         for name in names:  # one hash per notebook, in the notebooks' order
             command += ["--sha256", digests[name]]
         command += [str(handed_in / f"{name}.ipynb") for name in names]
