@@ -5,7 +5,9 @@ grader's checks and probes) on the checkout's notebooks, alternately with
 ``start_ahead`` on (each notebook's kernel started, and TensorFlow imported, while
 the previous notebook runs) and off (each kernel started in its turn), and prints per
 run the wall seconds, the CPU seconds of the runner's process tree (user + sys, from
-``getrusage(RUSAGE_CHILDREN)``), the re-run's peak memory (summed over its processes,
+``getrusage(RUSAGE_CHILDREN)``: bubblewrap's outer process does not wait for the cage's
+init, so this process becomes a child subreaper and reaps what the cage leaves), the
+re-run's peak memory (summed over its processes,
 as its memory ceiling counts it) and each notebook's status; then the ratios::
 
     CIFAR10_SOURCE=/path/cifar10.tgz python benchmarks/rerun_times.py [--rounds 1]
@@ -17,6 +19,8 @@ the CPU column and the peak memory mean much; compare the wall columns on an idl
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import resource
 import sys
@@ -26,6 +30,7 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 MEGABYTE = 1 << 20
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def one_run(folder: Path, names: list[str], start_ahead: bool, source: str | None) -> tuple:
@@ -38,6 +43,9 @@ def one_run(folder: Path, names: list[str], start_ahead: bool, source: str | Non
     started = time.perf_counter()
     records, problem = rerun_notebooks(folder, names, settings, budget)
     wall = time.perf_counter() - started
+    with contextlib.suppress(ChildProcessError):  # the orphans below bwrap, reaped here
+        while True:
+            os.waitpid(-1, 0)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     statuses = {name: records.get(name, {}).get("status", "missing") for name in names}
@@ -51,6 +59,8 @@ def main() -> int:
     parser.add_argument("prefixes", nargs="*", help="notebook name prefixes (default: all)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    with contextlib.suppress(OSError, AttributeError):  # Linux: orphans of the cage come here
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     from cifar_lab.instructor.notebooks import course_notebooks
 
     paths = course_notebooks(ROOT / "notebooks")
