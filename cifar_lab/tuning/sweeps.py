@@ -259,8 +259,8 @@ def _older_objects_frozen() -> Iterator[None]:
     (``keras.backend.clear_session()`` calls ``gc.collect()``). With TensorFlow, Keras,
     Optuna, pandas and a notebook's data loaded, a full collection walks some 350,000
     objects: about 0.15 s of CPU, more than a 2-step quick-profile trial trains (notebook
-    05 in the quick profile: 67 CPU seconds without the freeze, 56 with it, measured side
-    by side with ``benchmarks/notebook_times.py 05``). Objects alive when
+    05 in the quick profile: 67 CPU seconds without the freeze, 56 with it, run side by
+    side with ``benchmarks/notebook_times.py 05``). Objects alive when
     the block begins go to the permanent generation (``gc.freeze()``), which collections
     skip; on the way out they are given back (``gc.unfreeze()``). Nothing alive is freed:
     a frozen object only counts as a reference from outside. One that became garbage
