@@ -9,6 +9,7 @@ the runner's child-subreaper sweep must still end the child.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import socket
@@ -294,3 +295,50 @@ def test_a_named_source_reaches_the_kernels_by_name(tmp_path):
     environment, visible = rerun_module._environment(RerunSettings(source="synthetic"), work)
     assert environment["CIFAR10_SOURCE"] == "synthetic"  # not a path under the grader's cwd
     assert all(path.is_absolute() for path in visible)
+
+
+# ------------------------------------------------------------ the next kernel, started ahead
+def test_warm_imports_are_what_the_notebook_imports_of_them_in_their_order():
+    notebook = _notebook(
+        "import keras\nimport numpy as np", "%time x = 1", "from tensorflow.keras import layers"
+    )
+    assert rerun_module.warm_imports(notebook) == ["tensorflow", "keras"]  # magics skipped
+    assert rerun_module.warm_imports(_notebook("import numpy", "x = 1")) == []
+
+
+def test_kernels_start_ahead_in_the_quick_profile_unless_told_otherwise():
+    assert RerunSettings(profile="quick").starts_ahead()
+    assert not RerunSettings(profile="full").starts_ahead()  # its kernels leave no room
+    assert RerunSettings(profile="full", start_ahead=True).starts_ahead()
+    assert not RerunSettings(profile="quick", start_ahead=False).starts_ahead()
+    with pytest.raises(ValueError, match="start_ahead"):
+        RerunSettings(start_ahead="yes")
+    with pytest.raises(TypeError, match="start_ahead"):
+        RerunSettings(start_ahead=1)
+
+
+def test_a_kernel_started_ahead_has_imported_and_bound_nothing(tmp_path):
+    """02's kernel starts, and imports Keras, while 01 runs; 02's cells see no trace but that."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    nbformat.write(_notebook("x = 1"), folder / "01_first.ipynb")
+    seen = """import sys
+loaded = float("keras" in sys.modules)  # before this notebook imports it
+names = float(any(name in globals() for name in ("keras", "tensorflow", "cifar_lab", "name")))
+count = float(get_ipython().execution_count)"""
+    record = "import cifar_lab as lab\nfor key in ('loaded', 'names', 'count'):\n"
+    record += "    lab.record(key, globals()[key])\nimport keras"
+    nbformat.write(_notebook(seen, record), folder / "02_second.ipynb")
+    names = ["01_first", "02_second"]
+
+    results = {}
+    for ahead in (True, False):
+        settings = dataclasses.replace(QUICK, start_ahead=ahead)
+        records, problem = rerun_notebooks(folder, names, settings)
+        assert problem is None, records
+        assert [records[name]["status"] for name in names] == ["ok", "ok"], records
+        results[ahead] = records["02_second"]["results"]
+
+    assert results[True]["loaded"] == 1.0 and results[False]["loaded"] == 0.0, results
+    assert results[True]["names"] == results[False]["names"] == 0.0  # no name bound
+    assert results[True]["count"] == results[False]["count"]  # the silent import is not counted

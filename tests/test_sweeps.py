@@ -276,3 +276,37 @@ def test_tensorboard_logs(tmp_path):
     runs = sorted(path.name for path in (tmp_path / "tb").iterdir())
     assert runs == ["trial_0000", "trial_0001"]
     assert all(any((tmp_path / "tb" / run).glob("events.out.tfevents.*")) for run in runs)
+
+
+def test_trials_collect_their_own_garbage_and_skip_walking_older_objects():
+    """Objects older than the sweep are frozen during it (cheap collections), freed after."""
+    import gc
+    import weakref
+
+    class Node:
+        def __init__(self):
+            self.me = self  # a cycle: only the garbage collector frees it
+
+    older = Node()
+    older_ref = weakref.ref(older)
+    frozen_during, freed_in_trial = [], []
+
+    def objective(trial, params):
+        nonlocal older
+        older = None  # garbage now, but frozen: kept until the sweep ends
+        frozen_during.append(gc.get_freeze_count())
+        made = Node()
+        made_ref = weakref.ref(made)
+        del made
+        gc.collect()  # as MLPObjective's clear_session does
+        freed_in_trial.append(made_ref() is None and older_ref() is not None)
+        return float(params["x"])
+
+    frozen_before = gc.get_freeze_count()
+    spec = SweepSpec("frozen", {"x": [1, 2]}, pruner="none")
+    run_sweep(spec, objective, storage=optuna.storages.InMemoryStorage(), verbose=False)
+    assert all(count > 0 for count in frozen_during) and len(frozen_during) == 2
+    assert freed_in_trial == [True, True]  # a trial's own cycles are still collected
+    assert gc.get_freeze_count() == frozen_before  # given back on the way out
+    gc.collect()
+    assert older_ref() is None  # and freed by the next full collection

@@ -462,3 +462,19 @@ def test_whitening_layer_computes_the_fit_and_reloads(tmp_path):
     np.testing.assert_allclose(
         model.predict(raw, verbose=0), fit.transform(standardised), rtol=1e-3, atol=1e-3
     )
+
+
+def test_the_validation_after_each_epoch_scores_every_image_once(monkeypatch):
+    """Batched as a plain pipeline, the recorded val_accuracy is the trained model's own."""
+    monkeypatch.setattr(mlp_training, "VALIDATION_BATCH", 7)  # 30 images: 5 batches, one short
+    rng = np.random.default_rng(15)
+    X_train, X_val = asymmetric_images(64), asymmetric_images(30)
+    y_train, y_val = rng.integers(0, 10, 64), rng.integers(0, 10, 30)
+    config = MLPConfig(hidden_sizes=(8,), epochs=2, batch_size=32)
+    trained = train_config(config, X_train, y_train, X_val, y_val, verbose=False)
+    batches = list(mlp_training.validation_batches(X_val, y_val))
+    assert [len(x) for x, _ in batches] == [7, 7, 7, 7, 2]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), X_val)  # in order
+    logits = np.asarray(trained.model.predict(X_val, verbose=0))
+    expected = float(np.mean(logits.argmax(axis=1) == y_val))
+    assert trained.history[-1]["val_accuracy"] == pytest.approx(expected, abs=1e-6)
