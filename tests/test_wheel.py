@@ -16,6 +16,7 @@ README (its METADATA) included.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -210,11 +211,13 @@ def test_installed_commands_work_outside_the_checkout(installed, tmp_path):
     shipped = target / "cifar_lab" / "instructor" / "nbgrader_config.py"
     assert (work / "nbcourse" / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
 
-    (work / "submissions").mkdir()
-    grade = [*python, "grade", "submissions", "--out", "report.csv"]
+    # one student who handed in the untouched edition (an empty folder is an error now)
+    shutil.copytree(work / "course", work / "submissions" / "alice")
+    grade = [*python, "grade", "submissions", "--out", "report.csv", "--trust-outputs"]
     printed = _run(grade, cwd=work, env=env, timeout=300)
     assert f"a release of {edition}" in printed
-    assert (work / "report.csv").is_file()
+    with (work / "report.csv").open(newline="") as handle:
+        assert [row["student"] for row in csv.DictReader(handle)] == ["alice"]
 
 
 def test_installed_run_executes_a_folder_of_notebooks(installed, tmp_path):
