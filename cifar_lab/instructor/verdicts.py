@@ -884,15 +884,21 @@ def _draw_training_step(rng: np.random.Generator) -> Inputs:
     }
 
 
-_TRAINING_STEP_BODY = (
-    _AS_ARRAYS
-    + """
+# Kernel-side: the grader's own two-layer network, for the probes of a step or a loss
+# (only the function under test is the student's).
+_GRADER_TWO_LAYER = """
 
-def model(x, params):  # the grader's own two-layer network: only the step is the student's
+def model(x, params):
     w1, w2 = params
     hidden = tf.nn.relu(tf.matmul(tf.reshape(x, (tf.shape(x)[0], -1)), w1))
     return tf.matmul(hidden, w2)
 
+"""
+
+_TRAINING_STEP_BODY = (
+    _AS_ARRAYS
+    + _GRADER_TWO_LAYER
+    + """
 
 v1, v2 = tf.Variable(inputs["w1"]), tf.Variable(inputs["w2"])
 rate = float(inputs["learning_rate"])
@@ -1046,13 +1052,8 @@ def _draw_evaluate_loss(rng: np.random.Generator) -> Inputs:
 
 _EVALUATE_LOSS_BODY = (
     _AS_ARRAYS
+    + _GRADER_TWO_LAYER
     + """
-
-def model(x, params):  # the grader's own two-layer network: only the loss is the student's
-    w1, w2 = params
-    hidden = tf.nn.relu(tf.matmul(tf.reshape(x, (tf.shape(x)[0], -1)), w1))
-    return tf.matmul(hidden, w2)
-
 
 v1, v2 = tf.Variable(inputs["w1"]), tf.Variable(inputs["w2"])
 loss = evaluate_loss(model, inputs["x"], inputs["y"], [v1, v2])
