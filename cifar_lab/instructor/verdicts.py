@@ -446,15 +446,20 @@ def accuracy_probe(grade_id: str, notebook: str, model: str, validation: Labelle
         classes, labels = outputs["classes"], inputs["_labels"]
         if classes.shape != labels.shape or not np.issubdtype(classes.dtype, np.integer):
             return f"{model} gives one int class id per image, got {classes.dtype} {classes.shape}"
-        found = accuracy(labels, classes)
-        if found >= validation.floor:
-            return ""
-        return (
-            f"{model}'s accuracy on the grader's {len(labels):,} validation images is "
-            f"{found:.4f}, below {validation.floor}"
-        )
+        return _accuracy_verdict(model, labels, classes, validation.floor)
 
     return Probe(grade_id, notebook, (model,), draw, _ACCURACY_BODY.format(model=model), judge)
+
+
+def _accuracy_verdict(model: str, labels: np.ndarray, classes: np.ndarray, floor: float) -> str:
+    """Empty when class ids ``classes`` (int, (N,)) reach ``floor`` on ``labels``; else why not."""
+    found = accuracy(labels, classes)
+    if found >= floor:
+        return ""
+    return (
+        f"{model}'s accuracy on the grader's {len(labels):,} validation images is "
+        f"{found:.4f}, below {floor}"
+    )
 
 
 # (grade_id, notebook, the trained model's name in the notebook once it has run)
@@ -629,13 +634,7 @@ def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
         failure = _first_failure(conditions)
         if failure:
             return failure
-        found = accuracy(labels, classes)
-        if found >= validation.floor:
-            return ""
-        return (
-            f"{spec.model}'s accuracy on the grader's {len(labels):,} validation images is "
-            f"{found:.4f}, below {validation.floor}"
-        )
+        return _accuracy_verdict(spec.model, labels, classes, validation.floor)
 
     body = spec.body + _TRAINED_OUTPUTS
     if spec.images is not None and validation.train_size is not None:
