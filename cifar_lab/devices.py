@@ -6,6 +6,7 @@ function takes ``device=`` and passes it through :func:`resolve_device`.
 
 from __future__ import annotations
 
+import os
 import re
 
 _DEVICE_PATTERN = re.compile(r"^/?(?:device:)?(cpu|gpu)(?::(\d+))?$", re.IGNORECASE)
@@ -87,3 +88,10 @@ def cpu_has_fast_bfloat16(cpuinfo: str | None = None) -> bool:
         except OSError:
             return False
     return re.search(r"\b(amx_bf16|avx512_bf16)\b", cpuinfo) is not None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity where the OS tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux: a container or taskset may allow fewer
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -82,6 +82,30 @@ def test_jpeg_images_are_read(tmp_path):
     assert splits.X_train.shape == (20, 32, 32, 3)
 
 
+def test_images_decode_in_order_across_threads_and_the_first_corrupt_one_is_named():
+    # The decode is split into chunks that threads share; the array must still follow the
+    # items' order, and a corrupt image must be named as a one-thread loop would name it.
+    import io
+
+    from PIL import Image
+
+    from cifar_lab.data import formats
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(23, 32, 32, 3), dtype=np.uint8)
+    items = []
+    for i, image in enumerate(pixels):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        items.append((("train", "cat", f"{i:04d}.png"), buffer.getvalue()))
+    np.testing.assert_array_equal(formats._decode_images(items, chunk=4), pixels)
+    broken = list(items)
+    for i in (9, 17):  # two corrupt images in different chunks: the earlier one is named
+        broken[i] = (items[i][0], b"not an image")
+    with pytest.raises(CorruptSourceError, match=r"train/cat/0009\.png"):
+        formats._decode_images(broken, chunk=4)
+
+
 def test_unknown_class_folder_is_named(tmp_path):
     root = tmp_path / "images"
     write_image_dir(root, per_class=1, test_per_class=1)
@@ -409,9 +433,15 @@ def test_class_names_are_cifar_order():
 
 # ---------------------------------------------------------------------------- real data
 @pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"{SHARED_ARCHIVE} is not present")
-def test_shared_archive_loads_in_full(tmp_path):
-    # The first read decodes the 55,000 JPEGs into tmp_path's cache; the loads below read it.
-    raw, _ = sources.read_source(SHARED_ARCHIVE, cache_dir=tmp_path, num_train=0, num_test=0)
+def test_shared_archive_loads_in_full():
+    # The run decodes the 55,000 JPEGs once, with this same read_source
+    # (conftest.decoded_real_data), and this test's cache folder holds a link to that
+    # entry: so this checks what the decode produced, and the loads that read it.
+    tmp_path = Path(os.environ["CIFAR_LAB_CACHE"])
+    raw, from_cache = sources.read_source(
+        SHARED_ARCHIVE, cache_dir=tmp_path, num_train=0, num_test=0
+    )
+    assert from_cache, "the run's decoded archive should be in this test's cache"
     assert raw.X_train.shape == (50_000, 32, 32, 3) and raw.X_train.dtype == np.uint8
     assert raw.X_test.shape == (5_000, 32, 32, 3)
     assert np.bincount(raw.y_train, minlength=10).tolist() == [5_000] * 10

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +31,7 @@ from cifar_lab.data.archives import (  # noqa: F401  (archive_names: sources use
     open_archive,
 )
 from cifar_lab.data.errors import CorruptSourceError
+from cifar_lab.devices import usable_cores
 
 CLASS_NAMES: tuple[str, ...] = (
     "airplane",
@@ -220,12 +222,31 @@ def _assemble_images(items: list[ImageItem], description: str) -> RawCIFAR:
         if not chosen:
             raise CorruptSourceError(f"{description}: no images under {split}/")
         _check_every_class(description, split, {key[1] for key, _ in chosen})
-        X = np.empty((len(chosen), 32, 32, 3), dtype=np.uint8)
-        for i, (key, data) in enumerate(chosen):
-            X[i] = _decode_image(data, "/".join(key))
+        X = _decode_images(chosen)
         y = np.array([CLASS_NAMES.index(key[1]) for key, _ in chosen], dtype=np.int32)
         splits[split] = (X, y)
     return RawCIFAR(*splits["train"], *splits["test"], description)
+
+
+def _decode_images(chosen: list[ImageItem], chunk: int = 2_000) -> np.ndarray:
+    """Decode ``chosen`` in order into one (N, 32, 32, 3) uint8 array, on every core.
+
+    Pillow releases the GIL while it decodes, so threads share the work: the first
+    read of the 55,000-JPEG archive takes about half the time on two cores. The first
+    corrupt image (in order) raises, as a one-thread loop would.
+    """
+    X = np.empty((len(chosen), 32, 32, 3), dtype=np.uint8)
+
+    def decode(start: int) -> None:
+        for i in range(start, min(start + chunk, len(chosen))):
+            key, data = chosen[i]
+            X[i] = _decode_image(data, "/".join(key))
+
+    workers = min(usable_cores(), -(-len(chosen) // chunk))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for _ in pool.map(decode, range(0, len(chosen), chunk)):
+            pass  # iterating re-raises the first failed chunk's error
+    return X
 
 
 def _check_every_class(description: str, split: str, present: set[str]) -> None:

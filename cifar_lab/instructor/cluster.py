@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar_lab.checks import check_optional_int
+from cifar_lab.devices import usable_cores
 from cifar_lab.instructor.claims import LazyTestSet
 from cifar_lab.instructor.findings import GradingSetupError
 from cifar_lab.instructor.grading import (
@@ -96,15 +97,8 @@ class ClusterSettings:
         """TensorFlow/BLAS threads per local worker: its share of the cores (None: remote)."""
         if self.workers is None:
             return None  # remote workers are started by whoever runs them (docs/cluster.md)
-        cores = self.cores or _usable_cores()
+        cores = self.cores or usable_cores()
         return max(1, cores // self.workers)
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (its affinity where the OS tells, else all)."""
-    if hasattr(os, "sched_getaffinity"):  # Linux: a container or taskset may allow fewer
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def worker_threads(environment: dict[str, str]) -> int | None:
