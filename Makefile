@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint format env docs clean
+.PHONY: run test test-promises lint format env docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,21 @@ run: $(STAMP)
 # kernels, sandboxes and time limits, and tests/conftest.py keeps the tests that share a
 # session resource (the executed notebooks, the PostgreSQL server) on one worker.
 # pytest exits 5 when it collected no tests; that is a failure here too.
+# The reference's accuracy promises (tests/test_real_training.py, marked `promise`: one epoch
+# of each loop on all 49,000 real training images, about 7 min) are left to `make test-promises`,
+# so that `make test` fits 10 minutes on 2 cores; CI (.ci/run) runs both.
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	CIFAR_LAB_PROFILE=quick TF_CPP_MIN_LOG_LEVEL=3 \
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest tests -m "not promise" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# One process: each training already uses every core.
+test-promises: $(STAMP)
+	CIFAR_LAB_PROFILE=quick TF_CPP_MIN_LOG_LEVEL=3 \
+	$(PY) -m pytest tests -m promise $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no promise test: failing"; exit 1; fi; exit $$rc
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict: a warning, such as
 # a link to a missing page or anchor, fails the build.

@@ -63,17 +63,26 @@ SHARED_RESOURCES = {
 def pytest_collection_modifyitems(config, items):
     """Put each test that uses a shared session resource in that resource's xdist group.
 
-    The real-CIFAR-10 training tests (the ``slow`` promises) form a group of their own, so
-    that their module's data fixture is loaded once and they run one after another rather
-    than beside each other on a 2-core machine.
+    The tests that share a module-scoped fixture (a graded batch, a built wheel, the real
+    CIFAR-10 splits of the training promises) form a group per module, so that the fixture
+    is built once per run rather than once on each worker.
     """
     for item in items:
         groups = {SHARED_RESOURCES[name] for name in item.fixturenames if name in SHARED_RESOURCES}
-        if item.module.__name__ == "test_real_training":
-            groups.add("real_training")
+        if not groups and module_scoped_fixtures(item):
+            # a module-scoped fixture is set up once per worker that runs one of its tests:
+            # keep its module's tests on one worker so that it is built once, not twice
+            groups.add(item.module.__name__)
         assert len(groups) <= 1, f"{item.nodeid} needs two worker groups: {groups}"
         for group in groups:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def module_scoped_fixtures(item) -> list[str]:
+    """The module-scoped fixtures that the test ``item`` uses (pytest's own record of them)."""
+    definitions = item._fixtureinfo.name2fixturedefs
+    return [name for name in item.fixturenames if (definitions.get(name) or [None])[-1] is not None
+            and definitions[name][-1].scope == "module"]  # fmt: skip
 
 
 _DECODED: dict[str, Path | None] = {}  # this worker's answer of decoded_real_data()
