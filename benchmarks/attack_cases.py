@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test fixtures build the submissio
 
 PROFILE = "quick"
 LEAK_MARK = "LEAKED:"
+FAKE_ACCURACY = 0.99  # what the rewritten 05 records, and what that student claims
 
 HOOK = """\
 import ast
@@ -103,7 +105,7 @@ import glob
 import json
 import os
 
-code = "import cifar_lab as lab\\nlab.record('test_accuracy', 0.99)"
+code = "import cifar_lab as lab\\nlab.record('test_accuracy', FAKE)"
 fake = {"cells": [{"cell_type": "code", "execution_count": None, "id": "fake", "metadata": {},
                    "outputs": [], "source": code}],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
@@ -124,7 +126,7 @@ for target in targets:
         open(target, "w").write(json.dumps(fake))
     except OSError:
         pass
-"""
+""".replace("FAKE", repr(FAKE_ACCURACY))
 
 CASES = {  # batch -> its cases, each the name of its student
     "claims": ["honest", "lookup model", "1-image split", "chosen seed", "CNN",
@@ -151,6 +153,11 @@ def _parse() -> argparse.Namespace:
         "--batches", default="claims,rerun,limits", help="comma-separated: claims, rerun, limits"
     )
     parser.add_argument("--workers", type=int, default=1, help="grade --workers (default: 1)")
+    parser.add_argument(
+        "--executed",
+        help="a folder of the course notebooks already executed by this script (its "
+        "<work>/executed): reused as the honest student's run instead of running them again",
+    )
     parser.add_argument(
         "--table-only", action="store_true", help="print the table of the reports in --work"
     )
@@ -192,6 +199,48 @@ def _student_edition(release_dir: Path, root: Path) -> None:
             target.write_text(json.dumps(notebook), encoding="utf-8")
 
 
+def honest_run(course: Path, folder: Path, source: str) -> Path:
+    """Run the course's notebooks as a student hands them in: executed, in order, in one folder.
+
+    The model answers (``course``), each in a fresh kernel started in ``folder`` in the
+    quick profile on ``source`` (what the re-run uses), the written answer filled in;
+    notebook 05 writes ``part5/``. Its saved outputs are the records the re-run compares.
+
+    Returns:
+        ``folder``, holding the five executed notebooks and ``part5/``.
+    """
+    import nbformat
+    from instructor_fixtures import STUDENT_ANSWER, is_answer_cell
+
+    from cifar_lab.instructor.notebooks import course_notebooks, notebook_client
+
+    folder.mkdir(parents=True)
+    env = {**os.environ, "CIFAR_LAB_PROFILE": PROFILE, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["CIFAR10_SOURCE"] = source
+    env["CIFAR_LAB_CACHE"] = str(folder.parent / "executed_cache")  # away from the user's
+    for path in course_notebooks(course):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if is_answer_cell(cell):
+                cell.source = STUDENT_ANSWER
+        started = time.perf_counter()
+        notebook_client(notebook, folder, cell_timeout=3600).execute(env=env)
+        nbformat.write(notebook, folder / path.name)
+        print(f"executed {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return folder
+
+
+def _executed_copy(executed: Path, root: Path) -> Path:
+    """A student's submission folder: the executed notebooks and ``part5/``."""
+    from cifar_lab.tuning.part5 import PART5_DIR
+
+    root.mkdir(parents=True)
+    for path in sorted(executed.glob("*.ipynb")):
+        shutil.copyfile(path, root / path.name)
+    shutil.copytree(executed / PART5_DIR, root / PART5_DIR)
+    return root
+
+
 def _results(root: Path, **fields) -> None:
     from cifar_lab.tuning.part5 import PART5_DIR, RESULTS_FILE
 
@@ -220,8 +269,15 @@ def _leak_cell() -> str:
     )
 
 
-def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> dict:
-    """Write each batch's zips; return {batch: (folder, manifest path)}."""
+def build(
+    work: Path, source: str, num_test: int | None, batches: list[str], executed: Path | None
+) -> dict:
+    """Write each batch's zips; return {batch: (folder, manifest path)}.
+
+    The claims batch is built from the test fixtures (faked saved outputs: the grader
+    reads them as they are); the re-run and limits batches from one honest run of the
+    course notebooks (:func:`honest_run`, or ``executed`` when given), the attack added.
+    """
     from instructor_fixtures import course_source, train_models, write_submission, zip_folder
     from test_part5_verification import _conv_model, lookup_model
 
@@ -271,6 +327,14 @@ def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> 
             _notebook_edit(root, path.stem, _every_check_shown)
         return root
 
+    ran = None
+    if {"rerun", "limits"} & set(batches):
+        ran = executed or honest_run(course, work / "executed", source)
+
+    def handed_in(name: str) -> Path:
+        """The honest run's notebooks and part5/ as the student ``name`` hands them in."""
+        return _executed_copy(ran, work / "roots" / name)
+
     def with_model(name: str, model: Path) -> Path:
         root = submission(name, model, claims_of(model) if model != cnn else (0.5, 0.5))
         (root / PART5_DIR / MODEL_FILE).write_bytes(model.read_bytes())
@@ -289,14 +353,13 @@ def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> 
             "=1+2": lambda n: submission(n),
         },
         "rerun": {
-            "honest (re-run)": lambda n: submission(n),
-            "hooked checks": lambda n: _hooked(submission(n), work / "release"),
-            "rewritten 05": lambda n: _first_cell(submission(n), REWRITE_05),
-            "feedback leak": lambda n: _first_cell(submission(n), _leak_cell()),
+            "honest (re-run)": lambda n: handed_in(n),
+            "hooked checks": lambda n: _hooked(handed_in(n), work / "release"),
+            "rewritten 05": lambda n: _first_cell(_claims_099(handed_in(n)), REWRITE_05),
+            "feedback leak": lambda n: _first_cell(handed_in(n), _leak_cell()),
         },
         "limits": {
-            name: (lambda n, c=cell: _first_cell(submission(n), c))
-            for name, cell in LIMITS.items()
+            name: (lambda n, c=cell: _first_cell(handed_in(n), c)) for name, cell in LIMITS.items()
         },
     }
     built = {}
@@ -332,6 +395,15 @@ def _val_claim(root: Path) -> Path:
     from instructor_fixtures import set_claim
 
     _notebook_edit(root, "05_tuning", lambda nb: set_claim(nb, "best_val_accuracy", 0.95))
+    return root
+
+
+def _claims_099(root: Path) -> Path:
+    """Claim the test accuracy the fake 05 records (0.99), in 05's outputs and results.json."""
+    from instructor_fixtures import set_claim
+
+    _notebook_edit(root, "05_tuning", lambda nb: set_claim(nb, "test_accuracy", FAKE_ACCURACY))
+    _results(root, test_accuracy=FAKE_ACCURACY)
     return root
 
 
@@ -375,13 +447,11 @@ def _cell(text: str, width: int = 160) -> str:
 def _telling(problems: list[str]) -> list[str]:
     """The problems that say what happened: the grader's tests and limits first, then the rest.
 
-    Left out: claims of the faked saved outputs (every result 0.5) that the re-run
-    recomputes, and the list of hashes; the count of checks whose probe failed is given.
+    Left out: the list of hashes; the count of checks whose probe failed is given.
     """
     probed = [p for p in problems if "failed the grader's test" in p]
     first = [p for p in problems if "limit" in p or "quota" in p or "rerun failed" in p]
-    rest = [p for p in problems if p not in probed + first and "claimed" not in p
-            and "re-executed as handed in" not in p]  # fmt: skip
+    rest = [p for p in problems if p not in probed + first and "re-executed as handed in" not in p]
     head = [f"{len(probed)} checks failed the grader's test, e.g. {probed[0]}"] if probed else []
     return (head + first + rest)[:2]
 
@@ -414,7 +484,10 @@ def main() -> None:
         work = Path(args.work) if args.work else Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        built = {} if args.table_only else build(work, args.source, args.num_test, batches)
+        executed = Path(args.executed) if args.executed else None
+        built = (
+            {} if args.table_only else build(work, args.source, args.num_test, batches, executed)
+        )
         print(f"built the cases in {time.perf_counter() - started:.0f} s", flush=True)
         rows = []
         for batch in batches:
