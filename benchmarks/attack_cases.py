@@ -8,6 +8,12 @@ status, points, the submission's peak memory and its grading time::
     CIFAR10_SOURCE=/work/shared/data/cifar10-jpeg.tgz python benchmarks/attack_cases.py
     python benchmarks/attack_cases.py --batches claims        # Part V and names only: fast
 
+The re-run and limits cases start from one honest run: the five course notebooks
+executed as a student hands them in (:func:`honest_run`: quick profile, the same
+source, ``part5/`` as 05 saved it), so their saved outputs hold real records that a
+re-run reproduces and each row is flagged for its own attack only. That run takes
+minutes; ``--executed <work>/executed`` reuses the one an earlier call made.
+
 The batches:
 
 * ``claims`` (``--trust-outputs``: no re-execution; Part V is verified either way):
@@ -19,45 +25,51 @@ The batches:
 * ``rerun`` (re-executed, the default): ``honest (re-run)``; ``hooked checks`` (every
   exercise left as in the student edition, an IPython ``ast_transformers`` hook in
   each notebook's first solution cell that makes every check pass); ``rewritten 05``
-  (a cell of 01 rewrites ``05_tuning.ipynb`` into a fake that records 0.99);
+  (a cell of 01 rewrites ``05_tuning.ipynb`` into a fake that records 0.99, the test
+  accuracy this student claims in 05's outputs and ``results.json``);
   ``feedback leak`` (a cell of 01 raises with the first line of the instructor's
   notebook, of a file in ``/tmp`` and of ``$HOME``);
 * ``limits`` (re-executed; the attack is 01's first cell): ``5 GiB`` of memory,
   ``3 GiB`` on disk, ``300 processes``.
 
-Measured (the first command above, quick re-run profile, default ceilings, real
-CIFAR-10 JPEG archive, one worker; a 2-core machine shared with five other jobs,
-so the times are long; 84 of the 100 points are auto-graded, 16 by hand). The
-saved outputs of every submission are faked by the test fixtures (every
-``lab.record`` 0.5), so each re-run row is also flagged "not reproduced"; the
-re-run recomputed ``rewritten 05``'s test accuracy as 0.2660, not the fake's
-0.99. ``hooked checks``: 0 points, each probed check "passed in the notebook but
-failed the grader's test". ``feedback leak``: every read failed
-(FileNotFoundError for the instructor's notebook and ``$HOME``, ``/tmp`` shows only
-the re-run's own folder) and no feedback page holds the student's text (the
-table says FEEDBACK LEAKS where one does). ``=1+2`` is written to the CSV as
-``'=1+2``; ``dup name`` and ``dup_name`` get two feedback files. Part V's rows
-name their finding (memorised test images, a split the course does not define,
-Conv2D refused, the validation claim recomputed)::
+Measured under load (the first command above with ``--work /tmp/attack_table
+--executed`` an honest run made just before, quick re-run profile, default
+ceilings, real CIFAR-10 JPEG archive, one worker; a 2-core machine shared with
+four other jobs, so the times are long; 81 of the 100 points are auto-graded, 19
+by hand; building the cases took 98 s, the batches 77 s, 649 s and 62 s). The
+honest run took 573 s under load (01 106 s, 02 59 s, 03 65 s, 04 138 s, 05 205 s).
+``honest (re-run)``: ``ok``, every record reproduced, every probed check passed,
+all 81 auto-graded points (its one note: Part V re-scored on the 500-image split
+``results.json`` records). ``rewritten 05``: the real 05 ran, "test_accuracy
+claimed 0.9900, recomputed 0.2660", and Part V's model scores 0.2660 too; its 81
+points are the honest notebooks' own. ``hooked checks``: 0 points, each probed
+check "passed in the notebook but failed the grader's test". ``feedback leak``:
+every read failed (FileNotFoundError for the instructor's notebook and ``$HOME``,
+``/tmp`` shows only the re-run's own folder), 01 stopped there so its 9 points are
+lost, and no feedback page holds the student's text (the table says FEEDBACK
+LEAKS where one does). ``=1+2`` is written to the CSV as ``'=1+2``; ``dup name``
+and ``dup_name`` get two feedback files. Part V's rows name their finding
+(memorised test images, a split the course does not define, Conv2D refused, the
+validation claim recomputed)::
 
     | case | status | points | peak memory (MB) | time (s) |
     | --- | --- | --- | --- | --- |
-    | honest | ok | 84/100 |  | 1.0 |
-    | lookup model | flagged | 79/100 | 936 | 55.5 |
-    | 1-image split | flagged | 79/100 | 701 | 36.0 |
-    | chosen seed | flagged | 79/100 |  | 0.6 |
-    | CNN | flagged | 79/100 | 642 | 25.7 |
-    | validation claim 0.95 | flagged | 79/100 |  | 0.6 |
-    | dup name | ok | 84/100 |  | 0.7 |
-    | dup_name | ok | 84/100 |  | 0.7 |
-    | =1+2 | ok | 84/100 |  | 0.7 |
-    | honest (re-run) | flagged | 84/100 | 1556 | 220.4 |
-    | hooked checks | flagged | 0/100 | 1454 | 171.4 |
-    | rewritten 05 | flagged | 84/100 | 1513 | 481.7 |
-    | feedback leak | flagged | 74/100 | 1557 | 474.7 |
-    | 5 GiB | flagged | 0/100 | 4139 | 38.7 |
-    | 3 GiB disk | flagged | 0/100 | 690 | 28.3 |
-    | 300 processes | flagged | 0/100 | 564 | 8.1 |
+    | honest | ok | 81/100 |  | 0.3 |
+    | lookup model | flagged | 76/100 | 936 | 29.3 |
+    | 1-image split | flagged | 76/100 | 696 | 24.2 |
+    | chosen seed | flagged | 76/100 |  | 0.3 |
+    | CNN | flagged | 76/100 | 641 | 12.4 |
+    | validation claim 0.95 | flagged | 76/100 |  | 0.4 |
+    | dup name | ok | 81/100 |  | 0.4 |
+    | dup_name | ok | 81/100 |  | 0.3 |
+    | =1+2 | ok | 81/100 |  | 0.6 |
+    | honest (re-run) | ok | 81/100 | 2217 | 188.1 |
+    | hooked checks | flagged | 0/100 | 2099 | 59.5 |
+    | rewritten 05 | flagged | 81/100 | 2185 | 102.3 |
+    | feedback leak | flagged | 72/100 | 2183 | 293.1 |
+    | 5 GiB | flagged | 0/100 | 4099 | 30.9 |
+    | 3 GiB disk | flagged | 0/100 | 1479 | 19.0 |
+    | 300 processes | flagged | 0/100 | 1848 | 8.9 |
 """
 
 from __future__ import annotations
