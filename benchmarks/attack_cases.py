@@ -8,6 +8,12 @@ status, points, the submission's peak memory and its grading time::
     CIFAR10_SOURCE=/work/shared/data/cifar10-jpeg.tgz python benchmarks/attack_cases.py
     python benchmarks/attack_cases.py --batches claims        # Part V and names only: fast
 
+The re-run and limits cases start from one honest run: the five course notebooks
+executed as a student hands them in (:func:`honest_run`: quick profile, the same
+source, ``part5/`` as 05 saved it), so their saved outputs hold real records that a
+re-run reproduces and each row is flagged for its own attack only. That run takes
+minutes; ``--executed <work>/executed`` reuses the one an earlier call made.
+
 The batches:
 
 * ``claims`` (``--trust-outputs``: no re-execution; Part V is verified either way):
@@ -19,45 +25,51 @@ The batches:
 * ``rerun`` (re-executed, the default): ``honest (re-run)``; ``hooked checks`` (every
   exercise left as in the student edition, an IPython ``ast_transformers`` hook in
   each notebook's first solution cell that makes every check pass); ``rewritten 05``
-  (a cell of 01 rewrites ``05_tuning.ipynb`` into a fake that records 0.99);
+  (a cell of 01 rewrites ``05_tuning.ipynb`` into a fake that records 0.99, the test
+  accuracy this student claims in 05's outputs and ``results.json``);
   ``feedback leak`` (a cell of 01 raises with the first line of the instructor's
   notebook, of a file in ``/tmp`` and of ``$HOME``);
 * ``limits`` (re-executed; the attack is 01's first cell): ``5 GiB`` of memory,
   ``3 GiB`` on disk, ``300 processes``.
 
-Measured (the first command above, quick re-run profile, default ceilings, real
-CIFAR-10 JPEG archive, one worker; a 2-core machine shared with five other jobs,
-so the times are long; 84 of the 100 points are auto-graded, 16 by hand). The
-saved outputs of every submission are faked by the test fixtures (every
-``lab.record`` 0.5), so each re-run row is also flagged "not reproduced"; the
-re-run recomputed ``rewritten 05``'s test accuracy as 0.2660, not the fake's
-0.99. ``hooked checks``: 0 points, each probed check "passed in the notebook but
-failed the grader's test". ``feedback leak``: every read failed
-(FileNotFoundError for the instructor's notebook and ``$HOME``, ``/tmp`` shows only
-the re-run's own folder) and no feedback page holds the student's text (the
-table says FEEDBACK LEAKS where one does). ``=1+2`` is written to the CSV as
-``'=1+2``; ``dup name`` and ``dup_name`` get two feedback files. Part V's rows
-name their finding (memorised test images, a split the course does not define,
-Conv2D refused, the validation claim recomputed)::
+Measured under load (the first command above with ``--work /tmp/attack_table
+--executed`` an honest run made just before, quick re-run profile, default
+ceilings, real CIFAR-10 JPEG archive, one worker; a 2-core machine shared with
+four other jobs, so the times are long; 81 of the 100 points are auto-graded, 19
+by hand; building the cases took 98 s, the batches 77 s, 649 s and 62 s). The
+honest run took 573 s under load (01 106 s, 02 59 s, 03 65 s, 04 138 s, 05 205 s).
+``honest (re-run)``: ``ok``, every record reproduced, every probed check passed,
+all 81 auto-graded points (its one note: Part V re-scored on the 500-image split
+``results.json`` records). ``rewritten 05``: the real 05 ran, "test_accuracy
+claimed 0.9900, recomputed 0.2660", and Part V's model scores 0.2660 too; its 81
+points are the honest notebooks' own. ``hooked checks``: 0 points, each probed
+check "passed in the notebook but failed the grader's test". ``feedback leak``:
+every read failed (FileNotFoundError for the instructor's notebook and ``$HOME``,
+``/tmp`` shows only the re-run's own folder), 01 stopped there so its 9 points are
+lost, and no feedback page holds the student's text (the table says FEEDBACK
+LEAKS where one does). ``=1+2`` is written to the CSV as ``'=1+2``; ``dup name``
+and ``dup_name`` get two feedback files. Part V's rows name their finding
+(memorised test images, a split the course does not define, Conv2D refused, the
+validation claim recomputed)::
 
     | case | status | points | peak memory (MB) | time (s) |
     | --- | --- | --- | --- | --- |
-    | honest | ok | 84/100 |  | 1.0 |
-    | lookup model | flagged | 79/100 | 936 | 55.5 |
-    | 1-image split | flagged | 79/100 | 701 | 36.0 |
-    | chosen seed | flagged | 79/100 |  | 0.6 |
-    | CNN | flagged | 79/100 | 642 | 25.7 |
-    | validation claim 0.95 | flagged | 79/100 |  | 0.6 |
-    | dup name | ok | 84/100 |  | 0.7 |
-    | dup_name | ok | 84/100 |  | 0.7 |
-    | =1+2 | ok | 84/100 |  | 0.7 |
-    | honest (re-run) | flagged | 84/100 | 1556 | 220.4 |
-    | hooked checks | flagged | 0/100 | 1454 | 171.4 |
-    | rewritten 05 | flagged | 84/100 | 1513 | 481.7 |
-    | feedback leak | flagged | 74/100 | 1557 | 474.7 |
-    | 5 GiB | flagged | 0/100 | 4139 | 38.7 |
-    | 3 GiB disk | flagged | 0/100 | 690 | 28.3 |
-    | 300 processes | flagged | 0/100 | 564 | 8.1 |
+    | honest | ok | 81/100 |  | 0.3 |
+    | lookup model | flagged | 76/100 | 936 | 29.3 |
+    | 1-image split | flagged | 76/100 | 696 | 24.2 |
+    | chosen seed | flagged | 76/100 |  | 0.3 |
+    | CNN | flagged | 76/100 | 641 | 12.4 |
+    | validation claim 0.95 | flagged | 76/100 |  | 0.4 |
+    | dup name | ok | 81/100 |  | 0.4 |
+    | dup_name | ok | 81/100 |  | 0.3 |
+    | =1+2 | ok | 81/100 |  | 0.6 |
+    | honest (re-run) | ok | 81/100 | 2217 | 188.1 |
+    | hooked checks | flagged | 0/100 | 2099 | 59.5 |
+    | rewritten 05 | flagged | 81/100 | 2185 | 102.3 |
+    | feedback leak | flagged | 72/100 | 2183 | 293.1 |
+    | 5 GiB | flagged | 0/100 | 4099 | 30.9 |
+    | 3 GiB disk | flagged | 0/100 | 1479 | 19.0 |
+    | 300 processes | flagged | 0/100 | 1848 | 8.9 |
 """
 
 from __future__ import annotations
@@ -65,6 +77,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +89,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test fixtures build the submissio
 
 PROFILE = "quick"
 LEAK_MARK = "LEAKED:"
+FAKE_ACCURACY = 0.99  # what the rewritten 05 records, and what that student claims
 
 HOOK = """\
 import ast
@@ -103,7 +117,7 @@ import glob
 import json
 import os
 
-code = "import cifar_lab as lab\\nlab.record('test_accuracy', 0.99)"
+code = "import cifar_lab as lab\\nlab.record('test_accuracy', FAKE)"
 fake = {"cells": [{"cell_type": "code", "execution_count": None, "id": "fake", "metadata": {},
                    "outputs": [], "source": code}],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
@@ -124,7 +138,7 @@ for target in targets:
         open(target, "w").write(json.dumps(fake))
     except OSError:
         pass
-"""
+""".replace("FAKE", repr(FAKE_ACCURACY))
 
 CASES = {  # batch -> its cases, each the name of its student
     "claims": ["honest", "lookup model", "1-image split", "chosen seed", "CNN",
@@ -151,6 +165,11 @@ def _parse() -> argparse.Namespace:
         "--batches", default="claims,rerun,limits", help="comma-separated: claims, rerun, limits"
     )
     parser.add_argument("--workers", type=int, default=1, help="grade --workers (default: 1)")
+    parser.add_argument(
+        "--executed",
+        help="a folder of the course notebooks already executed by this script (its "
+        "<work>/executed): reused as the honest student's run instead of running them again",
+    )
     parser.add_argument(
         "--table-only", action="store_true", help="print the table of the reports in --work"
     )
@@ -192,6 +211,48 @@ def _student_edition(release_dir: Path, root: Path) -> None:
             target.write_text(json.dumps(notebook), encoding="utf-8")
 
 
+def honest_run(course: Path, folder: Path, source: str) -> Path:
+    """Run the course's notebooks as a student hands them in: executed, in order, in one folder.
+
+    The model answers (``course``), each in a fresh kernel started in ``folder`` in the
+    quick profile on ``source`` (what the re-run uses), the written answer filled in;
+    notebook 05 writes ``part5/``. Its saved outputs are the records the re-run compares.
+
+    Returns:
+        ``folder``, holding the five executed notebooks and ``part5/``.
+    """
+    import nbformat
+    from instructor_fixtures import STUDENT_ANSWER, is_answer_cell
+
+    from cifar_lab.instructor.notebooks import course_notebooks, notebook_client
+
+    folder.mkdir(parents=True)
+    env = {**os.environ, "CIFAR_LAB_PROFILE": PROFILE, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["CIFAR10_SOURCE"] = source
+    env["CIFAR_LAB_CACHE"] = str(folder.parent / "executed_cache")  # away from the user's
+    for path in course_notebooks(course):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if is_answer_cell(cell):
+                cell.source = STUDENT_ANSWER
+        started = time.perf_counter()
+        notebook_client(notebook, folder, cell_timeout=3600).execute(env=env)
+        nbformat.write(notebook, folder / path.name)
+        print(f"executed {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return folder
+
+
+def _executed_copy(executed: Path, root: Path) -> Path:
+    """A student's submission folder: the executed notebooks and ``part5/``."""
+    from cifar_lab.tuning.part5 import PART5_DIR
+
+    root.mkdir(parents=True)
+    for path in sorted(executed.glob("*.ipynb")):
+        shutil.copyfile(path, root / path.name)
+    shutil.copytree(executed / PART5_DIR, root / PART5_DIR)
+    return root
+
+
 def _results(root: Path, **fields) -> None:
     from cifar_lab.tuning.part5 import PART5_DIR, RESULTS_FILE
 
@@ -220,8 +281,15 @@ def _leak_cell() -> str:
     )
 
 
-def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> dict:
-    """Write each batch's zips; return {batch: (folder, manifest path)}."""
+def build(
+    work: Path, source: str, num_test: int | None, batches: list[str], executed: Path | None
+) -> dict:
+    """Write each batch's zips; return {batch: (folder, manifest path)}.
+
+    The claims batch is built from the test fixtures (faked saved outputs: the grader
+    reads them as they are); the re-run and limits batches from one honest run of the
+    course notebooks (:func:`honest_run`, or ``executed`` when given), the attack added.
+    """
     from instructor_fixtures import course_source, train_models, write_submission, zip_folder
     from test_part5_verification import _conv_model, lookup_model
 
@@ -271,6 +339,14 @@ def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> 
             _notebook_edit(root, path.stem, _every_check_shown)
         return root
 
+    ran = None
+    if {"rerun", "limits"} & set(batches):
+        ran = executed or honest_run(course, work / "executed", source)
+
+    def handed_in(name: str) -> Path:
+        """The honest run's notebooks and part5/ as the student ``name`` hands them in."""
+        return _executed_copy(ran, work / "roots" / name)
+
     def with_model(name: str, model: Path) -> Path:
         root = submission(name, model, claims_of(model) if model != cnn else (0.5, 0.5))
         (root / PART5_DIR / MODEL_FILE).write_bytes(model.read_bytes())
@@ -289,14 +365,13 @@ def build(work: Path, source: str, num_test: int | None, batches: list[str]) -> 
             "=1+2": lambda n: submission(n),
         },
         "rerun": {
-            "honest (re-run)": lambda n: submission(n),
-            "hooked checks": lambda n: _hooked(submission(n), work / "release"),
-            "rewritten 05": lambda n: _first_cell(submission(n), REWRITE_05),
-            "feedback leak": lambda n: _first_cell(submission(n), _leak_cell()),
+            "honest (re-run)": lambda n: handed_in(n),
+            "hooked checks": lambda n: _hooked(handed_in(n), work / "release"),
+            "rewritten 05": lambda n: _first_cell(_claims_099(handed_in(n)), REWRITE_05),
+            "feedback leak": lambda n: _first_cell(handed_in(n), _leak_cell()),
         },
         "limits": {
-            name: (lambda n, c=cell: _first_cell(submission(n), c))
-            for name, cell in LIMITS.items()
+            name: (lambda n, c=cell: _first_cell(handed_in(n), c)) for name, cell in LIMITS.items()
         },
     }
     built = {}
@@ -332,6 +407,15 @@ def _val_claim(root: Path) -> Path:
     from instructor_fixtures import set_claim
 
     _notebook_edit(root, "05_tuning", lambda nb: set_claim(nb, "best_val_accuracy", 0.95))
+    return root
+
+
+def _claims_099(root: Path) -> Path:
+    """Claim the test accuracy the fake 05 records (0.99), in 05's outputs and results.json."""
+    from instructor_fixtures import set_claim
+
+    _notebook_edit(root, "05_tuning", lambda nb: set_claim(nb, "test_accuracy", FAKE_ACCURACY))
+    _results(root, test_accuracy=FAKE_ACCURACY)
     return root
 
 
@@ -375,13 +459,11 @@ def _cell(text: str, width: int = 160) -> str:
 def _telling(problems: list[str]) -> list[str]:
     """The problems that say what happened: the grader's tests and limits first, then the rest.
 
-    Left out: claims of the faked saved outputs (every result 0.5) that the re-run
-    recomputes, and the list of hashes; the count of checks whose probe failed is given.
+    Left out: the list of hashes; the count of checks whose probe failed is given.
     """
     probed = [p for p in problems if "failed the grader's test" in p]
     first = [p for p in problems if "limit" in p or "quota" in p or "rerun failed" in p]
-    rest = [p for p in problems if p not in probed + first and "claimed" not in p
-            and "re-executed as handed in" not in p]  # fmt: skip
+    rest = [p for p in problems if p not in probed + first and "re-executed as handed in" not in p]
     head = [f"{len(probed)} checks failed the grader's test, e.g. {probed[0]}"] if probed else []
     return (head + first + rest)[:2]
 
@@ -414,7 +496,10 @@ def main() -> None:
         work = Path(args.work) if args.work else Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        built = {} if args.table_only else build(work, args.source, args.num_test, batches)
+        executed = Path(args.executed) if args.executed else None
+        built = (
+            {} if args.table_only else build(work, args.source, args.num_test, batches, executed)
+        )
         print(f"built the cases in {time.perf_counter() - started:.0f} s", flush=True)
         rows = []
         for batch in batches:

@@ -1,6 +1,11 @@
-"""``grade`` re-executes by default: code edited after it ran loses its old outputs' points.
+"""``grade`` re-executes by default: an honest run stays ``ok``, code edited after it ran does not.
 
-The submission is notebook 01 as the suite executed it (``executed_notebooks``), saved
+The honest submission is the five notebooks as the suite executed them
+(``executed_notebooks``: quick profile, real CIFAR-10) with the ``part5/`` folder 05
+wrote, as a student hands them in after running them: re-executed, every recorded
+result reproduces, every probe passes, and the row is ``ok`` with every auto-graded point.
+
+The edited submission is notebook 01 as the suite executed it, saved
 with every check passing, then edited the way a student edits a cell after running it
 and saves without running it again: ``standardise_splits`` no longer divides by the
 standard deviation and ``Minibatches`` drops the last batch. Only 01 is handed in, so
@@ -11,6 +16,7 @@ scored).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -18,7 +24,7 @@ import pytest
 from conftest import REAL_SOURCE, REPO_ROOT, requires_real_data
 from instructor_fixtures import run_cli
 
-from cifar_lab.instructor.points import POINTS
+from cifar_lab.instructor.points import POINTS, autograded_points
 from cifar_lab.instructor.release import release
 
 NOTEBOOK = "01_preparation"
@@ -76,3 +82,38 @@ def test_code_edited_after_its_run_loses_its_points_and_is_flagged(edited_after_
     assert len(flagged) == len(CHECKS), row["problems"]  # one finding per graded check
     assert all(any(f"'{check}'" in p for p in flagged) for check in CHECKS), flagged
     assert any("01 sha256 " in p for p in row["problems"])  # what ran, by hash
+
+
+def _handed_in(executed_notebooks, folder: Path) -> Path:
+    """The five notebooks the session executed, with the files they wrote (``part5/``)."""
+    folder.mkdir(parents=True)
+    for name in POINTS:
+        run = executed_notebooks[name.removesuffix(".ipynb")]
+        assert run.problem is None, run.problem
+        for path in run.folder.iterdir():
+            if path.suffix == ".ipynb":
+                if path.name == name:
+                    shutil.copy(path, folder / path.name)
+            elif path.is_dir():
+                shutil.copytree(path, folder / path.name, dirs_exist_ok=True)
+            else:
+                shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.mark.slow
+@requires_real_data
+def test_an_honest_submission_re_executed_is_ok_with_every_autograded_point(
+    executed_notebooks, tmp_path
+):
+    batch = tmp_path / "batch"
+    _handed_in(executed_notebooks, batch / "honest")
+    # the re-run's profile is the quick one (the default), the one the suite executed in
+    row = _grade(batch, tmp_path / "report" / "report.csv", "--accept-profile", "quick")
+    assert row["executed"] == "re-executed", row["problems"]
+    assert row["rerun"] == "reproduced", row["problems"]
+    assert row["status"] == "ok", row["problems"]
+    assert row["total_points"] == sum(autograded_points(name) for name in POINTS), row["problems"]
+    for name in POINTS:
+        assert row[f"{name[:2]}_points"] == autograded_points(name), (name, row["problems"])
+    assert not any("failed the grader's test" in p for p in row["problems"]), row["problems"]

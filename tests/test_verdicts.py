@@ -634,6 +634,51 @@ def test_a_notebook_05_mutation_fails_the_build_network_probe(mutation, tmp_path
     assert not verdict["passed"] and "batch_norm" in verdict["message"], verdict
 
 
+def _notebook_05_check(build_network) -> str | None:
+    """Run notebook 05's ``build_network_check`` cell in-process; its failure, or None."""
+    import keras
+    import nbformat
+
+    import cifar_lab as lab
+
+    path = Path(__file__).parents[1] / "notebooks" / f"{N05}.ipynb"
+    cell = next(
+        c.source
+        for c in nbformat.read(path, as_version=4).cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "build_network_check"
+    )
+    namespace = {"np": np, "keras": keras, "lab": lab, "build_network": build_network}
+    try:
+        exec(compile(cell, f"<{N05} build_network_check>", "exec"), namespace)
+    except AssertionError as failure:
+        return str(failure)
+    return None
+
+
+# PReLU as the notebook's check and the probe both take it, or both refuse it
+PRELU_FORMS = {
+    "one slope per unit": ("return keras.layers.PReLU()", True),
+    "one slope shared by the layer": ("return keras.layers.PReLU(shared_axes=[1])", True),
+    "two PReLU layers per hidden layer": (
+        "return keras.Sequential([keras.layers.PReLU(), keras.layers.PReLU()])",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("form", sorted(PRELU_FORMS))
+def test_the_probe_takes_the_prelu_forms_the_notebooks_check_takes(form, tmp_path):
+    replacement, accepted = PRELU_FORMS[form]
+    network = _mutated_notebook_build_network("return keras.layers.PReLU()", replacement)
+    in_notebook = _notebook_05_check(network)
+    assert (in_notebook is None) == accepted, in_notebook
+    verdict = _verdict("build_network_check", {"build_network": network}, tmp_path)
+    assert verdict["passed"] == accepted, verdict
+    if not accepted:  # the hint names why: PReLU layers and their slopes
+        assert "prelu with batch_norm=" in verdict["message"], verdict
+        assert "PReLU layers of slope shapes" in verdict["message"], verdict
+
+
 def test_the_grid_covers_every_activation_and_placement_mlpconfig_accepts():
     from cifar_lab.tuning.config import ACTIVATIONS, BATCH_NORM_PLACES
 

@@ -1429,7 +1429,8 @@ def _draw_network_grid(rng: np.random.Generator) -> Inputs:
         int64; ``g{i}_w{j}`` / ``g{i}_b{j}`` float32 Dense kernels and biases (maxout
         layers ``units * pieces`` wide); ``g{i}_bn{j}`` (4, size) float32 batch-norm
         moving mean, moving variance, gamma, beta (far from the identity, so they count);
-        ``g{i}_alpha{j}`` (units,) float32 PReLU slopes (far from 0, so PReLU is not ReLU).
+        ``g{i}_alpha{j}`` (units,) float32 PReLU slopes (far from 0, so PReLU is not ReLU);
+        a PReLU with one shared slope gets the first.
     """
     drawn: Inputs = {}
     rows = []
@@ -1550,6 +1551,8 @@ for index, (activation, place, pieces) in enumerate(inputs["grid"].tolist()):
         alpha = inputs.get(f"g{index}_alpha{layer}", numpy.zeros(0))
         if tuple(prelu.alpha.shape) == alpha.shape:
             prelu.alpha.assign(alpha)
+        elif tuple(prelu.alpha.shape) == (1,) and alpha.size:  # one slope shared by the layer
+            prelu.alpha.assign(alpha[:1])
     outputs[f"grid{index}"] = keras.ops.convert_to_numpy(model(x, training=False))
     structures.append({
         "kernels": [[int(d) for d in weight.kernel.shape] for weight in dense],
@@ -1622,9 +1625,23 @@ def _grid_logits(inputs: Inputs, index: int, layers: dict, exact: bool) -> np.nd
         # Activation("leaky_relu") has Keras's slope 0.2; a LeakyReLU layer has its own
         slope = layers["slopes"][layer] if len(layers["slopes"]) > layer else 0.2
         alpha = inputs.get(f"g{index}_alpha{layer}")
+        if name == "prelu" and layers["prelus"][layer] == [1]:  # shared: the kernel got alpha[:1]
+            alpha = alpha[:1]
         h = _grid_activation(h, name, pieces, slope, alpha, exact)
         h = normalise(h, layer) if where == "after" else h
     return affine(h, len(hidden))
+
+
+def _prelu_shapes_fit(shapes: list, hidden: list[int]) -> bool:
+    """One PReLU per hidden layer, each with a slope per unit or one shared slope.
+
+    The notebook's check accepts both (PReLU's channel-wise and channel-shared forms;
+    ``keras.layers.PReLU(shared_axes=[1])`` after a Dense layer is the shared one), and so
+    does the grader: a shared slope gets the first of the grader's drawn slopes.
+    """
+    return len(shapes) == len(hidden) and all(
+        shape in ([units], [1]) for shape, units in zip(shapes, hidden, strict=True)
+    )
 
 
 def _grid_failures(inputs: Inputs, outputs: Inputs) -> list[str]:
@@ -1652,9 +1669,10 @@ def _grid_failures(inputs: Inputs, outputs: Inputs) -> list[str]:
              f"layer, {where} the activation)"),
             (all(0 <= float(norm[3]) <= 0.1 for norm in layers["norms"]),
              "batch norm's epsilon is between 0 and 0.1"),
-            (name != "prelu" or layers["prelus"] == [[units] for units in hidden],
-             f"PReLU layers (a learned slope per unit) of shapes {layers['prelus']}, "
-             f"expected {[[units] for units in hidden]}"),
+            (name != "prelu" or _prelu_shapes_fit(layers["prelus"], hidden),
+             f"PReLU layers of slope shapes {layers['prelus']}, expected one PReLU per hidden "
+             f"layer with a learned slope per unit {[[units] for units in hidden]} or one "
+             "shared slope [1] (shared_axes=[1])"),
             (all(0 < slope < 1 for slope in slopes),
              f"leaky ReLU slopes {slopes}: a leaky ReLU's slope is between 0 and 1"),
             (logits.shape == (len(inputs["x"]), 10) and logits.dtype == np.float32,
