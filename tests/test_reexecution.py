@@ -101,7 +101,9 @@ def _handed_in(executed_notebooks, folder: Path) -> Path:
     return folder
 
 
+# `promise`: the grader re-executes all five notebooks (minutes), so `make test-promises` runs it
 @pytest.mark.slow
+@pytest.mark.promise
 @requires_real_data
 def test_an_honest_submission_re_executed_is_ok_with_every_autograded_point(
     executed_notebooks, tmp_path
