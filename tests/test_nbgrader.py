@@ -5,9 +5,10 @@ test has nbgrader grade the five notebooks as this session executed them
 (``executed_notebooks``: full autograded points, without running them again) and, at
 the same time in a copy of the course folder, run notebooks itself: model notebook 01
 with the first stage of model notebook 05 (its model answers up to and including the
-first ``lab.run_stage``, the release's stubs after), and the untouched release of 01
-and 05 (0 everywhere); then it writes feedback. nbgrader's kernels run without
-``CIFAR_LAB_PROFILE``: its ``NBGRADER_EXECUTION`` picks the quick profile.
+first ``lab.run_stage``, the release's stubs after: every check after it scores 0),
+and the untouched release of 01 (0 everywhere); then it writes feedback. nbgrader's
+kernels run without ``CIFAR_LAB_PROFILE``: its ``NBGRADER_EXECUTION`` picks the quick
+profile.
 
 nbgrader's kernels run the package installed from the built wheel, in a student's
 install without ipywidgets (tests/installed_wheel.py): there tqdm, imported by
@@ -295,7 +296,9 @@ def test_the_student_install_has_the_wheel_and_no_ipywidgets(student_kernel, ins
 def first_stage_cut(path: Path) -> int:
     """Index of the first cell of notebook ``path`` that runs a search (``lab.run_stage``)."""
     cells = nbformat.read(path, as_version=4).cells
-    return next(i for i, c in enumerate(cells) if "lab.run_stage(" in c.source)
+    return next(
+        i for i, c in enumerate(cells) if c.cell_type == "code" and "lab.run_stage(" in c.source
+    )
 
 
 def first_stage_of_05(course: Path, out: Path) -> Path:
@@ -336,18 +339,18 @@ def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(
     outputs without running them again. Course ``run``: nbgrader's own execution
     (``NBGRADER_EXECUTION`` picks the quick profile), in kernels of a student install
     of the wheel without ipywidgets, of model notebook 01 with the first stage of 05
-    (student ``first``) and of the untouched release of 01 and 05 (student
-    ``untouched``). A notebook missing from a submission counts 0 in both graders.
+    (student ``first``; the checks after that stage meet the release's stubs) and of
+    the untouched release of 01 (student ``untouched``). A notebook missing from a
+    submission counts 0 in both graders.
     """
     python, kernels = student_kernel
     graded, run = course_copy(course, "graded"), course_copy(course, "run")
     shipped = installed_wheel.target / "cifar_lab" / "instructor" / "nbgrader_config.py"
     shutil.copy(shipped, run / "nbgrader_config.py")  # the installed package's config
     submit(graded, "model", executed_submission(executed_notebooks))
-    submit(
-        run, "first", [REPO_ROOT / "notebooks" / FIRST, first_stage_of_05(course, tmp_path / "05")]
-    )
-    submit(run, "untouched", [course / "release" / ASSIGNMENT / n for n in (FIRST, LAST)])
+    first_stage = first_stage_of_05(course, tmp_path / "05")
+    submit(run, "first", [REPO_ROOT / "notebooks" / FIRST, first_stage])
+    submit(run, "untouched", [course / "release" / ASSIGNMENT / FIRST])
     autograde_at_once([(graded, GRADE_AS_SUBMITTED), (run, ())], kernels, timeout=1800)
     earned, first = scores(graded, "model"), scores(run, "first")
     blank = scores(run, "untouched")
@@ -386,11 +389,11 @@ def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(
     total = sum(row.points for row in graded_cells(FIRST))
     expected = f"Score: {autograded_points(FIRST):.1f} / {total:.1f}"
     assert expected in feedback.read_text(encoding="utf-8")
-    last = run / "feedback" / "untouched" / ASSIGNMENT / LAST.replace(".ipynb", ".html")
-    assert f"Score: 0.0 / {sum(row.points for row in graded_cells(LAST)):.1f}" in last.read_text(
-        encoding="utf-8"
-    )
-    assert "NotImplementedError" in last.read_text(encoding="utf-8")
+    last = run / "feedback" / "first" / ASSIGNMENT / LAST.replace(".ipynb", ".html")
+    total = sum(row.points for row in graded_cells(LAST))
+    expected = f"Score: {sum(row.points for row in passed):.1f} / {total:.1f}"
+    assert expected in last.read_text(encoding="utf-8")
+    assert "NotImplementedError" in last.read_text(encoding="utf-8")  # the stubs after it
     # our grader on the very notebooks nbgrader graded (with the part5/ folder notebook 05
     # wrote): the same points per notebook, and the honest quick-profile run grades ok
     rows = {}
