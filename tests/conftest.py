@@ -50,6 +50,14 @@ def executed_notebooks(request, tmp_path_factory):
     runs.close()
 
 
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory):
+    """The wheel of this checkout, built and installed once per run (tests/installed_wheel.py)."""
+    from installed_wheel import installed_wheel
+
+    return installed_wheel(tmp_path_factory)
+
+
 # Tests that share one expensive session resource run on one pytest-xdist worker (`make test`
 # runs two, `--dist loadgroup`): a worker executes a notebook only if one of its tests asks,
 # and the mutation tests need the kernel that executed it, in the same process.

@@ -449,11 +449,17 @@ def _first_hour(page, lab: Lab, tmp_path: Path) -> tuple[dict, list[Path]]:
     first = exercises["standardise_splits"]
     _open_notebook(page, lab)
 
-    # 2. Run All stops at the first exercise with its hint
+    # 2. Run All stops at the first exercise with its hint: the exercise's check (the cell
+    # after it) shows the stub's NotImplementedError, and no code cell after it ran
     state = _run_all(page)
-    stopped = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(first).inner_text()
+    check = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(first + 1)
+    stopped = check.locator(".jp-OutputArea").inner_text()
     assert "NotImplementedError" in stopped and "implement `standardise_splits`" in stopped
     assert "hint: reduce X_train over axes (0, 1, 2)" in stopped, stopped
+    cells = nbformat.read(lab.root / NOTEBOOK, as_version=4).cells
+    ran = sum(cell.cell_type == "code" for cell in cells[: first + 2])
+    numbered = [bool(re.search(r"\[\d+\]", p)) for p in state["prompts"]]
+    assert numbered == [True] * ran + [False] * (len(numbered) - ran), state["prompts"]
     shots = [_screenshot(page, tmp_path, "01_step2_stopped_at_the_exercise.png")]
 
     # 3. a wrong solution, typed; its check's hint appears

@@ -3,10 +3,18 @@
 generate_assignment runs once per module (seconds) on all five notebooks. The slow
 test has nbgrader grade the five notebooks as this session executed them
 (``executed_notebooks``: full autograded points, without running them again) and, at
-the same time in a copy of the course folder, run two notebooks itself: model
-notebook 01, and the untouched release of 01 and 05 (0 everywhere); then it writes
-feedback. nbgrader's kernels run without ``CIFAR_LAB_PROFILE``: its
-``NBGRADER_EXECUTION`` picks the quick profile.
+the same time in a copy of the course folder, run notebooks itself: model notebook 01
+with the first stage of model notebook 05 (its model answers up to and including the
+first ``lab.run_stage``, the release's stubs after: every check after it scores 0),
+and the untouched release of 01 (0 everywhere); then it writes feedback. nbgrader's
+kernels run without ``CIFAR_LAB_PROFILE``: its ``NBGRADER_EXECUTION`` picks the quick
+profile.
+
+nbgrader's kernels run the package installed from the built wheel, in a student's
+install without ipywidgets (tests/installed_wheel.py): there tqdm, imported by
+Optuna, would warn on stderr, and nbgrader gives 0 to a graded cell that writes
+there. The course folder holds only the installed package's ``nbgrader_config.py``
+and the source notebooks copied from this checkout.
 """
 
 from __future__ import annotations
@@ -22,11 +30,18 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import REAL_SOURCE, REPO_ROOT
+from installed_wheel import run as run_checked
+from installed_wheel import student_environment
 from instructor_fixtures import run_cli
 
 from cifar_lab.__main__ import main
 from cifar_lab.instructor.notebooks import course_notebooks
-from cifar_lab.instructor.points import POINTS, autograded_points, graded_cells
+from cifar_lab.instructor.points import (
+    POINTS,
+    autograded_points,
+    cells_by_grade_id,
+    graded_cells,
+)
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, build_release, release
 from cifar_lab.profiles import get_profile
 
@@ -202,9 +217,19 @@ def executed_submission(executed_notebooks) -> list[Path]:
     return paths
 
 
-def autograde_at_once(runs: list[tuple[Path, tuple[str, ...]]], timeout: float) -> None:
-    """``nbgrader autograde [OPTIONS]`` in each course folder, all running together."""
-    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_SOURCE"}
+def autograde_at_once(
+    runs: list[tuple[Path, tuple[str, ...]]], kernels: Path, timeout: float
+) -> None:
+    """``nbgrader autograde [OPTIONS]`` in each course folder, all running together.
+
+    Args:
+        runs: (course folder, options of ``nbgrader autograde``) for each run.
+        kernels: a Jupyter data folder whose ``kernels/python3`` nbgrader's kernels start
+            from (``JUPYTER_PATH``); nothing of this checkout is on their ``PYTHONPATH``.
+        timeout: seconds all the runs may take.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("CIFAR10_SOURCE", "PYTHONPATH")}
+    env["JUPYTER_PATH"] = str(kernels)
     if REAL_SOURCE is not None:
         env["CIFAR10_SOURCE"] = str(REAL_SOURCE)
     logs = [folder / "autograde.log" for folder, _ in runs]
@@ -235,26 +260,105 @@ def scores(course: Path, student: str) -> dict:
 GRADE_AS_SUBMITTED = ("--Execute.enabled=False", "--ClearOutput.enabled=False")
 FIRST = "01_preparation.ipynb"
 LAST = "05_tuning.ipynb"
+# a cell a student may add: what the kernel that runs it is (it must not name cifar_lab's
+# files: our grader takes a cell reading cifar_lab.__file__ for one that may patch the checks)
+KERNEL_PROBE = """import importlib.util, json, sys
+found = importlib.util.find_spec("ipywidgets") is not None
+print(json.dumps({"python": sys.executable, "path": sys.path, "ipywidgets": found}))
+"""
+
+
+@pytest.fixture(scope="module")
+def student_kernel(installed_wheel, tmp_path_factory):
+    """(python, Jupyter data folder with its kernelspec) of a student install from the wheel."""
+    folder = tmp_path_factory.mktemp("student_install")
+    python = student_environment(installed_wheel, folder)
+    return python, folder / "share" / "jupyter"
+
+
+@pytest.mark.slow
+def test_the_student_install_has_the_wheel_and_no_ipywidgets(student_kernel, installed_wheel):
+    python, kernels = student_kernel
+    spec = json.loads((kernels / "kernels" / "python3" / "kernel.json").read_text())
+    assert spec["argv"][0] == str(python)  # an absolute path: Jupyter keeps it as it is
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # where each module would be imported from (found, not imported: no TensorFlow start)
+    names = ["cifar_lab", "tensorflow", "optuna", "ipywidgets", "nbgrader", "pytest"]
+    code = "import importlib.util as u, json, sys\n"
+    code += "print(json.dumps({m: getattr(u.find_spec(m), 'origin', None) for m in sys.argv[1:]}))"
+    command = [str(python), "-c", code, *names]
+    found = json.loads(run_checked(command, cwd=kernels, timeout=60, env=env))
+    assert Path(found["cifar_lab"]).is_relative_to(installed_wheel.target), found
+    assert found["tensorflow"] and found["optuna"], found
+    assert [name for name in ("ipywidgets", "nbgrader", "pytest") if found[name]] == []
+
+
+def assert_student_kernel(probe: dict, python: Path, target: Path) -> None:
+    """What :data:`KERNEL_PROBE` printed is the student install's python, wheel, no ipywidgets."""
+    assert probe["python"] == str(python) and probe["ipywidgets"] is False, probe
+    assert str(target) in probe["path"], probe  # its cifar_lab (the test above)
+    assert not [p for p in probe["path"] if p and Path(p).is_relative_to(REPO_ROOT)], probe
+
+
+def first_stage_cut(path: Path) -> int:
+    """Index of the first cell of notebook ``path`` that runs a search (``lab.run_stage``)."""
+    cells = nbformat.read(path, as_version=4).cells
+    return next(
+        i for i, c in enumerate(cells) if c.cell_type == "code" and "lab.run_stage(" in c.source
+    )
+
+
+def first_stage_of_05(course: Path, out: Path) -> Path:
+    """05 with its model answers up to its first search's cell, written into folder ``out``.
+
+    The release's cells (stubs) follow, then :data:`KERNEL_PROBE` as a last, added cell.
+    """
+    source = nbformat.read(REPO_ROOT / "notebooks" / LAST, as_version=4)
+    notebook = released(course, LAST)
+    cut = first_stage_cut(REPO_ROOT / "notebooks" / LAST)
+    notebook.cells[: cut + 1] = source.cells[: cut + 1]
+    notebook.cells.append(nbformat.v4.new_code_cell(KERNEL_PROBE))
+    path = out / LAST
+    out.mkdir()
+    nbformat.write(notebook, path)
+    return path
+
+
+def stderr_or_errors(cells) -> dict[int, list]:
+    """Cell index -> its stderr and error outputs, for each code cell that has any."""
+    found = {}
+    for index, cell in enumerate(cells):
+        outputs = cell.get("outputs", [])
+        bad = [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]
+        if bad:
+            found[index] = bad
+    return found
 
 
 @pytest.mark.slow
 def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(
-    course, executed_notebooks
+    course, executed_notebooks, student_kernel, installed_wheel, tmp_path
 ):
     """nbgrader grades the session's executed notebooks and runs 01 and 05 itself.
 
     Course ``graded``: student ``model`` submits the five notebooks as this session
     executed them (``executed_notebooks``), with ``part5/``; nbgrader reads their
     outputs without running them again. Course ``run``: nbgrader's own execution
-    (``NBGRADER_EXECUTION`` picks the quick profile) of model notebook 01 (student
-    ``first``) and of the untouched release of 01 and 05 (student ``untouched``).
-    A notebook missing from a submission counts 0 in both graders.
+    (``NBGRADER_EXECUTION`` picks the quick profile), in kernels of a student install
+    of the wheel without ipywidgets, of model notebook 01 with the first stage of 05
+    (student ``first``; the checks after that stage meet the release's stubs) and of
+    the untouched release of 01 (student ``untouched``). A notebook missing from a
+    submission counts 0 in both graders.
     """
+    python, kernels = student_kernel
     graded, run = course_copy(course, "graded"), course_copy(course, "run")
+    shipped = installed_wheel.target / "cifar_lab" / "instructor" / "nbgrader_config.py"
+    shutil.copy(shipped, run / "nbgrader_config.py")  # the installed package's config
     submit(graded, "model", executed_submission(executed_notebooks))
-    submit(run, "first", [REPO_ROOT / "notebooks" / FIRST])
-    submit(run, "untouched", [course / "release" / ASSIGNMENT / n for n in (FIRST, LAST)])
-    autograde_at_once([(graded, GRADE_AS_SUBMITTED), (run, ())], timeout=1800)
+    first_stage = first_stage_of_05(course, tmp_path / "05")
+    submit(run, "first", [REPO_ROOT / "notebooks" / FIRST, first_stage])
+    submit(run, "untouched", [course / "release" / ASSIGNMENT / FIRST])
+    autograde_at_once([(graded, GRADE_AS_SUBMITTED), (run, ())], kernels, timeout=1800)
     earned, first = scores(graded, "model"), scores(run, "first")
     blank = scores(run, "untouched")
     for name in POINTS:
@@ -268,7 +372,22 @@ def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(
                 assert earned[row.grade_id][0] == row.points, f"the model answer fails {row}"
     # nbgrader's own run of a model answer gives it every point
     assert first[FIRST][:2] == (autograded_points(FIRST),) * 2, first[FIRST]
-    assert all(first[name][0] == 0 for name in POINTS if name != FIRST)  # not submitted
+    assert all(first[name][0] == 0 for name in POINTS if name not in (FIRST, LAST))
+    # 05's first stage, run by nbgrader from the wheel without ipywidgets: every check
+    # before the cut gets its points, and no cell up to the first search wrote to stderr
+    ran = nbformat.read(run / "autograded" / "first" / ASSIGNMENT / LAST, as_version=4)
+    cut = first_stage_cut(REPO_ROOT / "notebooks" / LAST)
+    assert not stderr_or_errors(ran.cells[: cut + 1]), stderr_or_errors(ran.cells[: cut + 1])
+    assert all(c.execution_count for c in ran.cells[: cut + 1] if c.cell_type == "code")
+    where = cells_by_grade_id(ran.cells)
+    checks = [row for row in graded_cells(LAST) if row.kind == "check"]
+    passed = [row for row in checks if where[row.grade_id][0] < cut]
+    assert passed, f"no check of {LAST} before its cell {cut}"
+    for row in checks:
+        assert first[row.grade_id][0] == (row.points if row in passed else 0), row
+    assert first[LAST][0] == sum(row.points for row in passed)
+    probe = json.loads(ran.cells[-1].outputs[0]["text"])  # the kernel nbgrader ran it in
+    assert_student_kernel(probe, python, installed_wheel.target)
     for folder in (graded, run):
         nbgrader(folder, "generate_feedback", ASSIGNMENT)
     feedback = run / "feedback" / "first" / ASSIGNMENT / FIRST.replace(".ipynb", ".html")
@@ -276,11 +395,11 @@ def test_autograde_full_marks_for_model_answers_zero_for_release_and_feedback(
     total = sum(row.points for row in graded_cells(FIRST))
     expected = f"Score: {autograded_points(FIRST):.1f} / {total:.1f}"
     assert expected in feedback.read_text(encoding="utf-8")
-    last = run / "feedback" / "untouched" / ASSIGNMENT / LAST.replace(".ipynb", ".html")
-    assert f"Score: 0.0 / {sum(row.points for row in graded_cells(LAST)):.1f}" in last.read_text(
-        encoding="utf-8"
-    )
-    assert "NotImplementedError" in last.read_text(encoding="utf-8")
+    last = run / "feedback" / "first" / ASSIGNMENT / LAST.replace(".ipynb", ".html")
+    total = sum(row.points for row in graded_cells(LAST))
+    expected = f"Score: {sum(row.points for row in passed):.1f} / {total:.1f}"
+    assert expected in last.read_text(encoding="utf-8")
+    assert "NotImplementedError" in last.read_text(encoding="utf-8")  # the stubs after it
     # our grader on the very notebooks nbgrader graded (with the part5/ folder notebook 05
     # wrote): the same points per notebook, and the honest quick-profile run grades ok
     rows = {}

@@ -1,8 +1,8 @@
 """The built wheel works on its own and holds no answer: notebooks, release, grade and run.
 
-Builds the wheel from a clean copy of the checkout (an in-tree build would leave
-``build/`` behind, and setuptools can carry stale modules from it into the
-wheel), installs it with ``pip install --target`` (not editable), and runs the
+The wheel is built from a clean copy of the checkout and installed with ``pip
+install --target`` (not editable) once per test run (``installed_wheel``,
+tests/installed_wheel.py; tests/test_nbgrader.py uses the same one). The tests run the
 command line from an empty folder outside the repository with
 ``PYTHONPATH=TARGET``: TensorFlow and the other dependencies come from this
 virtual environment, ``cifar_lab`` from the installed wheel. The wheel is built
@@ -27,14 +27,13 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, SHARED_ARCHIVE
+from installed_wheel import SKIP_IN_COPY, run
 from test_no_answers import distinctive_solution_lines
 
 from cifar_lab.instructor.release import BEGIN_SOLUTION, END_SOLUTION, MANIFEST_FILE
 
 pytestmark = pytest.mark.slow
 
-BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE")
-BUILD_FOLDERS = ("cifar_lab",)  # the instructor notebooks/ never go into the wheel
 # Solution lines the library's own given code holds too, each for a reason, so that the
 # wheel test can tell them from an answer (each must still be a solution line).
 SHARED_WITH_THE_LIBRARY = {
@@ -43,57 +42,14 @@ SHARED_WITH_THE_LIBRARY = {
     "gradients = tape.gradient(loss, model.trainable_variables)": "cifar_lab/training.py",
     "return params": "cifar_lab/tuning/sweeps.py",
 }
-SKIP_IN_COPY = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", ".ipynb_checkpoints", "part5", "runs"
-)
-
-
-def _run(command: list[str], *, cwd: Path, timeout: int, env: dict | None = None) -> str:
-    """Run a command; fail with its output unless it exits 0. Returns its stdout."""
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, (
-        f"{' '.join(command)} exited {result.returncode}\n"
-        f"--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}"
-    )
-    return result.stdout
-
-
-def _build_wheel(tmp: Path) -> Path:
-    """Build the wheel from a clean copy of the checkout; return its path."""
-    source = tmp / "source"
-    source.mkdir()
-    for name in BUILD_FILES:
-        shutil.copy2(REPO_ROOT / name, source / name)
-    for name in BUILD_FOLDERS:
-        shutil.copytree(REPO_ROOT / name, source / name, ignore=SKIP_IN_COPY)
-    wheels = tmp / "wheels"
-    # build isolation: pyproject asks for a newer setuptools than the venv holds,
-    # which pip fetches from the package index
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps"]
-    build = [*command, "-w", str(wheels), str(source)]
-    result = subprocess.run(build, cwd=tmp, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0 and "install build dependencies" in result.stderr:
-        pytest.skip(
-            f"cannot fetch the build backend (no package index?):\n{result.stderr[-2000:]}"
-        )
-    assert result.returncode == 0, f"pip wheel failed\n{result.stdout}\n{result.stderr}"
-    (wheel,) = wheels.glob("cifar_lab-*.whl")
-    return wheel
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(installed_wheel):
     """(wheel, target folder it is installed in, environment that imports it)."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    wheel = _build_wheel(tmp)
-    target = tmp / "target"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    _run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], cwd=tmp, timeout=300)
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = {**os.environ, "PYTHONPATH": str(installed_wheel.target)}
     env.pop("CIFAR10_SOURCE", None)
-    return wheel, target, env
+    return installed_wheel.wheel, installed_wheel.target, env
 
 
 def test_wheel_holds_every_module_and_the_student_edition(installed):
@@ -185,12 +141,12 @@ def test_installed_commands_work_outside_the_checkout(installed, tmp_path):
         "import cifar_lab, cifar_lab.instructor.notebooks as nb; "
         "print(cifar_lab.__file__); print(nb.notebook_dir()); print(nb.notebooks_installed())"
     )
-    where = _run([sys.executable, "-c", code], cwd=work, env=env, timeout=120).splitlines()
+    where = run([sys.executable, "-c", code], cwd=work, env=env, timeout=120).splitlines()
     assert Path(where[0]).is_relative_to(target), f"cifar_lab imported from {where[0]}"
     edition = target / "cifar_lab" / "student_edition"
     assert Path(where[1]) == edition and where[2] == "True"
 
-    printed = _run([*python, "notebooks", "--out", "course"], cwd=work, env=env, timeout=120)
+    printed = run([*python, "notebooks", "--out", "course"], cwd=work, env=env, timeout=120)
     copied = sorted(p.name for p in (work / "course").iterdir())
     stems = [p.stem for p in sorted(REPO_ROOT.glob("notebooks/0*.ipynb"))]
     assert copied == sorted([f"{stem}.ipynb" for stem in stems] + [MANIFEST_FILE])
@@ -202,19 +158,19 @@ def test_installed_commands_work_outside_the_checkout(installed, tmp_path):
     refused = subprocess.run(release, cwd=work, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "--source-dir" in refused.stderr, refused.stderr
     source = ["--source-dir", str(REPO_ROOT / "notebooks")]
-    _run([*release, *source], cwd=work, env=env, timeout=300)
+    run([*release, *source], cwd=work, env=env, timeout=300)
     manifest = json.loads((work / "release" / MANIFEST_FILE).read_text())
     assert sorted(manifest["notebooks"]) == stems
     assert manifest == json.loads((edition / MANIFEST_FILE).read_text())
 
-    _run([*python, "nbgrader-config", "--out", "nbcourse"], cwd=work, env=env, timeout=120)
+    run([*python, "nbgrader-config", "--out", "nbcourse"], cwd=work, env=env, timeout=120)
     shipped = target / "cifar_lab" / "instructor" / "nbgrader_config.py"
     assert (work / "nbcourse" / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
 
     # one student who handed in the untouched edition (an empty folder is an error now)
     shutil.copytree(work / "course", work / "submissions" / "alice")
     grade = [*python, "grade", "submissions", "--out", "report.csv", "--trust-outputs"]
-    printed = _run(grade, cwd=work, env=env, timeout=300)
+    printed = run(grade, cwd=work, env=env, timeout=300)
     assert f"a release of {edition}" in printed
     with (work / "report.csv").open(newline="") as handle:
         assert [row["student"] for row in csv.DictReader(handle)] == ["alice"]
@@ -235,7 +191,7 @@ def test_installed_run_executes_a_folder_of_notebooks(installed, tmp_path):
     shutil.copytree(REPO_ROOT / "notebooks", folder, ignore=SKIP_IN_COPY)
     env = {**env, "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
     command += ["--notebooks", str(folder), "--out", "outs"]
-    printed = _run(command, cwd=work, env=env, timeout=900)
+    printed = run(command, cwd=work, env=env, timeout=900)
     summary = next(line for line in printed.splitlines() if line.startswith("01_preparation "))
     assert summary.split()[1] == "ok", printed[-3000:]
     assert (work / "outs" / "01_preparation.ipynb").is_file()
