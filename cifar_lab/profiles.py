@@ -88,7 +88,9 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[chosen]
 
 
-def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardise: bool = True):
+def load_profile_data(
+    profile: Profile | None = None, *, source=None, seed: int = 0, standardise: bool = True
+):
     """Load CIFAR-10 at the profile's sizes.
 
     Only the quick profile may stand in synthetic data, only when no CIFAR-10
@@ -97,7 +99,7 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardi
     ``NBGRADER_EXECUTION`` picked it); it prints a warning when it does.
 
     Args:
-        profile: the active :class:`Profile`.
+        profile: the active :class:`Profile`; None for :func:`get_profile`'s.
         source: passed to ``load_cifar10`` (None = the usual resolution order).
         seed: split seed.
         standardise: False returns the raw uint8 pixels (see ``load_cifar10``).
@@ -112,6 +114,8 @@ def load_profile_data(profile: Profile, *, source=None, seed: int = 0, standardi
     from cifar_lab.data.sources import CIFAR10NotFoundError, configured_source
     from cifar_lab.data.splits import load_cifar10
 
+    if profile is None:
+        profile = get_profile()
     sizes = (profile.num_training, profile.num_validation, profile.num_test)
     # a given copy is the one meant: a typo in its path must fail, not load stand-in data
     if profile.name != "quick" or configured_source(source) is not None:

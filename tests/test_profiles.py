@@ -48,6 +48,8 @@ def test_quick_picked_by_nbgrader_never_grades_on_synthetic_data(monkeypatch, ca
     assert quick.name == "quick"
     with pytest.raises(sources.CIFAR10NotFoundError, match="export CIFAR10_SOURCE"):
         profiles.load_profile_data(quick)
+    with pytest.raises(sources.CIFAR10NotFoundError):  # no profile given: get_profile()'s
+        profiles.load_profile_data()
     assert "SYNTHETIC" not in capsys.readouterr().out
     monkeypatch.setenv("CIFAR_LAB_PROFILE", "quick")  # asked for: the stand-in is allowed
     assert "synthetic" in profiles.load_profile_data(profiles.get_profile()).source

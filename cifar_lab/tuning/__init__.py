@@ -6,6 +6,8 @@
 * :mod:`~cifar_lab.tuning.optimizers`, :mod:`~cifar_lab.tuning.train`: compiling and training;
 * :mod:`~cifar_lab.tuning.sweeps`, :mod:`~cifar_lab.tuning.sweep_setup`,
   :mod:`~cifar_lab.tuning.plots`: Optuna studies and their pictures;
+* :mod:`~cifar_lab.tuning.studies`: your own Optuna studies in notebook 05 (opening,
+  reading, checking);
 * :mod:`~cifar_lab.tuning.ensembles`, :mod:`~cifar_lab.tuning.recipes`: ensembles and the
   named reference recipes; :mod:`~cifar_lab.tuning.cli`: ``train-best``;
 * :mod:`~cifar_lab.tuning.stages`, :mod:`~cifar_lab.tuning.part5`: notebook 05's sweep

@@ -272,13 +272,18 @@ def save_final_model(
         test_split: the split ``test_accuracy`` was measured on; None means the
             :class:`TestSplit` whose ``evaluate`` gave ``test_accuracy`` (not recorded
             when it did not come from one).
-        trained: the :class:`cifar_lab.TrainedMLP` the model comes from, or None; its
-            training images and epochs are recorded as ``trained_on``.
+        trained: what the model was trained by, recorded as ``trained_on``: the
+            :class:`cifar_lab.TrainedMLP` it comes from (its training images and
+            epochs), or the ``keras.callbacks.History`` that your ``model.fit``
+            returned (its epochs and steps per epoch; ``config`` must then give the
+            ``"batch_size"``, see :func:`cifar_lab.tuning.studies.describe_history`);
+            None records nothing.
 
     Returns:
         The folder.
     """
     described = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    trained_on = None if trained is None else _trained_on(trained, described)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     raw_model.save(out / MODEL_FILE)
@@ -294,10 +299,21 @@ def save_final_model(
         test_split = getattr(test_accuracy, "split", None)
     if test_split is not None:
         results[SPLIT_KEY] = test_split.record()
-    if trained is not None:  # what the network saw, next to the recipe in "config"
-        results["trained_on"] = {
-            "images": int(trained.num_images),
-            "epochs": len(trained.history),
-        }
+    if trained_on is not None:  # what the network saw, next to the recipe in "config"
+        results["trained_on"] = trained_on
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return out
+
+
+def _trained_on(trained, described: dict) -> dict:
+    """The ``trained_on`` record of a TrainedMLP or of a Keras ``History`` (checked first)."""
+    if hasattr(trained, "num_images"):
+        return {"images": int(trained.num_images), "epochs": len(trained.history)}
+    from cifar_lab.tuning.studies import describe_history
+
+    if "batch_size" not in described:
+        raise ValueError(
+            "trained= is a History, which counts steps, not images: give the fit's "
+            'batch size in the config, e.g. {"batch_size": 256, ...}'
+        )
+    return describe_history(trained, batch_size=described["batch_size"])

@@ -1,4 +1,4 @@
-"""Sweep results: a pandas DataFrame, three plots, and optional TensorBoard HParams logs.
+"""Sweep results: a pandas DataFrame, four plots, and optional TensorBoard HParams logs.
 
 Example (:func:`results_frame` is imported from this module)::
 
@@ -6,6 +6,7 @@ Example (:func:`results_frame` is imported from this module)::
     lab.plot_accuracy_heatmap(frame, rows="hidden_sizes", columns="activation")
     lab.plot_top_curves(frame, top=5)
     lab.plot_optimizer_batchnorm(frame)
+    plot_study(study, x="learning_rate", group="architecture")  # any Optuna study
 
 Each plot returns its matplotlib Axes. Without ``ax=`` it draws a new figure,
 which appears once in Jupyter like the course's other plots (see
@@ -167,6 +168,82 @@ def plot_top_curves(
     ax.set_ylabel(metric)
     ax.set_title(f"top {top} trials")
     ax.legend(fontsize=8)
+    return _finish(ax, own_figure)
+
+
+def plot_study(
+    study: optuna.Study,
+    x: str = "learning_rate",
+    group: str = "architecture",
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Each finished trial's result against one of its values, one series per group.
+
+    Reads a trial's values as the checks do (``trial.params``, then
+    ``trial.user_attrs``; see :mod:`cifar_lab.tuning.studies`). A numeric ``x``
+    whose values span more than a factor of 10 (learning rates) is drawn on a
+    log axis; a text one (activations) as categories. Pruned trials are drawn
+    hollow, at the last value they reported.
+
+    Args:
+        study: an Optuna study.
+        x: the trial value along the x axis.
+        group: the trial value whose trials share a line (architecture); None for one.
+        ax: axes to draw on (default: a new figure).
+        title: plot title (default: the study's name).
+
+    Returns:
+        The matplotlib Axes (``ax.figure`` is its Figure).
+    """
+    import matplotlib.pyplot as plt
+    import optuna
+
+    from cifar_lab.tuning.studies import COMPARED_STATES, architecture_of, trial_value
+
+    def value_of(trial, key):
+        return architecture_of(trial) if key == "architecture" else trial_value(trial, key)
+
+    points = []  # (group, x, result, pruned)
+    for trial in study.get_trials(deepcopy=False, states=COMPARED_STATES):
+        position = value_of(trial, x)
+        result = _final_value(trial)
+        if position is not None and np.isfinite(result):
+            label = "all trials" if group is None else str(value_of(trial, group))
+            points.append((label, position, result, trial.state.name == "PRUNED"))
+    if not points:
+        raise ValueError(f"no finished trial of {study.study_name!r} records {x!r}")
+    numeric = all(isinstance(p[1], (int, float)) and not isinstance(p[1], bool) for p in points)
+    categories = [] if numeric else sorted({str(p[1]) for p in points})
+    own_figure = ax is None
+    if own_figure:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for label in sorted({p[0] for p in points}):
+        mine = sorted(
+            (p[1] if numeric else categories.index(str(p[1])), p[2], p[3])
+            for p in points
+            if p[0] == label
+        )
+        best = {}  # the best result at each x: the line; every trial: a marker
+        for position, result, _ in mine:
+            best[position] = max(best.get(position, -np.inf), result)
+        (line,) = ax.plot(list(best), list(best.values()), marker="o", label=label)
+        pruned = [(position, result) for position, result, was_pruned in mine if was_pruned]
+        if pruned:
+            ax.scatter(*zip(*pruned, strict=True), facecolors="none", edgecolors=line.get_color())
+    if numeric:
+        values = [p[1] for p in points]
+        if min(values) > 0 and max(values) > 10 * min(values):
+            ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(categories)), categories, rotation=45)
+    direction = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    ax.set_xlabel(x)
+    ax.set_ylabel("objective (higher is better)" if direction else "objective (lower is better)")
+    ax.set_title(title or f"study {study.study_name}")
+    if group is not None:
+        ax.legend(fontsize=8, title=group)
     return _finish(ax, own_figure)
 
 

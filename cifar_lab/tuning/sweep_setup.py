@@ -74,10 +74,7 @@ class SweepSpec:
     _grid: tuple = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise TypeError(f"sweep name must be a str, got {self.name!r}")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise ValueError(f"sweep name {self.name!r} must use only letters, digits and _-.")
+        check_study_name(self.name)
         check_choice("sampler", self.sampler, SAMPLERS)
         check_choice("pruner", self.pruner, PRUNERS)
         check_optional_int("n_trials", self.n_trials, minimum=1)
@@ -101,6 +98,15 @@ class SweepSpec:
     def total_trials(self) -> int:
         """Finished trials the sweep aims for."""
         return len(self._grid) if self.sampler == "grid" else int(self.n_trials)
+
+
+def check_study_name(name: str) -> str:
+    """Return ``name`` if it is a study (and file) name: letters, digits and ``_-.``."""
+    if not isinstance(name, str):
+        raise TypeError(f"sweep name must be a str, got {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"sweep name {name!r} must use only letters, digits and _-.")
+    return name
 
 
 def _grid_points(space: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -222,18 +228,20 @@ def database_url(url: str) -> str:
     raise ImportError(f'{scheme}:// storage needs a driver: pip install -e ".[postgres]"')
 
 
-def make_storage(url: str, *, heartbeat_interval: int = 60) -> optuna.storages.RDBStorage:
+def make_storage(url: str, *, heartbeat_interval: int | None = 60) -> optuna.storages.RDBStorage:
     """Open an Optuna RDB storage that is safe for several worker processes.
 
     Args:
         url: SQLAlchemy URL: ``sqlite:///runs/x.db``, ``postgresql://user:pw@host/db``, ...
         heartbeat_interval: seconds between a running trial's heartbeats; a trial
-            silent for 3 intervals is failed and queued again (max 3 retries).
+            silent for 3 intervals is failed and queued again (max 3 retries). None:
+            no heartbeats (one process, e.g. a notebook's own study).
 
     Returns:
         An ``optuna.storages.RDBStorage``.
     """
-    check_int("heartbeat_interval", heartbeat_interval, minimum=1)
+    if heartbeat_interval is not None:
+        check_int("heartbeat_interval", heartbeat_interval, minimum=1)
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(
             f"storage must be a database URL such as 'sqlite:///runs/x.db'; got {url!r}"
@@ -254,8 +262,10 @@ def make_storage(url: str, *, heartbeat_interval: int = 60) -> optuna.storages.R
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
-            grace_period=3 * heartbeat_interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3),
+            grace_period=None if heartbeat_interval is None else 3 * heartbeat_interval,
+            heartbeat_stale_trial_callback=None
+            if heartbeat_interval is None
+            else optuna.storages.RetryHeartbeatStaleTrialCallback(3),
         )
     if sqlite:
         import sqlalchemy
