@@ -69,7 +69,7 @@ PROFILES = {
     # 19.6-23.2%, which is why Parts II-IV drop them. A mean of three seeds (Part IV's
     # fit) has a standard error of 0.8 points.
     # Part IV's two runs with callbacks (plain SGD, momentum) see 1,000 images for up to
-    # 3 epochs: 30 s for both under load, most of it tracing, checkpoints and evaluations;
+    # 3 epochs: 20-30 s for both under load, most of it tracing, checkpoints and evaluations;
     # they replaced three trainings of the 4000-unit net that repeated a run (issue 25).
     "quick": Profile("quick", 2_000, 500, 500, 1, 50, 0.14, 0.14, 1_000, 3),
 }
