@@ -44,6 +44,7 @@ _EXPORTS = {
     "plot_history": "plots",
     "plot_confusion_matrix": "plots",
     "show_misclassified": "plots",
+    "show_templates": "plots",
     # Part V (notebook 05): configs, networks, sweeps, ensembles, the ladder, saving
     "MLPConfig": "tuning.config",
     "train_config": "tuning.train",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
         plot_history,
         show_class_samples,
         show_misclassified,
+        show_templates,
     )
     from cifar_lab.profiles import get_profile, load_profile_data
     from cifar_lab.results import check_at_least, check_close, check_that, record

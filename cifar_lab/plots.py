@@ -280,3 +280,44 @@ def show_misclassified(
     fig.suptitle(f"{len(wrong)} of {len(y_true)} misclassified; a sample")
     fig.tight_layout()
     return display_once(fig)
+
+
+def show_templates(templates: np.ndarray, *, titles: Sequence[str] = (), title: str = ""):
+    """A row of weight templates, each scaled on its own to the full grey/colour range.
+
+    A template's values are weights, not pixels: each is mapped linearly from
+    its own minimum and maximum to [0, 1], so the picture shows its pattern,
+    not its size (compare sizes with the numbers, not the brightness).
+
+    Args:
+        templates: float array (K, height, width, 3) or (K, height, width),
+            e.g. first-layer weights reshaped to images.
+        titles: K short labels, or none.
+        title: figure title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    templates = np.asarray(templates, dtype=np.float64)
+    if templates.ndim not in (3, 4) or len(templates) == 0:
+        raise ValueError(
+            f"templates must have shape (K, height, width[, 3]) with K >= 1, got {templates.shape}"
+        )
+    titles = list(titles)
+    if titles and len(titles) != len(templates):
+        raise ValueError(f"{len(titles)} titles for {len(templates)} templates")
+    axes_of = tuple(range(1, templates.ndim))
+    low = templates.min(axis=axes_of, keepdims=True)
+    span = templates.max(axis=axes_of, keepdims=True) - low
+    scaled = (templates - low) / np.where(span > 0, span, 1.0)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(scaled), figsize=(1.1 * len(scaled), 1.5), squeeze=False)
+    for index, axis in enumerate(axes[0]):
+        axis.imshow(scaled[index], cmap="gray" if scaled.ndim == 3 else None)
+        axis.axis("off")
+        if titles:
+            axis.set_title(titles[index], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return display_once(fig)

@@ -137,7 +137,110 @@ FUNCTIONAL = [
     ),
 ]
 
-MUTATIONS = SEQUENTIAL + FUNCTIONAL
+SHUFFLE = "    dataset = dataset.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)\n"
+BATCH = "    dataset = dataset.batch(batch_size, drop_remainder=True)\n"
+
+# make_pipeline: from_tensor_slices -> shuffle (whole set, each epoch, seeded) -> batch
+# -> prefetch.
+PIPELINE = [
+    Mutation("pipeline: no shuffle", SHUFFLE, ""),
+    Mutation(
+        "pipeline: shuffle buffer of one batch",
+        "dataset.shuffle(len(X),",
+        "dataset.shuffle(batch_size,",
+    ),
+    Mutation(
+        "pipeline: the same order every epoch",
+        "reshuffle_each_iteration=True",
+        "reshuffle_each_iteration=False",
+    ),
+    Mutation("pipeline: seed not passed to the shuffle", "len(X), seed=seed,", "len(X),"),
+    Mutation("pipeline: batches shuffled, not examples", SHUFFLE + BATCH, BATCH + SHUFFLE),
+    Mutation(
+        "pipeline: last partial batch kept",
+        "dataset.batch(batch_size, drop_remainder=True)",
+        "dataset.batch(batch_size)",
+    ),
+    Mutation(
+        "pipeline: no prefetch",
+        "return dataset.prefetch(tf.data.AUTOTUNE)",
+        "return dataset",
+    ),
+]
+
+# training_callbacks: EarlyStopping (val_accuracy, max, patience, restore) and
+# ModelCheckpoint (best only).
+STOPPING = 'monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True'
+CHECKPOINT = 'checkpoint_path, monitor="val_accuracy", mode="max", save_best_only=True'
+CALLBACKS = [
+    Mutation(
+        "callbacks: best weights not restored",
+        STOPPING,
+        'monitor="val_accuracy", mode="max", patience=patience',
+    ),
+    Mutation(
+        "callbacks: checkpoint never written (no ModelCheckpoint)",
+        f"        keras.callbacks.ModelCheckpoint(\n            {CHECKPOINT}\n        ),\n",
+        "",
+    ),
+    Mutation(
+        "callbacks: checkpoint saved every epoch",
+        "save_best_only=True",
+        "save_best_only=False",
+    ),
+    Mutation(
+        "callbacks: early stopping on the validation loss",
+        STOPPING,
+        'monitor="val_loss", mode="min", patience=patience, restore_best_weights=True',
+    ),
+    Mutation(
+        "callbacks: accuracy minimised",
+        STOPPING,
+        'monitor="val_accuracy", mode="min", patience=patience, restore_best_weights=True',
+    ),
+    Mutation(
+        "callbacks: patience fixed at 3",
+        "patience=patience,",
+        "patience=3,",
+    ),
+    Mutation(
+        "callbacks: checkpoint on the validation loss",
+        CHECKPOINT,
+        'checkpoint_path, monitor="val_loss", mode="min", save_best_only=True',
+    ),
+]
+
+# first_layer_templates: kernel (D, H) -> (H, *image_shape) in Flatten's (row-major) order.
+RESHAPE = "kernel.T.reshape(kernel.shape[1], *image_shape)"
+TEMPLATES = [
+    Mutation(
+        "templates: reshaped without transposing",
+        RESHAPE,
+        "kernel.reshape(kernel.shape[1], *image_shape)",
+    ),
+    Mutation(
+        "templates: channels-first order",
+        RESHAPE,
+        "kernel.T.reshape(kernel.shape[1], image_shape[2], image_shape[0], "
+        "image_shape[1]).transpose(0, 2, 3, 1)",
+    ),
+    Mutation(
+        "templates: rows and columns swapped",
+        RESHAPE,
+        "kernel.T.reshape(kernel.shape[1], image_shape[1], image_shape[0], "
+        "image_shape[2]).transpose(0, 2, 1, 3)",
+    ),
+    Mutation(
+        "templates: column-major (Fortran) order",
+        RESHAPE,
+        'kernel.T.reshape(kernel.shape[1], *image_shape, order="F")',
+    ),
+    Mutation(
+        "templates: kernel not transposed to units", RESHAPE, "kernel.reshape(*image_shape, -1)"
+    ),
+]
+
+MUTATIONS = SEQUENTIAL + FUNCTIONAL + PIPELINE + CALLBACKS + TEMPLATES
 
 
 def test_wrong_answers_fail_their_checks_and_stubs_stop(executed_notebooks):

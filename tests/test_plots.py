@@ -52,6 +52,7 @@ CALLS = {
     "plot_accuracy_heatmap": "lab.plot_accuracy_heatmap(frame, 'hidden_sizes', 'activation')",
     "plot_top_curves": "lab.plot_top_curves(frame, top=2)",
     "plot_optimizer_batchnorm": "lab.plot_optimizer_batchnorm(frame)",
+    "show_templates": "lab.show_templates(rng.normal(size=(3, 4, 5, 3)), titles=['a', 'b', 'c'])",
 }
 STYLES = {"trailing": "{call}", "assigned": "result = {call}", "semicolon": "{call};"}
 
@@ -162,3 +163,26 @@ def test_learning_curves_draw_the_running_mean_and_the_validation_points():
     np.testing.assert_array_equal(validation.get_xdata(), validations.column("iteration"))
     np.testing.assert_allclose(curve.get_ydata(), history.column("loss"))
     plt.close(figure)
+
+
+def test_templates_are_scaled_each_on_its_own_and_bad_shapes_are_refused():
+    plt.close("all")
+    rng = np.random.default_rng(0)
+    # two templates of very different sizes and signs, rows != columns
+    templates = np.stack([rng.normal(size=(4, 5, 3)), -100 + 0.01 * rng.normal(size=(4, 5, 3))])
+    figure = lab.show_templates(templates, titles=["small", "large"], title="two")
+    shown = [axis.get_images()[0].get_array() for axis in figure.axes]
+    for template, image in zip(templates, shown, strict=True):
+        assert image.shape == (4, 5, 3)
+        assert float(np.min(image)) == 0.0 and float(np.max(image)) == 1.0
+        # a linear map of its own template: the order of the values is kept
+        order = np.argsort(template, axis=None)
+        np.testing.assert_array_equal(np.argsort(image, axis=None), order)
+    assert [axis.get_title() for axis in figure.axes] == ["small", "large"]
+    constant = lab.show_templates(np.zeros((1, 2, 2, 3)))  # no division by a zero range
+    assert np.all(constant.axes[0].get_images()[0].get_array() == 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        lab.show_templates(np.zeros((4, 5, 3, 2, 1)))
+    with pytest.raises(ValueError, match="titles"):
+        lab.show_templates(templates, titles=["one"])
+    plt.close("all")

@@ -104,12 +104,17 @@ def _table() -> dict[str, tuple[GradedCell, ...]]:
         GradedCell(
             n3, "three_layer_model_accuracy_check", "check", 2, 'record("three_layer_val_accuracy"'
         ),
-        *_exercise(n4, "three_layer_sequential", 5, "def three_layer_sequential("),
-        GradedCell(n4, "sequential_accuracy_check", "check", 2, "lambda: three_layer_sequential("),
-        *_exercise(n4, "three_layer_functional", 5, "def three_layer_functional("),
+        *_exercise(n4, "three_layer_sequential", 3, "def three_layer_sequential("),
+        GradedCell(n4, "sequential_accuracy_check", "check", 1, "lambda: three_layer_sequential("),
+        *_exercise(n4, "three_layer_functional", 3, "def three_layer_functional("),
         GradedCell(
-            n4, "functional_accuracy_check", "check", 3, 'record("three_layer_fit_val_accuracy"'
+            n4, "functional_accuracy_check", "check", 1, 'record("three_layer_fit_val_accuracy"'
         ),
+        *_exercise(n4, "make_pipeline", 2, "def make_pipeline("),
+        *_exercise(n4, "training_callbacks", 2, "def training_callbacks("),
+        GradedCell(n4, "answer_momentum", "written", 1, "What did momentum change"),
+        *_exercise(n4, "first_layer_templates", 1, "def first_layer_templates("),
+        GradedCell(n4, "answer_templates", "written", 1, "What do the two rows of templates"),
         *_exercise(n5, "build_network", 4, "def build_network("),
         *_exercise(n5, "architecture_search", 3, "def architecture_search("),
         *_exercise(n5, "activation_search", 3, "def activation_search("),

@@ -25,9 +25,9 @@ grader's cell (an IPython hook) or patch NumPy in its own process, but it never
 sees the reference or the seed, so a result passes only if the kernel computed
 the right answer for inputs it had not seen.
 
-Every auto-graded check has a probe (:data:`UNPROBED`, empty now, would name a check
-that keeps only the re-run check cell's verdict; a test holds the table against the
-points table):
+Every auto-graded check has a probe but those :data:`UNPROBED` names (notebook 04's
+``tf.data`` pipeline, callbacks and first-layer templates), which keep only the re-run
+check cell's verdict; a test holds the table against the points table:
 
 * :data:`PROBES`, run once the notebook has run: each exercise function on inputs
   drawn now, and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
@@ -2140,7 +2140,12 @@ PROBES: tuple[Probe, ...] = (
 )
 
 # Checks without a probe keep the verdict of the re-run check cell (pristine checks).
-UNPROBED: tuple[str, ...] = ()
+UNPROBED: tuple[str, ...] = (
+    # notebook 04's tools: a tf.data pipeline, callbacks, first-layer templates
+    "make_pipeline_check",
+    "training_callbacks_check",
+    "first_layer_templates_check",
+)
 PROBED: frozenset[str] = frozenset(
     [probe.grade_id for probe in PROBES]
     + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
