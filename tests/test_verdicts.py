@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from notebook_definitions import notebook_definitions
+from test_exercises_04 import CALLBACKS, PIPELINE, TEMPLATES
 
 from cifar_lab.instructor import verdicts
 from cifar_lab.instructor.points import POINTS
@@ -385,10 +386,14 @@ def test_the_unmutated_02_test_functions_pass(tmp_path):  # each mutation differ
 # ------------------------------------------------------- 03's and 04's four probes
 
 
+TOOLS_04 = ("make_pipeline", "training_callbacks", "first_layer_templates")
+
+
 def _answers_34() -> dict:
     return {
         **notebook_definitions(N03, "train_step", "ThreeLayerFC"),
         **notebook_definitions(N04, "three_layer_sequential", "three_layer_functional"),
+        **notebook_definitions(N04, *TOOLS_04),
     }
 
 
@@ -511,9 +516,67 @@ def test_the_unmutated_03_and_04_test_versions_pass(tmp_path):
         "ThreeLayerFC": _subclassed(),
         "three_layer_sequential": _sequential(),
         "three_layer_functional": _functional(),
+        **notebook_definitions(N04, *TOOLS_04),  # the tools' mutations: the notebook's own
     }
     for probe in (*probes_of(N03), *probes_of(N04)):
         assert _verdict(probe.grade_id, defaults, tmp_path)["passed"], probe.grade_id
+
+
+# ------------------------------------- 04's tools: the notebook's own wrong answers
+TOOL_MUTATIONS_04 = {
+    mutation.name: (grade_id, mutation)
+    for grade_id, mutations in (
+        ("make_pipeline_check", PIPELINE),
+        ("training_callbacks_check", CALLBACKS),
+        ("first_layer_templates_check", TEMPLATES),
+    )
+    for mutation in mutations
+}
+
+
+def _mutated_notebook_04(name: str, old: str, new: str):
+    """Notebook 04's model answer of ``name`` with ``old`` replaced by ``new``."""
+    import keras
+    import nbformat
+    import tensorflow as tf
+
+    import cifar_lab as lab
+
+    path = Path(__file__).parents[1] / "notebooks" / f"{N04}.ipynb"
+    cell = next(
+        c.source
+        for c in nbformat.read(path, as_version=4).cells
+        if c.cell_type == "code" and f"def {name}(" in c.source
+    )
+    assert cell.count(old) == 1, old
+    namespace = {"np": np, "tf": tf, "keras": keras, "lab": lab}
+    exec(compile(cell.replace(old, new), f"<{N04} mutated>", "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("mutation", sorted(TOOL_MUTATIONS_04))
+def test_a_notebook_04_tool_mutation_fails_its_probe(mutation, tmp_path):
+    grade_id, change = TOOL_MUTATIONS_04[mutation]
+    (name,) = PROBE[grade_id].calls
+    wrong = _mutated_notebook_04(name, change.old, change.new)
+    verdict = _verdict(grade_id, {name: wrong}, tmp_path)
+    assert not verdict["passed"] and verdict["message"], verdict
+    assert list(tmp_path.iterdir()) == []  # the checkpoints went with the probe folder
+
+
+def test_the_callbacks_probe_reckons_early_stopping_as_keras_does():
+    # best at epoch 3 (1-based), patience 2: epochs 4 and 5 do not improve, stop after 5
+    accuracy = np.array([0.2, 0.3, 0.5, 0.4, 0.5, 0.9, 0.1])
+    assert verdicts._early_stopping(accuracy, 2) == (5, 3)
+    assert verdicts._early_stopping(accuracy, 3) == (7, 6)  # 0.9 comes in time
+    assert verdicts._early_stopping(np.array([0.1, 0.2, 0.3]), 1) == (3, 3)  # never stops
+    drawn = PROBE["training_callbacks_check"].draw(np.random.default_rng(0))
+    first, second = drawn["patience"].tolist()
+    assert first != second  # a fixed patience fails one of the two fits
+    for run, patience in enumerate((first, second)):
+        stop, best = verdicts._early_stopping(drawn[f"accuracy{run}"], patience)
+        assert stop == best + patience < len(drawn[f"accuracy{run}"])  # stops early
+        assert np.all(np.diff(drawn[f"loss{run}"]) < 0)  # watching the loss never stops
 
 
 # ------------------------------------------------------------ 05's build_network
@@ -1003,7 +1066,7 @@ PROBE_POINTS = {
 DEFINED = {
     N02: ("flatten", "two_layer_fc", *ANSWERS_02),
     N03: ("train_step", "ThreeLayerFC"),
-    N04: ("three_layer_sequential", "three_layer_functional"),
+    N04: ("three_layer_sequential", "three_layer_functional", *TOOLS_04),
     N05: (
         "build_network",
         "architecture_search",

@@ -25,12 +25,18 @@ grader's cell (an IPython hook) or patch NumPy in its own process, but it never
 sees the reference or the seed, so a result passes only if the kernel computed
 the right answer for inputs it had not seen.
 
-Every auto-graded check has a probe but those :data:`UNPROBED` names (notebook 04's
-``tf.data`` pipeline, callbacks and first-layer templates), which keep only the re-run
-check cell's verdict; a test holds the table against the points table:
+Every auto-graded check has a probe (:data:`UNPROBED`, the checks that would keep only
+the re-run check cell's verdict, is empty); a test holds the table against the points
+table:
 
 * :data:`PROBES`, run once the notebook has run: each exercise function on inputs
-  drawn now, and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
+  drawn now (notebook 04's tools too: the kernel iterates ``make_pipeline`` over
+  numbered examples and returns two epochs' ids and labels; it fits a tiny model with
+  ``training_callbacks`` while a callback of the grader's reports the validation
+  accuracies the grader drew, and returns the epochs run and the weights kept and
+  checkpointed, which the grader compares with its own early-stopping reckoning; it
+  returns ``first_layer_templates`` of grader-drawn kernels, compared with NumPy's
+  reshape), and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
   calls the search on stage results the grader drew and returns the
   ``lab.SweepSpec`` as JSON text; the grader rebuilds the configs it would train,
   at most :data:`MAX_SEARCH_CONFIGS`, and applies the check's conditions itself);
@@ -1392,6 +1398,275 @@ def _judge_train_step(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
+# ------------------------------------------------------------ 04: make_pipeline
+def _draw_pipeline(rng: np.random.Generator) -> Inputs:
+    size = int(rng.integers(4, 17))
+    n = int(rng.integers(100, 201))  # >= 100: a whole-set shuffle shows (see the judge)
+    n += 0 if n % size else int(rng.integers(1, size))  # a partial last batch to leave out
+    ids = rng.choice(1 << 20, size=n, replace=False)
+    labels = rng.choice(1 << 20, size=n, replace=False)
+    return {
+        "X": np.broadcast_to(ids.astype(np.float32)[:, None, None], (n, 2, 3)).copy(),
+        "y": labels.astype(np.int64),
+        "batch_size": np.array(size),
+        "seeds": rng.choice(1 << 31, size=2, replace=False).astype(np.int64),
+    }
+
+
+_PIPELINE_BODY = """
+import itertools
+import json
+
+import tensorflow as tf
+
+X, y, size = inputs["X"], inputs["y"], int(inputs["batch_size"])
+first_seed, other_seed = (int(seed) for seed in inputs["seeds"])
+limit = len(X) + 2  # more batches than examples is wrong; never loop for ever
+
+
+def epoch(pipeline, key):
+    xs, ys, sizes, whole = [], [], [], []
+    for x_batch, y_batch in itertools.islice(iter(pipeline), limit):
+        x_batch, y_batch = numpy.asarray(x_batch), numpy.asarray(y_batch)
+        xs.append(x_batch.reshape(len(x_batch), -1)[:, 0])
+        ys.append(y_batch.reshape(-1))
+        sizes.append(len(x_batch))
+        whole.append(x_batch.shape[1:] == X.shape[1:] and y_batch.shape == (len(x_batch),))
+    outputs[key + "_x"] = numpy.concatenate(xs) if xs else numpy.zeros(0)
+    outputs[key + "_y"] = numpy.concatenate(ys) if ys else numpy.zeros(0)
+    outputs[key + "_sizes"] = numpy.asarray(sizes, dtype=numpy.int64)
+    outputs[key + "_whole"] = numpy.asarray(whole, dtype=bool)
+
+
+pipeline = make_pipeline(X, y, batch_size=size, seed=first_seed)
+stages, node = [], pipeline
+while node is not None and len(stages) < 100:  # the chain of transformations, last first
+    stages.append(type(node).__name__)
+    node = getattr(node, "_input_dataset", None)
+outputs = {
+    "dataset": numpy.array(isinstance(pipeline, tf.data.Dataset)),
+    "stages": numpy.frombuffer(json.dumps(stages).encode(), numpy.uint8),
+}
+epoch(pipeline, "first")
+epoch(pipeline, "second")
+epoch(make_pipeline(X, y, batch_size=size, seed=first_seed), "again")
+epoch(make_pipeline(X, y, batch_size=size, seed=other_seed), "other")
+"""
+
+
+def _judge_pipeline(inputs: Inputs, outputs: Inputs) -> str:
+    ids = {float(v): i for i, v in enumerate(inputs["X"][:, 0, 0])}
+    labels = {int(v): i for i, v in enumerate(inputs["y"])}
+    n, size = len(ids), int(inputs["batch_size"])
+    if not bool(outputs["dataset"]):
+        return "make_pipeline returns a tf.data.Dataset"
+    epochs = {}
+    for key in ("first", "second", "again", "other"):
+        x = [ids.get(float(v), -1) for v in outputs[f"{key}_x"]]
+        y = [labels.get(int(v), -1) for v in outputs[f"{key}_y"]]
+        epochs[key] = x, y, [int(s) for s in outputs[f"{key}_sizes"]]
+    conditions = []
+    for key in ("first", "second"):
+        x, y, sizes = epochs[key]
+        conditions += [
+            (sizes == [size] * (n // size) and bool(np.all(outputs[f"{key}_whole"])),
+             f"one epoch of {n} examples in batches of {size} is {n // size} whole batches of "
+             f"shape ({size}, 2, 3): the last {n % size} examples are left out"),
+            (-1 not in x and len(set(x)) == len(x) and x == y,
+             "each example appears at most once per epoch, with its own label"),
+        ]  # fmt: skip
+    first = epochs["first"][0]
+    batches = [sorted(first[start : start + size]) for start in range(0, len(first), size)]
+    consecutive = all(b == list(range(b[0], b[0] + len(b))) for b in batches if b)
+    # A shuffle buffer of B examples moves an example at most B - 1 places earlier; a
+    # uniform shuffle of n >= 100 moves one at least n // 2 places earlier but with
+    # probability below 1e-8 (k! k^(n-k) / n! with k = n // 2).
+    forward = max((index - place for place, index in enumerate(first)), default=0)
+    stages = json.loads(outputs["stages"].tobytes().decode("utf-8"))
+    conditions += [
+        (not consecutive, "the examples are shuffled, not only the order of the batches"),
+        (forward >= n // 2,
+         f"the shuffle draws from the whole data set: in an epoch of {n} examples some "
+         f"example comes at least {n // 2} places earlier than it is stored (at most "
+         f"{forward} here: the shuffle buffer is smaller than the data set)"),
+        (epochs["second"][0] != first, "every epoch visits the examples in a new order"),
+        (epochs["again"][0] == first and epochs["other"][0] != first,
+         "the seed decides the order: the same seed again gives the same epoch, another "
+         "seed another"),
+        (bool(stages) and "Prefetch" in str(stages[0]),
+         f"the last transformation prefetches (the chain, last first: {stages[:6]})"),
+    ]  # fmt: skip
+    return _first_failure(conditions)
+
+
+# ------------------------------------------------------- 04: training_callbacks
+def _draw_callbacks(rng: np.random.Generator) -> Inputs:
+    """Two fits, each with its own patience and scripted validation numbers.
+
+    Returns:
+        ``patience`` (2,) int64, two different values in 1..4, so that a fixed patience
+        fails one fit; per fit ``r``: ``accuracy{r}`` (E,) float64, the validation
+        accuracy of each epoch: rising to a best epoch (2nd to 4th), ``patience`` epochs
+        below it, then a better one (which only a longer patience reaches) and a few
+        more; ``loss{r}`` (E,) float64, a validation loss that falls every epoch (so
+        early stopping on it never stops); ``x`` (16, 4) float32 and ``y`` (16,) int64,
+        the tiny model's data.
+    """
+    patiences = rng.choice(np.arange(1, 5), size=2, replace=False)
+    drawn: Inputs = {"patience": patiences.astype(np.int64)}
+    for run, patience in enumerate(patiences.tolist()):
+        best = int(rng.integers(1, 4))
+        rising = np.sort(rng.choice(np.arange(10, 60), size=best + 1, replace=False)) / 100
+        below = rising[-1] - rng.integers(1, 10, size=patience) / 100
+        better = rising[-1] + rng.integers(1, 20, size=1) / 100
+        tail = rng.integers(10, 90, size=int(rng.integers(1, 4))) / 100
+        accuracy = np.concatenate([rising, below, better, tail])
+        drawn[f"accuracy{run}"] = accuracy
+        drawn[f"loss{run}"] = np.sort(rng.uniform(0.5, 2.5, size=len(accuracy)))[::-1].copy()
+    drawn["x"] = rng.normal(size=(16, 4)).astype(np.float32)
+    drawn["y"] = rng.integers(0, 3, size=16).astype(np.int64)
+    return drawn
+
+
+_CALLBACKS_BODY = """
+import os
+
+import keras
+
+
+class Scripted(keras.callbacks.Callback):  # the grader's, called first: epoch e's numbers
+    def __init__(self, accuracy, loss):
+        super().__init__()
+        self.accuracy, self.loss = accuracy, loss
+
+    def on_epoch_end(self, epoch, logs=None):  # the weights of epoch e are e + 1 everywhere
+        weights = self.model.get_weights()
+        self.model.set_weights([numpy.full(w.shape, epoch + 1.0) for w in weights])
+        logs["val_accuracy"] = float(self.accuracy[epoch])
+        logs["val_loss"] = float(self.loss[epoch])
+
+
+def flat(model):
+    return numpy.concatenate([numpy.ravel(w) for w in model.get_weights()])
+
+
+outputs = {}
+for run, patience in enumerate(inputs["patience"].tolist()):
+    path = os.path.join(folder, f"best{run}.keras")
+    callbacks = training_callbacks(path, patience=int(patience))
+    form = isinstance(callbacks, (list, tuple)) and len(callbacks) == 2 and all(
+        isinstance(callback, keras.callbacks.Callback) for callback in callbacks
+    )
+    outputs[f"form{run}"] = numpy.array(form)
+    if not form:
+        continue
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(3)])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    accuracy, loss = inputs[f"accuracy{run}"], inputs[f"loss{run}"]
+    fitted = model.fit(
+        inputs["x"], inputs["y"], epochs=len(accuracy), batch_size=16, verbose=0,
+        validation_data=(inputs["x"], inputs["y"]),
+        callbacks=[Scripted(accuracy, loss), *callbacks],
+    )
+    outputs[f"epochs{run}"] = numpy.array(len(fitted.history["loss"]))
+    outputs[f"final{run}"] = flat(model)
+    saved = numpy.zeros(0)
+    if os.path.isfile(path):
+        saved = flat(keras.models.load_model(path, compile=False))
+    outputs[f"saved{run}"] = saved
+"""
+
+
+def _early_stopping(accuracy: np.ndarray, patience: int) -> tuple[int, int]:
+    """Epochs run and best epoch (1-based) of early stopping on a higher-is-better metric.
+
+    Args:
+        accuracy: float array (E,), the metric after each epoch.
+        patience: epochs without a strictly better value before training stops.
+
+    Returns:
+        (epochs run, best epoch), as Keras' ``EarlyStopping`` (``min_delta=0``) has them.
+    """
+    best, wait = 0, 0
+    for epoch in range(1, len(accuracy)):
+        if accuracy[epoch] > accuracy[best]:
+            best, wait = epoch, 0
+            continue
+        wait += 1
+        if wait >= patience:
+            return epoch + 1, best + 1
+    return len(accuracy), best + 1
+
+
+def _judge_callbacks(inputs: Inputs, outputs: Inputs) -> str:
+    conditions = []
+    for run, patience in enumerate(inputs["patience"].tolist()):
+        if not bool(outputs[f"form{run}"]):
+            return "training_callbacks returns a list of two Keras callbacks"
+        accuracy = inputs[f"accuracy{run}"]
+        stop, best = _early_stopping(accuracy, patience)
+        shown = ", ".join(f"{value:.2f}" for value in accuracy)
+        final, saved = outputs[f"final{run}"], outputs[f"saved{run}"]
+        conditions += [
+            (int(outputs[f"epochs{run}"]) == stop,
+             f"validation accuracies {shown} with patience {patience}: best at epoch {best}, "
+             f"then {patience} epoch(s) without improvement, so training stops after epoch "
+             f"{stop} (it ran {int(outputs[f'epochs{run}'])})"),
+            (final.size > 0 and bool(np.all(final == best)),
+             f"after fit, the model holds the weights of its best epoch ({best})"),
+            (saved.size > 0, "a checkpoint was written to checkpoint_path"),
+            (saved.size > 0 and bool(np.all(saved == best)),
+             f"the checkpoint holds the best epoch's model (epoch {best}), not a later one"),
+        ]  # fmt: skip
+    return _first_failure(conditions)
+
+
+# ---------------------------------------------------- 04: first_layer_templates
+def _draw_templates(rng: np.random.Generator) -> Inputs:
+    rows, columns = _distinct(rng, 2, 7, 2)  # not square: rows and columns swapped show
+    channels = int(rng.integers(2, 5))
+    return {
+        "kernel": rng.normal(size=(PIXELS, int(rng.integers(2, 13)))).astype(np.float32),
+        "small_kernel": rng.normal(
+            size=(rows * columns * channels, int(rng.integers(2, 9)))
+        ).astype(np.float32),
+        "small_shape": np.array([rows, columns, channels]),
+    }
+
+
+_TEMPLATES_BODY = """
+outputs = {
+    "templates": first_layer_templates(inputs["kernel"].copy(), (32, 32, 3)),
+    "small": first_layer_templates(
+        inputs["small_kernel"].copy(), tuple(int(v) for v in inputs["small_shape"])
+    ),
+}
+"""
+
+
+def _judge_templates(inputs: Inputs, outputs: Inputs) -> str:
+    conditions = []
+    for name, kernel, shape in (
+        ("templates", inputs["kernel"], (32, 32, 3)),
+        ("small", inputs["small_kernel"], tuple(int(v) for v in inputs["small_shape"])),
+    ):
+        units, found = kernel.shape[1], outputs[name]
+        expected = kernel.T.reshape(units, *shape)  # Flatten reads an example row-major
+        conditions += [
+            (found.shape == expected.shape,
+             f"a kernel {kernel.shape} for images {shape} gives {units} templates of shape "
+             f"{shape} (got {found.shape})"),
+            (_close(found, expected),
+             f"for images {shape}, template h puts unit h's weights on the pixel and channel "
+             "each multiplies: (templates[h] * x).sum() equals (Flatten(x) @ kernel)[h]"),
+        ]  # fmt: skip
+    return _first_failure(conditions)
+
+
 # ---------------------------------------------------------------- 05: build_network
 ACTIVATIONS = ("relu", "tanh")  # the first net's, with the grader's weights and no batch norm
 # The grid: every activation and batch-norm placement MLPConfig accepts (a test holds these
@@ -2129,6 +2404,30 @@ PROBES: tuple[Probe, ...] = (
         _judge_three_layer_model("functional", kaiming_rtol=0.03, in_order=True),
     ),
     Probe(
+        "make_pipeline_check",
+        N04,
+        ("make_pipeline",),
+        _draw_pipeline,
+        _PIPELINE_BODY,
+        _judge_pipeline,
+    ),
+    Probe(
+        "training_callbacks_check",
+        N04,
+        ("training_callbacks",),
+        _draw_callbacks,
+        _CALLBACKS_BODY,
+        _judge_callbacks,
+    ),
+    Probe(
+        "first_layer_templates_check",
+        N04,
+        ("first_layer_templates",),
+        _draw_templates,
+        _TEMPLATES_BODY,
+        _judge_templates,
+    ),
+    Probe(
         "build_network_check",
         N05,
         ("build_network",),
@@ -2139,13 +2438,8 @@ PROBES: tuple[Probe, ...] = (
     *SEARCH_PROBES,
 )
 
-# Checks without a probe keep the verdict of the re-run check cell (pristine checks).
-UNPROBED: tuple[str, ...] = (
-    # notebook 04's tools: a tf.data pipeline, callbacks, first-layer templates
-    "make_pipeline_check",
-    "training_callbacks_check",
-    "first_layer_templates_check",
-)
+# Checks without a probe keep the verdict of the re-run check cell (pristine checks): none.
+UNPROBED: tuple[str, ...] = ()
 PROBED: frozenset[str] = frozenset(
     [probe.grade_id for probe in PROBES]
     + [grade_id for grade_id, _, _ in ACCURACY_PROBES]
