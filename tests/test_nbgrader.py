@@ -202,7 +202,8 @@ def submit(course: Path, student: str, paths: list[Path]) -> None:
     target.mkdir(parents=True)
     for path in paths:
         if path.is_dir():
-            shutil.copytree(path, target / path.name)
+            # one folder as the student has it: 04 and 05 both write under runs/
+            shutil.copytree(path, target / path.name, dirs_exist_ok=True)
         else:
             shutil.copy(path, target / path.name)
 
