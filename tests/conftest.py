@@ -39,6 +39,7 @@ def executed_notebooks(request, tmp_path_factory):
     """
     from executed_notebooks import ExecutedNotebooks, mutation_tests_collected
 
+    claim_for_this_worker(tmp_path_factory, "executed_notebooks")
     runs = ExecutedNotebooks(
         REPO_ROOT / "notebooks",
         tmp_path_factory.mktemp("executed_notebooks"),
@@ -68,6 +69,9 @@ SHARED_RESOURCES = {
 }
 
 
+# tryfirst: pytest-xdist's own hook turns each xdist_group marker into the "@group" suffix
+# of the node id that `--dist loadgroup` schedules by; it must find our markers already there
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Put each test that uses a shared session resource in that resource's xdist group.
 
@@ -86,11 +90,61 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+# tryfirst: before pytest-xdist's own hook sends the worker's node ids to the scheduler
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    """Give each grouped test the ``@group`` node-id suffix that ``--dist loadgroup`` reads.
+
+    pytest-xdist 3.8 adds the suffix by setting ``item._nodeid``, which pytest 9.2 no
+    longer reads (a node id is ``item._id`` now): without this, every group is spread
+    over both workers and each worker executes the course notebooks again. A no-op where
+    xdist's own suffix took, and outside an xdist worker.
+    """
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    try:
+        from _pytest.nodeid import NodeId  # pytest >= 9.2
+    except ImportError:
+        return  # pytest reads item._nodeid, where xdist put the suffix
+    for item in session.items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 def module_scoped_fixtures(item) -> list[str]:
     """The module-scoped fixtures that the test ``item`` uses (pytest's own record of them)."""
     definitions = item._fixtureinfo.name2fixturedefs
     return [name for name in item.fixturenames if (definitions.get(name) or [None])[-1] is not None
             and definitions[name][-1].scope == "module"]  # fmt: skip
+
+
+def shared_root(tmp_path_factory) -> Path:
+    """The run's temporary folder that every pytest-xdist worker sees (its own without xdist)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def claim_for_this_worker(tmp_path_factory, resource: str) -> None:
+    """Fail if another pytest-xdist worker of this run has already set up ``resource``.
+
+    A resource in :data:`SHARED_RESOURCES` must be set up once per run; a second worker
+    setting it up means the grouping did not reach xdist's scheduler, and the work would
+    silently be done twice.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    claim = shared_root(tmp_path_factory) / f"{resource}.worker"
+    try:
+        with claim.open("x") as file:
+            file.write(worker)
+    except FileExistsError:
+        owner = claim.read_text()
+        if owner != worker:
+            pytest.fail(
+                f"{resource} was already set up by worker {owner}; this is {worker}: "
+                "its tests are not in one xdist group (conftest.SHARED_RESOURCES)"
+            )
 
 
 _DECODED: dict[str, Path | None] = {}  # this worker's answer of decoded_real_data()
@@ -113,9 +167,7 @@ def decoded_real_data(tmp_path_factory) -> Path | None:
 
             from cifar_lab.data import sources
 
-            root = tmp_path_factory.getbasetemp()
-            if os.environ.get("PYTEST_XDIST_WORKER"):
-                root = root.parent  # the folder above the workers' own
+            root = shared_root(tmp_path_factory)
             folder = root / "decoded_cifar10"
             folder.mkdir(exist_ok=True)
             with (root / "decoded_cifar10.lock").open("w") as lock:
