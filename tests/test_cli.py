@@ -216,3 +216,19 @@ def test_nbgrader_config_writes_the_shipped_config(tmp_path, capsys):
     assert (course / "nbgrader_config.py").read_bytes() == shipped.read_bytes()
     assert main(["nbgrader-config", "--out", str(shipped)]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_checks_a_students_own_folder_and_stops_at_the_first_stub(tmp_path, capsys):
+    """What a student does before submit: ``run --notebooks .`` on the student edition."""
+    folder, out = tmp_path / "course", tmp_path / "out"
+    assert main(["notebooks", "--out", str(folder)]) == 0
+    capsys.readouterr()
+    argv = ["run", "--notebooks", str(folder), "--only", "01", "--profile", "quick"]
+    assert main([*argv, "--source", "synthetic", "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    # the failing cell is named as run numbers it, with the stub's own message
+    assert "01_preparation" in text and "NotImplementedError" in text, text[-2000:]
+    assert "standardise_splits" in text, text[-2000:]
+    assert (out / "01_preparation.ipynb").exists()  # the executed copy, up to the stub
