@@ -49,7 +49,7 @@ validation images (one standard error is about 1.4 points), the two commands::
 
 About 30 s a variant at 150 epochs, 96-115 s at 600. No lever beat the recipe
 itself: each augmentation cost validation accuracy at 150 epochs, and at 600
-the affine variants closed most of the gap (-0.7 points) while the base
+the affine variants closed most of the gap (0.7-0.8 points behind) while the base
 recipe lost 1.4 points to overfitting from its 150-epoch result. Width alone
 is within noise. Deformations this strong need longer schedules or a gentler
 range before they can pay; that is the next thing to measure.
