@@ -1625,3 +1625,35 @@ def test_a_search_is_judged_on_the_stage_results_the_grader_drew(tmp_path):
         PROBE["activation_search_check"], tmp_path, lambda s: exec(s, wrapped), seed=2
     )
     assert not verdict["passed"], verdict
+
+
+def _three_layer_outputs(drawn: dict, scores: np.ndarray) -> dict:
+    """The kernel side of the three-layer probes, for a right model giving ``scores``."""
+    rng = np.random.default_rng(1)
+    names = ("w1", "b1", "w2", "b2", "w3", "b3")
+    outputs = {"kind": np.array([1, 0, 3]), "scores": scores.astype(np.float32)}
+    outputs |= {f"shape{i}": np.array(drawn[name].shape) for i, name in enumerate(names)}
+    sizes = [int(np.prod(drawn["large_input_shape"])), *drawn["large_hidden_sizes"]]
+    sizes.append(int(drawn["large_classes"]))
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        outputs[f"large{2 * layer}"] = rng.normal(0, np.sqrt(2 / fan_in), (fan_in, fan_out))
+        outputs[f"large{2 * layer + 1}"] = np.zeros(fan_out)
+    return outputs
+
+
+def test_the_three_layer_probe_takes_logits_without_a_negative_and_refuses_probabilities():
+    """A right model's logits may all be positive for some drawn weights (a CI run drew such)."""
+    judge = verdicts._judge_three_layer_model("sequential", kaiming_rtol=0.03, in_order=True)
+    drawn = verdicts._draw_three_layer_model(np.random.default_rng(0))
+    drawn["b3"] = drawn["b3"] + 50.0  # every logit of the right model is now positive
+    flat = drawn["x"].reshape(len(drawn["x"]), -1).astype(np.float64)
+    hidden = np.maximum(
+        np.maximum(flat @ drawn["w1"] + drawn["b1"], 0) @ drawn["w2"] + drawn["b2"], 0
+    )
+    logits = hidden @ drawn["w3"] + drawn["b3"]
+    assert (logits > 0).all()
+    assert judge(drawn, _three_layer_outputs(drawn, logits)) == ""
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    refused = judge(drawn, _three_layer_outputs(drawn, probabilities))
+    assert "logits, not probabilities" in refused
