@@ -63,7 +63,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget_seconds is not None and time.perf_counter() - began > args.budget_seconds:
             print(f"budget of {args.budget_seconds:.0f} s spent: {name} and later not run")
             break
-        lever = replace(VARIANTS[name])
+        lever = VARIANTS[name]
         result = train(lever, data, epochs=args.epochs, seed=args.seed)
         row = {"lever": asdict(lever), "epochs": args.epochs, "seed": args.seed, **result}
         with args.out.open("a") as log:

@@ -1657,3 +1657,6 @@ def test_the_three_layer_probe_takes_logits_without_a_negative_and_refuses_proba
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     refused = judge(drawn, _three_layer_outputs(drawn, probabilities))
     assert "logits, not probabilities" in refused
+    # one score per image: the shape is named, not an axis error from the probability test
+    flat_scores = judge(drawn, _three_layer_outputs(drawn, logits[:, 0]))
+    assert "float32 scores of shape (N, num_classes)" in flat_scores

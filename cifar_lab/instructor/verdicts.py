@@ -1261,6 +1261,14 @@ def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
         flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
         reference = np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
         scores = outputs["scores"]
+        # probabilities: no negative score and rows summing to 1 (the drawn weights may give
+        # a right model's logits no negative entry, so a negative is not required); a wrong
+        # shape is named by its own condition below
+        probabilities = (
+            scores.ndim == 2
+            and bool((scores >= 0).all())
+            and bool(np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
+        )
         kinds = {
             "subclassed": (dense == 3, "the model has three Dense layers"),
             "sequential": (bool(is_sequential), "it returns a keras.Sequential"),
@@ -1273,10 +1281,7 @@ def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
                                  f"{[inputs[name].shape for name in names]}"),
             (scores.shape == reference.shape and scores.dtype == np.float32,
              "it returns float32 scores of shape (N, num_classes)"),
-            # probabilities: no negative score and rows summing to 1 (the drawn weights may
-            # give a right model's logits no negative entry, so a negative is not required)
-            (not (bool((scores >= 0).all()) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)),
-             "the outputs are logits, not probabilities"),
+            (not probabilities, "the outputs are logits, not probabilities"),
             (_close(scores, reference, rtol=1e-4, atol=1e-4),
              "the forward pass equals relu(relu(x W1 + b1) W2 + b2) W3 + b3"),
         ]  # fmt: skip
