@@ -26,14 +26,14 @@ MB; ``--variant ... --diagnose`` adds its gc scans to the times)::
 
 No allocator setting changes the growth: it is live memory, kept by the
 ``CustomGradient-<n>`` functions that TensorFlow registers while tracing each
-train step (see :mod:`cifar_lab.tuning.graph_memory`). The remaining ~200 MB
+train step (see :mod:`cifar_lab.graph_memory`). The remaining ~200 MB
 from trial 3 to 15 is reached once the largest network has trained and stays.
 
 Variants:
 
 * ``baseline``: the library as it is;
 * ``old``: the library with the issue #11 fix switched off (no
-  :func:`~cifar_lab.tuning.graph_memory.forget_traced_gradients`, no
+  :func:`~cifar_lab.graph_memory.forget_traced_gradients`, no
   ``AugmentedBatches.release``), i.e. the code before the fix;
 * ``no_forget`` / ``no_release``: only one of the two halves of the fix switched off;
 * ``arena2``, ``trim``, ``jemalloc``, ``tcmalloc``: the ``old`` code with
@@ -96,8 +96,8 @@ def live_objects() -> dict[str, float]:
     from tensorflow.python.framework import func_graph
     from tensorflow.python.ops import script_ops
 
+    from cifar_lab.graph_memory import traced_gradient_count
     from cifar_lab.tuning.augment import AugmentedBatches
-    from cifar_lab.tuning.graph_memory import traced_gradient_count
     from cifar_lab.tuning.train import TrainedMLP
 
     gc.collect()
@@ -141,19 +141,17 @@ def child(args: argparse.Namespace) -> None:
     """Run the sweep in this process and print one line per trial and a JSON result."""
     import optuna
 
-    import cifar_lab as lab
-    from cifar_lab.tuning.sweeps import run_sweep
+    from cifar_lab.tuning.config import MLPConfig
+    from cifar_lab.tuning.sweeps import SweepSpec, run_sweep
     from cifar_lab.tuning.train import MLPObjective
 
     _switch_off_fix(args.variant)
     trim = ctypes.CDLL("libc.so.6").malloc_trim if args.variant == "trim" else None
     X_train, y_train, X_val, y_val = _load(args.pool, args.source)
-    base = lab.MLPConfig(
-        optimizer="adam", epochs=args.epochs, batch_size=256, num_train=args.train
-    )
+    base = MLPConfig(optimizer="adam", epochs=args.epochs, batch_size=256, num_train=args.train)
     objective = MLPObjective(base, X_train, y_train, X_val, y_val)
     architectures = list(ARCHITECTURES[: args.architectures])
-    spec = lab.SweepSpec(
+    spec = SweepSpec(
         "memory_profile",
         {"hidden_sizes": architectures, "activation": list(ACTIVATIONS)},
         sampler="grid",

@@ -11,9 +11,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from cifar_lab.graph_memory import install as _install_fit_release
 from cifar_lab.quiet_tensorflow import install as _install_quiet_tensorflow
 
 _install_quiet_tensorflow()
+_install_fit_release()  # every model.fit lets its model and data go (a TensorFlow leak)
 
 __version__ = "0.1.0"
 
@@ -45,36 +47,13 @@ _EXPORTS = {
     "plot_confusion_matrix": "plots",
     "show_misclassified": "plots",
     "show_templates": "plots",
-    # Part V (notebook 05): configs, networks, sweeps, ensembles, the ladder, saving
-    "MLPConfig": "tuning.config",
-    "train_config": "tuning.train",
-    "TrainedMLP": "tuning.train",
-    "Maxout": "tuning.layers",
-    "raw_pixel_model": "tuning.layers",
+    # Part V (notebook 05): the layer check, Optuna studies, the test split, saving
     "convolution_layers": "tuning.layers",
-    "SweepSpec": "tuning.sweeps",
-    "plot_accuracy_heatmap": "tuning.plots",
-    "plot_top_curves": "tuning.plots",
-    "plot_optimizer_batchnorm": "tuning.plots",
-    "average_probabilities": "tuning.ensembles",
-    "predict_probabilities": "tuning.ensembles",
-    "train_ensemble": "tuning.ensembles",
-    "RECIPES": "tuning.recipes",
-    "StageObjective": "tuning.stages",
-    "candidate_configs": "tuning.stages",
-    "expand": "tuning.stages",
-    "run_stage": "tuning.stages",
-    "setting": "tuning.stages",
-    "top_configs": "tuning.stages",
-    "part5_budget": "tuning.part5",
-    "rung": "tuning.part5",
-    "hidden_units_identical": "tuning.part5",
-    "weights_fingerprint": "tuning.part5",
+    "create_study": "tuning.studies",
+    "plot_study": "tuning.plots",
     "TestSplit": "tuning.part5",
+    "weights_fingerprint": "tuning.part5",
     "save_final_model": "tuning.part5",
-    "PART5_DIR": "tuning.part5",
-    "RESULTS_FILE": "tuning.part5",
-    "MODEL_FILE": "tuning.part5",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -111,37 +90,7 @@ if TYPE_CHECKING:  # let editors and type checkers see the lazy names
     from cifar_lab.results import check_at_least, check_close, check_that, record
     from cifar_lab.seeding import set_seed
     from cifar_lab.training import train_part34
-    from cifar_lab.tuning.config import MLPConfig
-    from cifar_lab.tuning.ensembles import (
-        average_probabilities,
-        predict_probabilities,
-        train_ensemble,
-    )
-    from cifar_lab.tuning.layers import Maxout, convolution_layers, raw_pixel_model
-    from cifar_lab.tuning.part5 import (
-        MODEL_FILE,
-        PART5_DIR,
-        RESULTS_FILE,
-        TestSplit,
-        hidden_units_identical,
-        part5_budget,
-        rung,
-        save_final_model,
-        weights_fingerprint,
-    )
-    from cifar_lab.tuning.plots import (
-        plot_accuracy_heatmap,
-        plot_optimizer_batchnorm,
-        plot_top_curves,
-    )
-    from cifar_lab.tuning.recipes import RECIPES
-    from cifar_lab.tuning.stages import (
-        StageObjective,
-        candidate_configs,
-        expand,
-        run_stage,
-        setting,
-        top_configs,
-    )
-    from cifar_lab.tuning.sweeps import SweepSpec
-    from cifar_lab.tuning.train import TrainedMLP, train_config
+    from cifar_lab.tuning.layers import convolution_layers
+    from cifar_lab.tuning.part5 import TestSplit, save_final_model, weights_fingerprint
+    from cifar_lab.tuning.plots import plot_study
+    from cifar_lab.tuning.studies import create_study

@@ -7,6 +7,11 @@ read them as failures. :func:`install` (run by ``import cifar_lab``) sets
 ``import tensorflow`` with file descriptor 2 passed through a filter that drops the
 absl lines below that level, which absl writes before it reads the level. Real
 failures still raise Python exceptions.
+
+It also drops one Python log line of TensorFlow's, "N out of the last M calls to
+<function ...> triggered tf.function retracing": every trial of a search builds a
+new model, whose ``fit`` traces its own step function, so the warning fires in
+every search while nothing is wrong (see :class:`RetracingFilter`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -59,6 +65,20 @@ def tensorflow_log_filter() -> Iterator[None]:
                 os.write(2, "".join(kept).encode("utf-8"))
 
 
+class RetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning; keeps every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_warning() -> None:
+    """Add :class:`RetracingFilter` to the ``tensorflow`` logger (once)."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(found, RetracingFilter) for found in logger.filters):
+        logger.addFilter(RetracingFilter())
+
+
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Runs the first import of ``tensorflow`` inside :func:`tensorflow_log_filter`."""
 
@@ -87,6 +107,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
                     sys.meta_path.remove(finder)  # TensorFlow loads once
                 with tensorflow_log_filter():
                     loader.exec_module(module)
+                quiet_retracing_warning()
 
         spec.loader = QuietLoader()
         return spec
@@ -96,5 +117,7 @@ def install() -> None:
     """Default ``TF_CPP_MIN_LOG_LEVEL`` to 3 and filter the first ``import tensorflow``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     already = any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path)
-    if "tensorflow" not in sys.modules and not already:
+    if "tensorflow" in sys.modules:
+        quiet_retracing_warning()
+    elif not already:
         sys.meta_path.insert(0, _QuietTensorFlowImport())

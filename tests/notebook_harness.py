@@ -74,20 +74,34 @@ def _apply(source: str, mutation: Mutation) -> str:
     return source.replace(mutation.old, mutation.new)
 
 
-def _exercise(kernel: NotebookKernel, key: str, cells, index, stub, mutations, report) -> None:
-    """Stub, each wrong answer, then the solution, each from the saved namespace, each checked."""
+def _exercise(
+    kernel: NotebookKernel, key: str, cells, index, stub, mutations, report, stand_ins
+) -> None:
+    """Stub, each wrong answer, then the solution, each from the saved namespace, each checked.
+
+    After each restore, ``stand_ins[name]`` (when the exercise has one) runs first: code
+    that replaces a costly name of the namespace for this exercise's runs only.
+    """
     source, name = cell_source(cells[index]), exercise_name(cell_source(cells[index]))
     check = cell_source(cells[check_cell_after(cells, index)])
-    kernel.restore_namespace(key)
+    stand_in = stand_ins.get(name)
+
+    def restore() -> None:
+        kernel.restore_namespace(key)
+        if stand_in is not None:
+            ran = kernel.run(stand_in)
+            assert ran.ok, f"{name}: the stand-in failed: {ran.ename}: {ran.evalue}"
+
+    restore()
     if not kernel.run(stub).ok:
         report.problems.append(f"{name}: the released stub itself fails to run")
     report.stubs[name] = kernel.run(check)
     caught = report.caught.setdefault(name, {})
     for mutation in (m for m in mutations if m.old in source):
-        kernel.restore_namespace(key)
+        restore()
         ran = kernel.run(_apply(source, mutation))
         caught[mutation.name] = kernel.run(check) if ran.ok else ran
-    kernel.restore_namespace(key)
+    restore()
     solved = kernel.run(source)
     checked = kernel.run(check) if solved.ok else solved
     if not checked.ok:
@@ -97,12 +111,17 @@ def _exercise(kernel: NotebookKernel, key: str, cells, index, stub, mutations, r
         )
 
 
-def run_with_mutations(run: ExecutedNotebook, mutations: list[Mutation]) -> MutationReport:
+def run_with_mutations(
+    run: ExecutedNotebook, mutations: list[Mutation], stand_ins: dict[str, str] | None = None
+) -> MutationReport:
     """Try the stubs and ``mutations`` of executed notebook ``run`` in its kernel.
 
     Args:
         run: the session's execution of an instructor notebook, kernel still up.
         mutations: wrong answers; each applies to the exercise cell holding its ``old``.
+        stand_ins: exercise name -> code run after each restore of that exercise's
+            namespace (e.g. a ``train_network`` that does not train, for checks that read
+            only what a search recorded); None for none.
 
     Returns:
         The report: per exercise the check's outcome on the stub, per mutation
@@ -122,7 +141,16 @@ def run_with_mutations(run: ExecutedNotebook, mutations: list[Mutation]) -> Muta
     try:
         for index in run.exercises:
             stub = stubs[cells[index].get("id")]
-            _exercise(run.kernel, run.namespace_key(index), cells, index, stub, mutations, report)
+            _exercise(
+                run.kernel,
+                run.namespace_key(index),
+                cells,
+                index,
+                stub,
+                mutations,
+                report,
+                stand_ins or {},
+            )
     finally:
         run.close_kernel()
     return report
@@ -131,14 +159,17 @@ def run_with_mutations(run: ExecutedNotebook, mutations: list[Mutation]) -> Muta
 MIN_MUTATIONS_PER_EXERCISE = 2
 
 
-def assert_checks_catch(run: ExecutedNotebook, mutations: list[Mutation]) -> None:
+def assert_checks_catch(
+    run: ExecutedNotebook, mutations: list[Mutation], stand_ins: dict[str, str] | None = None
+) -> None:
     """The assertions of a notebook's mutation test (see the module docstring).
 
     Args:
         run: the session's execution of the instructor notebook.
         mutations: at least two wrong answers per exercise cell.
+        stand_ins: see :func:`run_with_mutations`.
     """
-    report = run_with_mutations(run, mutations)
+    report = run_with_mutations(run, mutations, stand_ins)
     assert not report.problems, report.problems
     assert report.stubs, f"{run.source.name}: no exercise found"
     for exercise, outcome in report.stubs.items():

@@ -25,9 +25,13 @@ from cifar_lab.instructor.rerun import RerunSettings
 from cifar_lab.metrics import confusion_matrix
 from cifar_lab.models import TwoLayerFC, compile_model, two_layer_sequential
 from cifar_lab.tuning.augment import AugmentedBatches, augment_batch
+from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.ensembles import predict_probabilities, train_ensemble
+from cifar_lab.tuning.layers import Maxout
 from cifar_lab.tuning.optimizers import build_schedule
+from cifar_lab.tuning.plots import plot_top_curves
 from cifar_lab.tuning.recipes import train_best
-from cifar_lab.tuning.sweeps import run_workers
+from cifar_lab.tuning.sweeps import SweepSpec, run_workers
 from cifar_lab.tuning.whitening import fit_whitening
 
 # ---------------------------------------------------------------- checks.py itself
@@ -215,42 +219,38 @@ INT_CASES = [
         ),
         0,
     ),
-    Case("epochs", lambda v: lab.MLPConfig(epochs=v), 0),
-    Case("batch_size", lambda v: lab.MLPConfig(batch_size=v), 0),
-    Case("translate", lambda v: lab.MLPConfig(translate=v), -1),
-    Case("maxout_pieces", lambda v: lab.MLPConfig(maxout_pieces=v), 1),
-    Case("seed", lambda v: lab.MLPConfig(seed=v), -1),
-    Case("num_train", lambda v: lab.MLPConfig(num_train=v), 0),
-    Case(
-        "whitening_components", lambda v: lab.MLPConfig(whitening="pca", whitening_components=v), 0
-    ),
-    Case("hidden_sizes[1]", lambda v: lab.MLPConfig(hidden_sizes=(8, v)), 0),
+    Case("epochs", lambda v: MLPConfig(epochs=v), 0),
+    Case("batch_size", lambda v: MLPConfig(batch_size=v), 0),
+    Case("translate", lambda v: MLPConfig(translate=v), -1),
+    Case("maxout_pieces", lambda v: MLPConfig(maxout_pieces=v), 1),
+    Case("seed", lambda v: MLPConfig(seed=v), -1),
+    Case("num_train", lambda v: MLPConfig(num_train=v), 0),
+    Case("whitening_components", lambda v: MLPConfig(whitening="pca", whitening_components=v), 0),
+    Case("hidden_sizes[1]", lambda v: MLPConfig(hidden_sizes=(8, v)), 0),
     Case("translate", lambda v: augment_batch(IMAGES, np.random.default_rng(0), translate=v), -1),
     Case("batch_size", lambda v: AugmentedBatches(IMAGES, Y4, v), 0),
     Case("seed", lambda v: AugmentedBatches(IMAGES, Y4, 2, seed=v), -1),
     Case("components", _fit_whitening, 0),
-    Case("pieces", lambda v: lab.Maxout(v), 1),
+    Case("pieces", lambda v: Maxout(v), 1),
     Case(
         "members",
-        lambda v: lab.train_ensemble(
-            lab.MLPConfig(), CIFAR_X, Y4, CIFAR_X, Y4, members=v, verbose=False
-        ),
+        lambda v: train_ensemble(MLPConfig(), CIFAR_X, Y4, CIFAR_X, Y4, members=v, verbose=False),
         0,
     ),
-    Case("batch_size", lambda v: lab.predict_probabilities(None, X4, batch_size=v), 0),
-    Case("steps_per_epoch", lambda v: build_schedule(lab.MLPConfig(), v), 0),
-    Case("n_trials", lambda v: lab.SweepSpec("s", {"x": [1]}, sampler="random", n_trials=v), 0),
-    Case("warmup_steps", lambda v: lab.SweepSpec("s", {"x": [1]}, warmup_steps=v), -1),
-    Case("startup_trials", lambda v: lab.SweepSpec("s", {"x": [1]}, startup_trials=v), -1),
-    Case("seed", lambda v: lab.SweepSpec("s", {"x": [1]}, seed=v), -1),
+    Case("batch_size", lambda v: predict_probabilities(None, X4, batch_size=v), 0),
+    Case("steps_per_epoch", lambda v: build_schedule(MLPConfig(), v), 0),
+    Case("n_trials", lambda v: SweepSpec("s", {"x": [1]}, sampler="random", n_trials=v), 0),
+    Case("warmup_steps", lambda v: SweepSpec("s", {"x": [1]}, warmup_steps=v), -1),
+    Case("startup_trials", lambda v: SweepSpec("s", {"x": [1]}, startup_trials=v), -1),
+    Case("seed", lambda v: SweepSpec("s", {"x": [1]}, seed=v), -1),
     Case(
         "processes",
         lambda v: run_workers(
-            lab.SweepSpec("s", {"x": [1]}), _never, storage="sqlite://", processes=v
+            SweepSpec("s", {"x": [1]}), _never, storage="sqlite://", processes=v
         ),
         0,
     ),
-    Case("top", lambda v: lab.plot_top_curves(None, v), 0),
+    Case("top", lambda v: plot_top_curves(None, v), 0),
     Case(
         "num_training",
         lambda v: train_best("unused", num_training=v, source=NOWHERE, verbose=False),
@@ -264,9 +264,9 @@ INT_CASES = [
 
 NUMBER_CASES = [
     Case("learning_rate", lambda v: _train_part2(learning_rate=v), 0.0),
-    Case("learning_rate", lambda v: lab.MLPConfig(learning_rate=v), 0.0),
-    Case("dropout", lambda v: lab.MLPConfig(dropout=v), 1.0),
-    Case("momentum", lambda v: lab.MLPConfig(momentum=v), -0.5),
+    Case("learning_rate", lambda v: MLPConfig(learning_rate=v), 0.0),
+    Case("dropout", lambda v: MLPConfig(dropout=v), 1.0),
+    Case("momentum", lambda v: MLPConfig(momentum=v), -0.5),
     Case(
         "noise_std",
         lambda v: augment_batch(IMAGES, np.random.default_rng(0), noise_std=v),
@@ -318,7 +318,7 @@ def test_the_same_slip_gets_the_same_answer_everywhere():
         lambda: lab.kaiming_normal((3, 2.0)),
         lambda: lab.set_seed("0"),
         lambda: lab.Dataset(X4, Y4, 2, seed="0"),
-        lambda: lab.MLPConfig(epochs=2.0),
+        lambda: MLPConfig(epochs=2.0),
     ):
         with pytest.raises(TypeError, match="must be an int"):
             call()

@@ -106,7 +106,7 @@ def test_part5_sweeps_import_quietly_in_a_kernel_without_ipywidgets():
     # the simulated kernel reproduces the warning: Optuna imported on its own
     bare = stderr_of(KERNEL_WITHOUT_IPYWIDGETS + "import optuna\n")
     assert "IProgress not found" in bare, bare
-    # notebook 05's first use of the sweeps (lab.SweepSpec ...) imports optuna through
+    # notebook 05's first use of its studies (lab.create_study ...) imports optuna through
     # cifar_lab.tuning, and writes nothing to stderr
-    code = "import cifar_lab as lab\nlab.SweepSpec\nimport optuna\n"
+    code = "import cifar_lab as lab\nlab.create_study\nimport optuna\n"
     assert stderr_of(KERNEL_WITHOUT_IPYWIDGETS + code) == ""

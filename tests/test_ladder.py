@@ -6,16 +6,16 @@ import dataclasses
 
 import pytest
 
-import cifar_lab as lab
 from cifar_lab.tuning import part5
+from cifar_lab.tuning.config import MLPConfig
 from cifar_lab.tuning.ladder import NETWORK_FIELDS, rung_config
 from cifar_lab.tuning.recipes import RECIPES, train_best
 
-STUDENT = lab.MLPConfig(
+STUDENT = MLPConfig(
     hidden_sizes="512-256", activation="gelu", initializer="lecun_uniform", batch_norm="after",
     dropout=0.2, l2=1e-4, optimizer="sgd", learning_rate=0.5, epochs=3, batch_size=64, flip=False,
 )  # fmt: skip
-ALL_FIELDS = [field.name for field in dataclasses.fields(lab.MLPConfig)]
+ALL_FIELDS = [field.name for field in dataclasses.fields(MLPConfig)]
 
 
 def test_the_ladder_has_its_four_named_rungs_and_best_stays_the_default():

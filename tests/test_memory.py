@@ -18,10 +18,10 @@ import optuna
 import pytest
 from tensorflow.python.framework import func_graph
 
+from cifar_lab.graph_memory import forget_traced_gradients, traced_gradient_count
 from cifar_lab.tuning import train as train_module
 from cifar_lab.tuning.augment import AugmentedBatches
 from cifar_lab.tuning.config import MLPConfig
-from cifar_lab.tuning.graph_memory import forget_traced_gradients, traced_gradient_count
 from cifar_lab.tuning.sweeps import SweepSpec, run_sweep
 from cifar_lab.tuning.train import MLPObjective, TrainedMLP, train_config
 

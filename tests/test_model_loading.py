@@ -62,15 +62,16 @@ def _whitening(method: str):
 
 def _part5_model(option: dict):
     """The raw-pixel Part V model notebook 05 saves, built for ``option`` (untrained)."""
-    import cifar_lab as lab
+    from cifar_lab.tuning.config import MLPConfig
+    from cifar_lab.tuning.layers import raw_pixel_model
     from cifar_lab.tuning.network import build_mlp
 
     fields = {k: v for k, v in option.items() if k != "flip_tta"}
     components = 8 if fields["whitening"] == "pca" else None  # zca keeps all 3072
-    config = lab.MLPConfig(hidden_sizes=(6, 4), whitening_components=components, seed=1, **fields)
+    config = MLPConfig(hidden_sizes=(6, 4), whitening_components=components, seed=1, **fields)
     fit = None if config.whitening == "none" else _whitening(config.whitening)
     network = build_mlp(config, whitening=fit)
-    raw = lab.raw_pixel_model(network, [120.0] * 3, [60.0] * 3, flip_tta=option["flip_tta"])
+    raw = raw_pixel_model(network, [120.0] * 3, [60.0] * 3, flip_tta=option["flip_tta"])
     return config, raw
 
 

@@ -5,7 +5,8 @@ test has nbgrader grade the five notebooks as this session executed them
 (``executed_notebooks``: full autograded points, without running them again) and, at
 the same time in a copy of the course folder, run notebooks itself: model notebook 01
 with the first stage of model notebook 05 (its model answers up to and including the
-first ``lab.run_stage``, the release's stubs after: every check after it scores 0),
+first search's check, ``architecture_search()``, the release's stubs after: every check
+after it scores 0),
 and the untouched release of 01 (0 everywhere); then it writes feedback. nbgrader's
 kernels run without ``CIFAR_LAB_PROFILE``: its ``NBGRADER_EXECUTION`` picks the quick
 profile.
@@ -302,10 +303,13 @@ def assert_student_kernel(probe: dict, python: Path, target: Path) -> None:
 
 
 def first_stage_cut(path: Path) -> int:
-    """Index of the first cell of notebook ``path`` that runs a search (``lab.run_stage``)."""
+    """Index of the first cell of notebook ``path`` that runs a search (its first check's call
+    of ``architecture_search()``)."""
     cells = nbformat.read(path, as_version=4).cells
     return next(
-        i for i, c in enumerate(cells) if c.cell_type == "code" and "lab.run_stage(" in c.source
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "code" and "= architecture_search()" in c.source
     )
 
 

@@ -12,7 +12,10 @@ import pytest
 
 import cifar_lab as lab
 from cifar_lab.tuning import part5, stages
+from cifar_lab.tuning.config import MLPConfig
 from cifar_lab.tuning.part5 import MODEL_FILE, RESULTS_FILE
+from cifar_lab.tuning.sweeps import SweepSpec
+from cifar_lab.tuning.train import train_config
 
 
 def test_budgets_cover_the_protocol():
@@ -21,7 +24,7 @@ def test_budgets_cover_the_protocol():
         assert len(budget.architectures) >= 5 and len(budget.activations) >= 5
         assert len(budget.learning_rates) >= 2
         assert len(budget.initializers) >= 6 and "zeros" in budget.initializers
-        depths = [len(lab.MLPConfig(hidden_sizes=a).hidden_sizes) for a in budget.architectures]
+        depths = [len(MLPConfig(hidden_sizes=a).hidden_sizes) for a in budget.architectures]
         assert depths.count(1) >= 2 and max(depths) >= 2  # wider and deeper
     assert part5.part5_budget("full").minutes == 60
     assert part5.part5_budget("quick").minutes == 3
@@ -54,14 +57,14 @@ def test_setting_packs_fields_and_expand_unpacks_them():
 
 
 def test_candidate_configs_of_grids_and_sampled_spaces():
-    base = lab.MLPConfig(epochs=1)
-    grid = lab.SweepSpec("g", {"setting": ["hidden_sizes=64, learning_rate=0.01"],
+    base = MLPConfig(epochs=1)
+    grid = SweepSpec("g", {"setting": ["hidden_sizes=64, learning_rate=0.01"],
                                "activation": ["relu", "tanh"]})  # fmt: skip
     configs = stages.candidate_configs(grid, base)
     assert [(c.hidden_sizes, c.learning_rate, c.activation) for c in configs] == [
         ((64,), 0.01, "relu"), ((64,), 0.01, "tanh"),
     ]  # fmt: skip
-    sampled = lab.SweepSpec(
+    sampled = SweepSpec(
         "s", {"hidden_sizes": ["64", "32-16"],
               "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
         sampler="random", n_trials=5,
@@ -69,7 +72,7 @@ def test_candidate_configs_of_grids_and_sampled_spaces():
     rates = {(c.hidden_sizes, c.learning_rate) for c in stages.candidate_configs(sampled, base)}
     assert rates == {((64,), 1e-4), ((64,), 1e-2), ((32, 16), 1e-4), ((32, 16), 1e-2)}
     with pytest.raises(ValueError, match="hidden_size"):
-        stages.candidate_configs(lab.SweepSpec("t", {"hidden_size": ["64"]}), base)
+        stages.candidate_configs(SweepSpec("t", {"hidden_size": ["64"]}), base)
 
 
 def _builder(calls):
@@ -91,10 +94,10 @@ def test_run_stage_trains_with_your_builder_and_reuses_only_unchanged_trials(
 ):
     monkeypatch.chdir(tmp_path)
     data = lab.load_cifar10(200, 50, 50, source="synthetic", verbose=False)
-    base = lab.MLPConfig(hidden_sizes=(8,), epochs=1, batch_size=64)
+    base = MLPConfig(hidden_sizes=(8,), epochs=1, batch_size=64)
     calls = []
     objective = stages.StageObjective(base, data, build=_builder(calls))
-    spec = lab.SweepSpec(
+    spec = SweepSpec(
         "stage", {"setting": ["hidden_sizes=8, learning_rate=0.01", "hidden_sizes=4-4"],
                   "activation": ["relu", "tanh"]}, pruner="none",
     )  # fmt: skip
@@ -130,10 +133,10 @@ def test_top_configs_ranks_distinct_settings():
 
 def test_zeros_initialisation_keeps_hidden_units_identical():
     data = lab.load_cifar10(300, 50, 50, source="synthetic", verbose=False)
-    config = lab.MLPConfig(hidden_sizes=(16, 8), initializer="zeros", epochs=1, batch_size=64)
-    trained = lab.train_config(config, *list(data)[:4], verbose=False)
+    config = MLPConfig(hidden_sizes=(16, 8), initializer="zeros", epochs=1, batch_size=64)
+    trained = train_config(config, *list(data)[:4], verbose=False)
     assert part5.hidden_units_identical(trained.model) == 0.0
-    random_init = lab.train_config(config.replace(initializer="he_normal"), *list(data)[:4],
+    random_init = train_config(config.replace(initializer="he_normal"), *list(data)[:4],
                                    verbose=False)  # fmt: skip
     assert part5.hidden_units_identical(random_init.model) > 0.01
 
@@ -141,11 +144,11 @@ def test_zeros_initialisation_keeps_hidden_units_identical():
 def test_train_config_with_your_builder():
     data = lab.load_cifar10(200, 50, 50, source="synthetic", verbose=False)
     calls = []
-    config = lab.MLPConfig(hidden_sizes=(6,), activation="tanh", epochs=1, batch_size=64)
-    trained = lab.train_config(config, *list(data)[:4], verbose=False, build=_builder(calls))
+    config = MLPConfig(hidden_sizes=(6,), activation="tanh", epochs=1, batch_size=64)
+    trained = train_config(config, *list(data)[:4], verbose=False, build=_builder(calls))
     assert calls == [config] and trained.model.layers[-1].units == 10
     with pytest.raises(ValueError, match="whitening"):
-        lab.train_config(config.replace(whitening="pca"), *list(data)[:4], verbose=False,
+        train_config(config.replace(whitening="pca"), *list(data)[:4], verbose=False,
                          build=_builder(calls))  # fmt: skip
 
 
@@ -188,14 +191,14 @@ def test_test_split_logs_every_evaluation(tmp_path):
 def test_save_final_model_writes_what_grading_reads(tmp_path, described):
     import keras
 
-    config = lab.MLPConfig(hidden_sizes=(8,), epochs=1)
+    config = MLPConfig(hidden_sizes=(8,), epochs=1)
     given = config if described == "config" else {"layers": [8], "note": "my own network"}
     model = _raw_model()
     folder = part5.save_final_model(model, given, 0.5, 0.25, tmp_path / "part5")
     results = json.loads((folder / RESULTS_FILE).read_text())
     assert results["val_accuracy"] == 0.5 and results["test_accuracy"] == 0.25
     if described == "config":
-        assert lab.MLPConfig.from_dict(results["config"]) == config
+        assert MLPConfig.from_dict(results["config"]) == config
     else:
         assert results["config"] == given
     reloaded = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
@@ -209,7 +212,7 @@ def test_save_final_model_writes_what_grading_reads(tmp_path, described):
 
 def test_save_final_model_records_the_images_and_epochs_trained(tmp_path):
     trained = SimpleNamespace(num_images=1234, history=[{"epoch": 1}, {"epoch": 2}])
-    config = lab.MLPConfig(hidden_sizes=(8,), epochs=2)
+    config = MLPConfig(hidden_sizes=(8,), epochs=2)
     folder = part5.save_final_model(_raw_model(), config, 0.5, 0.25, tmp_path, trained=trained)
     results = json.loads((folder / RESULTS_FILE).read_text())
     assert results["trained_on"] == {"images": 1234, "epochs": 2}

@@ -16,6 +16,7 @@ import cifar_lab as lab
 from cifar_lab.data.formats import CLASS_NAMES
 from cifar_lab.history import RECORD_KEYS, TrainingLog
 from cifar_lab.plots import TRAINING_LABEL
+from cifar_lab.tuning.plots import plot_accuracy_heatmap, plot_top_curves
 
 SETUP = """
 import numpy as np
@@ -23,6 +24,11 @@ import pandas as pd
 
 import cifar_lab as lab
 from cifar_lab.data.formats import CLASS_NAMES
+from cifar_lab.tuning.plots import (
+    plot_accuracy_heatmap,
+    plot_optimizer_batchnorm,
+    plot_top_curves,
+)
 
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
@@ -49,9 +55,9 @@ CALLS = {
     "plot_confusion_matrix": "lab.plot_confusion_matrix(labels, predictions, CLASS_NAMES)",
     "show_misclassified": "lab.show_misclassified(images, labels, predictions, "
     "CLASS_NAMES, num_images=3)",
-    "plot_accuracy_heatmap": "lab.plot_accuracy_heatmap(frame, 'hidden_sizes', 'activation')",
-    "plot_top_curves": "lab.plot_top_curves(frame, top=2)",
-    "plot_optimizer_batchnorm": "lab.plot_optimizer_batchnorm(frame)",
+    "plot_accuracy_heatmap": "plot_accuracy_heatmap(frame, 'hidden_sizes', 'activation')",
+    "plot_top_curves": "plot_top_curves(frame, top=2)",
+    "plot_optimizer_batchnorm": "plot_optimizer_batchnorm(frame)",
     "show_templates": "lab.show_templates(rng.normal(size=(3, 4, 5, 3)), titles=['a', 'b', 'c'])",
 }
 STYLES = {"trailing": "{call}", "assigned": "result = {call}", "semicolon": "{call};"}
@@ -90,8 +96,8 @@ def test_a_sweep_plot_on_the_callers_axes_is_shown_once_by_the_backend(kernel):
     code = (
         "import matplotlib.pyplot as plt\n"
         "figure, axes = plt.subplots(1, 2)\n"
-        "lab.plot_top_curves(frame, top=2, ax=axes[0])\n"
-        "lab.plot_optimizer_batchnorm(frame, ax=axes[1]);"
+        "plot_top_curves(frame, top=2, ax=axes[0])\n"
+        "plot_optimizer_batchnorm(frame, ax=axes[1]);"
     )
     assert kernel.execute(code).images() == 1
 
@@ -119,8 +125,8 @@ def test_outside_jupyter_plots_stay_open_and_save_to_files(tmp_path):
         lab.plot_history(history),
         lab.plot_confusion_matrix(labels, (labels + 1) % 10, CLASS_NAMES),
         lab.show_misclassified(images, labels, (labels + 1) % 10, CLASS_NAMES),
-        lab.plot_accuracy_heatmap(frame_for_sweeps()).figure,
-        lab.plot_top_curves(frame_for_sweeps()).figure,
+        plot_accuracy_heatmap(frame_for_sweeps()).figure,
+        plot_top_curves(frame_for_sweeps()).figure,
     ]
     assert plt.get_fignums() == [figure.number for figure in figures]  # plt.show() shows them
     for index, figure in enumerate(figures):

@@ -67,3 +67,46 @@ def test_installed_release_asks_for_the_instructor_notebooks(monkeypatch, tmp_pa
         release(tmp_path / "out")
     release(tmp_path / "out", source_dir=REPO_ROOT / "notebooks")  # with them, it works
     assert (tmp_path / "out" / MANIFEST_FILE).is_file()
+
+
+# Notebook 05 is an open lab in Keras and Optuna terms: what a student reads, runs and
+# writes (every code cell but the graded checks) needs only these course names.
+PART5_COURSE_NAMES = {
+    "load_profile_data",  # the data
+    "create_study",  # the Optuna study's storage in runs/
+    "plot_study",  # a study's results as a picture
+    "TestSplit",  # the one logged test evaluation
+    "save_final_model",  # what the grader reloads
+}
+
+
+def _course_names_outside_checks(path) -> tuple[set[str], list[str], int]:
+    """The ``lab.<name>`` names and ``cifar_lab`` imports of the code cells but the checks."""
+    import re
+
+    import nbformat
+
+    cells = [
+        cell.source
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.cell_type == "code" and not cell.metadata.get("nbgrader", {}).get("grade")
+    ]
+    used = {name for source in cells for name in re.findall(r"\blab\.(\w+)", source)}
+    imports = [
+        line.split("#")[0].strip()
+        for source in cells
+        for line in source.splitlines()
+        if re.match(r"\s*(from|import)\s+cifar_lab\b", line)
+    ]
+    return used, imports, len(cells)
+
+
+def test_the_released_05_uses_keras_optuna_and_five_course_names():
+    released, imports, cells = _course_names_outside_checks(STUDENT_EDITION / "05_tuning.ipynb")
+    assert released <= PART5_COURSE_NAMES, sorted(released - PART5_COURSE_NAMES)
+    assert imports == ["import cifar_lab as lab"], imports
+    assert cells > 10  # the stubs, the setup and the cells that show the searches
+    # the model answer's own code (the solutions) needs no other course name either
+    answer, imports, _ = _course_names_outside_checks(REPO_ROOT / "notebooks" / "05_tuning.ipynb")
+    assert answer == PART5_COURSE_NAMES, sorted(answer)
+    assert imports == ["import cifar_lab as lab"], imports

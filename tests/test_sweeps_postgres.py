@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-import cifar_lab as lab
 from cifar_lab.tuning.plots import results_frame
-from cifar_lab.tuning.sweeps import open_study, run_worker
+from cifar_lab.tuning.sweeps import SweepSpec, open_study, run_worker
 
 pytestmark = pytest.mark.postgres
 GRID = {"x": [0, 1, 2, 3, 4, 5], "y": [0, 1]}  # 12 points
@@ -130,7 +129,7 @@ def completed_points(study) -> list[tuple]:
 
 
 def test_three_workers_complete_every_grid_point_once(postgres_url, tmp_path, start_worker):
-    spec = lab.SweepSpec("shared", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
+    spec = SweepSpec("shared", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
     study = open_study(spec, storage=postgres_url)
     objective = functools.partial(quorum_objective, str(tmp_path), 3)
     workers = [start_worker(spec, objective, postgres_url) for _ in range(3)]
@@ -147,7 +146,7 @@ def test_three_workers_complete_every_grid_point_once(postgres_url, tmp_path, st
 
 
 def test_a_killed_workers_point_is_retaken_by_another(postgres_url, tmp_path, start_worker):
-    spec = lab.SweepSpec("killed", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
+    spec = SweepSpec("killed", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
     study = open_study(spec, storage=postgres_url)
     victim = (0, 0)  # first in the queue: taken at once
     objective = functools.partial(victim_objective, str(tmp_path), victim)
@@ -172,7 +171,7 @@ def test_a_killed_workers_point_is_retaken_by_another(postgres_url, tmp_path, st
 
 
 def test_a_worker_joining_halfway_takes_only_what_is_left(postgres_url, tmp_path, start_worker):
-    spec = lab.SweepSpec("joined", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
+    spec = SweepSpec("joined", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
     study = open_study(spec, storage=postgres_url)
     first = start_worker(spec, functools.partial(join_objective, str(tmp_path), "first"),
                          postgres_url)  # fmt: skip
@@ -191,7 +190,7 @@ def test_a_worker_joining_halfway_takes_only_what_is_left(postgres_url, tmp_path
 def test_a_worker_started_after_all_died_retakes_the_lost_point(
     postgres_url, tmp_path, start_worker
 ):
-    spec = lab.SweepSpec("restarted", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
+    spec = SweepSpec("restarted", GRID, pruner="none", heartbeat_interval=HEARTBEAT_S)
     study = open_study(spec, storage=postgres_url)
     objective = functools.partial(victim_objective, str(tmp_path), (0, 1))  # the second point
     only = start_worker(spec, objective, postgres_url)

@@ -71,7 +71,7 @@ def test_the_model_answer_passes_and_leaves_nothing_behind(grade_id, tmp_path):
         **_answers_01(),
         **_answers_02(),
         **_answers_34(),
-        **notebook_definitions(N05, "build_network"),
+        **notebook_definitions(N05, "build_network", "train_network"),
     }
     verdict = _verdict(grade_id, answers, tmp_path)
     assert verdict == {"grade_id": grade_id, "passed": True, "message": ""}
@@ -579,140 +579,146 @@ def test_the_callbacks_probe_reckons_early_stopping_as_keras_does():
         assert np.all(np.diff(drawn[f"loss{run}"]) < 0)  # watching the loss never stops
 
 
-# ------------------------------------------------------------ 05's build_network
-
-
-def _build_network(activation=True, initializer=True, batch_norm=True, dropout=True, l2=True,
-                   conv=False, bias=True, widths=True):  # fmt: skip
-    """05's build_network, with one option ignored (or none, with the defaults)."""
+# ------------------------------------------------- 05's build_network and train_network
+def _build_network(*defects: str):
+    """05's build_network as the exercise asks for it, with ``defects`` (none: right)."""
     import keras
 
-    import cifar_lab
-
-    def activation_layer(config):
-        if config.activation == "maxout":
-            return cifar_lab.Maxout(config.maxout_pieces)
-        if config.activation == "prelu":
-            return keras.layers.PReLU()
-        return keras.layers.Activation(config.activation if activation else "relu")
-
-    def build_network(config):
-        penalty = keras.regularizers.L2(config.l2) if l2 and config.l2 > 0 else None
-        init = config.initializer if initializer else "glorot_uniform"
-        pieces = config.maxout_pieces if config.activation == "maxout" else 1
+    def build_network(hidden_sizes, *, activation="relu", initializer="he_normal",
+                      batch_norm="none", dropout=0.0, l2=0.0):  # fmt: skip
+        penalty = keras.regularizers.L2(l2) if l2 > 0 and "l2" not in defects else None
+        init = "glorot_uniform" if "initializer" in defects else initializer
         inputs = x = keras.Input(shape=(32, 32, 3))
-        if conv:
+        if "conv" in defects:
             x = keras.layers.Conv2D(3, 3, padding="same")(x)
         x = keras.layers.Flatten()(x)
-        for units in config.hidden_sizes if widths else config.hidden_sizes[:1]:
-            x = keras.layers.Dense(units * pieces, use_bias=bias, kernel_initializer=init,
-                                   kernel_regularizer=penalty)(x)  # fmt: skip
-            if batch_norm and config.batch_norm == "before":
+        for units in hidden_sizes[:1] if "widths" in defects else hidden_sizes:
+            x = keras.layers.Dense(units, kernel_initializer=init, kernel_regularizer=penalty)(x)
+            if batch_norm == "before" and "batch_norm" not in defects:
                 x = keras.layers.BatchNormalization()(x)
-            x = activation_layer(config)(x)
-            if batch_norm and config.batch_norm == "after":
+            if activation == "prelu":
+                x = keras.layers.PReLU()(x)
+            else:
+                x = keras.layers.Activation("relu" if "activation" in defects else activation)(x)
+            if batch_norm == "after" and "batch_norm" not in defects:
                 x = keras.layers.BatchNormalization()(x)
-            if dropout and config.dropout > 0:
-                x = keras.layers.Dropout(config.dropout)(x)
-        outputs = keras.layers.Dense(10, kernel_initializer=init, kernel_regularizer=penalty)(x)
+            if dropout > 0 and "dropout" not in defects:
+                x = keras.layers.Dropout(dropout)(x)
+        last = "glorot_uniform" if "output initializer" in defects else init
+        outputs = keras.layers.Dense(10, kernel_initializer=last, kernel_regularizer=penalty)(x)
         return keras.Model(inputs, outputs)
 
     return build_network
 
 
+# mutation -> (the defect, words of the grader's message)
 MUTATIONS_05 = {
-    "activation ignored": _build_network(activation=False),
-    "initializer ignored": _build_network(initializer=False),
-    "batch_norm ignored": _build_network(batch_norm=False),
-    "dropout ignored": _build_network(dropout=False),
-    "l2 ignored": _build_network(l2=False),
-    "a convolution": _build_network(conv=True),
-    "one hidden layer only": _build_network(widths=False),
+    "activation ignored (always ReLU)": ("activation", "tanh net"),
+    "initializer ignored": ("initializer", "initializer='zeros'"),
+    "batch_norm ignored": ("batch_norm", "batch_norm='before' gives"),
+    "dropout ignored": ("dropout", "gives Dropout"),
+    "l2 ignored": ("l2", "l2 adds the penalty"),
+    "a convolution": ("conv", "no convolution layers"),
+    "one hidden layer only": ("widths", "gives Dense kernels"),
+    "the output layer at Keras's default initialiser": ("output initializer", "output layer's"),
 }
 
 
-# The notebook's own mutations of its model answer that its check now catches (in
-# tests/test_exercises_05.py): the probe's grid of activations x placements catches them too.
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS_05))
+def test_a_wrong_build_network_fails_its_probe(mutation, tmp_path):
+    defect, words = MUTATIONS_05[mutation]
+    probe = PROBE["build_network_check"]
+    seed = 0  # the first net draws tanh, for "activation ignored"
+    assert int(probe.draw(np.random.default_rng(seed))["activation"]) == 1
+    namespace = {"np": np, "build_network": _build_network(defect)}
+    verdict = run_probe(probe, tmp_path, lambda source: exec(source, namespace), seed=seed)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+def test_the_unmutated_test_build_network_passes(tmp_path):  # each mutation differs in one thing
+    verdict = _verdict("build_network_check", {"build_network": _build_network()}, tmp_path)
+    assert verdict["passed"], verdict
+
+
+# The notebook's own mutations of its model answer (tests/test_exercises_05.py has them
+# against the check cell): the probe's grid of activations x placements and its zeros
+# network catch them. mutation -> ((old, new), ...), words of the grader's message.
 NOTEBOOK_MUTATIONS_05 = {
     "every activation but tanh mapped to ReLU": (
-        "return keras.layers.Activation(config.activation)",
-        'return keras.layers.Activation("tanh" if config.activation == "tanh" else "relu")',
-    ),
+        (("x = keras.layers.Activation(activation)(x)",
+          'x = keras.layers.Activation("tanh" if activation == "tanh" else "relu")(x)'),),
+        "elu with batch_norm="),
     "batch_norm='after' ignored": (
-        '        if config.batch_norm == "after":\n'
-        "            x = keras.layers.BatchNormalization()(x)\n",
-        "",
-    ),
+        (('        if batch_norm == "after":\n'
+          "            x = keras.layers.BatchNormalization()(x)\n", ""),),
+        "with batch_norm='after': BatchNormalization layers of sizes []"),
     "batch norm always before the activation": (
-        'if config.batch_norm == "before":\n'
-        "            x = keras.layers.BatchNormalization()(x)\n"
-        "        x = activation()(x)\n"
-        '        if config.batch_norm == "after":',
-        'if config.batch_norm != "none":\n'
-        "            x = keras.layers.BatchNormalization()(x)\n"
-        "        x = activation()(x)\n"
-        "        if False:",
-    ),
+        (('if batch_norm == "before":', 'if batch_norm != "none":'),
+         ('if batch_norm == "after":', "if False:")),
+        "with batch_norm='after'"),
     "PReLU as a fixed leaky ReLU": (
-        "return keras.layers.PReLU()",
-        "return keras.layers.LeakyReLU(negative_slope=0.25)",
-    ),
+        (("x = keras.layers.PReLU()(x)", "x = keras.layers.LeakyReLU(negative_slope=0.25)(x)"),),
+        "prelu with batch_norm="),
     "SELU built as ELU": (
-        "return keras.layers.Activation(config.activation)",
-        'return keras.layers.Activation("elu" if config.activation == "selu" '
-        "else config.activation)",
-    ),
+        (("x = keras.layers.Activation(activation)(x)",
+          'x = keras.layers.Activation("elu" if activation == "selu" else activation)(x)'),),
+        "selu with batch_norm="),
     "GELU as ReLU": (
-        "return keras.layers.Activation(config.activation)",
-        'return keras.layers.Activation("relu" if config.activation == "gelu" '
-        "else config.activation)",
-    ),
+        (("x = keras.layers.Activation(activation)(x)",
+          'x = keras.layers.Activation("relu" if activation == "gelu" else activation)(x)'),),
+        "gelu with batch_norm="),
+    "the output layer left at Keras's default initialiser": (
+        (("outputs = dense(10)(x)",
+          "outputs = keras.layers.Dense(10, kernel_regularizer=penalty)(x)"),),
+        "initializer='zeros' makes every Dense kernel zero, the output layer's too"),
 }  # fmt: skip
 
 
-def _mutated_notebook_build_network(old: str, new: str):
-    """Notebook 05's model answer of build_network with ``old`` replaced by ``new``."""
-    import keras
+def _notebook_cell(grade_id: str) -> str:
+    """The source of notebook 05's cell ``grade_id``."""
     import nbformat
+
+    path = Path(__file__).parents[1] / "notebooks" / f"{N05}.ipynb"
+    return next(
+        c.source
+        for c in nbformat.read(path, as_version=4).cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+def _mutated_notebook_05(grade_id: str, *replacements: tuple[str, str]):
+    """Notebook 05's model answer ``grade_id`` with each (old, new) replaced."""
+    import keras
     import tensorflow as tf
 
     import cifar_lab as lab
 
-    path = Path(__file__).parents[1] / "notebooks" / f"{N05}.ipynb"
-    cell = next(
-        c.source
-        for c in nbformat.read(path, as_version=4).cells
-        if c.cell_type == "code" and "def build_network(" in c.source
-    )
-    assert old in cell, old
+    cell = _notebook_cell(grade_id)
+    for old, new in replacements:
+        assert old in cell, old
+        cell = cell.replace(old, new)
     namespace = {"np": np, "tf": tf, "keras": keras, "lab": lab}
-    exec(compile(cell.replace(old, new), f"<{N05} mutated>", "exec"), namespace)
-    return namespace["build_network"]
+    exec(compile(cell, f"<{N05} mutated>", "exec"), namespace)
+    return namespace[grade_id]
 
 
 @pytest.mark.parametrize("mutation", sorted(NOTEBOOK_MUTATIONS_05))
 def test_a_notebook_05_mutation_fails_the_build_network_probe(mutation, tmp_path):
-    wrong = _mutated_notebook_build_network(*NOTEBOOK_MUTATIONS_05[mutation])
+    replacements, words = NOTEBOOK_MUTATIONS_05[mutation]
+    wrong = _mutated_notebook_05("build_network", *replacements)
     verdict = _verdict("build_network_check", {"build_network": wrong}, tmp_path)
-    assert not verdict["passed"] and "batch_norm" in verdict["message"], verdict
+    assert not verdict["passed"] and words in verdict["message"], verdict
 
 
 def _notebook_05_check(build_network) -> str | None:
     """Run notebook 05's ``build_network_check`` cell in-process; its failure, or None."""
     import keras
-    import nbformat
 
     import cifar_lab as lab
 
-    path = Path(__file__).parents[1] / "notebooks" / f"{N05}.ipynb"
-    cell = next(
-        c.source
-        for c in nbformat.read(path, as_version=4).cells
-        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "build_network_check"
-    )
     namespace = {"np": np, "keras": keras, "lab": lab, "build_network": build_network}
     try:
-        exec(compile(cell, f"<{N05} build_network_check>", "exec"), namespace)
+        exec(compile(_notebook_cell("build_network_check"), f"<{N05} check>", "exec"), namespace)
     except AssertionError as failure:
         return str(failure)
     return None
@@ -720,10 +726,10 @@ def _notebook_05_check(build_network) -> str | None:
 
 # PReLU as the notebook's check and the probe both take it, or both refuse it
 PRELU_FORMS = {
-    "one slope per unit": ("return keras.layers.PReLU()", True),
-    "one slope shared by the layer": ("return keras.layers.PReLU(shared_axes=[1])", True),
+    "one slope per unit": ("keras.layers.PReLU()(x)", True),
+    "one slope shared by the layer": ("keras.layers.PReLU(shared_axes=[1])(x)", True),
     "two PReLU layers per hidden layer": (
-        "return keras.Sequential([keras.layers.PReLU(), keras.layers.PReLU()])",
+        "keras.layers.PReLU()(keras.layers.PReLU()(x))",
         False,
     ),
 }
@@ -732,7 +738,7 @@ PRELU_FORMS = {
 @pytest.mark.parametrize("form", sorted(PRELU_FORMS))
 def test_the_probe_takes_the_prelu_forms_the_notebooks_check_takes(form, tmp_path):
     replacement, accepted = PRELU_FORMS[form]
-    network = _mutated_notebook_build_network("return keras.layers.PReLU()", replacement)
+    network = _mutated_notebook_05("build_network", ("keras.layers.PReLU()(x)", replacement))
     in_notebook = _notebook_05_check(network)
     assert (in_notebook is None) == accepted, in_notebook
     verdict = _verdict("build_network_check", {"build_network": network}, tmp_path)
@@ -742,42 +748,101 @@ def test_the_probe_takes_the_prelu_forms_the_notebooks_check_takes(form, tmp_pat
         assert "PReLU layers of slope shapes" in verdict["message"], verdict
 
 
-def test_the_grid_covers_every_activation_and_placement_mlpconfig_accepts():
-    from cifar_lab.tuning.config import ACTIVATIONS, BATCH_NORM_PLACES
+def test_the_grid_covers_every_activation_the_notebook_offers_with_every_placement():
+    import ast
+    import re
 
-    assert sorted(verdicts.GRID_ACTIVATIONS) == sorted(ACTIVATIONS)
-    assert sorted(verdicts.GRID_PLACES) == sorted(BATCH_NORM_PLACES)
+    offered = re.search(r"^ACTIVATIONS = (\(.*?\))", _notebook_cell("build_network_check"), re.M)
+    assert sorted(verdicts.GRID_ACTIVATIONS) == sorted(ast.literal_eval(offered.group(1)))
+    assert verdicts.GRID_PLACES == ("none", "before", "after")
     grid = PROBE["build_network_check"].draw(np.random.default_rng(0))["grid"]
-    assert sorted(map(tuple, grid[:, :2].tolist())) == sorted(
-        itertools.product(range(len(ACTIVATIONS)), range(len(BATCH_NORM_PLACES)))
+    assert sorted(map(tuple, grid.tolist())) == sorted(
+        itertools.product(range(len(verdicts.GRID_ACTIVATIONS)), range(3))
     )
 
 
-def test_05_unmutated_test_version_passes(tmp_path):
-    answer = dict(notebook_definitions(N05, "build_network"))
-    for namespace in ({**answer, "build_network": _build_network()},):
-        for _ in range(2):  # "activation ignored" fails only when tanh is drawn: draw twice
-            assert _verdict("build_network_check", namespace, tmp_path)["passed"]
+# train_network's mutations: each fails the probe (it trains for real: ~10 s each)
+TRAIN_NETWORK_MUTATIONS = {
+    "learning rate ignored": (
+        ("CosineDecay(learning_rate,", "CosineDecay(1e-3,"),
+        "optimizer='sgd' with learning_rate=0 leaves every weight unchanged"),
+    "optimizer name ignored": (
+        ("model.compile(optimizer=make[optimizer](),", 'model.compile(optimizer=make["adamw"](),'),
+        "optimizer='sgd' compiles keras.optimizers.SGD"),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("mutation", sorted(MUTATIONS_05))
-def test_a_wrong_build_network_fails_its_probe(mutation, tmp_path):
+@pytest.mark.parametrize("mutation", sorted(TRAIN_NETWORK_MUTATIONS))
+def test_a_wrong_train_network_fails_its_probe(mutation, tmp_path):
+    replacement, words = TRAIN_NETWORK_MUTATIONS[mutation]
     namespace = {
         **notebook_definitions(N05, "build_network"),
-        "build_network": MUTATIONS_05[mutation],
+        "train_network": _mutated_notebook_05("train_network", replacement),
     }
-    probe = PROBE["build_network_check"]
-    seed = 0
-    if mutation in ("activation ignored", "one hidden layer only"):  # needs tanh, 2+ layers
-        seed = next(
-            s
-            for s in range(100)
-            if int(probe.draw(np.random.default_rng(s))["activation"]) == 1
-            and len(probe.draw(np.random.default_rng(s))["hidden_sizes"]) > 1
-        )
-    namespace = {"np": np, **namespace}
-    verdict = run_probe(probe, tmp_path, lambda source: exec(source, namespace), seed=seed)
-    assert not verdict["passed"] and verdict["message"], verdict
+    verdict = _verdict("train_network_check", namespace, tmp_path)
+    assert not verdict["passed"] and words in verdict["message"], verdict
+
+
+def _train_network_outputs(drawn: dict, **changed) -> dict:
+    """What the kernel returns for a right train_network; ``changed`` replaces entries."""
+    epochs = int(drawn["epochs"])
+    outputs = {
+        "history": np.array([1, epochs, epochs, epochs]),
+        "predicted": drawn["y"][: verdicts.TINY_IMAGES].copy(),
+        "moved": np.zeros(5),
+        "optimizers": np.array(["SGD", "SGD", "RMSprop", "Adam", "AdamW"]),
+        "momentum": np.array([0.0, 0.9, 0.0, 0.0, 0.0]),
+    }
+    return {**outputs, **changed}
+
+
+def _wrong_predictions(drawn: dict, right: int) -> np.ndarray:
+    labels = drawn["y"][: verdicts.TINY_IMAGES]
+    return np.where(np.arange(len(labels)) < right, labels, (labels + 1) % 10)
+
+
+# what the kernel may return, judged without training -> (outputs changed, words or "")
+TRAIN_NETWORK_RESULTS = {
+    "right": (lambda d: {}, ""),
+    "exactly at the floor": (lambda d: {"predicted": _wrong_predictions(d, 95)}, ""),
+    "below the floor": (lambda d: {"predicted": _wrong_predictions(d, 94)}, "fits them"),
+    "another History": (lambda d: {"history": np.array([0, 40, 40, 40])}, "returns the History"),
+    "epochs ignored": (
+        lambda d: {"history": np.array([1, 1, 1, 1]) * (int(d["epochs"]) + 1)}, "trains"),
+    "no validation curve": (
+        lambda d: {"history": np.array([1, int(d["epochs"]), int(d["epochs"]), 0])},
+        "history['val_accuracy']"),
+    "a weight moved at rate 0": (
+        lambda d: {"moved": np.array([0, 0, 1e-7, 0, 0])}, "optimizer='rmsprop' with"),
+    "momentum for plain SGD": (
+        lambda d: {"momentum": np.array([0.9, 0.9, 0, 0, 0])}, "without momentum"),
+    "no momentum for momentum": (
+        lambda d: {"momentum": np.zeros(5)}, "optimizer='momentum' compiles"),
+    "Adam for AdamW": (
+        lambda d: {"optimizers": np.array(["SGD", "SGD", "RMSprop", "Adam", "Adam"])},
+        "keras.optimizers.AdamW"),
+    "one optimiser missing": (
+        lambda d: {"optimizers": np.array(["SGD", "SGD", "RMSprop", "Adam"])},
+        "one result per optimiser"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_NETWORK_RESULTS))
+def test_the_train_network_probe_judges_as_the_check_does(case):
+    change, words = TRAIN_NETWORK_RESULTS[case]
+    drawn = PROBE["train_network_check"].draw(np.random.default_rng(0))
+    message = verdicts._judge_train_network(drawn, _train_network_outputs(drawn, **change(drawn)))
+    assert (message == "") == (not words) and words in message, message
+
+
+def test_the_train_network_probe_draws_data_a_right_answer_fits():
+    """Fresh images, labels and epochs each time, as many as the check's."""
+    first, second = (PROBE["train_network_check"].draw(np.random.default_rng(s)) for s in (1, 2))
+    assert first["x"].shape == (150, 32, 32, 3) and first["x"].dtype == np.float32
+    assert not np.array_equal(first["x"], second["x"])
+    assert not np.array_equal(first["y"], second["y"])
+    assert {int(PROBE["train_network_check"].draw(np.random.default_rng(s))["epochs"])
+            for s in range(20)} > {40}  # fmt: skip
 
 
 # ------------------------------------------------------------------ the channel
@@ -1063,12 +1128,31 @@ PROBE_POINTS = {
 }
 
 
+# The notebook's setup, small: the searches' globals (the data, the budget constants).
+SETUP_05 = """\
+import cifar_lab as lab
+import keras
+import numpy as np
+import optuna
+import tensorflow as tf
+
+rng = np.random.default_rng(0)
+X_train, y_train = rng.normal(size=(64, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, 64)
+X_val, y_val = rng.normal(size=(32, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, 32)
+QUICK = True
+SEARCH_IMAGES, SEARCH_EPOCHS = 32, 2
+FINE_IMAGES, FINE_EPOCHS = 32, 2
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+"""
+
+
 DEFINED = {
     N02: ("flatten", "two_layer_fc", *ANSWERS_02),
     N03: ("train_step", "ThreeLayerFC"),
     N04: ("three_layer_sequential", "three_layer_functional", *TOOLS_04),
     N05: (
         "build_network",
+        "train_network",
         "architecture_search",
         "activation_search",
         "initializer_search",
@@ -1076,7 +1160,7 @@ DEFINED = {
         "regularisation_search",
     ),
 }
-SETUP = {N05: "budget = lab.part5_budget(lab.get_profile().name)\nfine = lab.MLPConfig()"}
+SETUP = {N05: SETUP_05}
 
 
 @pytest.mark.slow
@@ -1363,38 +1447,64 @@ TRAINED_CASES = {
     "04 functional: a Sequential kept": (
         "functional_accuracy_check", lambda: {"model": _keras_net(3)}, False,
         "functional keras.Model"),
-    "05 final model, trained": (
+    # 05: the model final_training's History trained, and the images of one epoch of its fit
+    "05 final model, trained on all images (a remainder dropped)": (
+        "final_training_check", lambda: _final(_keras_net(4, "functional"), TRAIN_SIZE // 256),
+        True, ""),
+    "05 final model, trained on all images (a smaller last batch)": (
+        "final_training_check", lambda: _final(_keras_net(4, "functional"), TRAIN_SIZE // 256 + 1),
+        True, ""),
+    "05 final model, at train_network's own default batch size": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
-                                       num_images=TRAIN_SIZE)}, True, ""),
+        lambda: _final(_keras_net(4, "functional"), TRAIN_SIZE // 100, batch=None, default=100),
+        True, ""),
     "05 final model, untrained": (
-        "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(2, right=False), num_images=TRAIN_SIZE)},
+        "final_training_check", lambda: _final(_keras_net(2, right=False), TRAIN_SIZE // 256),
         False, "below 0.4"),
     "05 final model with a convolution": (
-        "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(2, conv=True), num_images=TRAIN_SIZE)},
+        "final_training_check", lambda: _final(_keras_net(2, conv=True), TRAIN_SIZE // 256),
         False, "no convolution"),
-    # the notebook's mutation "the stage-5 subset config, never retrained on all images"
+    # the notebook's mutation: the search's subset, never retrained on all images
     "05 final model trained on a subset": (
+        "final_training_check", lambda: _final(_keras_net(4, "functional"), TRAIN_SIZE // 1024),
+        False, "all 1,234 training images: its fit ran 1 steps of 256"),
+    "05 final model, at a default batch size that is not train_network's": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
-                                       num_images=TRAIN_SIZE // 4)}, False, "all 1,234 training"),
-    "05 final model: a count that is no integer": (
+        lambda: _final(_keras_net(4, "functional"), TRAIN_SIZE // 256, batch=None, default=64),
+        False, "all 1,234 training"),
+    "05 final model: a History without its steps": (
+        "final_training_check", lambda: _final(_keras_net(4, "functional"), None), False,
+        "does not say"),
+    "05 final model: a batch size that is no integer": (
         "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
-                                       num_images=float("nan"))}, False, "no usable result"),
+        lambda: _final(_keras_net(4, "functional"), TRAIN_SIZE // 256, batch=256.0), False,
+        "all 1,234 training"),
     "05 final model: a count beyond any split": (
-        "final_training_check",
-        lambda: {"trained": _namespace(model=_keras_net(4, "functional"),
-                                       num_images=10**12)}, False, "all 1,234 training"),
+        "final_training_check", lambda: _final(_keras_net(4, "functional"), 10**9), False,
+        "all 1,234 training"),
+    "05 final model: final_training failed (no final)": (
+        "final_training_check", dict, False, "no usable result"),
 }  # fmt: skip
 
 
-def _namespace(**names):
-    import types
+def _final(model, steps, batch=256, default=256) -> dict:
+    """Notebook 05's names once final_training ran: ``final`` (its History fitted ``model``).
 
-    return types.SimpleNamespace(**names)
+    ``steps``: one epoch's steps, as the History records them; ``batch``: the batch size in
+    ``final["training"]`` (None: not given, ``train_network``'s ``default`` applies).
+    """
+    import keras
+
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.set_params({"verbose": 0, "epochs": 3, "steps": steps})
+    training = {"learning_rate": 1e-3, **({} if batch is None else {"batch_size": batch})}
+
+    def train_network(model, X, y, *, learning_rate, epochs, batch_size=default):
+        raise AssertionError("the probe reads train_network's default, it does not train")
+
+    final = {"network": {}, "training": training, "history": history, "val_accuracy": 0.5}
+    return {"final": final, "train_network": train_network}
 
 
 @pytest.mark.parametrize("case", sorted(TRAINED_CASES))
@@ -1489,142 +1599,234 @@ SEARCHES = ("architecture_search", "activation_search", "initializer_search",
             "optimizer_search", "regularisation_search")  # fmt: skip
 
 
-def _searches(fine_batch_norm: str = "before", **replaced: str) -> dict:
-    """05's search answers in a namespace like the notebook's (budget, fine); some replaced."""
+def _never_trains(*args, **options):
+    raise AssertionError("the search probe trained with the student's train_network")
+
+
+def _searches(**replaced: str) -> dict:
+    """05's answers in a namespace like the notebook's, some cells replaced (by name).
+
+    Its ``train_network`` raises: under the probe, the searches must call the grader's.
+    """
     import re
 
-    import nbformat
-
-    import cifar_lab as lab
-    from cifar_lab.instructor.notebooks import notebook_dir
-
-    budget = lab.part5_budget("quick")
-    fine = lab.MLPConfig(batch_norm=fine_batch_norm, optimizer="adam", schedule="cosine")
-    namespace = {"np": np, "lab": lab, "budget": budget, "fine": fine}
-    for cell in nbformat.read(notebook_dir() / f"{N05}.ipynb", as_version=4).cells:
+    namespace: dict = {}
+    exec(SETUP_05, namespace)
+    for cell in nbformat_cells(N05):
         defined = set(re.findall(r"^def\s+(\w+)", cell.source, re.MULTILINE))
-        if cell.cell_type == "code" and defined & set(SEARCHES):
-            exec(compile(replaced.get(defined.pop(), cell.source), f"<{N05}>", "exec"), namespace)
+        if cell.cell_type == "code" and defined & {"build_network", *SEARCHES}:
+            name = next(iter(defined & set(replaced)), None)
+            exec(compile(replaced.get(name, cell.source), f"<{N05}>", "exec"), namespace)
+    namespace["train_network"] = _never_trains
     return namespace
 
 
-def _search_verdict(grade_id: str, namespace: dict, tmp_path: Path) -> dict:
-    return run_probe(PROBE[grade_id], tmp_path, lambda source: exec(source, namespace))
+def nbformat_cells(stem: str):
+    import nbformat
+
+    from cifar_lab.instructor.notebooks import notebook_dir
+
+    return nbformat.read(notebook_dir() / f"{stem}.ipynb", as_version=4).cells
+
+
+@pytest.fixture
+def frozen_gc():
+    """The objects alive now out of the collector's sight while a search runs.
+
+    The model answer's ``run_trial`` calls ``keras.backend.clear_session()``, which runs
+    ``gc.collect()``: half a second a trial in a test process full of objects, a few
+    milliseconds in a notebook's kernel.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+def _search_verdict(grade_id: str, namespace: dict, tmp_path: Path, seed=None) -> dict:
+    return run_probe(PROBE[grade_id], tmp_path, lambda source: exec(source, namespace), seed)
+
+
+@pytest.mark.usefixtures("frozen_gc")
+@pytest.mark.parametrize("name", SEARCHES)
+def test_a_search_answer_passes_its_probe_without_training_or_touching_runs(
+    name, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a study written to runs/ would land here
+    namespace = _searches()
+    before = {key: namespace[key] for key in ("lab", "train_network", "keras", "optuna")}
+    verdict = _search_verdict(f"{name}_check", namespace, tmp_path)
+    assert verdict == {"grade_id": f"{name}_check", "passed": True, "message": ""}
+    assert list(tmp_path.iterdir()) == []  # the probe's folder, with its studies, is removed
+    assert all(namespace[key] is value for key, value in before.items())  # names restored
+
+
+@pytest.mark.usefixtures("frozen_gc")
+def test_a_search_probe_redirects_the_graders_read_only_lab(tmp_path, monkeypatch):
+    """Re-executed, ``lab`` is the grader's read-only proxy: the probe wraps it, not edits it."""
+    monkeypatch.chdir(tmp_path)
+    namespace = _searches()
+    exec(verdicts.pristine_cell(), namespace)
+    pristine = namespace["lab"]
+    assert type(pristine).__name__ == "VerifiedLab"
+    verdict = _search_verdict("regularisation_search_check", namespace, tmp_path)
+    assert verdict["passed"], verdict
+    assert namespace["lab"] is pristine and list(tmp_path.iterdir()) == []
 
 
 SEARCH_MUTATIONS = {
-    "four architectures": ("architecture_search", """\
-def architecture_search(budget):
-    space = {"hidden_sizes": list(budget.architectures)[:4], "learning_rate": [1e-3, 3e-3, 1e-2]}
-    return lab.SweepSpec("a", space, sampler="grid", pruner="none")""", "five architectures"),
-    "one rate per architecture": ("architecture_search", """\
-def architecture_search(budget):
-    settings = [lab.setting(hidden_sizes=a, learning_rate=r)
-                for a in budget.architectures for r in [1e-3]]
-    space = {"setting": settings, "batch_size": [128, 256]}
-    return lab.SweepSpec("a", space, sampler="grid", pruner="none")""", "two learning rates"),
-    "activations at one fixed rate": ("activation_search", """\
-def activation_search(tuned):
-    settings = [lab.setting(hidden_sizes=a, learning_rate=1e-3) for a in tuned]
-    space = {"setting": settings, "activation": list(budget.activations)}
-    return lab.SweepSpec("b", space, sampler="grid")""", "tuned learning rate"),
-    "the notebook's own architectures, not tuned's": ("activation_search", """\
-def activation_search(tuned):
-    space = {"hidden_sizes": list(budget.architectures), "activation": list(budget.activations)}
-    return lab.SweepSpec("b", space, sampler="grid")""", "every architecture of `tuned`"),
-    "four activations": ("activation_search", """\
-def activation_search(tuned):
-    settings = [lab.setting(hidden_sizes=a, learning_rate=r) for a, r in tuned.items()]
-    space = {"setting": settings, "activation": list(budget.activations)[:4]}
-    return lab.SweepSpec("b", space, sampler="grid")""", "five activations"),
-    "initialisers without zeros": ("initializer_search", """\
-def initializer_search(top):
-    inits = ["normal", "uniform", "lecun_normal", "glorot_uniform", "he_normal", "he_uniform"]
-    return lab.SweepSpec("c", {"setting": list(top), "initializer": inits}, sampler="grid")""",
-        '"zeros"'),
-    "initialisers on a fixed setting": ("initializer_search", """\
-def initializer_search(top):
-    space = {"setting": [lab.setting(hidden_sizes="64", activation="relu", learning_rate=1e-3)],
-             "initializer": list(budget.initializers)}
-    return lab.SweepSpec("c", space, sampler="grid")""", "unchanged"),
-    "no RMSprop": ("optimizer_search", """\
-def optimizer_search(best):
-    space = {"setting": [lab.setting(hidden_sizes=best["hidden_sizes"],
-                                     activation=best["activation"], initializer=i)
-                         for i in (best["initializer"], "normal")],
-             "batch_norm": ["none", "before"], "optimizer": ["sgd", "momentum", "adam"]}
-    return lab.SweepSpec("d", space, sampler="grid")""", "RMSprop"),
-    # width 7: no budget has it, so no drawn best network is this one ("64" was, in 4% of draws)
-    "another network": ("optimizer_search", """\
-def optimizer_search(best):
-    space = {"setting": [lab.setting(hidden_sizes="7", activation="relu", initializer=i)
-                         for i in ("he_normal", "normal")],
-             "batch_norm": ["none", "before"],
-             "optimizer": ["sgd", "momentum", "rmsprop", "adam"]}
-    return lab.SweepSpec("d", space, sampler="grid")""", "best network"),
-    "no baseline": ("regularisation_search", """\
-def regularisation_search():
-    variants = [lab.setting(batch_norm="none", l2=1e-4),
-                lab.setting(batch_norm="none", dropout=0.3),
-                lab.setting(batch_norm="before"), lab.setting(batch_norm="none", flip=True)]
-    return lab.SweepSpec("e", {"setting": variants}, sampler="grid")""", "baseline"),
-    "l2 on top of fine's batch norm": ("regularisation_search", """\
-def regularisation_search():
-    variants = [lab.setting(batch_norm="none"), lab.setting(l2=1e-4),
-                lab.setting(batch_norm="none", dropout=0.3), lab.setting(batch_norm="before"),
-                lab.setting(batch_norm="none", flip=True)]
-    return lab.SweepSpec("e", {"setting": variants}, sampler="grid")""", "uses l2 and no other"),
-    "a space of a million combinations": ("architecture_search", """\
-def architecture_search(budget):
-    space = {f"p{i}": list(range(10)) for i in range(6)}
-    return lab.SweepSpec("a", space, sampler="random", n_trials=10)""", "at most 10,000"),
+    "four architectures": ("architecture_search", (
+        ('architectures = ["64", "256", "128-64", "256-128-64", "64-64-64-64"]',
+         'architectures = ["64", "256", "128-64", "256-128-64"]'),
+        ("rates = [1e-3, 3e-3]", "rates = [1e-3, 3e-3, 1e-2]")), "five architectures"),
+    "one rate per architecture": ("architecture_search", (
+        ('architectures = ["64", "256", "128-64", "256-128-64", "64-64-64-64"]',
+         'architectures = ["64", "256", "512", "128-64", "256-128-64", "64-64-64-64", '
+         '"32", "16", "48", "96"]'),
+        ("rates = [1e-3, 3e-3]", "rates = [1e-3]")), "two learning rates"),
+    "no deeper network": ("architecture_search", (
+        ('architectures = ["64", "256", "128-64", "256-128-64", "64-64-64-64"]',
+         'architectures = ["64", "256", "128", "512", "32"]'),), "two or more layers"),
+    "the study's best trial returned": ("architecture_search", (
+        ("    return study\n\n\ndef hidden_sizes(",
+         "    return study.best_trial\n\n\ndef hidden_sizes("),),
+        "returns the optuna.Study"),
+    "its own architectures, not tuned's": ("activation_search", (
+        ("architectures = list(tuned)[:3]", 'architectures = ["64", "256", "128-64"]'),
+        ("tuned[architecture]", "1e-3")), "an architecture of `tuned`"),
+    "activations at one fixed rate": ("activation_search", (
+        ("tuned[architecture]", "1e-3"),), "rate in `tuned`"),
+    "tuned's first architecture only": ("activation_search", (
+        ("architectures = list(tuned)[:3]", "architectures = list(tuned)[:1]"),),
+        "first three architectures"),
+    "four activations": ("activation_search", (
+        ('activations = ["relu", "leaky_relu", "prelu", "elu", "gelu", "tanh"]',
+         'activations = ["relu", "leaky_relu", "prelu", "elu"]'),), "five activations"),
+    "initialisers without zeros": ("initializer_search", (
+        ('"he_uniform", "he_normal", "zeros"]', '"he_uniform", "he_normal"]'),), "'zeros'"),
+    "initialisers on a fixed setting": ("initializer_search", (
+        ("setting = top[trial.suggest_categorical(",
+         'setting = [{"architecture": "64", "activation": "relu", "learning_rate": 1e-3}][0 * '
+         "trial.suggest_categorical("),), "settings of `top`"),
+    "no RMSprop": ("optimizer_search", (
+        ('"rmsprop": best["learning_rate"],\n', ""),), "rmsprop"),
+    "another network": ("optimizer_search", (
+        ('trial.set_user_attr("architecture", best["architecture"])',
+         'trial.set_user_attr("architecture", "64")'),), "`best`'s network"),
+    "batch norm always on": ("optimizer_search", (
+        ('batch_norms = ["none", "before"]', 'batch_norms = ["after", "before"]'),),
+        "batch norm off"),
+    "no baseline": ("regularisation_search", (
+        ('choices = ["none", "l2",', 'choices = ["l2",'),), "a finished trial for each"),
+    "regularisers on another network": ("regularisation_search", (
+        ('trial.set_user_attr("activation", best["activation"])',
+         'trial.set_user_attr("activation", "relu" if best["activation"] != "relu" '
+         'else "elu")'),), "`best`'s network"),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", SEARCHES)
-def test_a_search_answer_passes_its_probe(name, tmp_path):
-    verdict = _search_verdict(f"{name}_check", _searches(), tmp_path)
-    assert verdict == {"grade_id": f"{name}_check", "passed": True, "message": ""}
-    assert list(tmp_path.iterdir()) == []
+def _mutated_search(name: str, replacements) -> str:
+    cell = next(c.source for c in nbformat_cells(N05) if f"def {name}(" in c.source)
+    for old, new in replacements:
+        assert old in cell, old
+        cell = cell.replace(old, new)
+    return cell
 
 
+@pytest.mark.usefixtures("frozen_gc")
 @pytest.mark.parametrize("mutation", sorted(SEARCH_MUTATIONS))
 def test_a_wrong_search_fails_its_probe(mutation, tmp_path):
-    name, source, words = SEARCH_MUTATIONS[mutation]
-    verdict = _search_verdict(f"{name}_check", _searches(**{name: source}), tmp_path)
+    name, replacements, words = SEARCH_MUTATIONS[mutation]
+    namespace = _searches(**{name: _mutated_search(name, replacements)})
+    verdict = _search_verdict(f"{name}_check", namespace, tmp_path, seed=0)
     assert not verdict["passed"] and words in verdict["message"], verdict
 
 
+@pytest.mark.usefixtures("frozen_gc")
 @pytest.mark.parametrize("name", SEARCHES)
 def test_a_search_left_as_pass_fails(name, tmp_path):
     stub = f"def {name}(*args):\n    pass"
     verdict = _search_verdict(f"{name}_check", _searches(**{name: stub}), tmp_path)
-    assert not verdict["passed"] and "returns a lab.SweepSpec" in verdict["message"], verdict
+    assert not verdict["passed"] and "returns the optuna.Study" in verdict["message"], verdict
 
 
-def test_a_search_is_judged_on_the_stage_results_the_grader_drew(tmp_path):
-    """An answer fitted to the notebook's own stage results fails on the grader's."""
+@pytest.mark.usefixtures("frozen_gc")
+def test_a_search_is_judged_on_the_results_the_grader_drew(tmp_path):
+    """Each grading draws its own `tuned`; an answer fitted to one draw fails on another."""
     answers = _searches()
     seen = []
 
     def kernel(source: str) -> None:
         folder = Path(source.split("__cifar_lab_probe(")[-1].split(")")[0].strip("'\""))
         with np.load(folder / verdicts.INPUTS_FILE) as stored:
-            seen.append(tuple(str(a) for a in stored["architectures"]))
+            pairs = zip(stored["architectures"].tolist(), stored["rates"].tolist(), strict=True)
+            seen.append(dict(pairs))
         exec(source, answers)
 
     for seed in (1, 2):
-        verdict = run_probe(PROBE["activation_search_check"], tmp_path, kernel, seed=seed)
-        assert verdict["passed"], verdict
-    assert seen[0] != seen[1]  # each grading draws its own `tuned`
-    fixed = dict.fromkeys(seen[0], 1e-3)
-    source = f"def activation_search(tuned):\n    return _real({fixed!r})"
-    wrapped = _searches(activation_search=source)
-    wrapped["_real"] = answers["activation_search"]
-    verdict = run_probe(
-        PROBE["activation_search_check"], tmp_path, lambda s: exec(s, wrapped), seed=2
-    )
-    assert not verdict["passed"], verdict
+        assert run_probe(PROBE["activation_search_check"], tmp_path, kernel, seed=seed)["passed"]
+    assert list(seen[0]) != list(seen[1])
+    wrapped = _searches()  # the answer, called on the first draw whatever it is given
+    fitted = f"def activation_search(tuned):\n    return _real({seen[0]!r})"
+    exec(f"_real = activation_search\n{fitted}", wrapped)
+    assert _search_verdict("activation_search_check", wrapped, tmp_path, seed=1)["passed"]
+    verdict = _search_verdict("activation_search_check", wrapped, tmp_path, seed=2)
+    assert not verdict["passed"] and "`tuned`" in verdict["message"], verdict
+
+
+@pytest.mark.usefixtures("frozen_gc")
+def test_a_search_that_raises_still_gets_its_names_back(tmp_path):
+    raising = "def optimizer_search(best):\n    lab.create_study('x')\n    raise ValueError"
+    namespace = _searches(optimizer_search=raising)
+    lab, train = namespace["lab"], namespace["train_network"]
+    verdict = _search_verdict("optimizer_search_check", namespace, tmp_path)
+    assert not verdict["passed"] and "no usable result" in verdict["message"], verdict
+    assert namespace["lab"] is lab and namespace["train_network"] is train
+    assert list(tmp_path.iterdir()) == []
+
+
+def _search_outputs(found) -> dict:
+    import json
+
+    return {"search": np.frombuffer(json.dumps(found).encode(), np.uint8)}
+
+
+def _trial(number: int, **values) -> dict:
+    return {"number": number, "state": "COMPLETE", "params": values, "user_attrs": {}}
+
+
+def test_a_search_result_beyond_the_limits_is_refused():
+    judge = PROBE["architecture_search_check"].judge
+    many = verdicts.MAX_SEARCH_TRIALS + 1
+    trials = [_trial(i, architecture="64", learning_rate=1e-3) for i in range(many)]
+    too_many = _search_outputs({"study": True, "count": many + 5, "trials": trials})
+    assert f"at most {verdicts.MAX_SEARCH_TRIALS:,} trials" in judge({}, too_many)
+    padding = "x" * (verdicts.MAX_SEARCH_BYTES + 1)
+    too_big = _search_outputs({"study": True, "count": 0, "trials": [], "padding": padding})
+    assert "text of at most" in judge({}, too_big)
+    fewer = _search_outputs({"study": True, "count": 12, "trials": trials[:3]})
+    assert "as the grader asked" in judge({}, fewer)
+
+
+def test_the_architecture_rules_are_the_checks():
+    """Ten trials: five architectures (two one-layer widths, deeper ones) at two rates each."""
+    judge = PROBE["architecture_search_check"].judge
+    architectures = ["64", "256", [128, 64], "256-128-64", "64-64-64-64"]  # a list reads "128-64"
+    right = [
+        _trial(2 * i + j, architecture=a, learning_rate=r)
+        for i, a in enumerate(architectures)
+        for j, r in enumerate((1e-3, "0.003"))
+    ]
+    assert judge({}, _search_outputs({"study": True, "count": 10, "trials": right})) == ""
+    pruned = [{**trial, "state": "PRUNED"} if trial["number"] == 0 else trial for trial in right]
+    found = judge({}, _search_outputs({"study": True, "count": 10, "trials": pruned}))
+    assert "at least 10 completed trials, got 9" in found
+    named = [*right, _trial(10, architecture="1024 x 2", learning_rate=1e-3),
+             _trial(11, architecture="1024 x 2", learning_rate=1e-2)]  # fmt: skip
+    found = judge({}, _search_outputs({"study": True, "count": 12, "trials": named}))
+    assert "hidden sizes joined by '-'" in found
 
 
 def _three_layer_outputs(drawn: dict, scores: np.ndarray) -> dict:

@@ -285,8 +285,9 @@ def model_finding(path: Path, *, max_bytes: int = 512 * MEGABYTE) -> Finding | N
             else "build the network from keras.layers and cifar_lab's layers only (no Lambda, "
             "no classes of your own), then re-run final_training"
             if unsafe
-            else "re-run final_training in 05_tuning, which saves the raw-pixel model with "
-            "lab.save_final_model(lab.raw_pixel_model(...), ...)"
+            else "re-run final_training in 05_tuning: wrap the network in a keras.Sequential "
+            "with keras.layers.Normalization(mean=data.mean, variance=data.std**2) before it and "
+            "keras.layers.Softmax() after it, and save that with lab.save_final_model(...)"
         )
         message = f"{path.name} cannot be loaded the way the grader loads it ({reason})"
         return Finding("flagged", "part5", message, fix)

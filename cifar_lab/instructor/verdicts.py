@@ -36,10 +36,13 @@ table:
   accuracies the grader drew, and returns the epochs run and the weights kept and
   checkpointed, which the grader compares with its own early-stopping reckoning; it
   returns ``first_layer_templates`` of grader-drawn kernels, compared with NumPy's
-  reshape), and notebook 05's five searches (:data:`SEARCH_PROBES`: the kernel
-  calls the search on stage results the grader drew and returns the
-  ``lab.SweepSpec`` as JSON text; the grader rebuilds the configs it would train,
-  at most :data:`MAX_SEARCH_CONFIGS`, and applies the check's conditions itself);
+  reshape); notebook 05's ``build_network`` (logits against the grader's NumPy forward
+  pass, for every activation and batch-norm placement) and ``train_network`` (it fits
+  100 images the grader drew; a zero rate moves no weight; the optimiser class of each
+  name), and its five searches (:data:`SEARCH_PROBES`: the kernel runs the search on
+  earlier results the grader drew, with a ``train_network`` that does not train and
+  its studies in a scratch folder, and returns the study's trials as JSON text, at most
+  :data:`MAX_SEARCH_TRIALS`; the grader applies the check's rules to them itself);
 * :data:`ACCURACY_PROBES` (notebook 03's models, once the notebook has run) and
   :data:`AFTER_CHECK_PROBES` (02's barebones nets, 04's Sequential and functional
   nets, 05's final model), which the runner runs **right after the handed-in cell
@@ -495,9 +498,11 @@ class TrainedProbe:
             (is a keras.Sequential, is a functional model, convolution layers).
         layers: the number of weight matrices, chained 3072 -> ... -> 10; None: any.
         form: "barebones", "sequential", "functional" or "any" (a Keras model).
-        images: kernel-side expression for the number of training images the model
-            was fitted on, which must be the profile's whole training split
-            (``LabelledImages.train_size``); None: not checked.
+        fitted: kernel-side code that sets ``steps`` (the steps of one epoch of the fit
+            that trained the model) and ``batch`` (its batch size): together, the
+            training images it saw, which must be the profile's whole training split
+            (``LabelledImages.train_size``, a dropped remainder of less than a batch
+            excepted); None: not checked.
     """
 
     grade_id: str
@@ -506,7 +511,7 @@ class TrainedProbe:
     body: str
     layers: int | None
     form: str
-    images: str | None = None
+    fitted: str | None = None
 
 
 # Kernel-side, after ``body`` has set scores, kernels and form.
@@ -550,17 +555,38 @@ form = (isinstance(scored, keras.Sequential), functional, convolutions)
 """
 
 
-def _keras_trained(grade_id, notebook, model, layers, form, images=None) -> TrainedProbe:
+def _keras_trained(grade_id, notebook, model, layers, form, fitted=None) -> TrainedProbe:
     return TrainedProbe(
-        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form, images
+        grade_id, notebook, model, _KERAS_TRAINED.format(model=model), layers, form, fitted
     )
 
 
-# Kernel-side, when the spec names an image count: read as a plain integer.
-_IMAGES_OUTPUT = """
-outputs["images"] = numpy.array(int({images}), numpy.int64)
+# Kernel-side, when the spec reads the fit: steps and batch size as plain integers (-1: none).
+_FITTED_OUTPUT = """
+outputs["fitted"] = numpy.array(
+    [int(v) if isinstance(v, (int, numpy.integer)) else -1 for v in (steps, batch)], numpy.int64
+)
 """
 MAX_TRAIN_IMAGES = 10**7  # an image count beyond any split (the whole of CIFAR-10 is 60,000)
+
+# Part V's final network: final_training() returns the History of its fit. A Keras History
+# counts steps, not images (``params["steps"]``, one epoch's); the batch size is the one
+# final_training says it passed to train_network (``final["training"]["batch_size"]``), else
+# train_network's own default. The grader reads both from the live History whose model it
+# scores, rather than from part5/results.json: that file records the same two numbers
+# (lab.save_final_model writes them from this History and the recipe's batch size), but any
+# cell can write it, and it need not describe the model scored here. The check cell holds
+# results.json to this History (its epochs) and to all training images.
+_FINAL_FITTED = """
+import inspect
+
+history, training = final["history"], final["training"]
+steps = history.params.get("steps")
+if "batch_size" in training:
+    batch = training["batch_size"]
+else:  # train_network's default
+    batch = inspect.signature(train_network).parameters["batch_size"].default
+"""
 
 
 def _barebones_trained(grade_id, forward, history, layers) -> TrainedProbe:
@@ -580,7 +606,7 @@ AFTER_CHECK_PROBES: tuple[TrainedProbe, ...] = (
     _keras_trained("sequential_accuracy_check", N04, "model", 3, "sequential"),
     _keras_trained("functional_accuracy_check", N04, "model", 3, "functional"),
     _keras_trained(
-        "final_training_check", N05, "trained.model", None, "any", "trained.num_images"
+        "final_training_check", N05, 'final["history"].model', None, "any", _FINAL_FITTED
     ),
 )
 
@@ -629,23 +655,36 @@ def trained_probe(spec: TrainedProbe, validation: LabelledImages) -> Probe:
              f"{spec.model} has {wanted}weight matrices from {PIXELS} pixels to 10 scores, "
              f"got {[tuple(k) for k in kernels.tolist()]}"),
         ]  # fmt: skip
-        if spec.images is not None and validation.train_size is not None:
-            images = outputs["images"]
-            count = int(images) if images.shape == () and images.dtype == np.int64 else -1
-            conditions.append(
-                (0 <= count <= MAX_TRAIN_IMAGES and count == validation.train_size,
-                 f"{spec.images}: the model was trained on all {validation.train_size:,} "
-                 f"training images, got {images.reshape(-1)[:1].tolist()}")
-            )  # fmt: skip
+        if spec.fitted is not None and validation.train_size is not None:
+            conditions.append(_fitted_on_all(outputs["fitted"], validation.train_size))
         failure = _first_failure(conditions)
         if failure:
             return failure
         return _accuracy_verdict(spec.model, labels, classes, validation.floor)
 
     body = spec.body + _TRAINED_OUTPUTS
-    if spec.images is not None and validation.train_size is not None:
-        body += _IMAGES_OUTPUT.format(images=spec.images)
+    if spec.fitted is not None and validation.train_size is not None:
+        body += spec.fitted + _FITTED_OUTPUT
     return Probe(spec.grade_id, spec.notebook, (spec.model,), draw, body, judge)
+
+
+def _fitted_on_all(fitted: np.ndarray, train_size: int) -> tuple[bool, str]:
+    """Whether a fit of ``fitted`` = (steps per epoch, batch size) saw all ``train_size`` images.
+
+    As :func:`cifar_lab.tuning.studies.check_trained_on_all` reads a History's record:
+    steps x batch images, one batch short at most (a dropped remainder); a batch larger
+    than the split holds the whole split.
+    """
+    readable = fitted.shape == (2,) and np.issubdtype(fitted.dtype, np.integer)
+    steps, batch = (int(v) for v in fitted) if readable else (-1, -1)
+    batch = min(batch, train_size)
+    images = steps * batch
+    holds = steps >= 1 and batch >= 1 and train_size <= images + batch - 1 <= MAX_TRAIN_IMAGES
+    return holds, (
+        f"the model was trained on all {train_size:,} training images: its fit ran "
+        f"{steps} steps of {batch} images an epoch"
+        + (" (the History does not say how many)" if steps < 0 else "")
+    )
 
 
 def after_check_probe(
@@ -1675,11 +1714,12 @@ def _judge_templates(inputs: Inputs, outputs: Inputs) -> str:
 
 
 # ---------------------------------------------------------------- 05: build_network
-ACTIVATIONS = ("relu", "tanh")  # the first net's, with the grader's weights and no batch norm
-# The grid: every activation and batch-norm placement MLPConfig accepts (a test holds these
-# against cifar_lab.tuning.config), as the notebook's check builds them.
-GRID_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "tanh", "maxout")
+FIRST_ACTIVATIONS = ("relu", "tanh")  # the first net's, with the grader's weights, no batch norm
+# The grid: every activation build_network may be asked for (a test holds these against the
+# notebook's check cell) with every batch-norm placement, as the notebook's check builds them.
+GRID_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "prelu")
 GRID_PLACES = ("none", "before", "after")
+HE_RTOL = 0.15  # the check's tolerance on the standard deviation of a he_normal kernel
 
 
 def _draw_build_network(rng: np.random.Generator) -> Inputs:
@@ -1692,7 +1732,7 @@ def _draw_build_network(rng: np.random.Generator) -> Inputs:
         weights[f"b{layer}"] = rng.normal(0, 0.5, fan_out)
     return {
         "hidden_sizes": np.array(hidden),
-        "activation": np.array(int(rng.integers(len(ACTIVATIONS)))),
+        "activation": np.array(int(rng.integers(len(FIRST_ACTIVATIONS)))),
         "x": rng.normal(size=(int(rng.integers(3, 8)), 32, 32, 3)).astype(np.float32),
         **{name: value.astype(np.float32) for name, value in weights.items()},
         "he_width": np.array(int(rng.integers(300, 501))),
@@ -1706,30 +1746,26 @@ def _draw_network_grid(rng: np.random.Generator) -> Inputs:
     """Every activation x every batch-norm placement, with the grader's weights for each.
 
     Returns:
-        ``grid`` (C, 3) int64: activation index (:data:`GRID_ACTIVATIONS`), placement index
-        (:data:`GRID_PLACES`), maxout pieces; per config ``i``: ``g{i}_hidden`` (depth,)
-        int64; ``g{i}_w{j}`` / ``g{i}_b{j}`` float32 Dense kernels and biases (maxout
-        layers ``units * pieces`` wide); ``g{i}_bn{j}`` (4, size) float32 batch-norm
-        moving mean, moving variance, gamma, beta (far from the identity, so they count);
-        ``g{i}_alpha{j}`` (units,) float32 PReLU slopes (far from 0, so PReLU is not ReLU);
-        a PReLU with one shared slope gets the first.
+        ``grid`` (C, 2) int64: activation index (:data:`GRID_ACTIVATIONS`), placement index
+        (:data:`GRID_PLACES`); per config ``i``: ``g{i}_hidden`` (depth,) int64;
+        ``g{i}_w{j}`` / ``g{i}_b{j}`` float32 Dense kernels and biases; ``g{i}_bn{j}``
+        (4, size) float32 batch-norm moving mean, moving variance, gamma, beta (far from
+        the identity, so they count); ``g{i}_alpha{j}`` (units,) float32 PReLU slopes (far
+        from 0, so PReLU is not ReLU); a PReLU with one shared slope gets the first.
     """
     drawn: Inputs = {}
     rows = []
     for index, (activation, place) in enumerate(
         itertools.product(range(len(GRID_ACTIVATIONS)), range(len(GRID_PLACES)))
     ):
-        pieces = int(rng.integers(2, 4))
-        rows.append((activation, place, pieces))
+        rows.append((activation, place))
         hidden = [int(v) for v in rng.integers(4, 13, size=int(rng.integers(1, 3)))]
-        maxout = GRID_ACTIVATIONS[activation] == "maxout"
-        widths = [units * (pieces if maxout else 1) for units in hidden]
         drawn[f"g{index}_hidden"] = np.array(hidden, np.int64)
-        shapes = zip((PIXELS, *hidden), (*widths, 10), strict=True)
+        shapes = zip((PIXELS, *hidden), (*hidden, 10), strict=True)
         for layer, (fan_in, fan_out) in enumerate(shapes):
             drawn[f"g{index}_w{layer}"] = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out))
             drawn[f"g{index}_b{layer}"] = rng.normal(0, 0.5, fan_out)
-        sizes = {"none": [], "before": widths, "after": hidden}[GRID_PLACES[place]]
+        sizes = [] if GRID_PLACES[place] == "none" else hidden
         for layer, size in enumerate(sizes):
             drawn[f"g{index}_bn{layer}"] = np.stack([
                 rng.normal(0.0, 0.5, size), rng.uniform(0.5, 2.0, size),
@@ -1742,10 +1778,17 @@ def _draw_network_grid(rng: np.random.Generator) -> Inputs:
     return {"grid": np.array(rows, np.int64), **drawn}
 
 
+# Every call names every argument, as the check's calls do: a network whose defaults differ
+# from the exercise's is judged on what it is asked for.
 _BUILD_NETWORK_BODY = """
+import json
+
 import keras
 
 import cifar_lab
+
+ASKED = {"activation": "relu", "initializer": "glorot_uniform", "batch_norm": "none",
+         "dropout": 0.0, "l2": 0.0}
 
 
 def layers_of(model, kind):
@@ -1758,8 +1801,8 @@ def layers_of(model, kind):
     return found
 
 
-def built(**options):
-    model = build_network(cifar_lab.MLPConfig(**options))
+def built(hidden_sizes, **options):
+    model = build_network(tuple(int(v) for v in hidden_sizes), **{**ASKED, **options})
     model(x, training=False)  # builds a subclassed model's weights too
     return model
 
@@ -1769,9 +1812,8 @@ def kernels(model):
 
 
 x = inputs["x"]
-hidden = tuple(int(v) for v in inputs["hidden_sizes"])
 activation = ("relu", "tanh")[int(inputs["activation"])]
-model = built(hidden_sizes=hidden, activation=activation, initializer="glorot_uniform")
+model = built(inputs["hidden_sizes"], activation=activation)
 dense = layers_of(model, keras.layers.Dense)
 extra = layers_of(model, keras.layers.BatchNormalization) + layers_of(model, keras.layers.Dropout)
 outputs = {
@@ -1787,15 +1829,16 @@ for index, layer in enumerate(dense):
         if layer.use_bias:
             layer.bias.assign(inputs[f"b{index}"])
 outputs["logits"] = keras.ops.convert_to_numpy(model(x, training=False))
-for index, kernel in enumerate(kernels(built(hidden_sizes=(16, 8), initializer="zeros"))):
+for index, kernel in enumerate(kernels(built((16, 8), initializer="zeros"))):
     outputs[f"zeros{index}"] = kernel
-width = int(inputs["he_width"])
-outputs["he"] = kernels(built(hidden_sizes=(width,), initializer="he_normal"))[0]
+for index, kernel in enumerate(kernels(built((int(inputs["he_width"]),),
+                                             initializer="he_normal"))):
+    outputs[f"he{index}"] = kernel
 rate = float(inputs["dropout"])
-normed = built(hidden_sizes=(16, 8), batch_norm="before", dropout=rate)
+normed = built((16, 8), batch_norm="before", dropout=rate)
 outputs["norms"] = numpy.array(len(layers_of(normed, keras.layers.BatchNormalization)))
 outputs["rates"] = numpy.array([d.rate for d in layers_of(normed, keras.layers.Dropout)])
-penalised = built(hidden_sizes=(16,), l2=float(inputs["l2"]))
+penalised = built((16,), l2=float(inputs["l2"]))
 outputs["penalty"] = numpy.array(
     float(sum(numpy.sum(keras.ops.convert_to_numpy(loss)) for loss in penalised.losses))
 )
@@ -1803,15 +1846,10 @@ for index, kernel in enumerate(kernels(penalised)):
     outputs[f"penalised{index}"] = kernel
 # The grid: each config's layers (as JSON text) and its logits with the grader's weights,
 # batch-norm statistics and PReLU slopes assigned where the shapes fit.
-import json
-
 structures = []
-for index, (activation, place, pieces) in enumerate(inputs["grid"].tolist()):
-    model = built(
-        hidden_sizes=tuple(int(v) for v in inputs[f"g{index}_hidden"]),
-        activation={activations!r}[activation], batch_norm={places!r}[place],
-        maxout_pieces=pieces, initializer="glorot_uniform",
-    )
+for index, (activation, place) in enumerate(inputs["grid"].tolist()):
+    model = built(inputs[f"g{index}_hidden"], activation={activations!r}[activation],
+                  batch_norm={places!r}[place])
     dense = layers_of(model, keras.layers.Dense)
     norms = layers_of(model, keras.layers.BatchNormalization)
     prelus = layers_of(model, keras.layers.PReLU)
@@ -1856,8 +1894,8 @@ def _numbered(outputs: Inputs, prefix: str) -> list[np.ndarray]:
     return found
 
 
-def _grid_activation(h: np.ndarray, activation: str, pieces: int, slope, alpha, exact: bool):
-    """``activation`` on float64 pre-activations h (N, F); maxout gives (N, F / pieces)."""
+def _grid_activation(h: np.ndarray, activation: str, slope, alpha, exact: bool) -> np.ndarray:
+    """``activation`` on float64 pre-activations h (N, F)."""
     positive, negative = np.maximum(h, 0.0), np.minimum(h, 0.0)
     if activation == "relu":
         return positive
@@ -1875,7 +1913,7 @@ def _grid_activation(h: np.ndarray, activation: str, pieces: int, slope, alpha, 
         return 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h**3)))
     if activation == "tanh":
         return np.tanh(h)
-    return h.reshape(len(h), -1, pieces).max(axis=2)  # maxout
+    raise ValueError(f"no activation {activation!r}")
 
 
 def _grid_logits(inputs: Inputs, index: int, layers: dict, exact: bool) -> np.ndarray:
@@ -1884,7 +1922,7 @@ def _grid_logits(inputs: Inputs, index: int, layers: dict, exact: bool) -> np.nd
     Per hidden layer: Dense, [batch norm before], activation, [batch norm after]; then
     Dense(10). Biases, gamma and beta only where the student's layers have them.
     """
-    activation, place, pieces = (int(v) for v in inputs["grid"][index])
+    activation, place = (int(v) for v in inputs["grid"][index])
     name, where = GRID_ACTIVATIONS[activation], GRID_PLACES[place]
     hidden = inputs[f"g{index}_hidden"]
 
@@ -1909,7 +1947,7 @@ def _grid_logits(inputs: Inputs, index: int, layers: dict, exact: bool) -> np.nd
         alpha = inputs.get(f"g{index}_alpha{layer}")
         if name == "prelu" and layers["prelus"][layer] == [1]:  # shared: the kernel got alpha[:1]
             alpha = alpha[:1]
-        h = _grid_activation(h, name, pieces, slope, alpha, exact)
+        h = _grid_activation(h, name, slope, alpha, exact)
         h = normalise(h, layer) if where == "after" else h
     return affine(h, len(hidden))
 
@@ -1934,12 +1972,11 @@ def _grid_failures(inputs: Inputs, outputs: Inputs) -> list[str]:
         return [f"{len(rows)} grid networks built"]
     failures = []
     for index, layers in enumerate(structures):
-        activation, place, pieces = (int(v) for v in rows[index])
+        activation, place = (int(v) for v in rows[index])
         name, where = GRID_ACTIVATIONS[activation], GRID_PLACES[place]
         hidden = [int(v) for v in inputs[f"g{index}_hidden"]]
-        widths = [units * (pieces if name == "maxout" else 1) for units in hidden]
-        expected = [list(shape) for shape in zip((PIXELS, *hidden), (*widths, 10), strict=True)]
-        wanted = {"none": [], "before": widths, "after": hidden}[where]
+        expected = [list(shape) for shape in zip((PIXELS, *hidden), (*hidden, 10), strict=True)]
+        wanted = [] if where == "none" else hidden
         norms = [int(norm[0]) for norm in layers["norms"]]
         slopes = [float(slope) for slope in layers["slopes"]]
         logits = outputs[f"grid{index}"]
@@ -1974,10 +2011,26 @@ def _grid_failures(inputs: Inputs, outputs: Inputs) -> list[str]:
     return failures
 
 
+def _he_failures(kernels: list[np.ndarray], width: int) -> list[tuple[bool, str]]:
+    """initializer='he_normal' on every Dense layer of a (width,) net, the output layer's too."""
+    shapes = [tuple(kernel.shape) for kernel in kernels]
+    conditions = [
+        (shapes == [(PIXELS, width), (width, 10)],
+         f"hidden_sizes=({width},) gives Dense kernels {[(PIXELS, width), (width, 10)]}"),
+    ]  # fmt: skip
+    for index, kernel in enumerate(kernels if conditions[0][0] else []):
+        fan_in = kernel.shape[0]
+        conditions.append(
+            (_close(kernel.astype(np.float64).std(), np.sqrt(2 / fan_in), rtol=HE_RTOL, atol=0),
+             f"initializer='he_normal': Dense layer {index}'s kernel has std sqrt(2 / {fan_in})")
+        )  # fmt: skip
+    return conditions
+
+
 def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
     is_model, convolutions, extra = (int(v) for v in outputs["model"])
     hidden = [int(v) for v in inputs["hidden_sizes"]]
-    activation = ACTIVATIONS[int(inputs["activation"])]
+    activation = FIRST_ACTIVATIONS[int(inputs["activation"])]
     expected = list(itertools.pairwise([PIXELS, *hidden, 10]))
     shapes = [tuple(int(v) for v in shape) for shape in _numbered(outputs, "kernel_shape")]
     use_bias = [bool(flag) for flag in _numbered(outputs, "use_bias")]
@@ -1988,7 +2041,7 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
         if index < len(expected) - 1:
             h = np.maximum(h, 0.0) if activation == "relu" else np.tanh(h)
     logits = outputs["logits"]
-    he, rate = outputs["he"].astype(np.float64), float(inputs["dropout"])
+    rate = float(inputs["dropout"])
     penalised = _numbered(outputs, "penalised")
     penalty = float(inputs["l2"]) * sum(
         float(np.sum(w.astype(np.float64) ** 2)) for w in penalised
@@ -2005,10 +2058,8 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
          f"{activation} net {tuple(hidden)}: logits = x @ W + b with {activation} between layers"),
         (extra == 0, "batch_norm='none' and dropout=0 add no BatchNormalization or Dropout"),
         (len(zeros) == 3 and not any(np.any(w) for w in zeros),
-         "initializer='zeros' makes every Dense kernel zero"),
-        (he.shape == (PIXELS, int(inputs["he_width"]))
-         and _close(he.std(), np.sqrt(2 / PIXELS), rtol=0.1, atol=0),
-         "initializer='he_normal': the first kernel's std is sqrt(2 / fan_in)"),
+         "initializer='zeros' makes every Dense kernel zero, the output layer's too"),
+        *_he_failures(_numbered(outputs, "he"), int(inputs["he_width"])),
         (int(outputs["norms"]) == 2,
          "batch_norm='before' gives one BatchNormalization per hidden layer"),
         (_close(outputs["rates"], [rate, rate]),
@@ -2022,286 +2073,557 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
     ])  # fmt: skip
 
 
-# ------------------------------------------------------------- 05: the five searches
-# A search exercise returns a lab.SweepSpec. The kernel calls it on inputs the grader
-# drew (a stage's results it has never seen), and writes the spec back as JSON text:
-# its name, sampler, trial count and space (lists of plain values, or a range's ends).
-# The grader rebuilds the configs the spec would train and judges them itself.
-MAX_SEARCH_CONFIGS = 10_000  # a larger product of choices is refused before expanding it
-_GRID_VALUES = (str, int, float, bool, type(None))
-
-_SEARCH_BODY = """
-import json
-
-import cifar_lab
-
-profile_name = str(inputs["profile"])
-{call}
+# ---------------------------------------------------------------- 05: train_network
+# The check's numbers: a (256,) network fits 100 images (batch 20, Adam at 1e-3) to 95%;
+# every optimiser name at learning rate 0 moves no weight and compiles the Keras class named.
+# The grader draws the images (Gaussian noise, which a network memorises as readily as
+# photographs), their labels and the number of epochs.
+TINY_IMAGES, TINY_VALIDATION, TINY_BATCH = 100, 50, 20
+FIT_FLOOR = 0.95
+OPTIMIZER_CLASSES = {"sgd": "SGD", "momentum": "SGD", "rmsprop": "RMSprop", "adam": "Adam",
+                     "adamw": "AdamW"}  # fmt: skip
 
 
-def plain(value):
-    value = value.item() if hasattr(value, "item") else value
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+def _draw_train_network(rng: np.random.Generator) -> Inputs:
+    count = TINY_IMAGES + TINY_VALIDATION
+    return {
+        "x": rng.normal(size=(count, 32, 32, 3)).astype(np.float32),
+        "y": rng.integers(0, 10, count).astype(np.int64),
+        "epochs": np.array(int(rng.integers(36, 45))),
+    }
 
 
-def choices(values):
-    if hasattr(values, "low") and hasattr(values, "high"):
-        return {{"low": float(values.low), "high": float(values.high)}}
-    return [plain(value) for value in getattr(values, "choices", values)]
+_TRAIN_NETWORK_BODY = f"""
+import keras
 
-
-found = {{}}
-if isinstance(search, cifar_lab.SweepSpec):
-    found = {{
-        "name": str(search.name), "sampler": str(search.sampler),
-        "n_trials": None if search.n_trials is None else int(search.n_trials),
-        "space": {{str(name): choices(values) for name, values in dict(search.space).items()}},
-    }}
-{extra}
-outputs = {{"search": numpy.frombuffer(json.dumps(found).encode(), numpy.uint8)}}
-if base is not None:
-    outputs["base_batch_norm"] = numpy.array(str(base))
+x, y = inputs["x"], inputs["y"]
+tiny_x, tiny_y = x[:{TINY_IMAGES}], y[:{TINY_IMAGES}]
+epochs = int(inputs["epochs"])
+keras.utils.set_random_seed(0)
+small = build_network((256,))
+history = train_network(small, tiny_x, tiny_y, learning_rate=1e-3, epochs=epochs,
+                        optimizer="adam", batch_size={TINY_BATCH},
+                        validation=(x[{TINY_IMAGES}:], y[{TINY_IMAGES}:]))
+curves = getattr(history, "history", None)
+curves = curves if isinstance(curves, dict) else {{}}
+outputs = {{
+    "history": numpy.array([
+        isinstance(history, keras.callbacks.History), len(getattr(history, "epoch", ()) or ()),
+        len(curves.get("accuracy", ())), len(curves.get("val_accuracy", ())),
+    ], numpy.int64),
+    "predicted": numpy.asarray(small.predict(tiny_x, verbose=0)).argmax(axis=1).astype(int),
+}}
+moved, used, momenta = [], [], []
+for name in {tuple(OPTIMIZER_CLASSES)!r}:
+    keras.utils.set_random_seed(0)
+    frozen = build_network((32,))
+    frozen(tiny_x[:1])
+    before = [numpy.array(w) for w in frozen.get_weights()]
+    train_network(frozen, tiny_x, tiny_y, learning_rate=0.0, epochs=1, optimizer=name,
+                  batch_size=50)
+    moved.append(max(float(numpy.abs(numpy.asarray(a) - b).max())
+                     for a, b in zip(frozen.get_weights(), before, strict=True)))
+    used.append(str(type(frozen.optimizer).__name__))
+    momenta.append(float(getattr(frozen.optimizer, "momentum", 0.0) or 0.0))
+outputs["moved"] = numpy.array(moved, numpy.float64)
+outputs["optimizers"] = numpy.array(used, dtype=str)
+outputs["momentum"] = numpy.array(momenta, numpy.float64)
 """
 
 
-def _search_body(call: str, extra: str = "base = None") -> str:
-    return _SEARCH_BODY.format(call=call, extra=extra)
+def _judge_train_network(inputs: Inputs, outputs: Inputs) -> str:
+    is_history, epochs, accuracies, validated = (int(v) for v in outputs["history"])
+    wanted = int(inputs["epochs"])
+    labels, predicted = inputs["y"][:TINY_IMAGES], outputs["predicted"]
+    fits = predicted.shape == labels.shape and np.issubdtype(predicted.dtype, np.integer)
+    fit = accuracy(labels, predicted) if fits else float("nan")
+    moved, momenta = outputs["moved"], outputs["momentum"]
+    used = outputs["optimizers"]
+    names = list(OPTIMIZER_CLASSES)
+    conditions = [
+        (bool(is_history), "train_network returns the History that model.fit returned"),
+        (epochs == wanted and accuracies == wanted,
+         f"epochs={wanted} trains {wanted} epochs, with the training accuracy of each "
+         f"(history['accuracy']): got {epochs} epochs, {accuracies} accuracies"),
+        (validated == wanted,
+         "validation=(X_val, y_val) is measured after every epoch (history['val_accuracy'])"),
+        (fit >= FIT_FLOOR,
+         f"a (256,) network trained {wanted} epochs on the grader's {TINY_IMAGES} images fits "
+         f"them: training accuracy {fit:.3f}, below {FIT_FLOOR}"),
+        (moved.shape == (len(names),) and used.shape == (len(names),) and used.dtype.kind == "U"
+         and momenta.shape == (len(names),),
+         f"one result per optimiser name {names}"),
+    ]  # fmt: skip
+    if not all(holds for holds, _ in conditions):
+        return _first_failure(conditions)
+    for name, shift, kind, momentum in zip(names, moved, used, momenta, strict=True):
+        wanted_kind = OPTIMIZER_CLASSES[name]
+        with_momentum = " with momentum" if name == "momentum" else ""
+        right = (
+            kind == wanted_kind
+            and (name != "sgd" or momentum == 0)
+            and (name != "momentum" or momentum > 0)
+        )
+        conditions += [
+            (shift == 0.0, f"optimizer={name!r} with learning_rate=0 leaves every weight "
+                           f"unchanged: a weight moved by {shift:.3g}"),
+            (right, f"optimizer={name!r} compiles keras.optimizers.{wanted_kind}{with_momentum}"
+                    + (" without momentum" if name == "sgd" else "")
+                    + f": got {kind} (momentum {momentum:g})"),
+        ]  # fmt: skip
+    return _first_failure(conditions)
 
 
-def _profile_name() -> str:
-    from cifar_lab.profiles import get_profile
+# ------------------------------------------------------------- 05: the five searches
+# A search exercise runs an Optuna study and returns it. The kernel calls the search on
+# inputs the grader drew (`tuned`, `top`, `best`: results of earlier searches it has never
+# seen) with two stand-ins bound in the search's namespace while it runs:
+#
+# * ``train_network``: no training; a History of made-up accuracies (a hash of the model's
+#   layers and the training arguments), handed to the callbacks (a pruner's) epoch by
+#   epoch as fit does. The studies must hold the trials the check asks for, whatever the
+#   accuracies; the notebook's own run trained them for real.
+# * ``lab`` (and any other name for cifar_lab, or for its create_study): the same, except
+#   that ``create_study`` writes its study into the probe's own folder (removed after), so
+#   the student's studies in runs/ stay as they were.
+#
+# The kernel returns each trial's state and the values the check reads (its params and
+# user attributes under the check's names) as JSON text, at most MAX_SEARCH_TRIALS trials;
+# the grader rebuilds them and applies the check cell's rules (cifar_lab.tuning.studies).
+MAX_SEARCH_TRIALS = 1000  # a study with more is refused (a search runs tens of trials)
+MAX_SEARCH_BYTES = 8 * MEGABYTE  # the JSON text of the trials
+MAX_STAND_IN_EPOCHS = 10_000  # the stand-in's epochs (callbacks only, no training)
+SEARCH_KEYS = ("architecture", "learning_rate", "activation", "initializer", "batch_norm",
+               "optimizer", "regulariser")  # fmt: skip
+SEARCH_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")  # the optimiser search's four
+REGULARISERS = ("none", "l2", "dropout", "batch_norm", "augmentation")
+# what the grader draws for `tuned`, `top` and `best` (zeros never wins a search)
+WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256)
+INITIALIZERS = ("uniform", "normal", "lecun_uniform", "lecun_normal", "glorot_uniform",
+                "glorot_normal", "he_uniform", "he_normal")  # fmt: skip
 
-    return get_profile().name
+_SEARCH_BODY = """
+import contextlib
+import json
+import types
+import zlib
 
+import keras
+import optuna
 
-def _budget(inputs: Inputs):
-    from cifar_lab.tuning.part5 import part5_budget
+from cifar_lab.tuning.studies import create_study as course_create_study
 
-    return part5_budget(str(inputs["profile"]))
-
-
-def _coarse(budget):
-    """The base config of stages 1-4, as notebook 05 makes it."""
-    from cifar_lab.tuning.config import MLPConfig
-
-    return MLPConfig(optimizer="adam", learning_rate=1e-3, epochs=budget.coarse_epochs,
-                     num_train=budget.coarse_train, batch_size=256)  # fmt: skip
-
-
-def _search_configs(outputs: Inputs, base) -> tuple[list, int] | str:
-    """The configs the returned spec would train from ``base``, and its trial count.
-
-    Returns:
-        (configs, trials), or why the result is not a search the grader can rebuild.
-    """
-    import json
-    import math
-
-    from cifar_lab.tuning.stages import expand
-
-    data = json.loads(outputs["search"].astype(np.uint8).tobytes().decode("utf-8"))
-    if not isinstance(data, dict) or not data:
-        return "it returns a lab.SweepSpec"
-    space, sampler, n_trials = data["space"], data["sampler"], data["n_trials"]
-    if not isinstance(space, dict) or not space or sampler not in ("grid", "random", "tpe"):
-        return "it returns a lab.SweepSpec with a space and a sampler"
-    lists = {}
-    for name, values in space.items():
-        if isinstance(values, dict):  # a numeric range stands for its two ends
-            values = [float(values["low"]), float(values["high"])]
-        if not isinstance(values, list) or not values:
-            return f"parameter {name!r} has a non-empty list of choices"
-        if not all(isinstance(value, _GRID_VALUES) for value in values):
-            return f"the choices of {name!r} are plain values"
-        lists[name] = values
-    size = math.prod(len(values) for values in lists.values())
-    if size > MAX_SEARCH_CONFIGS:
-        return f"the search has at most {MAX_SEARCH_CONFIGS:,} combinations, not {size:,}"
-    points = [dict(zip(lists, combo, strict=True)) for combo in itertools.product(*lists.values())]
-    trials = size if sampler == "grid" else int(n_trials or 0)
-    return [base.replace(**expand(point)) for point in points], trials
+scratch = folder + "/runs"
 
 
-def _search_judge(decide: Callable[[Inputs, list, int], list[tuple[bool, str]]], base_of):
-    """A judge that rebuilds the configs and applies ``decide``'s conditions to them."""
+def create_study(name, *args, **options):
+    options["runs_dir"] = scratch  # not the student's runs/
+    return course_create_study(name, *args, **options)
+
+
+def scratch_lab(original):
+    class ScratchLab(types.ModuleType):
+        def __getattr__(self, attribute):
+            return getattr(original, attribute)
+
+    proxy = ScratchLab("cifar_lab")
+    proxy.create_study = create_study
+    return proxy
+
+
+def train_network(model, X=None, y=None, *args, epochs=1, validation=None, callbacks=(),
+                  **options):
+    layers = []
+    for layer in getattr(model, "layers", ()):
+        try:
+            config = dict(layer.get_config())
+        except Exception:
+            config = {}
+        config.pop("name", None)
+        layers.append((type(layer).__name__, repr(sorted(config.items(), key=str))))
+    key = repr((layers, sorted((str(k), repr(v)) for k, v in options.items()), epochs))
+    score = 0.15 + 0.3 * (zlib.crc32(key.encode()) % 1000) / 1000
+    with contextlib.suppress(Exception):  # evaluate() works after it, as after a fit
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    history = keras.callbacks.History()
+    listeners = [history, *list(callbacks or ())]
+    epochs = max(0, min(int(epochs), {max_epochs}))
+    for callback in listeners:
+        callback.set_model(model)
+        callback.set_params({"verbose": 0, "epochs": epochs, "steps": 1})
+    model.stop_training = False
+    for callback in listeners:
+        callback.on_train_begin()
+    for epoch in range(epochs):
+        for callback in listeners:
+            callback.on_epoch_begin(epoch)
+        logs = {"loss": 2.0 - score, "accuracy": score + 0.1}
+        if validation is not None:
+            logs.update(val_loss=2.1 - score, val_accuracy=score + 0.01 * epoch)
+        for callback in listeners:
+            callback.on_epoch_end(epoch, dict(logs))
+        if model.stop_training:
+            break
+    for callback in listeners:
+        callback.on_train_end()
+    return history
+
+
+searched = {name}
+namespace = getattr(searched, "__globals__", None)
+namespace = namespace if isinstance(namespace, dict) else globals()
+replaced = {"train_network": train_network}
+for key, value in list(namespace.items()):
+    if isinstance(value, types.ModuleType) and getattr(value, "__name__", "") == "cifar_lab":
+        replaced[key] = scratch_lab(value)
+    elif value is course_create_study:
+        replaced[key] = create_study
+kept = {key: namespace[key] for key in replaced if key in namespace}
+namespace.update(replaced)
+try:
+    search = {call}
+finally:
+    for key in replaced:
+        if key in kept:
+            namespace[key] = kept[key]
+        else:
+            namespace.pop(key, None)
+
+
+def plain(value, nested=False):
+    if not isinstance(value, (str, list, tuple)) and callable(getattr(value, "item", None)):
+        with contextlib.suppress(Exception):
+            value = value.item()
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:200]
+    if isinstance(value, (list, tuple)) and not nested:
+        return [plain(item, True) for item in value[:16]]
+    return str(value)[:200]
+
+
+found = {"study": isinstance(search, optuna.Study), "count": 0, "trials": []}
+if found["study"]:
+    trials = search.get_trials(deepcopy=False)
+    found["count"] = len(trials)
+    for trial in trials[:{max_trials}]:
+        found["trials"].append({
+            "number": int(trial.number), "state": str(trial.state.name),
+            "params": {k: plain(trial.params[k]) for k in {keys!r} if k in trial.params},
+            "user_attrs": {k: plain(trial.user_attrs[k]) for k in {keys!r}
+                           if k in trial.user_attrs},
+        })
+outputs = {"search": numpy.frombuffer(json.dumps(found).encode(), numpy.uint8)}
+"""
+
+
+def _search_body(name: str, call: str) -> str:
+    """The kernel side of a search probe: ``search = <call>`` with the stand-ins bound."""
+    replacements = {
+        "{name}": name,
+        "{call}": call,
+        "{max_epochs}": str(MAX_STAND_IN_EPOCHS),
+        "{max_trials}": str(MAX_SEARCH_TRIALS + 1),  # one more: the judge sees there are more
+        "{keys!r}": repr(SEARCH_KEYS),
+    }
+    body = _SEARCH_BODY
+    for placeholder, text in replacements.items():
+        body = body.replace(placeholder, text)
+    return body
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """A trial as the kernel described it: what cifar_lab.tuning.studies reads of one."""
+
+    number: int
+    state: str
+    params: dict
+    user_attrs: dict
+
+
+_COMPARED = ("COMPLETE", "PRUNED")  # cifar_lab.tuning.studies.COMPARED_STATES, by name
+
+
+def _search_trials(outputs: Inputs) -> list[_Trial] | str:
+    """The trials of the study the search returned, or why there are none to judge."""
+    raw = outputs["search"]
+    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_SEARCH_BYTES:
+        return f"its study's trials, as text of at most {MAX_SEARCH_BYTES // MEGABYTE} MB"
+    data = json.loads(raw.tobytes().decode("utf-8"))
+    if not isinstance(data, dict) or data.get("study") is not True:
+        return "it returns the optuna.Study its search ran in"
+    trials, count = data.get("trials"), data.get("count")
+    if (
+        not isinstance(trials, list)
+        or not isinstance(count, int)
+        or len(trials) != min(count, MAX_SEARCH_TRIALS + 1)
+    ):
+        return "its study's trials, as the grader asked for them"
+    if count > MAX_SEARCH_TRIALS:
+        return f"its study holds at most {MAX_SEARCH_TRIALS:,} trials, not {count:,}"
+    found = []
+    for trial in trials:
+        state, params, attrs = trial["state"], trial["params"], trial["user_attrs"]
+        if not (isinstance(state, str) and isinstance(params, dict) and isinstance(attrs, dict)):
+            return "its study's trials, as the grader asked for them"
+        found.append(_Trial(int(trial["number"]), state, params, attrs))
+    return found
+
+
+def _value(trial: _Trial, key: str):
+    """:func:`cifar_lab.tuning.studies.trial_value`, as a value a set can hold."""
+    from cifar_lab.tuning.studies import trial_value
+
+    value = trial_value(trial, key)
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def _search_judge(decide: Callable[[Inputs, list[_Trial]], list[tuple[bool, str]]]):
+    """A judge that rebuilds the study's trials and applies ``decide``'s conditions."""
 
     def judge(inputs: Inputs, outputs: Inputs) -> str:
-        found = _search_configs(outputs, base_of(inputs, outputs))
-        if isinstance(found, str):
-            return found
-        configs, trials = found
-        return _first_failure(decide(inputs, configs, trials))
+        trials = _search_trials(outputs)
+        if isinstance(trials, str):
+            return trials
+        return _first_failure(decide(inputs, trials))
 
     return judge
 
 
-def _stage_base(inputs: Inputs, outputs: Inputs):
-    return _coarse(_budget(inputs))
+def _numbers(trials: list[_Trial]) -> str:
+    shown = [trial.number for trial in trials[:5]]
+    return f"{shown}" + (f" and {len(trials) - 5} more" if len(trials) > 5 else "")
 
 
-def _draw_profile(rng: np.random.Generator) -> Inputs:
-    return {"profile": np.array(_profile_name())}
+def _decide_architectures(inputs: Inputs, trials: list[_Trial]) -> list:
+    from cifar_lab.tuning.studies import architecture_of, learning_rate_of
 
-
-def _decide_architectures(inputs: Inputs, configs: list, trials: int) -> list:
-    rates: dict[tuple, set] = {}
-    for config in configs:
-        rates.setdefault(config.hidden_sizes, set()).add(config.learning_rate)
-    one_layer = [h for h in rates if len(h) == 1]
+    complete = [trial for trial in trials if trial.state == "COMPLETE"]
+    compared = [trial for trial in trials if trial.state in _COMPARED]
+    unnamed, rates = [], {}
+    for trial in compared:
+        architecture, rate = architecture_of(trial), learning_rate_of(trial)
+        if architecture is None or rate is None:
+            unnamed.append(trial)
+        else:
+            rates.setdefault(architecture, set()).add(rate)
+    parts = {architecture: architecture.split("-") for architecture in rates}
+    malformed = sorted(
+        a for a, p in parts.items() if not all(s.isascii() and s.isdigit() for s in p)
+    )
+    shapes = [[int(s) for s in p] for a, p in parts.items() if a not in malformed]
+    one_layer = {sizes[0] for sizes in shapes if len(sizes) == 1}
+    few = sorted(architecture for architecture, found in rates.items() if len(found) < 2)
     return [
+        (len(complete) >= 10, f"at least 10 completed trials, got {len(complete)}"),
+        (not unnamed, "every trial records its 'architecture' and 'learning_rate'; trials "
+                      f"{_numbers(unnamed)} do not"),
         (len(rates) >= 5, f"at least five architectures, got {sorted(rates)}"),
-        (len(one_layer) >= 2 and max(map(len, rates)) >= 2,
-         "one hidden layer at two widths or more, and two or more layers"),
-        (min(map(len, rates.values())) >= 2,
-         "every architecture is tried with at least two learning rates"),
-        (trials >= 10, f"at least 10 trials, got {trials}"),
+        (not few, f"every architecture is tried with at least two learning rates; not {few}"),
+        (not malformed, f"architectures are hidden sizes joined by '-', not {malformed}"),
+        (len(one_layer) >= 2 and max(map(len, shapes), default=0) >= 2,
+         f"one hidden layer at two widths or more, and two or more layers: got {sorted(rates)}"),
     ]  # fmt: skip
 
 
+def _architecture(rng: np.random.Generator) -> str:
+    widths = sorted(rng.choice(WIDTHS, size=int(rng.integers(1, 4))), reverse=True)
+    return "-".join(str(int(width)) for width in widths)
+
+
+def _architectures(rng: np.random.Generator, count: int) -> list[str]:
+    found: list[str] = []
+    while len(found) < count:
+        architecture = _architecture(rng)
+        found += [] if architecture in found else [architecture]
+    return found
+
+
+def _rate(rng: np.random.Generator) -> float:
+    return float(f"{10 ** rng.uniform(-4, -1.5):.2g}")
+
+
+def _draw_nothing(rng: np.random.Generator) -> Inputs:
+    return {}
+
+
 def _draw_tuned(rng: np.random.Generator) -> Inputs:
-    budget = _budget(_draw_profile(rng))
-    count = int(rng.integers(2, min(4, len(budget.architectures)) + 1))
-    architectures = rng.choice(list(budget.architectures), size=count, replace=False)
-    rates = rng.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], size=count)
-    return {**_draw_profile(rng), "architectures": architectures.astype(str), "rates": rates}
+    """`tuned`, best first: 3 to 5 architectures and each one's rate."""
+    architectures = _architectures(rng, int(rng.integers(3, 6)))
+    rates = [_rate(rng) for _ in architectures]
+    return {"architectures": np.array(architectures), "rates": np.array(rates)}
 
 
-def _tuned_of(inputs: Inputs) -> dict[tuple, float]:
-    from cifar_lab.tuning.config import MLPConfig
+def _decide_activations(inputs: Inputs, trials: list[_Trial]) -> list:
+    from cifar_lab.tuning.studies import architecture_of, learning_rate_of
 
-    pairs = zip(inputs["architectures"], inputs["rates"], strict=True)
-    return {MLPConfig(hidden_sizes=str(a)).hidden_sizes: float(r) for a, r in pairs}
-
-
-def _decide_activations(inputs: Inputs, configs: list, trials: int) -> list:
-    tuned = _tuned_of(inputs)
-    seen: dict[tuple, set] = {}
-    for config in configs:
-        seen.setdefault(config.hidden_sizes, set()).add((config.activation, config.learning_rate))
-    wrong = sorted(h for h, pairs in seen.items() if {r for _, r in pairs} != {tuned.get(h)})
+    tuned = dict(zip((str(a) for a in inputs["architectures"]), inputs["rates"].tolist(),
+                     strict=True))  # fmt: skip
+    first = list(tuned)[:3]
+    strangers, off_rate, seen = [], [], {}
+    for trial in (trial for trial in trials if trial.state in _COMPARED):
+        architecture, activation = architecture_of(trial), _value(trial, "activation")
+        rate = learning_rate_of(trial)
+        if architecture not in tuned or activation not in GRID_ACTIVATIONS:
+            strangers.append(trial)
+        elif rate is None or not math.isclose(rate, tuned[architecture]):
+            off_rate.append(trial)
+        else:
+            seen.setdefault(architecture, set()).add(activation)
+    few = {a: sorted(seen.get(a, ())) for a in first if len(seen.get(a, ())) < 5}
     return [
-        (set(seen) == set(tuned), f"every architecture of `tuned` {sorted(tuned)} and only "
-         f"those, got {sorted(seen)}"),
-        (not wrong, f"each architecture runs at its tuned learning rate; not so for {wrong}"),
-        (min(len({a for a, _ in pairs}) for pairs in seen.values()) >= 5,
-         "at least five activations on every architecture"),
+        (not strangers, f"every trial records an architecture of `tuned` {list(tuned)} and an "
+                        f"activation of {list(GRID_ACTIVATIONS)}; trials {_numbers(strangers)} "
+                        "do not"),
+        (not off_rate, "every trial runs at its architecture's rate in `tuned` (recorded as "
+                       f"'learning_rate'); trials {_numbers(off_rate)} do not"),
+        (not few, f"at least five activations on each of the first three architectures of "
+                  f"`tuned` {first}; too few: {few}"),
     ]  # fmt: skip
 
 
 def _draw_top(rng: np.random.Generator) -> Inputs:
-    from cifar_lab.tuning.stages import setting
-
-    budget = _budget(_draw_profile(rng))
-    count = int(rng.integers(1, 4))
-    architectures = rng.choice(list(budget.architectures), size=count, replace=False)
-    top = [
-        setting(hidden_sizes=str(a), activation=str(rng.choice(list(budget.activations))),
-                learning_rate=float(rng.choice([1e-4, 3e-4, 1e-3, 3e-3])))
-        for a in architectures
-    ]  # fmt: skip
-    return {**_draw_profile(rng), "top": np.array(top)}
+    """`top`: three settings (architecture, activation, rate), best first."""
+    architectures = _architectures(rng, 3)
+    return {
+        "architectures": np.array(architectures),
+        "activations": np.array([str(rng.choice(GRID_ACTIVATIONS)) for _ in architectures]),
+        "rates": np.array([_rate(rng) for _ in architectures]),
+    }
 
 
-def _decide_initializers(inputs: Inputs, configs: list, trials: int) -> list:
-    from cifar_lab.tuning.stages import expand
+def _decide_initializers(inputs: Inputs, trials: list[_Trial]) -> list:
+    from cifar_lab.tuning.studies import architecture_of, learning_rate_of
 
-    coarse = _coarse(_budget(inputs))
-    wanted = {coarse.replace(**expand({"setting": str(s)})) for s in inputs["top"]}
-    found: dict = {}
-    for config in configs:
-        found.setdefault(config.replace(initializer=coarse.initializer), set()).add(
-            config.initializer
-        )
+    wanted = [(str(a), str(b), float(r)) for a, b, r in zip(
+        inputs["architectures"], inputs["activations"], inputs["rates"], strict=True)]  # fmt: skip
+    found: dict[tuple, set] = {}
+    for trial in (trial for trial in trials if trial.state in _COMPARED):
+        setting = (architecture_of(trial), _value(trial, "activation"), learning_rate_of(trial))
+        found.setdefault(setting, set()).add(_value(trial, "initializer"))
+
+    def initializers(setting: tuple) -> set:  # the trials of `setting`, its rate as a float
+        architecture, activation, rate = setting
+        return set().union(*(inits for (a, b, r), inits in found.items()
+                             if (a, b) == (architecture, activation) and r is not None
+                             and math.isclose(r, rate)))  # fmt: skip
+
+    missing = [setting for setting in wanted if not initializers(setting)]
+    few = {s: sorted(map(str, initializers(s))) for s in wanted if s not in missing and (
+        len(initializers(s)) < 6 or "zeros" not in initializers(s))}  # fmt: skip
     return [
-        (set(found) == wanted, f"the {len(wanted)} setting(s) of `top`, unchanged"),
-        (min(map(len, found.values())) >= 6, "at least six initialisers on every setting"),
-        (all("zeros" in inits for inits in found.values()),
-         '"zeros" is among the initialisers of every setting'),
+        (not missing, "the three settings of `top`, each recorded as architecture, activation "
+                      f"and learning_rate: {missing} not among {sorted(found, key=str)[:6]}"),
+        (not few, f"at least six initialisers on each setting, 'zeros' among them; not so for "
+                  f"{few}"),
     ]  # fmt: skip
 
 
-_BEST_FIELDS = ("hidden_sizes", "activation", "initializer")
+def _best(rng: np.random.Generator) -> dict:
+    return {
+        "architecture": _architecture(rng),
+        "activation": str(rng.choice(GRID_ACTIVATIONS)),
+        "learning_rate": _rate(rng),
+        "initializer": str(rng.choice(INITIALIZERS)),
+    }
 
 
 def _draw_best(rng: np.random.Generator) -> Inputs:
-    budget = _budget(_draw_profile(rng))
-    names = [
-        str(rng.choice(list(budget.architectures))),
-        str(rng.choice([a for a in budget.activations if a != "maxout"])),
-        str(rng.choice([i for i in budget.initializers if i != "zeros"])),
-    ]
-    rate = np.array(float(rng.choice([1e-4, 3e-4, 1e-3, 3e-3])))
-    return {**_draw_profile(rng), "best": np.array(names), "learning_rate": rate}
+    """`best`, search 3's best setting."""
+    return {name: np.array(value) for name, value in _best(rng).items()}
 
 
-def _decide_optimizers(inputs: Inputs, configs: list, trials: int) -> list:
-    from cifar_lab.tuning.config import MLPConfig
+def _draw_best4(rng: np.random.Generator) -> Inputs:
+    """`best`, search 4's best setting: search 3's with a batch norm and an optimiser."""
+    best = {**_best(rng), "batch_norm": str(rng.choice(GRID_PLACES)),
+            "optimizer": str(rng.choice(SEARCH_OPTIMIZERS))}  # fmt: skip
+    best["learning_rate"] = _rate(rng)  # the optimiser's own
+    return {name: np.array(value) for name, value in best.items()}
 
-    best = dict(zip(_BEST_FIELDS, (str(v) for v in inputs["best"]), strict=True))
-    network = MLPConfig(hidden_sizes=best["hidden_sizes"], activation=best["activation"])
-    inits: dict[tuple, set] = {}
-    for config in configs:
-        inits.setdefault((config.optimizer, config.batch_norm), set()).add(config.initializer)
-    norms = {config.batch_norm for config in configs}
+
+def _network(inputs: Inputs) -> tuple[str, str]:
+    return str(inputs["architecture"]), str(inputs["activation"])
+
+
+def _decide_optimizers(inputs: Inputs, trials: list[_Trial]) -> list:
+    from cifar_lab.tuning.studies import architecture_of, learning_rate_of
+
+    compared = [trial for trial in trials if trial.state in _COMPARED]
+    network = _network(inputs)
+    networks = {(architecture_of(t), _value(t, "activation")) for t in compared}
+    cells: dict[tuple, set] = {}
+    for trial in compared:
+        key = (_value(trial, "batch_norm"), _value(trial, "optimizer"))
+        cells.setdefault(key, set()).add(_value(trial, "initializer"))
+    unrated = [trial for trial in compared if learning_rate_of(trial) is None]
+    placements = {key[0] for key in cells}
+    optimizers = {key[1] for key in cells}
+    few = sorted((key for key, found in cells.items() if len(found) < 2), key=str)
+    missing = [(b, o) for b in sorted(placements, key=str) for o in SEARCH_OPTIMIZERS
+               if (b, o) not in cells]  # fmt: skip
     return [
-        (all((c.hidden_sizes, c.activation) == (network.hidden_sizes, network.activation)
-             for c in configs),
-         f"every trial uses the best network ({best['hidden_sizes']}, {best['activation']})"),
-        ({"sgd", "momentum", "rmsprop", "adam"} <= {c.optimizer for c in configs},
-         "SGD, SGD with momentum, RMSprop and Adam are all tried"),
-        ("none" in norms and len(norms) >= 2, "batch norm both off and on"),
-        (min(map(len, inits.values())) >= 2,
-         "every optimiser and batch-norm choice meets at least two initialisers"),
+        (networks == {network}, f"every trial uses `best`'s network {network}; found "
+                                f"{sorted(networks, key=str)[:5]}"),
+        (not unrated, f"every trial records its learning_rate; trials {_numbers(unrated)} do not"),
+        ("none" in placements and bool(placements & {"before", "after"}),
+         "trials with batch norm off ('none') and on ('before' or 'after'), found "
+         f"{sorted(map(str, placements))}"),
+        (set(SEARCH_OPTIMIZERS) <= optimizers, f"the optimisers {list(SEARCH_OPTIMIZERS)}, found "
+                                               f"{sorted(map(str, optimizers))}"),
+        (not few and not missing, "every optimiser with batch norm off and on, each with at "
+                                  f"least two initialisers: too few {few}, missing {missing}"),
     ]  # fmt: skip
 
 
-def _fine_base(inputs: Inputs, outputs: Inputs):
-    """Stage 5's base as the check sees it: the notebook's `fine`, by its batch norm only.
+def _decide_regularisers(inputs: Inputs, trials: list[_Trial]) -> list:
+    from cifar_lab.tuning.studies import architecture_of
 
-    Whether `fine` has batch norm decides what a baseline must switch off; the rest of
-    the base comes from the grader. A kernel that reports another batch norm gains
-    nothing: the search must still hold each regulariser alone and a baseline.
-    """
-    return _coarse(_budget(inputs)).replace(batch_norm=str(outputs["base_batch_norm"]))
+    complete = [trial for trial in trials if trial.state == "COMPLETE"]
+    kinds = {_value(trial, "regulariser") for trial in complete}
+    network = _network(inputs)
+    networks = {(architecture_of(t), _value(t, "activation")) for t in complete}
+    return [
+        (set(REGULARISERS) <= kinds, f"a finished trial for each regulariser "
+                                     f"{list(REGULARISERS)}, found {sorted(map(str, kinds))}"),
+        (networks == {network}, f"every trial uses `best`'s network {network}; found "
+                                f"{sorted(networks, key=str)[:5]}"),
+    ]  # fmt: skip
 
 
-def _decide_regularisers(inputs: Inputs, configs: list, trials: int) -> list:
-    def regularisers(config) -> frozenset:
-        on = {
-            "l2": config.l2 > 0,
-            "dropout": config.dropout > 0,
-            "batch norm": config.batch_norm != "none",
-            "augmentation": config.flip or config.translate > 0 or config.noise_std > 0,
-        }
-        return frozenset(name for name, used in on.items() if used)  # fmt: skip
+def _inputs_dict(*keys: str) -> str:
+    """Kernel-side source of a dict of the named 0-d inputs, as plain Python values."""
+    return "{" + ", ".join(f"{key!r}: inputs[{key!r}].item()" for key in keys) + "}"
 
-    kinds = {regularisers(config) for config in configs}
-    return [(frozenset() in kinds, "one trial has no regulariser at all (the baseline)")] + [
-        (frozenset({name}) in kinds, f"one trial uses {name} and no other regulariser")
-        for name in ("l2", "dropout", "batch norm", "augmentation")
-    ]
 
+_BEST = _inputs_dict("architecture", "activation", "learning_rate", "initializer")
+_BEST4 = _inputs_dict(
+    "architecture", "activation", "learning_rate", "initializer", "batch_norm", "optimizer"
+)
 
 SEARCH_PROBES: tuple[Probe, ...] = (
-    Probe("architecture_search_check", N05, ("architecture_search",), _draw_profile,
-          _search_body("search = architecture_search(cifar_lab.part5_budget(profile_name))"),
-          _search_judge(_decide_architectures, _stage_base)),
+    Probe("architecture_search_check", N05, ("architecture_search",), _draw_nothing,
+          _search_body("architecture_search", "architecture_search()"),
+          _search_judge(_decide_architectures)),
     Probe("activation_search_check", N05, ("activation_search",), _draw_tuned,
-          _search_body("search = activation_search({str(a): float(r) for a, r in "
+          _search_body("activation_search", "activation_search({str(a): float(r) for a, r in "
                        'zip(inputs["architectures"], inputs["rates"])})'),
-          _search_judge(_decide_activations, _stage_base)),
+          _search_judge(_decide_activations)),
     Probe("initializer_search_check", N05, ("initializer_search",), _draw_top,
-          _search_body('search = initializer_search([str(s) for s in inputs["top"]])'),
-          _search_judge(_decide_initializers, _stage_base)),
+          _search_body("initializer_search", 'initializer_search([{"architecture": str(a), '
+                       '"activation": str(b), "learning_rate": float(r)} for a, b, r in zip('
+                       'inputs["architectures"], inputs["activations"], inputs["rates"])])'),
+          _search_judge(_decide_initializers)),
     Probe("optimizer_search_check", N05, ("optimizer_search",), _draw_best,
-          _search_body('best = dict(zip(("hidden_sizes", "activation", "initializer"), '
-                       '(str(v) for v in inputs["best"])))\n'
-                       'best["learning_rate"] = float(inputs["learning_rate"])\n'
-                       "search = optimizer_search(best)"),
-          _search_judge(_decide_optimizers, _stage_base)),
-    Probe("regularisation_search_check", N05, ("regularisation_search",), _draw_profile,
-          _search_body("search = regularisation_search()", "base = fine.batch_norm"),
-          _search_judge(_decide_regularisers, _fine_base)),
+          _search_body("optimizer_search", f"optimizer_search({_BEST})"),
+          _search_judge(_decide_optimizers)),
+    Probe("regularisation_search_check", N05, ("regularisation_search",), _draw_best4,
+          _search_body("regularisation_search", f"regularisation_search({_BEST4})"),
+          _search_judge(_decide_regularisers)),
 )  # fmt: skip
 
 
@@ -2441,6 +2763,14 @@ PROBES: tuple[Probe, ...] = (
         _draw_build_network,
         _BUILD_NETWORK_BODY,
         _judge_build_network,
+    ),
+    Probe(
+        "train_network_check",
+        N05,
+        ("build_network", "train_network"),
+        _draw_train_network,
+        _TRAIN_NETWORK_BODY,
+        _judge_train_network,
     ),
     *SEARCH_PROBES,
 )

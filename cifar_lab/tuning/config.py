@@ -7,9 +7,10 @@ a Keras model, :mod:`cifar_lab.tuning.optimizers` compiles it and
 
 Example::
 
+    from cifar_lab.tuning.config import MLPConfig
     from cifar_lab.tuning.network import build_mlp
 
-    config = lab.MLPConfig(hidden_sizes=(512, 256), activation="gelu", batch_norm="before")
+    config = MLPConfig(hidden_sizes=(512, 256), activation="gelu", batch_norm="before")
     model = build_mlp(config)
 """
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from cifar_lab.metrics import evaluate_model
 from cifar_lab.profiles import get_profile
+from cifar_lab.results import record
 from cifar_lab.tuning.config import MLPConfig
 from cifar_lab.tuning.ladder import rung_config
 from cifar_lab.tuning.split_record import PROFILE_KEY, SPLIT_KEY, describe_split
@@ -123,7 +124,9 @@ def part5_budget(profile_name: str) -> Part5Budget:
 
 
 def rung(name: str, budget: Part5Budget, network: MLPConfig | None = None) -> MLPConfig:
-    """Ladder rung ``name`` of ``lab.RECIPES`` for your ``build_network``, sized to ``budget``.
+    """Ladder rung ``name`` of ``RECIPES`` for your ``build_network``, sized to ``budget``.
+
+    ``RECIPES`` is :data:`cifar_lab.tuning.recipes.RECIPES`.
 
     Args:
         name: ``"fast"``, ``"medium"``, ``"best"`` or ``"long"``.
@@ -132,7 +135,8 @@ def rung(name: str, budget: Part5Budget, network: MLPConfig | None = None) -> ML
             dropout and L2 replace the rung's; None keeps the rung's network.
 
     Returns:
-        The config to pass to ``lab.train_config(..., build=build_network)``.
+        The config to pass to
+        :func:`cifar_lab.tuning.train.train_config` ``(..., build=build_network)``.
     """
     if not isinstance(budget, Part5Budget):
         raise TypeError(f"budget must be a Part5Budget, got {type(budget).__name__}")
@@ -258,6 +262,10 @@ def save_final_model(
 ) -> Path:
     """Write ``part5/best_model.keras`` and ``part5/results.json`` for grading.
 
+    It also publishes the two numbers as the notebook's results
+    (:func:`cifar_lab.record`): ``best_val_accuracy`` and, as the headline,
+    ``test_accuracy``; the grader compares them with what it re-measures.
+
     results.json also records the run profile (``grade`` flags quick-profile
     work, see :mod:`cifar_lab.instructor.inspection`) and the test split the
     test accuracy was measured on (size, seed, hash), so the grader re-scores
@@ -265,7 +273,7 @@ def save_final_model(
 
     Args:
         raw_model: a Keras model that takes raw 0..255 images (N, 32, 32, 3).
-        config: the :class:`cifar_lab.MLPConfig` it was trained with, or a dict
+        config: the :class:`cifar_lab.tuning.config.MLPConfig` it was trained with, or a dict
             describing your own network and training (JSON-ready values).
         val_accuracy, test_accuracy: measured accuracies in [0, 1].
         folder: destination (created).
@@ -273,7 +281,7 @@ def save_final_model(
             :class:`TestSplit` whose ``evaluate`` gave ``test_accuracy`` (not recorded
             when it did not come from one).
         trained: what the model was trained by, recorded as ``trained_on``: the
-            :class:`cifar_lab.TrainedMLP` it comes from (its training images and
+            :class:`cifar_lab.tuning.train.TrainedMLP` it comes from (its training images and
             epochs), or the ``keras.callbacks.History`` that your ``model.fit``
             returned (its epochs and steps per epoch; ``config`` must then give the
             ``"batch_size"``, see :func:`cifar_lab.tuning.studies.describe_history`);
@@ -302,6 +310,8 @@ def save_final_model(
     if trained_on is not None:  # what the network saw, next to the recipe in "config"
         results["trained_on"] = trained_on
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    record("best_val_accuracy", float(val_accuracy))
+    record("test_accuracy", float(test_accuracy), key=True)
     return out
 
 

@@ -1,11 +1,12 @@
 """Sweep results: a pandas DataFrame, four plots, and optional TensorBoard HParams logs.
 
-Example (:func:`results_frame` is imported from this module)::
+Example (every name is imported from this module; notebook 05 reaches
+:func:`plot_study` as ``lab.plot_study``)::
 
     frame = results_frame(study)
-    lab.plot_accuracy_heatmap(frame, rows="hidden_sizes", columns="activation")
-    lab.plot_top_curves(frame, top=5)
-    lab.plot_optimizer_batchnorm(frame)
+    plot_accuracy_heatmap(frame, rows="hidden_sizes", columns="activation")
+    plot_top_curves(frame, top=5)
+    plot_optimizer_batchnorm(frame)
     plot_study(study, x="learning_rate", group="architecture")  # any Optuna study
 
 Each plot returns its matplotlib Axes. Without ``ax=`` it draws a new figure,
@@ -73,10 +74,9 @@ def results_frame(study: optuna.Study, *, states: tuple[str, ...] = _STATES) -> 
 
 
 def _final_value(trial: optuna.trial.FrozenTrial) -> float:
-    if trial.value is not None:
-        return float(trial.value)
-    steps = trial.intermediate_values
-    return float(steps[max(steps)]) if steps else float("nan")
+    from cifar_lab.tuning.studies import final_value  # Optuna, loaded only for a study
+
+    return final_value(trial)
 
 
 def _as_cell(value: Any) -> Any:

@@ -2,13 +2,14 @@
 
 * :func:`setting` / :func:`expand` -- several config fields in one grid value,
   e.g. an architecture together with the learning rate tuned for it;
-* :class:`StageObjective` and :func:`run_stage` -- run a :class:`~cifar_lab.SweepSpec`
-  with your ``build(config) -> keras.Model``; finished trials are reused only
-  when spec, base config, builder and data are unchanged;
+* :class:`StageObjective` and :func:`run_stage` -- run a
+  :class:`~cifar_lab.tuning.sweeps.SweepSpec` with your ``build(config) -> keras.Model``;
+  finished trials are reused only when spec, base config, builder and data are unchanged;
 * :func:`candidate_configs` -- every config a spec can train, for checks;
 * :func:`top_configs` -- the best distinct settings of a results table.
 
-Notebook 05 reaches these as ``lab.setting``, ``lab.run_stage``, ...
+Import them from this module (``from cifar_lab.tuning.stages import run_stage``);
+``cifar_lab`` does not re-export them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def expand(params: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         is_setting = name == SETTING_PARAM or name.endswith("_" + SETTING_PARAM)
         if is_setting and not isinstance(value, str):
-            raise ValueError(f"{name} must be a string from lab.setting(...), got {value!r}")
+            raise ValueError(f"{name} must be a string from setting(...), got {value!r}")
         pairs = [part.split("=", 1) for part in value.split(", ")] if is_setting else [[name]]
         for pair in pairs:
             if is_setting and len(pair) != 2:
@@ -136,11 +137,11 @@ def candidate_configs(spec, base) -> list:
     a numeric range standing for its two ends.
 
     Args:
-        spec: a :class:`cifar_lab.SweepSpec` of config fields and settings.
-        base: the :class:`cifar_lab.MLPConfig` its trials start from.
+        spec: a :class:`cifar_lab.tuning.sweeps.SweepSpec` of config fields and settings.
+        base: the :class:`cifar_lab.tuning.config.MLPConfig` its trials start from.
 
     Returns:
-        A list of :class:`cifar_lab.MLPConfig`.
+        A list of :class:`cifar_lab.tuning.config.MLPConfig`.
     """
     if spec.sampler == "grid":
         points = spec.grid
@@ -173,7 +174,8 @@ def run_stage(spec, objective: StageObjective, *, verbose: bool = True):
     finished trials only when nothing they depend on changed.
 
     Args:
-        spec: a :class:`cifar_lab.SweepSpec` whose parameters are config fields or settings.
+        spec: a :class:`cifar_lab.tuning.sweeps.SweepSpec` whose parameters are config
+            fields or settings.
         objective: a :class:`StageObjective`.
         verbose: one line per trial.
 
@@ -184,7 +186,7 @@ def run_stage(spec, objective: StageObjective, *, verbose: bool = True):
     from cifar_lab.tuning.sweeps import run_sweep
 
     if not isinstance(objective, StageObjective):
-        raise TypeError(f"objective must be a lab.StageObjective, got {objective!r}")
+        raise TypeError(f"objective must be a StageObjective, got {objective!r}")
     candidate_configs(spec, objective.base)  # a typo fails now, not after an hour of trials
     what = repr((spec.name, dict(spec.space), spec.sampler, spec.n_trials, spec.pruner,
                  spec.warmup_steps, spec.startup_trials, spec.seed))  # fmt: skip

@@ -119,6 +119,17 @@ def learning_rate_of(trial: FrozenTrial) -> float | None:
     return None if value is None else float(value)
 
 
+def final_value(trial: FrozenTrial) -> float:
+    """A compared trial's result: its value, or for a pruned trial the last value it reported.
+
+    Returns NaN for a trial with neither.
+    """
+    if trial.value is not None:
+        return float(trial.value)
+    steps = trial.intermediate_values
+    return float(steps[max(steps)]) if steps else float("nan")
+
+
 def learning_rates_by_architecture(study: optuna.Study) -> dict[str, list[float]]:
     """The distinct learning rates tried on each architecture, over compared trials.
 

@@ -16,12 +16,12 @@ import keras
 import numpy as np
 
 from cifar_lab.data.formats import NUM_CLASSES
+from cifar_lab.graph_memory import forget_traced_gradients
 from cifar_lab.history import History
 from cifar_lab.progress import Progress
 from cifar_lab.seeding import set_seed
 from cifar_lab.tuning.augment import AugmentedBatches
 from cifar_lab.tuning.config import MLPConfig
-from cifar_lab.tuning.graph_memory import forget_traced_gradients
 from cifar_lab.tuning.network import build_mlp
 from cifar_lab.tuning.optimizers import compile_mlp
 from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening

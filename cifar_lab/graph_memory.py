@@ -17,12 +17,20 @@ generator built in it (Keras feeds a ``PyDataset`` through
 
 The registered function is only used while that train step is traced, so it
 can go once ``fit`` returns: :func:`forget_traced_gradients` drops the names
-registered inside its block.
+registered inside its block. ``import cifar_lab`` runs :func:`install`, which
+wraps ``keras.Model.fit`` in it when Keras is imported: a student's own
+``model.fit`` in an Optuna search (notebook 05) then lets each trial's model
+and data go as well. Without it the model answer of notebook 05 grew to
+12 GB in the full profile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.abc
+import importlib.util
+import sys
 from collections.abc import Iterator
 
 _PREFIX = "CustomGradient-"
@@ -60,3 +68,61 @@ def forget_traced_gradients() -> Iterator[None]:
         if registry is not None:
             for name in [n for n in list(registry) if n.startswith(_PREFIX) and n not in before]:
                 registry.pop(name, None)
+
+
+def release_after_fit() -> None:
+    """Wrap ``keras.Model.fit`` in :func:`forget_traced_gradients` (once; Keras imported)."""
+    import keras
+
+    fit = keras.Model.fit
+    if getattr(fit, "releases_traced_gradients", False):
+        return
+
+    @functools.wraps(fit)
+    def fit_then_release(self, *args, **kwargs):
+        with forget_traced_gradients():
+            return fit(self, *args, **kwargs)
+
+    fit_then_release.releases_traced_gradients = True
+    keras.Model.fit = fit_then_release
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Runs :func:`release_after_fit` right after the first ``import keras``."""
+
+    searching = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or self.searching:
+            return None
+        self.searching = True  # let the other finders find the real spec
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.searching = False
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        finder = self
+
+        class ReleasingLoader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                module.__spec__.loader = module.__loader__ = loader
+                with contextlib.suppress(ValueError):
+                    sys.meta_path.remove(finder)  # Keras loads once
+                loader.exec_module(module)
+                release_after_fit()
+
+        spec.loader = ReleasingLoader()
+        return spec
+
+
+def install() -> None:
+    """Have every ``keras.Model.fit`` forget its traced gradients: now, or when Keras loads."""
+    if "keras" in sys.modules:
+        release_after_fit()
+    elif not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasImport())
