@@ -8,6 +8,7 @@ does not pay TensorFlow's start-up time and memory (~0.7 GB).
 
 from __future__ import annotations
 
+import warnings as _warnings
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,10 @@ from cifar_lab.graph_memory import install as _install_fit_release
 from cifar_lab.quiet_tensorflow import install as _install_quiet_tensorflow
 
 _install_quiet_tensorflow()
+# Optuna imports tqdm.auto, which warns "IProgress not found" on stderr where ipywidgets is
+# not installed (a student's plain install); no course code shows a tqdm bar in a notebook,
+# and notebook 05 imports optuna itself (see cifar_lab.tuning for the same filter)
+_warnings.filterwarnings("ignore", message="IProgress not found")
 _install_fit_release()  # every model.fit lets its model and data go (a TensorFlow leak)
 
 __version__ = "0.1.0"

@@ -1690,8 +1690,8 @@ SEARCH_MUTATIONS = {
         ('architectures = ["64", "256", "128-64", "256-128-64", "64-64-64-64"]',
          'architectures = ["64", "256", "128", "512", "32"]'),), "two or more layers"),
     "the study's best trial returned": ("architecture_search", (
-        ("    return study\n\n\ndef hidden_sizes(",
-         "    return study.best_trial\n\n\ndef hidden_sizes("),),
+        ("    return search\n\n\ndef hidden_sizes(",
+         "    return search.best_trial\n\n\ndef hidden_sizes("),),
         "returns the optuna.Study"),
     "its own architectures, not tuned's": ("activation_search", (
         ("architectures = list(tuned)[:3]", 'architectures = ["64", "256", "128-64"]'),
