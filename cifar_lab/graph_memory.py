@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.abc
-import importlib.util
-import sys
 from collections.abc import Iterator
+
+from cifar_lab.first_import import on_first_import
 
 _PREFIX = "CustomGradient-"
 
@@ -87,42 +86,6 @@ def release_after_fit() -> None:
     keras.Model.fit = fit_then_release
 
 
-class _AfterKerasImport(importlib.abc.MetaPathFinder):
-    """Runs :func:`release_after_fit` right after the first ``import keras``."""
-
-    searching = False
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "keras" or self.searching:
-            return None
-        self.searching = True  # let the other finders find the real spec
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            self.searching = False
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        finder = self
-
-        class ReleasingLoader(importlib.abc.Loader):
-            def create_module(self, spec):
-                return loader.create_module(spec)
-
-            def exec_module(self, module):
-                module.__spec__.loader = module.__loader__ = loader
-                with contextlib.suppress(ValueError):
-                    sys.meta_path.remove(finder)  # Keras loads once
-                loader.exec_module(module)
-                release_after_fit()
-
-        spec.loader = ReleasingLoader()
-        return spec
-
-
 def install() -> None:
     """Have every ``keras.Model.fit`` forget its traced gradients: now, or when Keras loads."""
-    if "keras" in sys.modules:
-        release_after_fit()
-    elif not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AfterKerasImport())
+    on_first_import("keras", after=release_after_fit)

@@ -17,14 +17,14 @@ every search while nothing is wrong (see :class:`RetracingFilter`).
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.util
 import logging
 import os
 import re
 import sys
 import tempfile
 from collections.abc import Iterator
+
+from cifar_lab.first_import import on_first_import
 
 # An absl log line ("I0000 00:00:1795939068.873586   11634 port.cc:153] ..."; severity
 # I=0, W=1, E=2, F=3) or the banner absl prints before it is initialised.
@@ -79,45 +79,7 @@ def quiet_retracing_warning() -> None:
         logger.addFilter(RetracingFilter())
 
 
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Runs the first import of ``tensorflow`` inside :func:`tensorflow_log_filter`."""
-
-    searching = False
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow" or self.searching:
-            return None
-        self.searching = True  # let the other finders find the real spec
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            self.searching = False
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        finder = self
-
-        class QuietLoader(importlib.abc.Loader):
-            def create_module(self, spec):
-                return loader.create_module(spec)
-
-            def exec_module(self, module):
-                module.__spec__.loader = module.__loader__ = loader
-                with contextlib.suppress(ValueError):
-                    sys.meta_path.remove(finder)  # TensorFlow loads once
-                with tensorflow_log_filter():
-                    loader.exec_module(module)
-                quiet_retracing_warning()
-
-        spec.loader = QuietLoader()
-        return spec
-
-
 def install() -> None:
     """Default ``TF_CPP_MIN_LOG_LEVEL`` to 3 and filter the first ``import tensorflow``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    already = any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path)
-    if "tensorflow" in sys.modules:
-        quiet_retracing_warning()
-    elif not already:
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
+    on_first_import("tensorflow", around=tensorflow_log_filter, after=quiet_retracing_warning)
