@@ -67,7 +67,7 @@ import time
 from pathlib import Path
 
 from cifar_lab.tuning.config import MLPConfig
-from cifar_lab.tuning.recipes import BASELINE, BEST
+from cifar_lab.tuning.recipes import BASELINE, BEST, FAST, LONG, MEDIUM
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tgz"
 
@@ -96,6 +96,24 @@ CANDIDATES |= {  # the ladder (third round)
     "ladder_medium": BEST.replace(dropout=0.05, translate=3, epochs=44),
     "ladder_best_120": BEST.replace(epochs=120),
     "ladder_long": BEST.replace(dropout=0.15, epochs=340),
+}
+
+
+CANDIDATES |= {  # the higher ladder (fourth round, issue 28)
+    "fast_whitened": FAST.replace(augment_whitened=True),
+    "fast_whitened_14": FAST.replace(augment_whitened=True, epochs=14),
+    "fast_raw": FAST.replace(whitening="none"),
+    "medium_whitened": MEDIUM.replace(augment_whitened=True),
+    "best_whitened": BEST.replace(augment_whitened=True),
+    # the overfitting regime in miniature: 10,000 images for 100 epochs
+    "overfit_10k": LONG.replace(augment_whitened=True, num_train=10_000, epochs=100),
+    "overfit_10k_wd05": LONG.replace(
+        augment_whitened=True, num_train=10_000, epochs=100, weight_decay=0.05
+    ),
+    # the same decay over the run as 0.05 gets in `long`'s 16,000 steps (900 steps here)
+    "overfit_10k_wd09": LONG.replace(
+        augment_whitened=True, num_train=10_000, epochs=100, weight_decay=0.9
+    ),
 }
 
 

@@ -30,9 +30,9 @@ def test_rung_keeps_the_recipe_but_drops_whitening_and_bfloat16(rung):
     config = rung_config(rung)
     recipe = RECIPES[rung]
     assert config.whitening == "none" and config.precision == "float32"
-    assert config.num_train is None
+    assert config.num_train is None and not config.augment_whitened
     for field in ALL_FIELDS:
-        if field not in ("whitening", "precision", "num_train"):
+        if field not in ("whitening", "augment_whitened", "precision", "num_train"):
             assert getattr(config, field) == getattr(recipe, field), field
 
 

@@ -15,26 +15,41 @@ import pytest
 
 import cifar_lab.tuning.cli as recipe_cli
 import cifar_lab.tuning.recipes as recipe
+import cifar_lab.tuning.train as mlp_training
 from cifar_lab.data.splits import load_cifar10
 from cifar_lab.tuning.config import MLPConfig
 from cifar_lab.tuning.layers import convolution_layers, raw_pixel_model
 from cifar_lab.tuning.network import build_mlp
+from cifar_lab.tuning.train import whitened_input
 from cifar_lab.tuning.whitening import WhiteningFit
 
 TINY = MLPConfig(
     hidden_sizes=(24, 12), activation="maxout", batch_norm="before", dropout=0.1,
     label_smoothing=0.1, schedule="cosine", warmup_epochs=0.5, flip=True, translate=1,
     epochs=2, batch_size=64, precision="mixed_bfloat16",  # as the shipped recipe
+    whitening="zca", augment_whitened=True,
 )  # fmt: skip
 SIZES = {"num_training": 320, "num_validation": 80, "num_test": 60}
+
+
+def cheap_zca(rows, method, *, components, epsilon):
+    """A stand-in ZCA fit: a 3072x3072 eigendecomposition would cost ~15 s per test run."""
+    assert method == "zca" and components is None
+    rows = np.asarray(rows, np.float32).reshape(len(rows), -1)
+    rng = np.random.default_rng(7)
+    matrix = np.eye(rows.shape[1]) + rng.normal(0, 0.01, (rows.shape[1],) * 2)
+    eigenvalues = np.ones(rows.shape[1])
+    return WhiteningFit("zca", rows.mean(axis=0), matrix.astype(np.float32), eigenvalues, epsilon)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("best")
-    result = recipe.train_best(
-        out, recipe=TINY, source="synthetic", precision=TINY.precision, verbose=False, **SIZES
-    )  # precision given: the automatic choice would depend on this CPU
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlp_training, "fit_whitening", cheap_zca)
+        result = recipe.train_best(
+            out, recipe=TINY, source="synthetic", precision=TINY.precision, verbose=False, **SIZES
+        )  # precision given: the automatic choice would depend on this CPU
     return out, result
 
 
@@ -134,7 +149,11 @@ def test_named_recipes_have_no_convolutions_and_only_built_in_layers():
                 config.whitening, np.zeros(3072, np.float32), np.zeros((3072, units), np.float32),
                 np.ones(3072), 0.1,
             )  # fmt: skip
-        network = build_mlp(config, whitening=whitening)
+        if config.augment_whitened:  # as train_config returns it: trained on whitened images
+            plain = config.replace(whitening="none", augment_whitened=False)
+            network = whitened_input(build_mlp(plain), whitening)
+        else:
+            network = build_mlp(config, whitening=whitening)
         assert convolution_layers(network) == [], name
         # what train_best saves: plain Keras can load it without cifar_lab
         saved = raw_pixel_model(network, [120.0] * 3, [60.0] * 3, flip_tta=True)
@@ -261,6 +280,7 @@ def test_train_best_picks_float32_on_a_cpu_without_bf16(monkeypatch, tmp_path, c
 
     monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda cpuinfo=None: False)
     monkeypatch.setattr(devices, "visible_devices", lambda kind: [])
+    monkeypatch.setattr(mlp_training, "fit_whitening", cheap_zca)
     recipe.train_best(
         tmp_path, recipe=TINY.replace(epochs=1), source="synthetic", verbose=True, **SIZES
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -478,3 +480,48 @@ def test_the_validation_after_each_epoch_scores_every_image_once(monkeypatch):
     logits = np.asarray(trained.model.predict(X_val, verbose=0))
     expected = float(np.mean(logits.argmax(axis=1) == y_val))
     assert trained.history[-1]["val_accuracy"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_augment_whitened_trains_on_whitened_images_and_puts_the_layer_first(monkeypatch):
+    """The batches and the validation see ZCA-whitened images; the model whitens itself."""
+    fit = dataclasses.replace(fake_fit(D, seed=16), method="zca")
+    monkeypatch.setattr(mlp_training, "fit_whitening", lambda *args, **kwargs: fit)
+    seen = []
+    real_batches = mlp_training.AugmentedBatches
+
+    def spy(X, *args, **kwargs):
+        seen.append(np.array(X))
+        return real_batches(X, *args, **kwargs)
+
+    monkeypatch.setattr(mlp_training, "AugmentedBatches", spy)
+    rng = np.random.default_rng(17)
+    X_train, X_val = asymmetric_images(64), asymmetric_images(30)
+    y_train, y_val = rng.integers(0, 10, 64), rng.integers(0, 10, 30)
+    config = MLPConfig(
+        hidden_sizes=(8,), whitening="zca", augment_whitened=True, flip=True, translate=1,
+        epochs=1, batch_size=32,
+    )  # fmt: skip
+    trained = train_config(config, X_train, y_train, X_val, y_val, verbose=False)
+    np.testing.assert_allclose(seen[0], fit.transform(X_train).reshape(X_train.shape), atol=1e-5)
+    # the returned model is the fixed whitening, then the network trained on whitened images
+    layer = trained.model.get_layer("whitening")
+    assert not layer.trainable and layer.dtype_policy.compute_dtype == "float32"
+    network = trained.model.layers[-1]
+    assert isinstance(network, keras.Model) and "whitening" not in [x.name for x in network.layers]
+    whitened_val = fit.transform(X_val).reshape(X_val.shape)
+    logits = np.asarray(trained.model.predict(X_val, verbose=0))
+    np.testing.assert_allclose(
+        logits, network.predict(whitened_val, verbose=0), rtol=1e-4, atol=1e-4
+    )
+    # fit's validation scored the whitened validation images with the same network
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)(one_hot(y_val), logits)
+    assert trained.history[-1]["val_loss"] == pytest.approx(float(loss), rel=1e-4)
+    assert convolution_layers(trained.model) == []
+
+
+def test_augment_whitened_needs_zca():
+    with pytest.raises(ValueError, match="augment_whitened needs whitening='zca'"):
+        MLPConfig(whitening="pca", augment_whitened=True)
+    with pytest.raises(ValueError, match="augment_whitened needs whitening='zca'"):
+        MLPConfig(augment_whitened=True)
+    assert MLPConfig(whitening="zca", augment_whitened=True).augment_whitened

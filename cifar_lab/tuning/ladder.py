@@ -49,7 +49,12 @@ def rung_config(
     if network is not None and not isinstance(network, MLPConfig):
         raise TypeError(f"network must be an MLPConfig or None, got {type(network).__name__}")
     recipe = RECIPES[rung]
-    changes: dict = {"whitening": "none", "precision": "float32", "num_train": num_train}
+    changes: dict = {
+        "whitening": "none",
+        "augment_whitened": False,
+        "precision": "float32",
+        "num_train": num_train,
+    }
     if network is not None:
         changes.update({field: getattr(network, field) for field in NETWORK_FIELDS})
     if epochs is not None:

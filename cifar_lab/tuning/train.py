@@ -22,6 +22,7 @@ from cifar_lab.progress import Progress
 from cifar_lab.seeding import set_seed
 from cifar_lab.tuning.augment import AugmentedBatches
 from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.layers import whitening_dense
 from cifar_lab.tuning.network import build_mlp
 from cifar_lab.tuning.optimizers import compile_mlp
 from cifar_lab.tuning.whitening import WhiteningFit, fit_whitening
@@ -127,14 +128,24 @@ def train_config(
             X_fit, config.whitening,
             components=config.whitening_components, epsilon=config.whitening_epsilon,
         )  # fmt: skip
+    if build is not None and whitening is not None:
+        raise ValueError("whitening needs build_mlp; with build= set whitening='none'")
+    X_check = X_val
+    if whitening is not None and config.augment_whitened:
+        # ZCA output keeps the pixel layout, so the whitened images are images again
+        X_fit = whitening.transform(X_fit).reshape(X_fit.shape)
+        X_check = whitening.transform(X_val).reshape(X_val.shape)
     batches = AugmentedBatches(
         X_fit, one_hot(y_fit), min(config.batch_size, len(X_fit)),
         flip=config.flip, translate=config.translate, noise_std=config.noise_std,
         seed=config.seed,
     )  # fmt: skip
-    if build is not None and whitening is not None:
-        raise ValueError("whitening needs build_mlp; with build= set whitening='none'")
-    network = build_mlp(config, whitening=whitening) if build is None else build(config)
+    if build is not None:
+        network = build(config)
+    elif config.augment_whitened:  # the data is whitened already: train without the layer
+        network = build_mlp(config.replace(whitening="none", augment_whitened=False))
+    else:
+        network = build_mlp(config, whitening=whitening)
     model = compile_mlp(network, config, len(batches))
     if not config.jit_compile and config.epochs * len(batches) <= EAGER_MAX_STEPS:
         model.run_eagerly = True  # see EAGER_MAX_STEPS
@@ -145,14 +156,36 @@ def train_config(
             model.fit(
                 batches,
                 epochs=config.epochs,
-                validation_data=validation_batches(X_val, y_val),
+                validation_data=validation_batches(X_check, y_val),
                 callbacks=[report],
                 verbose=0,
             )
     finally:
         batches.release()  # TF keeps the generator until clear_session(); not its data
+    if config.augment_whitened:
+        model = whitened_input(model, whitening)
     seconds = time.perf_counter() - start
     return TrainedMLP(config, model, whitening, history, seconds, num_images=len(X_fit))
+
+
+def whitened_input(network: keras.Model, whitening: WhiteningFit) -> keras.Model:
+    """Put the fixed ZCA layer in front of a network trained on whitened images.
+
+    The layer computes in float32, as the training images were whitened in NumPy.
+
+    Args:
+        network: float32 (N, 32, 32, 3) ZCA-whitened images -> logits (N, 10).
+        whitening: the ZCA fit the training images were whitened with.
+
+    Returns:
+        A ``keras.Model``: float32 (N, 32, 32, 3) standardised images -> logits (N, 10),
+        built-in layers only, sharing ``network``'s weights.
+    """
+    inputs = keras.Input(shape=(32, 32, 3), name="images")
+    rows = keras.layers.Flatten(name="flatten_for_whitening")(inputs)
+    whitened = whitening_dense(whitening, dtype="float32")(rows)
+    images = keras.layers.Reshape((32, 32, 3), name="whitened_images")(whitened)
+    return keras.Model(inputs, network(images), name=network.name)
 
 
 def validation_batches(X_val: np.ndarray, y_val: np.ndarray):
