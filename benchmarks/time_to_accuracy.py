@@ -13,6 +13,12 @@ with the anchors drawn as horizontal references::
     CIFAR10_SOURCE=... python benchmarks/time_to_accuracy.py --out outputs/ladder
     python benchmarks/time_to_accuracy.py --read --out outputs/ladder
 
+Runs measured earlier are kept in ``benchmarks/ladder_runs.json`` (one row per
+whole command: rung, precision, minutes, accuracies, the recipe, date and CPU):
+``--record`` adds the finished runs under ``--out`` to it, and the table and the
+picture show the newest row of each rung and precision from both, so a session
+that re-measures one rung keeps the others' measured points.
+
 Record the CPU flags (printed first) next to any number taken from it.
 """
 
@@ -26,7 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-LADDER = ("fast", "medium", "best", "long")
+LADDER = ("fast", "medium", "best", "long", "xl")
+HISTORY = Path(__file__).with_name("ladder_runs.json")
 PRECISIONS = ("mixed_bfloat16", "float32")
 ANCHORS = {  # test accuracy of published or earlier dense networks on CIFAR-10
     "seed student notebook, 56%": 0.56,
@@ -65,6 +72,15 @@ def read_run(folder: Path) -> dict | None:
     command = folder / "command.json"
     wall = json.loads(command.read_text())["wall_seconds"] if command.is_file() else None
     other = summary.get("flip_tta_off") or summary.get("flip_tta_on") or {}
+    config = summary["config"]
+    recipe = (
+        f"{config['epochs']} epochs, dropout {config['dropout']}, +-{config['translate']} px, "
+        f"weight decay {config['weight_decay']}"
+        + (", augment_whitened" if config.get("augment_whitened") else "")
+    )
+    when = (
+        command.stat().st_mtime if command.is_file() else (folder / "config.json").stat().st_mtime
+    )
     return {
         "rung": folder.name.split("-")[0],
         "precision": summary["config"]["precision"],
@@ -74,19 +90,54 @@ def read_run(folder: Path) -> dict | None:
         "test_other_tta": other.get("test_accuracy"),
         "images_per_second": summary.get("images_per_second"),
         "peak_rss_gb": (summary.get("peak_rss_mb") or 0) / 1024,
+        "recipe": recipe,
+        "date": time.strftime("%Y-%m-%d", time.gmtime(when)),
+        "cpu": json.loads(command.read_text())["cpu"] if command.is_file() else cpu_flags(),
     }
+
+
+def newest_rows(history: list[dict], runs: list[dict]) -> list[dict]:
+    """The newest row of each (rung, precision): a run under --out beats a recorded one.
+
+    Args:
+        history: rows recorded earlier (``ladder_runs.json``), oldest first.
+        runs: rows read from the run folders now.
+
+    Returns:
+        One row per (rung, precision), in ladder order then precision.
+    """
+    newest: dict[tuple[str, str], dict] = {}
+    for row in sorted(history, key=lambda r: r["date"]) + runs:
+        newest[(row["rung"], row["precision"])] = row
+    order = {name: i for i, name in enumerate(LADDER)}
+    return sorted(
+        newest.values(), key=lambda r: (order.get(r["rung"], len(LADDER)), r["precision"])
+    )
+
+
+def record(history_path: Path, history: list[dict], runs: list[dict]) -> None:
+    """Append the runs not yet recorded (same rung, precision, date and minutes) to the file."""
+    seen = {(r["rung"], r["precision"], r["date"], round(r["minutes"], 2)) for r in history}
+    new = [
+        r
+        for r in runs
+        if (r["rung"], r["precision"], r["date"], round(r["minutes"], 2)) not in seen
+    ]
+    history_path.write_text(json.dumps(history + new, indent=1) + "\n")
+    print(f"recorded {len(new)} run(s) in {history_path}")
 
 
 def print_table(rows: list[dict]) -> None:
     """The ladder as a plain-text table."""
     print(f"{'rung':8} {'precision':15} {'min':>6} {'val':>6} {'test':>6} {'no-TTA':>7} "
-          f"{'img/s':>7} {'RSS GB':>7}")  # fmt: skip
+          f"{'img/s':>7} {'RSS GB':>7}  date        recipe")  # fmt: skip
     for row in rows:
         other = row["test_other_tta"]
         print(
             f"{row['rung']:8} {row['precision']:15} {row['minutes']:6.1f} {row['val']:6.3f} "
             f"{row['test']:6.3f} {other if other is None else f'{other:7.3f}':>7} "
-            f"{row['images_per_second'] or 0:7.0f} {row['peak_rss_gb']:7.2f}"
+            f"{row['images_per_second'] or 0:7.0f} {row['peak_rss_gb']:7.2f}  {row['date']}  "
+            f"{row['recipe']}"
         )
 
 
@@ -127,7 +178,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ylabel="test accuracy",
         title="Dense networks on CIFAR-10: time to accuracy",
     )
-    ticks = [t for t in (1, 2, 3, 5, 10, 20, 30, 60) if t <= max(r["minutes"] for r in rows) * 1.5]
+    ticks = [
+        t for t in (1, 2, 3, 5, 10, 20, 45, 60, 120) if t <= max(r["minutes"] for r in rows) * 1.5
+    ]
     axes.set_xticks(ticks, [str(t) for t in ticks])
     axes.minorticks_off()
     axes.legend(loc="lower right")
@@ -142,6 +195,8 @@ def main() -> int:
     parser.add_argument("--read", action="store_true", help="only read saved runs")
     parser.add_argument("--rungs", nargs="+", default=list(LADDER), help="rungs to run")
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--history", type=Path, default=HISTORY, help="runs measured earlier")
+    parser.add_argument("--record", action="store_true", help="add the runs to --history")
     args = parser.parse_args()
     print(cpu_flags())
     if not args.read:
@@ -151,13 +206,16 @@ def main() -> int:
             for precision in args.precisions:
                 run_rung(name, precision, args.out / f"{name}-{precision}")
     folders = sorted(p for p in args.out.glob("*-*") if p.is_dir()) if args.out.is_dir() else []
-    order = {name: i for i, name in enumerate(LADDER)}
-    rows = [row for row in map(read_run, folders) if row is not None]
-    rows.sort(key=lambda r: (order.get(r["rung"], len(LADDER)), r["precision"]))
+    runs = [row for row in map(read_run, folders) if row is not None]
+    history = json.loads(args.history.read_text()) if args.history.is_file() else []
+    if args.record:
+        record(args.history, history, runs)
+    rows = newest_rows(history, runs)
     if not rows:
-        print(f"no finished runs under {args.out}")
+        print(f"no finished runs under {args.out} and none in {args.history}")
         return 1
     print_table(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
     plot(rows, args.out / "time_to_accuracy.png")
     return 0
 
