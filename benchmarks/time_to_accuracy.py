@@ -73,8 +73,10 @@ def read_run(folder: Path) -> dict | None:
     wall = json.loads(command.read_text())["wall_seconds"] if command.is_file() else None
     other = summary.get("flip_tta_off") or summary.get("flip_tta_on") or {}
     config = summary["config"]
+    members = len(summary.get("members", [])) or 1
     recipe = (
-        f"{config['epochs']} epochs, dropout {config['dropout']}, +-{config['translate']} px, "
+        (f"{members} networks averaged, each " if members > 1 else "")
+        + f"{config['epochs']} epochs, dropout {config['dropout']}, +-{config['translate']} px, "
         f"weight decay {config['weight_decay']}"
         + (", augment_whitened" if config.get("augment_whitened") else "")
     )

@@ -62,3 +62,32 @@ def test_predict_probabilities_is_a_softmax_of_the_logits():
     logits = model.predict(x, verbose=0)
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(predict_probabilities(model, x), expected, rtol=1e-5)
+
+
+def small_logit_network(seed: int) -> keras.Model:
+    inputs = keras.Input(shape=(32, 32, 3))
+    flat = keras.layers.Flatten()(inputs)
+    initializer = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+    return keras.Model(inputs, keras.layers.Dense(10, kernel_initializer=initializer)(flat))
+
+
+def test_raw_pixel_ensemble_averages_its_members_probabilities():
+    from cifar_lab.tuning.ensembles import raw_pixel_ensemble
+
+    networks = [small_logit_network(seed) for seed in (1, 2, 3)]
+    mean, std = np.array([120.0, 110.0, 100.0]), np.array([60.0, 62.0, 64.0])
+    raw = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+    standardised = ((raw - mean) / std).astype(np.float32)
+    expected = [predict_probabilities(net, standardised) for net in networks]  # NumPy softmax
+    model = raw_pixel_ensemble(networks, mean, std)
+    np.testing.assert_allclose(
+        model.predict(raw, verbose=0), average_probabilities(expected), rtol=1e-4, atol=1e-6
+    )
+    for index, probabilities in enumerate(expected, start=1):  # each member stays readable
+        member = model.get_layer(f"member_{index}")
+        np.testing.assert_allclose(member.predict(raw, verbose=0), probabilities, atol=1e-5)
+    single = raw_pixel_ensemble(networks[:1], mean, std)  # one network: no averaging layer
+    assert [layer.name for layer in single.layers if layer.name.startswith("member")] == []
+    np.testing.assert_allclose(single.predict(raw, verbose=0), expected[0], atol=1e-5)
+    with pytest.raises(ValueError, match="at least one"):
+        raw_pixel_ensemble([], mean, std)

@@ -18,6 +18,7 @@ import cifar_lab.tuning.recipes as recipe
 import cifar_lab.tuning.train as mlp_training
 from cifar_lab.data.splits import load_cifar10
 from cifar_lab.tuning.config import MLPConfig
+from cifar_lab.tuning.ensembles import raw_pixel_ensemble
 from cifar_lab.tuning.layers import convolution_layers, raw_pixel_model
 from cifar_lab.tuning.network import build_mlp
 from cifar_lab.tuning.train import whitened_input
@@ -50,6 +51,18 @@ def trained(tmp_path_factory):
         result = recipe.train_best(
             out, recipe=TINY, source="synthetic", precision=TINY.precision, verbose=False, **SIZES
         )  # precision given: the automatic choice would depend on this CPU
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def trained_ensemble(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ensemble")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlp_training, "fit_whitening", cheap_zca)
+        result = recipe.train_best(
+            out, recipe=TINY.replace(epochs=1), source="synthetic", precision=TINY.precision,
+            members=2, verbose=False, **SIZES,
+        )  # fmt: skip
     return out, result
 
 
@@ -155,8 +168,10 @@ def test_named_recipes_have_no_convolutions_and_only_built_in_layers():
         else:
             network = build_mlp(config, whitening=whitening)
         assert convolution_layers(network) == [], name
-        # what train_best saves: plain Keras can load it without cifar_lab
-        saved = raw_pixel_model(network, [120.0] * 3, [60.0] * 3, flip_tta=True)
+        # what train_best saves (its members share the network's shapes): plain Keras
+        # can load it without cifar_lab
+        members = [network] * recipe.MEMBERS.get(name, 1)
+        saved = raw_pixel_ensemble(members, [120.0] * 3, [60.0] * 3, flip_tta=True)
         layers = all_layers(saved)
         modules = {type(layer).__module__ for layer in layers}
         assert all(module.startswith("keras.") for module in modules), (name, modules)
@@ -211,6 +226,38 @@ def test_saved_model_loads_with_plain_keras_where_cifar_lab_is_not_importable(tr
     )
 
 
+def test_an_ensemble_saves_one_model_that_averages_its_members(trained_ensemble, tmp_path):
+    out, result = trained_ensemble
+    summary = json.loads((out / "config.json").read_text())
+    assert [member["seed"] for member in summary["members"]] == [TINY.seed, TINY.seed + 1]
+    seconds = [member["training_seconds"] for member in summary["members"]]
+    assert result.training_seconds == pytest.approx(sum(seconds))
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    raw, labels = raw_test_images()
+    alone = [model.get_layer(f"member_{i}").predict(raw, verbose=0) for i in (1, 2)]
+    assert not np.allclose(alone[0], alone[1])  # different seeds: different networks
+    saved = np.load(out / "test_predictions.npz")["probabilities"]
+    np.testing.assert_allclose(saved, (alone[0] + alone[1]) / 2, rtol=1e-5, atol=1e-6)
+    for member, probabilities in zip(summary["members"], alone, strict=True):
+        assert member["test_accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == labels))
+    assert convolution_layers(model) == []
+    assert "cifar_lab" not in zipfile.ZipFile(out / "model.keras").read("config.json").decode()
+    # and plain Keras, without cifar_lab, predicts the same from the saved file
+    np.save(tmp_path / "raw.npy", raw)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [sys.executable, "-I", "-c", _LOAD_WITH_PLAIN_KERAS, str(out / "model.keras"),
+               str(tmp_path / "raw.npy"), str(tmp_path / "predictions.npy")]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "predictions.npy"), saved)
+
+
+def test_members_are_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="members"):
+        recipe.train_best(tmp_path / "x", recipe="fast", source="no/such/copy", members=0)
+    assert recipe.MEMBERS["xl"] > 1 and set(recipe.MEMBERS) <= set(recipe.RECIPES)
+
+
 def test_unknown_recipe_is_explained(tmp_path):
     with pytest.raises(ValueError, match="baseline"):
         recipe.train_best(tmp_path, recipe="fastest", source="synthetic")
@@ -238,10 +285,18 @@ def test_cli_parses_and_calls_train_best(monkeypatch, tmp_path):
     )
     assert args.handler(args) == 0
     expected = {"recipe": "best", "source": "synthetic", "epochs": 3, "seed": 7}
-    assert calls == [(tmp_path, {**expected, "precision": "float32", "flip_tta": True})]
+    assert calls == [
+        (tmp_path, {**expected, "precision": "float32", "flip_tta": True, "members": None})
+    ]
     args = parser.parse_args(["train-best", "--out", str(tmp_path), "--no-flip-tta"])
     args.handler(args)
     assert calls[-1][1]["flip_tta"] is False and calls[-1][1]["precision"] is None
+    args = parser.parse_args(["train-best", "--out", str(tmp_path), "--recipe", "xl"])
+    args.handler(args)
+    assert calls[-1][1]["recipe"] == "xl" and calls[-1][1]["members"] is None  # the recipe's
+    args = parser.parse_args(["train-best", "--out", str(tmp_path), "--members", "2"])
+    args.handler(args)
+    assert calls[-1][1]["members"] == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["train-best"])  # --out is required
 

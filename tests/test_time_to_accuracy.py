@@ -64,6 +64,10 @@ def test_a_run_folder_becomes_a_row(ladder, tmp_path):
     assert found["minutes"] == pytest.approx(1.6) and found["test_other_tta"] == 0.61
     assert "14 epochs" in found["recipe"] and "augment_whitened" in found["recipe"]
     assert found["cpu"] == "EPYC" and found["peak_rss_gb"] == 2.0
+    assert "networks" not in found["recipe"]
+    summary["members"] = [{"seed": 0}, {"seed": 1}, {"seed": 2}]  # an ensemble rung
+    (folder / "config.json").write_text(json.dumps(summary))
+    assert ladder.read_run(folder)["recipe"].startswith("3 networks averaged, each 14 epochs")
 
 
 def test_the_recorded_runs_are_well_formed(ladder):

@@ -56,6 +56,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "recipe trains in float32 on a CPU without AMX/AVX-512 BF16 and no GPU)",
     )
     parser.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="train this many networks (seeds seed, seed+1, ...) and save one model that "
+        "averages their probabilities (default: the recipe's: "
+        + ", ".join(f"{name} {count}" for name, count in recipes.MEMBERS.items())
+        + ", the others 1)",
+    )
+    parser.add_argument(
         "--no-flip-tta",
         dest="flip_tta",
         action="store_false",
@@ -71,7 +80,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     recipes.train_best(
         args.out, recipe=args.recipe, source=args.source, epochs=args.epochs, seed=args.seed,
-        precision=args.precision, flip_tta=args.flip_tta,
+        precision=args.precision, flip_tta=args.flip_tta, members=args.members,
     )  # fmt: skip
     print(f"train-best finished in {(time.perf_counter() - start) / 60:.1f} min")
     return 0

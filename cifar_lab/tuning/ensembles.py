@@ -115,3 +115,48 @@ def train_ensemble(
             mean = accuracy(y_val, average_probabilities(probabilities))
             print(f"member {index + 1}/{members}: val_acc {single:.4f}; ensemble {mean:.4f}")
     return trained
+
+
+def raw_pixel_ensemble(
+    models: Sequence[keras.Model],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    flip_tta: bool = False,
+    name: str = "raw_pixel_classifier",
+) -> keras.Model:
+    """One Keras model that averages the class probabilities of several networks.
+
+    Each member is wrapped by :func:`cifar_lab.tuning.layers.raw_pixel_model` (raw
+    pixels in, probabilities out) and the members' outputs are averaged by a
+    built-in ``Average`` layer, so plain Keras still reloads the saved model.
+    Every member sees the whole image: the ensemble is as dense-only as its members.
+
+    Args:
+        models: M >= 1 networks, each float32 (N, 32, 32, 3) standardised images
+            -> float32 logits (N, C).
+        mean, std: per-channel statistics (3,) of the raw training pixels.
+        flip_tta: each member averages the logits of the image and its mirror.
+        name: name of the returned model.
+
+    Returns:
+        uint8 or float (N, 32, 32, 3) raw pixels -> float32 (N, C) probabilities;
+        for one network exactly ``raw_pixel_model(model, ...)``, and otherwise its
+        members are the nested models ``member_1`` ... ``member_M``.
+    """
+    import keras
+
+    from cifar_lab.tuning.layers import raw_pixel_model
+
+    models = list(models)
+    if not models:
+        raise ValueError("need at least one network to build an ensemble; got none")
+    if len(models) == 1:
+        return raw_pixel_model(models[0], mean, std, flip_tta=flip_tta, name=name)
+    inputs = keras.Input(shape=(32, 32, 3), name="raw_pixels")
+    outputs = [
+        raw_pixel_model(model, mean, std, flip_tta=flip_tta, name=f"member_{index}")(inputs)
+        for index, model in enumerate(models, start=1)
+    ]
+    averaged = keras.layers.Average(name="ensemble_average")(outputs)
+    return keras.Model(inputs, averaged, name=name)

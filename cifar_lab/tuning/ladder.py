@@ -30,7 +30,9 @@ def rung_config(
 
     A ``build=`` network receives standardised images and builds its own float32
     layers, so the recipe drops ``train-best``'s ZCA whitening (which needs the
-    library's network) and trains in float32.
+    library's network) and trains in float32. A rung that averages several
+    networks (``xl``, see :data:`cifar_lab.tuning.recipes.MEMBERS`) gives the
+    recipe of one of them.
 
     Args:
         rung: a name in :data:`RECIPES`, e.g. ``"fast"`` or ``"medium"``.
