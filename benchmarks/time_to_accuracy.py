@@ -7,8 +7,9 @@ precisions, timing the whole command; or, with ``--read``, reads runs already
 saved (each DIR holds train-best's ``config.json`` and this script's
 ``command.json``). Prints one table (rung, precision, minutes, validation and test
 accuracy, the test accuracy without flip TTA, images/s, peak RSS) and writes
-``time_to_accuracy.png``: test accuracy against minutes, one line per precision,
-with the anchors drawn as horizontal references::
+``time_to_accuracy.png``: test accuracy against minutes, one line per precision
+and CPU class (with or without AVX-512 BF16: a laptop's AVX2-only CPU is the
+other machine), with the anchors drawn as horizontal references::
 
     CIFAR10_SOURCE=... python benchmarks/time_to_accuracy.py --out outputs/ladder
     python benchmarks/time_to_accuracy.py --read --out outputs/ladder
@@ -16,7 +17,7 @@ with the anchors drawn as horizontal references::
 Runs measured earlier are kept in ``benchmarks/ladder_runs.json`` (one row per
 whole command: rung, precision, minutes, accuracies, the recipe, date and CPU):
 ``--record`` adds the finished runs under ``--out`` to it, and the table and the
-picture show the newest row of each rung and precision from both, so a session
+picture show the newest row of each rung, precision and CPU class from both, so a session
 that re-measures one rung keeps the others' measured points.
 
 Record the CPU flags (printed first) next to any number taken from it.
@@ -51,6 +52,16 @@ def cpu_flags() -> str:
     model = re.search(r"model name\s*:\s*(.*)", text)
     flags = sorted(set(re.findall(r"\b(avx512f|avx512_bf16|amx_bf16|amx_tile|avx2)\b", text)))
     return f"{model.group(1) if model else 'unknown CPU'}; flags: {' '.join(flags)}"
+
+
+def cpu_class(cpu: str) -> str:
+    """``"bf16"`` for a recorded CPU with AVX-512 BF16 or AMX (or a GPU), else ``"avx2"``.
+
+    The two classes are different machines for the ladder: bfloat16 runs about
+    twice as fast as float32 on the first and several times slower on the second
+    (most laptops), so their rows are shown as separate lines.
+    """
+    return "bf16" if re.search(r"avx512_bf16|amx_bf16|GPU", cpu) else "avx2"
 
 
 def run_rung(name: str, precision: str, out: Path) -> None:
@@ -99,21 +110,23 @@ def read_run(folder: Path) -> dict | None:
 
 
 def newest_rows(history: list[dict], runs: list[dict]) -> list[dict]:
-    """The newest row of each (rung, precision): a run under --out beats a recorded one.
+    """The newest row of each rung, precision and CPU class; a run under --out beats the file.
 
     Args:
         history: rows recorded earlier (``ladder_runs.json``), oldest first.
         runs: rows read from the run folders now.
 
     Returns:
-        One row per (rung, precision), in ladder order then precision.
+        One row per (rung, precision, :func:`cpu_class`), in ladder order, then
+        precision, then CPU class.
     """
-    newest: dict[tuple[str, str], dict] = {}
+    newest: dict[tuple[str, str, str], dict] = {}
     for row in sorted(history, key=lambda r: r["date"]) + runs:
-        newest[(row["rung"], row["precision"])] = row
+        newest[(row["rung"], row["precision"], cpu_class(row["cpu"]))] = row
     order = {name: i for i, name in enumerate(LADDER)}
     return sorted(
-        newest.values(), key=lambda r: (order.get(r["rung"], len(LADDER)), r["precision"])
+        newest.values(),
+        key=lambda r: (order.get(r["rung"], len(LADDER)), r["precision"], cpu_class(r["cpu"])),
     )
 
 
@@ -131,12 +144,13 @@ def record(history_path: Path, history: list[dict], runs: list[dict]) -> None:
 
 def print_table(rows: list[dict]) -> None:
     """The ladder as a plain-text table."""
-    print(f"{'rung':8} {'precision':15} {'min':>6} {'val':>6} {'test':>6} {'no-TTA':>7} "
+    print(f"{'rung':8} {'precision':15} {'cpu':5} {'min':>6} {'val':>6} {'test':>6} {'no-TTA':>7} "
           f"{'img/s':>7} {'RSS GB':>7}  date        recipe")  # fmt: skip
     for row in rows:
         other = row["test_other_tta"]
         print(
-            f"{row['rung']:8} {row['precision']:15} {row['minutes']:6.1f} {row['val']:6.3f} "
+            f"{row['rung']:8} {row['precision']:15} {cpu_class(row['cpu']):5} "
+            f"{row['minutes']:6.1f} {row['val']:6.3f} "
             f"{row['test']:6.3f} {other if other is None else f'{other:7.3f}':>7} "
             f"{row['images_per_second'] or 0:7.0f} {row['peak_rss_gb']:7.2f}  {row['date']}  "
             f"{row['recipe']}"
@@ -153,12 +167,19 @@ def plot(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     # bfloat16 labels above-left of their points, float32 below-right: the lines run close
     offsets = {"mixed_bfloat16": (-12, 8), "float32": (4, -12)}
-    for precision in PRECISIONS:
-        points = sorted(
-            (r["minutes"], r["test"], r["rung"]) for r in rows if r["precision"] == precision
-        )
-        if points:
-            axes.plot([p[0] for p in points], [p[1] for p in points], "o-", label=precision)
+    names = {"bf16": "CPU with AVX-512 BF16", "avx2": "AVX2-only CPU, as most laptops"}
+    for machine in ("bf16", "avx2"):
+        for precision in PRECISIONS:
+            points = sorted(
+                (r["minutes"], r["test"], r["rung"])
+                for r in rows
+                if r["precision"] == precision and cpu_class(r["cpu"]) == machine
+            )
+            if not points:
+                continue
+            style = "o-" if machine == "bf16" else "s--"
+            label = f"{precision}, {names[machine]}"
+            axes.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
             for minutes, test, rung in points:
                 axes.annotate(
                     rung, (minutes, test), textcoords="offset points", xytext=offsets[precision]

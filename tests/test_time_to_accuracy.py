@@ -21,10 +21,13 @@ def ladder():
     return module
 
 
-def row(rung, precision="mixed_bfloat16", date="2026-11-29", minutes=1.0, test=0.5):
+BF16_CPU = "AMD EPYC; flags: avx2 avx512_bf16 avx512f"
+
+
+def row(rung, precision="mixed_bfloat16", date="2026-11-29", minutes=1.0, test=0.5, cpu=BF16_CPU):
     return {"rung": rung, "precision": precision, "minutes": minutes, "val": test, "test": test,
             "test_other_tta": None, "images_per_second": None, "peak_rss_gb": 1.0,
-            "recipe": "r", "date": date, "cpu": "c"}  # fmt: skip
+            "recipe": "r", "date": date, "cpu": cpu}  # fmt: skip
 
 
 def test_the_newest_row_of_each_rung_and_precision_is_shown_in_ladder_order(ladder):
@@ -38,6 +41,22 @@ def test_the_newest_row_of_each_rung_and_precision_is_shown_in_ladder_order(ladd
         ("long", "mixed_bfloat16"),
     ]
     assert [r["test"] for r in shown] == [0.5, 0.9, 0.7]
+
+
+def test_a_laptop_class_cpu_is_its_own_line(ladder, tmp_path):
+    assert ladder.cpu_class(BF16_CPU) == "bf16"
+    assert ladder.cpu_class("Intel Core i7; flags: avx2") == "avx2"
+    assert ladder.cpu_class("Xeon; flags: amx_bf16 amx_tile avx2 avx512f") == "bf16"
+    history = [row("fast", "float32", test=0.6), row("fast", "float32", "2026-12-05", 3.0, 0.62,
+               cpu="AMD EPYC; flags: avx2")]  # fmt: skip
+    shown = ladder.newest_rows(history, [])
+    # the newer AVX2 run does not replace the bf16 machine's float32 row
+    assert [(r["minutes"], ladder.cpu_class(r["cpu"])) for r in shown] == [
+        (3.0, "avx2"),
+        (1.0, "bf16"),
+    ]
+    ladder.plot(shown, tmp_path / "ladder.png")
+    assert (tmp_path / "ladder.png").stat().st_size > 0
 
 
 def test_record_appends_each_run_once(ladder, tmp_path, capsys):
