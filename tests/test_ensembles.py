@@ -91,3 +91,7 @@ def test_raw_pixel_ensemble_averages_its_members_probabilities():
     np.testing.assert_allclose(single.predict(raw, verbose=0), expected[0], atol=1e-5)
     with pytest.raises(ValueError, match="at least one"):
         raw_pixel_ensemble([], mean, std)
+    with pytest.raises(TypeError, match=r"list of keras.Model.*\[network\]"):
+        raw_pixel_ensemble(networks[0], mean, std)
+    with pytest.raises(TypeError, match=r"member\.model"):
+        raw_pixel_ensemble(["not a model"], mean, std)

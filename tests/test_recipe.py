@@ -232,6 +232,9 @@ def test_an_ensemble_saves_one_model_that_averages_its_members(trained_ensemble,
     assert [member["seed"] for member in summary["members"]] == [TINY.seed, TINY.seed + 1]
     seconds = [member["training_seconds"] for member in summary["members"]]
     assert result.training_seconds == pytest.approx(sum(seconds))
+    # both networks' images count towards the speed: 2 x 1 epoch x 320 images
+    images = 2 * 1 * SIZES["num_training"]
+    assert summary["images_per_second"] == pytest.approx(images / summary["training_seconds"])
     model = keras.models.load_model(out / "model.keras", safe_mode=True)
     raw, labels = raw_test_images()
     alone = [model.get_layer(f"member_{i}").predict(raw, verbose=0) for i in (1, 2)]

@@ -109,8 +109,8 @@ def train_ensemble(
             verbose=verbose, build=build,
         )  # fmt: skip
         trained.append(member)
-        probabilities.append(predict_probabilities(member.model, X_val))
-        if verbose:
+        if verbose and members > 1:  # one network: its epochs already said it all
+            probabilities.append(predict_probabilities(member.model, X_val))
             single = accuracy(y_val, probabilities[-1])
             mean = accuracy(y_val, average_probabilities(probabilities))
             print(f"member {index + 1}/{members}: val_acc {single:.4f}; ensemble {mean:.4f}")
@@ -148,9 +148,20 @@ def raw_pixel_ensemble(
 
     from cifar_lab.tuning.layers import raw_pixel_model
 
+    if isinstance(models, keras.Model) or not isinstance(models, Sequence):
+        raise TypeError(
+            f"models must be a list of keras.Model, got {type(models).__name__}; "
+            "pass [network] for one, or [member.model for member in trained]"
+        )
     models = list(models)
     if not models:
         raise ValueError("need at least one network to build an ensemble; got none")
+    for model in models:
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                f"each member must be a keras.Model, got {type(model).__name__}; "
+                "pass [member.model for member in trained]"
+            )
     if len(models) == 1:
         return raw_pixel_model(models[0], mean, std, flip_tta=flip_tta, name=name)
     inputs = keras.Input(shape=(32, 32, 3), name="raw_pixels")

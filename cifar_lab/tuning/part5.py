@@ -129,7 +129,8 @@ def rung(name: str, budget: Part5Budget, network: MLPConfig | None = None) -> ML
     ``RECIPES`` is :data:`cifar_lab.tuning.recipes.RECIPES`.
 
     Args:
-        name: ``"fast"``, ``"medium"``, ``"best"`` or ``"long"``.
+        name: ``"fast"``, ``"medium"``, ``"best"``, ``"long"`` or ``"xl"`` (which
+            gives one of the networks that ``train-best`` averages for that rung).
         budget: the profile's budget (its ``rung_epochs`` and ``rung_train``).
         network: your config, whose layers, activation, initialiser, batch norm,
             dropout and L2 replace the rung's; None keeps the rung's network.

@@ -1,14 +1,16 @@
 """The reference no-convolution recipe, and ``python -m cifar_lab train-best``.
 
 :data:`RECIPES` names configs found with the Part V tools. :func:`train_best`
-trains one on CIFAR-10, wraps it so it takes raw 0..255 pixels (uint8 or
-float) and standardises them itself, and saves to ``OUT``:
+trains one on CIFAR-10 (or, for a rung in :data:`MEMBERS` or with ``members=``,
+several that differ in their seed and are averaged), wraps it so it takes raw
+0..255 pixels (uint8 or float) and standardises them itself, and saves to ``OUT``:
 
 * ``model.keras``: built-in Keras layers only, so plain Keras reloads it without
   ``cifar_lab``: ``keras.models.load_model(path, safe_mode=True)``, then
   ``model.predict(raw_images)`` gives class probabilities (N, 10);
 * ``config.json``: the config, the data statistics, the accuracies with and
-  without flip test-time augmentation, images/s and peak memory;
+  without flip test-time augmentation, images/s and peak memory; for several
+  networks also ``members``, each one's seed, accuracies, seconds and history;
 * ``test_predictions.npz``: ``probabilities`` float32 (N, 10), ``predicted``
   and ``labels`` int32 (N,).
 """
@@ -217,7 +219,7 @@ def _evaluate_and_save(trained, splits, config: MLPConfig, out: Path, *, flip_tt
         },
         "training_seconds": seconds,
         "images_per_second": (
-            len(trained) * config.epochs * len(splits.y_train) / max(seconds, 1e-9)
+            config.epochs * sum(member.num_images for member in trained) / max(seconds, 1e-9)
         ),
         "peak_rss_mb": peak_memory_mb(),
         "history": list(trained[0].history),  # the first (for one network, the only) member's
