@@ -103,7 +103,7 @@ import time
 from pathlib import Path
 
 from cifar_lab.tuning.config import MLPConfig
-from cifar_lab.tuning.recipes import BASELINE, BEST
+from cifar_lab.tuning.recipes import BASELINE, BEST, FAST
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tgz"
 
@@ -153,38 +153,88 @@ CANDIDATES |= {  # the higher ladder (fourth round, issue 28)
     ),
 }
 
+# Fifth round: the laptop view. On a 2-core CPU with AVX2 only (no AVX-512, no bfloat16
+# units, as most laptops), `fast` trains in float32 at about 1,400 images/s, so its 14
+# epochs take 8.5 minutes; these ask how close to 60% a quarter of that gets.
+LAPTOP = FAST.replace(precision="float32")
+CANDIDATES |= {
+    "laptop_fast": LAPTOP,
+    "laptop_8": LAPTOP.replace(epochs=8),
+    "laptop_narrow": LAPTOP.replace(hidden_sizes=(1024, 512, 256)),
+    "laptop_narrow_8": LAPTOP.replace(hidden_sizes=(1024, 512, 256), epochs=8),
+}
+# Ensembles (the `xl` lever): does averaging three networks pay where `long` lives, in the
+# overfitting regime? Its miniature (10,000 images, 100 epochs, decay 0.9) in float32, as
+# three members with seeds 0, 1, 2; and at `fast`'s scale, where networks underfit, through
+# the whole command (train-best --recipe fast --members 3).
+CANDIDATES |= {
+    "overfit_10k_wd09_x3": LONG_3.replace(
+        augment_whitened=True,
+        num_train=10_000,
+        epochs=100,
+        weight_decay=0.9,
+        precision="float32",
+    ),
+}
+MEMBERS = {"overfit_10k_wd09_x3": 3}  # candidates that train and average several networks
+
 
 def run(name: str, out: Path) -> dict:
     """Train one candidate on the real training split and record its validation curve."""
     from cifar_lab.data.splits import load_cifar10
     from cifar_lab.metrics import accuracy
-    from cifar_lab.tuning.ensembles import average_probabilities, predict_probabilities
-    from cifar_lab.tuning.train import train_config
+    from cifar_lab.tuning.ensembles import (
+        average_probabilities,
+        predict_probabilities,
+        train_ensemble,
+    )
+    from cifar_lab.tuning.train import training_subset
 
     splits = load_cifar10(49_000, 1_000, 0, source=str(SOURCE), verbose=False)
     config = CANDIDATES[name]
     print(f"== {name}: {config}", flush=True)
-    result = train_config(config, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
-    plain = predict_probabilities(result.model, splits.X_val)
-    mirrored = predict_probabilities(result.model, splits.X_val[:, :, ::-1])
+    # the subset is drawn once, so that an ensemble's members differ only in their seed
+    # (train_config would draw each member's own subset: bagging, not what `xl` does)
+    X_fit, y_fit = training_subset(splits.X_train, splits.y_train, config.num_train, config.seed)
+    trained = train_ensemble(
+        config.replace(num_train=None), X_fit, y_fit, splits.X_val, splits.y_val,
+        members=MEMBERS.get(name, 1),
+    )  # fmt: skip
+    plain = [predict_probabilities(member.model, splits.X_val) for member in trained]
+    mirrored = [predict_probabilities(m.model, splits.X_val[:, :, ::-1]) for m in trained]
+    result = trained[0]
     record = {
         "name": name,
-        "val_accuracy": result.history[-1]["val_accuracy"],
+        "val_accuracy": accuracy(splits.y_val, average_probabilities(plain)),
         "best_val_accuracy": max(r["val_accuracy"] for r in result.history),
-        "val_accuracy_flip_tta": accuracy(splits.y_val, average_probabilities([plain, mirrored])),
-        "seconds": round(result.seconds, 1),
+        "val_accuracy_flip_tta": accuracy(splits.y_val, average_probabilities(plain + mirrored)),
+        "seconds": round(sum(member.seconds for member in trained), 1),
         "epochs": config.epochs,
         "num_train": config.num_train,
         "history": list(result.history),
         "config": config.to_dict(),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if len(trained) > 1:  # each member alone, so the ensemble's gain is measured
+        record["members"] = [
+            {
+                "val_accuracy": accuracy(splits.y_val, alone),
+                "val_accuracy_flip_tta": accuracy(
+                    splits.y_val, average_probabilities([alone, flipped])
+                ),
+            }
+            for alone, flipped in zip(plain, mirrored, strict=True)
+        ]
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
     print(
         f"== {name}: val_acc {record['val_accuracy']:.4f} "
         f"(flip TTA {record['val_accuracy_flip_tta']:.4f}) in {record['seconds']:.0f} s"
+        + "".join(
+            f"; member {i}: {m['val_accuracy']:.4f} ({m['val_accuracy_flip_tta']:.4f})"
+            for i, m in enumerate(record.get("members", []), start=1)
+        )
     )
     return record
 
