@@ -93,6 +93,31 @@ rows in ``benchmarks/ladder_runs.json``):
 validation at the end: still overfitting, so ``long`` decays harder (0.1) over 300 epochs.
 Not tried this round: mixup and deformations on the CPU (on the GPU, stop 34, each cost
 validation at 150 epochs, gpu_lever_search.py), distillation, wider blocks.
+
+Fifth round (2026-12-05, issue 28; a 2-core AMD EPYC with AVX2 only, no AVX-512: about
+1,400 images/s in float32, 3.5x slower than the fourth round's machine, so no `long` or
+`xl` run fitted the session). The laptop view (float32; wall is train_config's):
+
+    laptop_narrow_8     1024-512-256, 8 epochs                  8     150 s   0.574 (0.593)
+    laptop_8            8 epochs                                8     309 s   0.587 (0.607)
+    laptop_narrow       1024-512-256                            14    267 s   0.610 (0.628)
+    fast (whole command, float32, train-best)                   14    8.2 min 0.645 flip TTA
+
+A half-width network keeps most of `fast`'s accuracy (-1.7 points) in half the time;
+nothing here reaches 60% in 2 minutes on this CPU.
+
+Ensembles (the `xl` lever), members differing only in their seed, accuracies with flip TTA
+(single pass in brackets):
+
+    overfit_10k_wd09_x3  3 x the miniature (float32)      100 x 3  2595 s  0.637 (0.638)
+                         members 0.623 0.628 0.621 (0.609 0.614 0.604)
+    fast x 3             train-best --recipe fast --members 3 --precision float32, 27.6 min:
+                         val 0.668, test 0.644; members val 0.645 0.659 0.658, test
+                         0.635 0.632 0.635
+
+Averaging three adds 0.9-1.4 points with flip TTA (2.4-2.9 single pass) in both regimes,
+underfit and overfit. `xl` needs 2.8 points over `long`'s 75.8%, so three 250-epoch
+`long` networks should land near 77%, short of 78.6%: a forecast, not a measurement.
 """
 
 from __future__ import annotations
