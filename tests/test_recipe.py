@@ -43,27 +43,26 @@ def cheap_zca(rows, method, *, components, epsilon):
     return WhiteningFit("zca", rows.mean(axis=0), matrix.astype(np.float32), eigenvalues, epsilon)
 
 
+def train_tiny(out, config: MLPConfig, members: int):
+    """train_best on synthetic data with the stand-in ZCA fit."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlp_training, "fit_whitening", cheap_zca)
+        return recipe.train_best(
+            out, recipe=config, source="synthetic", precision=config.precision,
+            members=members, verbose=False, **SIZES,
+        )  # fmt: skip  # precision given: the automatic choice would depend on this CPU
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("best")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mlp_training, "fit_whitening", cheap_zca)
-        result = recipe.train_best(
-            out, recipe=TINY, source="synthetic", precision=TINY.precision, verbose=False, **SIZES
-        )  # precision given: the automatic choice would depend on this CPU
-    return out, result
+    return out, train_tiny(out, TINY, members=1)
 
 
 @pytest.fixture(scope="module")
 def trained_ensemble(tmp_path_factory):
     out = tmp_path_factory.mktemp("ensemble")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mlp_training, "fit_whitening", cheap_zca)
-        result = recipe.train_best(
-            out, recipe=TINY.replace(epochs=1), source="synthetic", precision=TINY.precision,
-            members=2, verbose=False, **SIZES,
-        )  # fmt: skip
-    return out, result
+    return out, train_tiny(out, TINY.replace(epochs=1), members=2)
 
 
 def raw_test_images():
