@@ -8,8 +8,9 @@
   :mod:`~cifar_lab.tuning.plots`: Optuna studies and their pictures;
 * :mod:`~cifar_lab.tuning.studies`: your own Optuna studies in notebook 05 (opening,
   reading, checking);
-* :mod:`~cifar_lab.tuning.ensembles`, :mod:`~cifar_lab.tuning.recipes`: ensembles and the
-  named reference recipes; :mod:`~cifar_lab.tuning.cli`: ``train-best``;
+* :mod:`~cifar_lab.tuning.ensembles`, :mod:`~cifar_lab.tuning.distillation`,
+  :mod:`~cifar_lab.tuning.recipes`: ensembles, distilling one into a single network, and
+  the named reference recipes; :mod:`~cifar_lab.tuning.cli`: ``train-best``;
 * :mod:`~cifar_lab.tuning.stages`, :mod:`~cifar_lab.tuning.part5`: notebook 05's sweep
   stages with the student's builder, budgets, the sealed test split, saved outputs.
 

@@ -74,12 +74,12 @@ def training_subset(
     """The first ``size`` images of a seeded shuffle (all of them when size is None).
 
     Args:
-        X: float32 (N, 32, 32, 3) images. y: int (N,) labels.
+        X: float32 (N, 32, 32, 3) images. y: (N, ...) labels or targets.
         size: images to keep, at most N, or None.
         seed: int seed of the shuffle.
 
     Returns:
-        X (size, 32, 32, 3) float32 and y (size,), copies only when a subset is taken.
+        X (size, 32, 32, 3) float32 and y (size, ...), copies only when a subset is taken.
     """
     if size is None or size == len(X):
         return X, y
@@ -99,6 +99,7 @@ def train_config(
     verbose: bool = True,
     on_epoch_end: EpochHook | None = None,
     build: Callable[[MLPConfig], keras.Model] | None = None,
+    targets: np.ndarray | None = None,
 ) -> TrainedMLP:
     """Train the network a config describes and validate it after every epoch.
 
@@ -113,6 +114,9 @@ def train_config(
         build: your own network builder, ``build(config) -> keras.Model``
             (standardised images -> logits), used instead of :func:`build_mlp`;
             it needs ``config.whitening == "none"``.
+        targets: float32 (N, 10) probability rows to train on instead of the one-hot
+            ``y_train`` (e.g. :func:`cifar_lab.tuning.distillation.soft_targets`);
+            validation still uses ``y_val``.
 
     Returns:
         A :class:`TrainedMLP`.
@@ -120,8 +124,9 @@ def train_config(
     start = time.perf_counter()
     _check_split("train", X_train, y_train)
     _check_split("validation", X_val, y_val)
+    fit_targets = one_hot(y_train) if targets is None else _check_targets(targets, len(X_train))
     set_seed(config.seed)
-    X_fit, y_fit = training_subset(X_train, y_train, config.num_train, config.seed)
+    X_fit, fit_targets = training_subset(X_train, fit_targets, config.num_train, config.seed)
     whitening = None
     if config.whitening != "none":  # fitted on the training subset only: no leak from val/test
         whitening = fit_whitening(
@@ -136,7 +141,7 @@ def train_config(
         X_fit = whitening.transform(X_fit).reshape(X_fit.shape)
         X_check = whitening.transform(X_val).reshape(X_val.shape)
     batches = AugmentedBatches(
-        X_fit, one_hot(y_fit), min(config.batch_size, len(X_fit)),
+        X_fit, fit_targets, min(config.batch_size, len(X_fit)),
         flip=config.flip, translate=config.translate, noise_std=config.noise_std,
         seed=config.seed,
     )  # fmt: skip
@@ -214,6 +219,23 @@ def _check_split(name: str, X: np.ndarray, y: np.ndarray) -> None:
         raise TypeError(f"X_{name} must be standardised float32 images, got {X.dtype}")
     if np.shape(y) != (len(X),):
         raise ValueError(f"y_{name} must have shape ({len(X)},), got {np.shape(y)}")
+
+
+def _check_targets(targets: np.ndarray, count: int) -> np.ndarray:
+    if not isinstance(targets, np.ndarray):
+        raise TypeError(f"targets must be a NumPy array (N, 10), got {type(targets).__name__}")
+    if targets.shape != (count, NUM_CLASSES):
+        raise ValueError(f"targets must have shape ({count}, {NUM_CLASSES}), got {targets.shape}")
+    targets = targets.astype(np.float32, copy=False)
+    rows = targets.sum(axis=1)
+    valid = np.isfinite(targets).all() and (targets >= 0).all()
+    if not valid or not np.allclose(rows, 1, atol=1e-3):
+        raise ValueError(
+            "targets must be probability rows (non-negative, each summing to 1); "
+            f"row sums range {rows.min():.4g}..{rows.max():.4g}: normalise them, or pass "
+            "one_hot(labels)"
+        )
+    return targets
 
 
 class _EpochReport(keras.callbacks.Callback):
