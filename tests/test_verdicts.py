@@ -1843,6 +1843,26 @@ def _three_layer_outputs(drawn: dict, scores: np.ndarray) -> dict:
     return outputs
 
 
+def test_every_three_layer_draw_catches_relu_on_the_logits():
+    """Each drawn case has a clearly negative right logit, so ReLU on the logits shows.
+
+    A CI run drew a case whose right logits were all positive, where ReLU on them changed
+    nothing and the wrong answer passed (about one draw in 270 before the redraw).
+    """
+    judge = verdicts._judge_three_layer_model("sequential", kaiming_rtol=0.03, in_order=True)
+    for seed in range(600):
+        drawn = verdicts._draw_three_layer_model(np.random.default_rng(seed))
+        flat = drawn["x"].reshape(len(drawn["x"]), -1).astype(np.float64)
+        hidden = np.maximum(
+            np.maximum(flat @ drawn["w1"] + drawn["b1"], 0) @ drawn["w2"] + drawn["b2"], 0
+        )
+        logits = hidden @ drawn["w3"] + drawn["b3"]
+        assert logits.min() < -0.5, seed
+        assert judge(drawn, _three_layer_outputs(drawn, logits)) == "", seed
+        refused = judge(drawn, _three_layer_outputs(drawn, np.maximum(logits, 0)))
+        assert "the forward pass equals" in refused, seed
+
+
 def test_the_three_layer_probe_takes_logits_without_a_negative_and_refuses_probabilities():
     """A right model's logits may all be positive for some drawn weights (a CI run drew such)."""
     judge = verdicts._judge_three_layer_model("sequential", kaiming_rtol=0.03, in_order=True)

@@ -1223,7 +1223,29 @@ def _distinct(rng: np.random.Generator, low: int, high: int, count: int) -> list
     return [int(v) for v in rng.choice(np.arange(low, high), size=count, replace=False)]
 
 
+_THREE_LAYER_NAMES = ("w1", "b1", "w2", "b2", "w3", "b3")
+
+
 def _draw_three_layer_model(rng: np.random.Generator) -> Inputs:
+    """A three-layer case whose right logits include a clear negative (redrawn until so).
+
+    Without one, a model with ReLU on its logits gives the very same scores: about one
+    draw in 270 had no logit below zero, and passed that wrong answer.
+    """
+    while True:
+        inputs = _draw_three_layer_case(rng)
+        if _three_layer_logits(inputs).min() < -0.5:
+            return inputs
+
+
+def _three_layer_logits(inputs: Inputs) -> np.ndarray:
+    """relu(relu(x W1 + b1) W2 + b2) W3 + b3 in float64: float (N, classes)."""
+    w1, b1, w2, b2, w3, b3 = (inputs[name].astype(np.float64) for name in _THREE_LAYER_NAMES)
+    flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    return np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+
+
+def _draw_three_layer_case(rng: np.random.Generator) -> Inputs:
     height, width = (int(v) for v in rng.integers(2, 5, size=2))
     features = height * width * 2
     h1, h2, classes = _distinct(rng, 3, 16, 3)
@@ -1287,7 +1309,7 @@ def _three_layer_model_body(build: str) -> str:
 
 def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
     """A judge for ThreeLayerFC (kind "subclassed") or a function building a keras model."""
-    names = ("w1", "b1", "w2", "b2", "w3", "b3")
+    names = _THREE_LAYER_NAMES
 
     def judge(inputs: Inputs, outputs: Inputs) -> str:
         is_sequential, is_functional, dense = (int(v) for v in outputs["kind"])
@@ -1296,13 +1318,10 @@ def _judge_three_layer_model(kind: str, kaiming_rtol: float, in_order: bool):
         shapes = [tuple(int(v) for v in outputs[f"shape{i}"]) for i in range(count)]
         if not in_order:  # a subclassed model lists its weights in the order it made them
             shapes, expected = sorted(shapes), sorted(expected)
-        w1, b1, w2, b2, w3, b3 = (inputs[name].astype(np.float64) for name in names)
-        flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
-        reference = np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+        reference = _three_layer_logits(inputs)
         scores = outputs["scores"]
-        # probabilities: no negative score and rows summing to 1 (the drawn weights may give
-        # a right model's logits no negative entry, so a negative is not required); a wrong
-        # shape is named by its own condition below
+        # probabilities: no negative score and rows summing to 1 (a negative is not required:
+        # the judge takes logits of any weights); a wrong shape is named by its own condition
         probabilities = (
             scores.ndim == 2
             and bool((scores >= 0).all())
