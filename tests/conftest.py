@@ -60,7 +60,7 @@ def installed_wheel(tmp_path_factory):
 
 
 # Tests that share one expensive session resource run on one pytest-xdist worker (`make test`
-# runs two, `--dist loadgroup`): a worker executes a notebook only if one of its tests asks,
+# runs three, `--dist loadgroup`): a worker executes a notebook only if one of its tests asks,
 # and the mutation tests need the kernel that executed it, in the same process.
 SHARED_RESOURCES = {
     "executed_notebooks": "notebooks",  # each course notebook, executed once
