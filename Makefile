@@ -25,7 +25,8 @@ run: $(STAMP)
 # with their committed outputs as nbval does (tests/test_notebooks.py).
 # Three pytest-xdist workers on 2 cores (TEST_WORKERS=0 runs in one process): much of the
 # suite waits on kernels, sandboxes and time limits, so a third worker fills the waits (on a
-# 2-core AVX2-only EPYC, 2026-12-06: 728 s with three against 800-818 s with two, 158% CPU),
+# 2-core AVX2-only EPYC, 2026-12-06: 728 and 792 s with three against 800 and 818 s with two;
+# 158% CPU with three),
 # and tests/conftest.py keeps the tests that share a session resource (the executed
 # notebooks, the PostgreSQL server) on one worker.
 # pytest exits 5 when it collected no tests; that is a failure here too.
