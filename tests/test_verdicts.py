@@ -1863,6 +1863,23 @@ def test_every_three_layer_draw_catches_relu_on_the_logits():
         assert "the forward pass equals" in refused, seed
 
 
+def test_every_barebones_three_layer_draw_catches_relu_on_the_scores():
+    """Notebook 02's three_layer_fc probe: the same redraw, the same wrong answer refused."""
+    for seed in range(600):
+        drawn = verdicts._draw_three_layer_fc(np.random.default_rng(seed))
+        rows = drawn["x"].reshape(len(drawn["x"]), -1).astype(np.float64)
+        hidden = np.maximum(np.maximum(rows @ drawn["w1"] + drawn["b1"], 0) @ drawn["w2"]
+                            + drawn["b2"], 0)  # fmt: skip
+        scores = hidden @ drawn["w3"] + drawn["b3"]
+        assert scores.min() < -0.5, seed
+        right = {"rows": scores, "images": scores}
+        assert verdicts._judge_three_layer_fc(drawn, right) == "", seed
+        relu = {"rows": np.maximum(scores, 0), "images": np.maximum(scores, 0)}
+        assert "relu(relu(x W1 + b1) W2 + b2) W3 + b3" in verdicts._judge_three_layer_fc(
+            drawn, relu
+        ), seed
+
+
 def test_the_three_layer_probe_takes_logits_without_a_negative_and_refuses_probabilities():
     """A right model's logits may all be positive for some drawn weights (a CI run drew such)."""
     judge = verdicts._judge_three_layer_model("sequential", kaiming_rtol=0.03, in_order=True)

@@ -1020,6 +1020,33 @@ def _judge_two_layer_init(inputs: Inputs, outputs: Inputs) -> str:
     return _first_failure(conditions)
 
 
+_THREE_LAYER_NAMES = ("w1", "b1", "w2", "b2", "w3", "b3")
+
+
+def _three_layer_logits(inputs: Inputs) -> np.ndarray:
+    """relu(relu(x W1 + b1) W2 + b2) W3 + b3 in float64: float (N, classes)."""
+    w1, b1, w2, b2, w3, b3 = (inputs[name].astype(np.float64) for name in _THREE_LAYER_NAMES)
+    flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
+    return np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+
+
+def _with_a_negative_logit(draw: Callable[[np.random.Generator], Inputs]):
+    """``draw`` redrawn until a right three-layer model's logits include one below -0.5.
+
+    Without one, a model with ReLU on its logits gives the very same scores, and that wrong
+    answer passes (about one draw in 270 had no negative logit; CI runs drew such).
+    """
+
+    def drawn(rng: np.random.Generator) -> Inputs:
+        while True:
+            inputs = draw(rng)
+            if _three_layer_logits(inputs).min() < -0.5:
+                return inputs
+
+    return drawn
+
+
+@_with_a_negative_logit
 def _draw_three_layer_fc(rng: np.random.Generator) -> Inputs:
     n, height, width, h1, h2, classes = (
         int(v) for v in rng.integers([3, 1, 1, 3, 3, 3], [9, 4, 4, 8, 8, 7])
@@ -1048,11 +1075,8 @@ outputs = {
 
 
 def _judge_three_layer_fc(inputs: Inputs, outputs: Inputs) -> str:
-    w1, b1, w2, b2, w3, b3 = (
-        inputs[name].astype(np.float64) for name in ("w1", "b1", "w2", "b2", "w3", "b3")
-    )
-    rows = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
-    expected = np.maximum(np.maximum(rows @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+    rows = inputs["x"].reshape(len(inputs["x"]), -1)
+    expected = _three_layer_logits(inputs)
     what = "three_layer_fc on x of shape {}: relu(relu(x W1 + b1) W2 + b2) W3 + b3"
     return _first_failure([
         (_close(outputs["rows"], expected, rtol=1e-4, atol=1e-5), what.format(rows.shape)),
@@ -1223,29 +1247,8 @@ def _distinct(rng: np.random.Generator, low: int, high: int, count: int) -> list
     return [int(v) for v in rng.choice(np.arange(low, high), size=count, replace=False)]
 
 
-_THREE_LAYER_NAMES = ("w1", "b1", "w2", "b2", "w3", "b3")
-
-
+@_with_a_negative_logit
 def _draw_three_layer_model(rng: np.random.Generator) -> Inputs:
-    """A three-layer case whose right logits include a clear negative (redrawn until so).
-
-    Without one, a model with ReLU on its logits gives the very same scores: about one
-    draw in 270 had no logit below zero, and passed that wrong answer.
-    """
-    while True:
-        inputs = _draw_three_layer_case(rng)
-        if _three_layer_logits(inputs).min() < -0.5:
-            return inputs
-
-
-def _three_layer_logits(inputs: Inputs) -> np.ndarray:
-    """relu(relu(x W1 + b1) W2 + b2) W3 + b3 in float64: float (N, classes)."""
-    w1, b1, w2, b2, w3, b3 = (inputs[name].astype(np.float64) for name in _THREE_LAYER_NAMES)
-    flat = inputs["x"].reshape(len(inputs["x"]), -1).astype(np.float64)
-    return np.maximum(np.maximum(flat @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
-
-
-def _draw_three_layer_case(rng: np.random.Generator) -> Inputs:
     height, width = (int(v) for v in rng.integers(2, 5, size=2))
     features = height * width * 2
     h1, h2, classes = _distinct(rng, 3, 16, 3)
