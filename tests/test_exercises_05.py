@@ -154,6 +154,14 @@ TRAIN_NETWORK = [
         " tf.data.Dataset.from_tensor_slices(y).shuffle(len(y), seed=seed + 1)))",
     ),
     Mutation("no validation", "validation_data=validation,", "validation_data=None,"),
+    Mutation(
+        "augmentation mapped in parallel (each run augments differently)",
+        "(shift(flip(images)), labels))",
+        "(shift(flip(images)), labels), num_parallel_calls=tf.data.AUTOTUNE)",
+    ),
+    Mutation(
+        "augment ignored", "    if augment:  # in the pipeline", "    if False:  # in the pipeline"
+    ),
 ]
 
 ARCHITECTURE_SEARCH = [

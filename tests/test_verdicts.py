@@ -769,6 +769,13 @@ TRAIN_NETWORK_MUTATIONS = {
     "optimizer name ignored": (
         ("model.compile(optimizer=make[optimizer](),", 'model.compile(optimizer=make["adamw"](),'),
         "optimizer='sgd' compiles keras.optimizers.SGD"),
+    "augmentation mapped in parallel": (
+        ("(shift(flip(images)), labels))",
+         "(shift(flip(images)), labels), num_parallel_calls=tf.data.AUTOTUNE)"),
+        "trained twice with the same seed gives the same weights"),
+    "augment ignored": (
+        ("    if augment:  # in the pipeline", "    if False:  # in the pipeline"),
+        "augment=True changes the training"),
 }  # fmt: skip
 
 
@@ -792,6 +799,7 @@ def _train_network_outputs(drawn: dict, **changed) -> dict:
         "moved": np.zeros(5),
         "optimizers": np.array(["SGD", "SGD", "RMSprop", "Adam", "AdamW"]),
         "momentum": np.array([0.0, 0.9, 0.0, 0.0, 0.0]),
+        "augment": np.array([0.0, 0.02]),  # (twice with one seed, with and without)
     }
     return {**outputs, **changed}
 
@@ -824,6 +832,10 @@ TRAIN_NETWORK_RESULTS = {
     "one optimiser missing": (
         lambda d: {"optimizers": np.array(["SGD", "SGD", "RMSprop", "Adam"])},
         "one result per optimiser"),
+    "augmentation differs under one seed": (
+        lambda d: {"augment": np.array([1e-6, 0.02])}, "a weight differs by 1e-06"),
+    "augment=True trains as augment=False": (
+        lambda d: {"augment": np.array([0.0, 0.0])}, "augment=True changes the training"),
 }  # fmt: skip
 
 

@@ -2099,10 +2099,17 @@ def _judge_build_network(inputs: Inputs, outputs: Inputs) -> str:
 
 # ---------------------------------------------------------------- 05: train_network
 # The check's numbers: a (256,) network fits 100 images (batch 20, Adam at 1e-3) to 95%;
-# every optimiser name at learning rate 0 moves no weight and compiles the Keras class named.
-# The grader draws the images (Gaussian noise, which a network memorises as readily as
-# photographs), their labels and the number of epochs.
+# every optimiser name at learning rate 0 moves no weight and compiles the Keras class named;
+# augment=True trained twice under one seed (a (32,) network, 3 epochs of 10 batches of 15)
+# gives the same weights, and other weights than augment=False. Re-execution compares every
+# recorded number within 0.02, so training must repeat itself: the usual way it does not is
+# Keras's random layers in a map with num_parallel_calls, whose batches race for the
+# layers' random state (at these sizes 30 of 30 repeats differed from the first run; the
+# right answer's, one batch at a time, 0 of 20). The grader draws the images (Gaussian
+# noise, which a network memorises as readily as photographs), their labels, the number of
+# epochs and the augmentation's seed.
 TINY_IMAGES, TINY_VALIDATION, TINY_BATCH = 100, 50, 20
+AUGMENT_EPOCHS, AUGMENT_BATCH = 3, 15  # on all TINY_IMAGES + TINY_VALIDATION images
 FIT_FLOOR = 0.95
 OPTIMIZER_CLASSES = {"sgd": "SGD", "momentum": "SGD", "rmsprop": "RMSprop", "adam": "Adam",
                      "adamw": "AdamW"}  # fmt: skip
@@ -2114,6 +2121,7 @@ def _draw_train_network(rng: np.random.Generator) -> Inputs:
         "x": rng.normal(size=(count, 32, 32, 3)).astype(np.float32),
         "y": rng.integers(0, 10, count).astype(np.int64),
         "epochs": np.array(int(rng.integers(36, 45))),
+        "augment_seed": np.array(int(rng.integers(0, 1_000))),
     }
 
 
@@ -2152,6 +2160,22 @@ for name in {tuple(OPTIMIZER_CLASSES)!r}:
 outputs["moved"] = numpy.array(moved, numpy.float64)
 outputs["optimizers"] = numpy.array(used, dtype=str)
 outputs["momentum"] = numpy.array(momenta, numpy.float64)
+
+def trained_weights(augment):
+    keras.utils.set_random_seed(0)
+    network = build_network((32,))
+    train_network(network, x, y, learning_rate=1e-3, epochs={AUGMENT_EPOCHS},
+                  batch_size={AUGMENT_BATCH}, augment=augment, seed=int(inputs["augment_seed"]))
+    return [numpy.asarray(w) for w in network.get_weights()]
+
+def largest_difference(first, second):
+    return max(float(numpy.abs(a - b).max()) for a, b in zip(first, second, strict=True))
+
+augmented = trained_weights(True)
+outputs["augment"] = numpy.array([
+    largest_difference(augmented, trained_weights(True)),
+    largest_difference(augmented, trained_weights(False)),
+], numpy.float64)
 """
 
 
@@ -2177,6 +2201,15 @@ def _judge_train_network(inputs: Inputs, outputs: Inputs) -> str:
         (moved.shape == (len(names),) and used.shape == (len(names),) and used.dtype.kind == "U"
          and momenta.shape == (len(names),),
          f"one result per optimiser name {names}"),
+    ]  # fmt: skip
+    again, unaugmented = (float(v) for v in outputs["augment"].reshape(2))
+    conditions += [
+        (again == 0.0,
+         "augment=True trained twice with the same seed gives the same weights (the grader "
+         "re-runs the notebook and compares its numbers; a map with num_parallel_calls races "
+         f"for the random layers' state): a weight differs by {again:.3g}"),
+        (unaugmented > 0.0,
+         "augment=True changes the training (other weights than augment=False)"),
     ]  # fmt: skip
     if not all(holds for holds, _ in conditions):
         return _first_failure(conditions)
