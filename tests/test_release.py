@@ -18,6 +18,7 @@ from cifar_lab.instructor.release import (
     enclosing_name,
     release,
     release_notebook,
+    stub_answer,
     stub_code,
 )
 
@@ -154,6 +155,41 @@ def test_stub_hint_line_and_unbalanced_markers():
     assert "Part V: complete this cell" in top_level
     lines = ["class A:", "    def call(self):", "        with x:", "            pass"]
     assert enclosing_name(lines, 3) == "A.call"
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["x = 1\ny = 2\n", "x = 1\r\ny = 2", "x = 1\n\n", "", "# only a comment"],
+    ids=["trailing-newline", "crlf", "blank-last-line", "empty", "comment"],
+)
+def test_a_cell_without_a_solution_is_released_byte_for_byte(source):
+    # the grader compares each given cell's sha256 with the source's: one dropped newline
+    # flagged every honest student (CI, 2026-12-06)
+    assert stub_code(source, part="Part V") == source
+    assert stub_answer(source) == source
+
+
+def test_a_stubbed_cell_keeps_its_final_newline():
+    source = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+    assert stub_code(source, part="Part V").endswith(
+        "raise NotImplementedError("
+        + json.dumps("Part V: implement `f` (see the instructions above)")
+        + ")\n"
+    )
+    answer = "**Answer:**\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\n"
+    assert stub_answer(answer) == f"**Answer:**\n{ANSWER_PLACEHOLDER}\n"
+
+
+def test_every_given_cell_of_the_course_is_released_unchanged(released):
+    solutions, students, manifest, _ = released
+    given = 0
+    for stem, notebook in solutions.items():
+        kinds = {entry["id"]: entry["kind"] for entry in manifest["notebooks"][stem]["cells"]}
+        for before, after in zip(notebook.cells, students[stem].cells, strict=True):
+            if kinds[before.id] == "given":
+                given += 1
+                assert after.source == before.source, f"{stem} cell {before.id}"
+    assert given >= 50  # the course's given cells, so the test checks something
 
 
 def test_released_notebook_runs_until_the_first_stub(released, monkeypatch):
